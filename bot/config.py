@@ -1,0 +1,116 @@
+"""Settings from the environment and an optional `.env` file, built on demand, never at import.
+
+Secrets are `SecretStr`, so printing or logging the settings shows `**********`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.voices import DEFAULT_VOICE, get_voice
+
+ENV_EXAMPLE = ".env.example"
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set; see `.env.example` for the explanation of each."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    # Secrets.
+    discord_token: SecretStr | None = None
+    segmind_api_key: SecretStr | None = None
+
+    # The speech API.
+    segmind_base_url: str = "https://api.segmind.com/v1"
+    segmind_model: str = "gemini-2.5-flash-tts"
+    segmind_rpm: int = Field(5, ge=1, le=10_000)
+    request_timeout: float = Field(90.0, gt=0, le=600)
+    connect_timeout: float = Field(10.0, gt=0, le=120)
+    max_attempts: int = Field(4, ge=1, le=20)
+    retry_deadline: float = Field(300.0, gt=0, le=3600)
+    backoff_base: float = Field(1.0, ge=0, le=60)
+    backoff_max: float = Field(60.0, ge=0, le=900)
+
+    # What members may ask for.
+    max_text_length: int = Field(2000, ge=1, le=20_000)
+    default_voice: str = DEFAULT_VOICE
+    default_temperature: float = Field(0.4, ge=0, le=2)
+
+    # Operation.
+    log_level: str = "INFO"
+    data_dir: Path = Path("data")
+
+    @field_validator("segmind_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("default_voice")
+    @classmethod
+    def _known_voice(cls, value: str) -> str:
+        return get_voice(value).name
+
+    @field_validator("default_temperature", "request_timeout", "retry_deadline")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
+
+class SettingsError(Exception):
+    """Settings that are missing or invalid, named the way the operator writes them."""
+
+
+def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
+    """Build settings from the environment (and `env_file` if it exists), then `overrides`."""
+    try:
+        return Settings(_env_file=env_file, **overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+            problems.append(f"{name}: {error['msg']}")
+        raise SettingsError(
+            "Invalid settings — " + "; ".join(problems) + f". See {ENV_EXAMPLE}."
+        ) from None
+
+
+def require(settings: Settings, *names: str) -> None:
+    """Fail with every missing setting named at once, so the operator fixes them in one go."""
+    missing = [name.upper() for name in names if not _present(getattr(settings, name))]
+    if missing:
+        raise SettingsError(
+            f"Missing setting{'s' if len(missing) > 1 else ''}: {', '.join(missing)}. "
+            f"Set {'them' if len(missing) > 1 else 'it'} in the environment or in a .env file "
+            f"(copy {ENV_EXAMPLE} to .env and fill it in)."
+        )
+
+
+def _present(value: object) -> bool:
+    if isinstance(value, SecretStr):
+        return bool(value.get_secret_value().strip())
+    return value is not None and value != ""

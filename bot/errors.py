@@ -1,0 +1,179 @@
+"""Typed errors: each carries a line a member can read and, for upstream errors, what Segmind said.
+
+Messages never contain secrets: the client redacts the API key from anything upstream echoes.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class BotError(Exception):
+    """Base of every error the bot expects; `user_message` is safe to show in Discord."""
+
+    user_message: str = "Something went wrong."
+
+    def __init__(self, message: str | None = None, *, user_message: str | None = None) -> None:
+        if user_message is not None:
+            self.user_message = user_message
+        super().__init__(message or self.user_message)
+
+
+class InvalidRequestError(BotError):
+    """Input refused before any API call, so it cost nothing."""
+
+    def __init__(self, user_message: str) -> None:
+        super().__init__(user_message, user_message=user_message)
+
+
+class SegmindError(BotError):
+    """Anything that went wrong talking to Segmind."""
+
+    #: A short phrase for operators and the CLI, e.g. "the API key was rejected".
+    meaning: ClassVar[str] = "the speech service failed"
+    #: Worth another attempt after a wait.
+    retryable: ClassVar[bool] = False
+    #: The bot's owner must act (key, plan, credits, URL); members cannot fix it.
+    operator_problem: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        status: int | None = None,
+        upstream_message: str | None = None,
+        request_id: str | None = None,
+        user_message: str | None = None,
+    ) -> None:
+        self.status = status
+        self.upstream_message = upstream_message
+        self.request_id = request_id
+        self.attempts = 1
+        self.detail = detail
+        super().__init__(self._describe(), user_message=user_message or self.default_user_message())
+
+    def default_user_message(self) -> str:
+        return type(self).user_message
+
+    def status_meaning(self) -> str:
+        return self.meaning
+
+    def _describe(self) -> str:
+        meaning = self.status_meaning()
+        head = f"HTTP {self.status} ({meaning})" if self.status else meaning.capitalize()
+        parts = [head]
+        if self.detail:
+            parts.append(self.detail)
+        if self.upstream_message:
+            parts.append(f"Segmind said: {self.upstream_message}")
+        return ": ".join(parts)
+
+    def __str__(self) -> str:
+        text = self._describe()
+        if self.attempts > 1:
+            text += f" (after {self.attempts} attempts)"
+        return text
+
+
+class BadRequestError(SegmindError):
+    meaning = "bad request"
+
+    def default_user_message(self) -> str:
+        said = f": {self.upstream_message}" if self.upstream_message else "."
+        return f"The speech service refused this request{said}"
+
+
+class AuthenticationError(SegmindError):
+    meaning = "the API key was rejected"
+    operator_problem = True
+    user_message = (
+        "The bot is misconfigured: its Segmind API key was rejected. The bot's owner has been told."
+    )
+
+
+class PermissionDeniedError(SegmindError):
+    meaning = "the API key lacks permission for this model"
+    operator_problem = True
+    user_message = "The bot's Segmind account may not use this voice model. The owner has been told."
+
+
+class ModelNotFoundError(SegmindError):
+    meaning = "model or endpoint not found (check SEGMIND_BASE_URL and SEGMIND_MODEL)"
+    operator_problem = True
+    user_message = "The bot is misconfigured: the speech model was not found. The owner has been told."
+
+
+class OutOfCreditsError(SegmindError):
+    meaning = "out of credits or spend limit reached"
+    operator_problem = True
+    user_message = (
+        "The bot's Segmind account is out of credits, so speech is paused until the owner tops it up."
+    )
+
+
+class RateLimitedError(SegmindError):
+    meaning = "rate limited"
+    retryable = True
+    user_message = "The speech service is busy right now; please try again in a minute."
+
+    #: Seconds to wait from when the answer arrived, if the headers said; else None.
+    retry_after: float | None = None
+
+
+class ServerError(SegmindError):
+    meaning = "server error"
+    retryable = True
+    user_message = "The speech service had a problem and did not recover in time. Please try again."
+
+    _MEANINGS: ClassVar[dict[int, str]] = {
+        500: "server error",
+        502: "bad gateway",
+        503: "service unavailable",
+        504: "gateway timeout",
+    }
+
+    def status_meaning(self) -> str:
+        return self._MEANINGS.get(self.status or 0, self.meaning)
+
+
+class UnexpectedStatusError(SegmindError):
+    meaning = "unexpected answer"
+    user_message = "The speech service gave an answer the bot does not understand."
+
+
+class BadAudioError(SegmindError):
+    """A success status whose body is not audio: an upstream fault, never a file."""
+
+    meaning = "the answer was not audio"
+    user_message = "The speech service sent back something that is not audio. Please try again."
+
+
+class SegmindTimeoutError(SegmindError):
+    meaning = "timed out"
+    retryable = True
+    user_message = "The speech service took too long to answer. Please try again."
+
+
+class SegmindConnectionError(SegmindError):
+    meaning = "could not reach Segmind"
+    retryable = True
+    user_message = "The bot could not reach the speech service. Please try again shortly."
+
+
+_BY_STATUS: dict[int, type[SegmindError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: ModelNotFoundError,
+    406: OutOfCreditsError,
+    429: RateLimitedError,
+}
+
+
+def error_class_for_status(status: int) -> type[SegmindError]:
+    """Map an HTTP status to its error type; any 5xx is a retryable server error."""
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    if 500 <= status <= 599:
+        return ServerError
+    return UnexpectedStatusError

@@ -1,0 +1,73 @@
+"""What one speech request asks for, validated before it can cost an API call."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from bot.errors import InvalidRequestError
+from bot.voices import DEFAULT_VOICE, UnknownVoiceError, get_voice
+
+MIN_TEMPERATURE = 0.0
+MAX_TEMPERATURE = 2.0
+DEFAULT_TEMPERATURE = 0.4
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechRequest:
+    """A checked request: trimmed text, canonical voice names, a temperature in range."""
+
+    text: str
+    voice: str = DEFAULT_VOICE
+    voice_2: str | None = None
+    temperature: float = DEFAULT_TEMPERATURE
+
+    def payload(self) -> dict[str, Any]:
+        """The exact JSON body: `voice_2` only when a second speaker was asked for."""
+        body: dict[str, Any] = {
+            "text": self.text,
+            "voice_1": self.voice,
+            "temperature": self.temperature,
+        }
+        if self.voice_2 is not None:
+            body["voice_2"] = self.voice_2
+        return body
+
+
+def build_request(
+    text: str,
+    *,
+    voice: str | None = None,
+    voice_2: str | None = None,
+    temperature: float | None = None,
+    max_length: int = 2000,
+    default_voice: str = DEFAULT_VOICE,
+    default_temperature: float = DEFAULT_TEMPERATURE,
+) -> SpeechRequest:
+    """Validate raw input into a `SpeechRequest`, or raise `InvalidRequestError` saying why."""
+    cleaned = (text or "").strip()
+    if not cleaned:
+        raise InvalidRequestError("There is no text to speak: write something first.")
+    if len(cleaned) > max_length:
+        raise InvalidRequestError(
+            f"That text is {len(cleaned):,} characters; the limit is {max_length:,}. "
+            "Please shorten it."
+        )
+    first = _voice(voice if voice and voice.strip() else default_voice, "voice")
+    second = _voice(voice_2, "voice_2") if voice_2 and voice_2.strip() else None
+    temp = default_temperature if temperature is None else temperature
+    if not isinstance(temp, int | float) or not math.isfinite(temp):
+        raise InvalidRequestError("Temperature must be a number from 0 to 2.")
+    if not MIN_TEMPERATURE <= temp <= MAX_TEMPERATURE:
+        raise InvalidRequestError(
+            f"Temperature must be from 0 to 2 (0.4 is steady, 0.7 lively); you gave {temp:g}."
+        )
+    return SpeechRequest(text=cleaned, voice=first, voice_2=second, temperature=float(temp))
+
+
+def _voice(name: str | None, option: str) -> str:
+    try:
+        return get_voice(name or "").name
+    except UnknownVoiceError as exc:
+        raise InvalidRequestError(f"{option}: {exc}") from None

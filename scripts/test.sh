@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Sets up (first run) and runs every check: lint, formatting, types, and the whole test suite.
+# Needs no network after setup, no Discord and no Segmind key. Extra arguments go to pytest.
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+ensure_project dev
+export PYTHONDONTWRITEBYTECODE=1
+# A developer's own .env and keys must not leak into the tests.
+unset DISCORD_TOKEN SEGMIND_API_KEY SEGMIND_BASE_URL
+echo "== ruff" && "$VENV/bin/ruff" check . && "$VENV/bin/ruff" format --check .
+echo "== mypy" && "$VENV/bin/mypy"
+echo "== pytest" && "$VENV/bin/pytest" "$@"

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings, SettingsError, load_settings, require
+from tests.conftest import TEST_API_KEY
+
+
+def test_defaults_match_the_free_plan_and_documented_api() -> None:
+    settings = load_settings(env_file=None)
+    assert settings.segmind_base_url == "https://api.segmind.com/v1"
+    assert settings.segmind_rpm == 5
+    assert settings.default_voice == "Zephyr"
+    assert settings.default_temperature == pytest.approx(0.4)
+    assert settings.segmind_api_key is None
+
+
+def test_reads_environment_and_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = tmp_path / ".env"
+    env.write_text("SEGMIND_API_KEY=from-file\nSEGMIND_RPM=50\nDEFAULT_VOICE=kore\n")
+    monkeypatch.setenv("SEGMIND_BASE_URL", "http://127.0.0.1:9999/v1/")
+    settings = load_settings(env_file=env)
+    assert settings.segmind_api_key is not None
+    assert settings.segmind_api_key.get_secret_value() == "from-file"
+    assert settings.segmind_rpm == 50
+    assert settings.default_voice == "Kore"
+    assert settings.segmind_base_url == "http://127.0.0.1:9999/v1"
+
+
+def test_secrets_never_print(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(discord_token="discord-SECRET-token")
+    for text in (str(settings), repr(settings), str(settings.model_dump())):
+        assert TEST_API_KEY not in text
+        assert "discord-SECRET-token" not in text
+
+
+def test_invalid_values_are_named_without_echoing_input() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(env_file=None, segmind_rpm=0, default_voice="Nobody", segmind_api_key="k")
+    message = str(info.value)
+    assert "SEGMIND_RPM" in message
+    assert "DEFAULT_VOICE" in message
+    assert ".env.example" in message
+
+
+def test_require_names_every_missing_setting(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(segmind_api_key="  ")
+    with pytest.raises(SettingsError) as info:
+        require(settings, "discord_token", "segmind_api_key")
+    assert "DISCORD_TOKEN, SEGMIND_API_KEY" in str(info.value)
+    require(make_settings(), "segmind_api_key")  # Present: no error.
+
+
+def test_env_example_documents_every_setting() -> None:
+    example = (Path(__file__).parent.parent / ".env.example").read_text()
+    for name in Settings.model_fields:
+        assert f"{name.upper()}=" in example, name

@@ -1,0 +1,448 @@
+"""The Segmind client against aioresponses: every response shape, status and retry rule."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aioresponses import aioresponses
+from yarl import URL
+
+from bot import audio
+from bot.audio import AudioFormat
+from bot.errors import (
+    AuthenticationError,
+    BadAudioError,
+    BadRequestError,
+    ModelNotFoundError,
+    OutOfCreditsError,
+    PermissionDeniedError,
+    RateLimitedError,
+    SegmindConnectionError,
+    SegmindError,
+    SegmindTimeoutError,
+    ServerError,
+    UnexpectedStatusError,
+)
+from bot.segmind import CallRecord, RetryPolicy, SegmindClient
+from bot.speech import build_request
+from tests.conftest import TEST_API_KEY
+
+BASE = "http://segmind.test/v1"
+URL_TTS = f"{BASE}/gemini-2.5-flash-tts"
+NOW = 1_764_072_000.0
+
+TONE = audio.tone(1.5)
+WAV = audio.encode_wav(TONE)
+
+
+class FakeTime:
+    """A clock that only moves when the client sleeps, so waits are exact and instant."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return NOW + self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
+def make_client(
+    session: aiohttp.ClientSession, clock: FakeTime
+) -> Callable[..., SegmindClient]:
+    def build(**policy: Any) -> SegmindClient:
+        policy.setdefault("max_attempts", 4)
+        policy.setdefault("backoff_base", 1.0)
+        policy.setdefault("backoff_max", 30.0)
+        return SegmindClient(
+            session,
+            api_key=TEST_API_KEY,
+            base_url=BASE,
+            policy=RetryPolicy(**policy),
+            sleep=clock.sleep,
+            clock=clock.monotonic,
+            wall_clock=clock.wall,
+            rng=lambda: 0.5,
+        )
+
+    return build
+
+
+@pytest.fixture
+def mocked() -> Any:
+    with aioresponses() as m:
+        yield m
+
+
+def calls(m: Any, method: str = "POST", url: str = URL_TTS) -> list[Any]:
+    return list(m.requests.get((method, URL(url)), []))
+
+
+REQUEST = build_request("Hello from the tests", voice="kore", temperature=0.7)
+
+
+async def test_sends_exactly_the_documented_request(
+    mocked: Any, make_client: Callable[..., SegmindClient]
+) -> None:
+    mocked.post(URL_TTS, body=WAV, headers={"Content-Type": "audio/wav"})
+    await make_client().synthesize(REQUEST)
+    (call,) = calls(mocked)
+    assert call.kwargs["json"] == {"text": "Hello from the tests", "voice_1": "Kore", "temperature": 0.7}
+    assert call.kwargs["headers"]["x-api-key"] == TEST_API_KEY
+
+
+def _json(payload: object) -> bytes:
+    return json.dumps(payload).encode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+OGG = audio.encode_ogg_opus(TONE)
+MP3 = audio.encode_mp3(TONE)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "fmt"),
+    [
+        (WAV, "audio/wav", AudioFormat.WAV),
+        (WAV, "application/octet-stream", AudioFormat.WAV),
+        (MP3, "audio/mpeg", AudioFormat.MP3),
+        (OGG, "audio/ogg", AudioFormat.OGG),
+        (OGG, None, AudioFormat.OGG),
+        (TONE.data, "audio/L16; rate=24000; channels=1", AudioFormat.PCM),
+        (TONE.data, "application/octet-stream", AudioFormat.PCM),
+        (_json({"audio": _b64(WAV)}), "application/json", AudioFormat.WAV),
+        (_json({"audio_base64": _b64(OGG)}), "application/json", AudioFormat.OGG),
+        (_json({"output": _b64(MP3)}), "application/json; charset=utf-8", AudioFormat.MP3),
+        (_json({"data": {"audio": _b64(WAV)}}), "application/json", AudioFormat.WAV),
+        (_json({"audio": "data:audio/wav;base64," + _b64(WAV)}), "application/json", AudioFormat.WAV),
+        (_json({"audio": _b64(TONE.data)}), "application/json", AudioFormat.PCM),
+    ],
+)
+async def test_every_response_shape_becomes_one_audio_value(
+    mocked: Any,
+    make_client: Callable[..., SegmindClient],
+    body: bytes,
+    content_type: str | None,
+    fmt: AudioFormat,
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    mocked.post(URL_TTS, body=body, headers=headers)
+    result = await make_client().synthesize(REQUEST)
+    assert result.format is fmt
+    assert result.duration == pytest.approx(1.5, abs=0.05)
+    assert result.channels == 1
+    assert len(audio.decode_audio(result).data) > 0
+
+
+async def test_pcm_rate_comes_from_the_content_type(
+    mocked: Any, make_client: Callable[..., SegmindClient]
+) -> None:
+    stereo_16k = audio.tone(2.0, sample_rate=16_000, channels=2)
+    mocked.post(URL_TTS, body=stereo_16k.data, headers={"Content-Type": "audio/L16;rate=16000;channels=2"})
+    result = await make_client().synthesize(REQUEST)
+    assert (result.sample_rate, result.channels) == (16_000, 2)
+    assert result.duration == pytest.approx(2.0, abs=0.001)
+
+
+async def test_json_with_a_link_fetches_it_without_the_api_key(
+    mocked: Any, make_client: Callable[..., SegmindClient]
+) -> None:
+    link = "https://files.segmind.test/out/abc.ogg?sig=1"
+    mocked.post(URL_TTS, body=_json({"audio_url": link}), headers={"Content-Type": "application/json"})
+    mocked.get(link, body=OGG, headers={"Content-Type": "audio/ogg"})
+    result = await make_client().synthesize(REQUEST)
+    assert result.format is AudioFormat.OGG
+    (fetch,) = calls(mocked, "GET", link)
+    assert "x-api-key" not in (fetch.kwargs.get("headers") or {})
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "said"),
+    [
+        (b"<html><title>Gateway</title><body>oops</body></html>", "text/html", "HTML page"),
+        (b"", "audio/wav", None),
+        (b"RIFF\x00\x00\x00\x00WAVEgarbage" * 4, "audio/wav", None),
+        (b"\x00\x01" * 3, "audio/mpeg", None),
+        (_json({"status": "ok"}), "application/json", None),
+        (_json({"error": "model overloaded"}), "application/json", "model overloaded"),
+        (_json({"audio": "!!!! not base64 at all !!!!"}), "application/json", None),
+        (b"{not json", "application/json", None),
+        (b"plain words", "text/plain", "plain words"),
+    ],
+)
+async def test_a_success_whose_body_is_not_audio_is_an_error_not_a_file(
+    mocked: Any,
+    make_client: Callable[..., SegmindClient],
+    body: bytes,
+    content_type: str,
+    said: str | None,
+) -> None:
+    mocked.post(URL_TTS, body=body, headers={"Content-Type": content_type})
+    with pytest.raises(BadAudioError) as info:
+        await make_client().synthesize(REQUEST)
+    assert len(calls(mocked)) == 1  # Never retried: a 200 may already have been billed.
+    if said:
+        assert said in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "fragment"),
+    [
+        (400, BadRequestError, "bad request"),
+        (401, AuthenticationError, "the API key was rejected"),
+        (403, PermissionDeniedError, "permission"),
+        (404, ModelNotFoundError, "not found"),
+        (406, OutOfCreditsError, "out of credits"),
+        (418, UnexpectedStatusError, "unexpected"),
+    ],
+)
+async def test_client_errors_are_typed_and_never_retried(
+    mocked: Any,
+    make_client: Callable[..., SegmindClient],
+    clock: FakeTime,
+    status: int,
+    error: type[SegmindError],
+    fragment: str,
+) -> None:
+    mocked.post(URL_TTS, status=status, payload={"error": "upstream says no"}, repeat=True)
+    with pytest.raises(error) as info:
+        await make_client().synthesize(REQUEST)
+    assert len(calls(mocked)) == 1
+    assert clock.sleeps == []
+    exc = info.value
+    assert exc.status == status
+    assert exc.upstream_message == "upstream says no"
+    assert fragment in str(exc)
+    assert f"HTTP {status}" in str(exc)
+    assert exc.user_message
+
+
+def test_bad_request_shows_the_upstream_reason_to_members() -> None:
+    exc = BadRequestError(status=400, upstream_message="text too long")
+    assert "text too long" in exc.user_message
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [
+        ({"Retry-After": "7"}, 7.0),
+        ({"Retry-After": "Tue, 25 Nov 2025 12:00:20 GMT"}, 20.0),
+        ({"x-rate-limit-reset-at-utc": "2025-11-25T12:00:12Z"}, 12.0),
+        ({"x-rate-limit-reset-at-utc": "Tue, 25 Nov 2025 12:00:09 GMT"}, 9.0),
+        ({"x-rate-limit-reset-at-utc": str(int(NOW) + 15)}, 15.0),
+    ],
+)
+async def test_429_waits_until_the_reset_the_headers_give(
+    mocked: Any,
+    make_client: Callable[..., SegmindClient],
+    clock: FakeTime,
+    headers: dict[str, str],
+    wait: float,
+) -> None:
+    mocked.post(URL_TTS, status=429, headers=headers, payload={"error": "slow down"})
+    mocked.post(URL_TTS, body=WAV, headers={"Content-Type": "audio/wav"})
+    result = await make_client().synthesize(REQUEST)
+    assert result.format is AudioFormat.WAV
+    assert len(calls(mocked)) == 2
+    # The reset, plus at most one second of jitter (rng is 0.5 here).
+    assert clock.sleeps == [pytest.approx(wait + 0.5)]
+
+
+async def test_429_without_reset_headers_backs_off_exponentially(
+    mocked: Any, make_client: Callable[..., SegmindClient], clock: FakeTime
+) -> None:
+    for _ in range(3):
+        mocked.post(URL_TTS, status=429)
+    mocked.post(URL_TTS, body=WAV, headers={"Content-Type": "audio/wav"})
+    await make_client().synthesize(REQUEST)
+    assert len(calls(mocked)) == 4
+    # Equal jitter with rng=0.5: 3/4 of 1, 2, 4 s.
+    assert clock.sleeps == [0.75, 1.5, 3.0]
+
+
+async def test_429_can_be_handed_to_a_scheduler_at_once(
+    mocked: Any, make_client: Callable[..., SegmindClient], clock: FakeTime
+) -> None:
+    mocked.post(URL_TTS, status=429, headers={"Retry-After": "30"})
+    with pytest.raises(RateLimitedError) as info:
+        await make_client().synthesize(REQUEST, retry_rate_limits=False)
+    assert info.value.retry_after == 30.0
+    assert len(calls(mocked)) == 1
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+async def test_server_errors_retry_with_backoff_then_succeed(
+    mocked: Any, make_client: Callable[..., SegmindClient], clock: FakeTime, status: int
+) -> None:
+    mocked.post(URL_TTS, status=status, body=b"<html>bad gateway</html>", content_type="text/html")
+    mocked.post(URL_TTS, status=status)
+    mocked.post(URL_TTS, body=WAV, headers={"Content-Type": "audio/wav"})
+    await make_client().synthesize(REQUEST)
+    assert len(calls(mocked)) == 3
+    assert clock.sleeps == [0.75, 1.5]
+
+
+async def test_server_errors_are_bounded_by_attempts(
+    mocked: Any, make_client: Callable[..., SegmindClient], clock: FakeTime
+) -> None:
+    mocked.post(URL_TTS, status=502, repeat=True)
+    with pytest.raises(ServerError) as info:
+        await make_client(max_attempts=3).synthesize(REQUEST)
+    assert len(calls(mocked)) == 3
+    assert info.value.attempts == 3
+    assert "HTTP 502 (bad gateway)" in str(info.value)
+    assert "after 3 attempts" in str(info.value)
+
+
+async def test_retries_stop_at_the_overall_deadline(
+    mocked: Any, make_client: Callable[..., SegmindClient], clock: FakeTime
+) -> None:
+    mocked.post(URL_TTS, status=429, headers={"Retry-After": "40"}, repeat=True)
+    with pytest.raises(RateLimitedError):
+        await make_client(max_attempts=10, deadline=100.0).synthesize(REQUEST)
+    # Waits of 40.5 s each: after two the next would cross the 100 s deadline.
+    assert len(calls(mocked)) == 3
+    assert sum(clock.sleeps) < 100.0
+
+
+@pytest.mark.parametrize(
+    ("exception", "error"),
+    [
+        (TimeoutError(), SegmindTimeoutError),
+        (aiohttp.ServerTimeoutError("read timed out"), SegmindTimeoutError),
+        (aiohttp.ServerDisconnectedError(), SegmindConnectionError),
+        (aiohttp.ClientConnectionError("connection reset"), SegmindConnectionError),
+        (aiohttp.ClientPayloadError("cut short"), SegmindConnectionError),
+    ],
+)
+async def test_timeouts_and_dropped_connections_are_retried(
+    mocked: Any,
+    make_client: Callable[..., SegmindClient],
+    exception: Exception,
+    error: type[SegmindError],
+) -> None:
+    mocked.post(URL_TTS, exception=exception, repeat=True)
+    with pytest.raises(error):
+        await make_client(max_attempts=2).synthesize(REQUEST)
+    assert len(calls(mocked)) == 2
+
+    mocked.clear()
+    mocked.post(URL_TTS, exception=exception)
+    mocked.post(URL_TTS, body=WAV, headers={"Content-Type": "audio/wav"})
+    assert (await make_client().synthesize(REQUEST)).format is AudioFormat.WAV
+
+
+async def test_remaining_credits_and_call_records(
+    mocked: Any, make_client: Callable[..., SegmindClient]
+) -> None:
+    mocked.post(URL_TTS, status=500, headers={"x-request-id": "r1"})
+    mocked.post(
+        URL_TTS,
+        body=WAV,
+        headers={
+            "Content-Type": "audio/wav",
+            "x-remaining-credits": "12.345",
+            "x-cost": "0.005",
+            "x-request-id": "r2",
+        },
+    )
+    client = make_client()
+    records: list[CallRecord] = []
+    client.add_listener(records.append)
+    await client.synthesize(REQUEST)
+    assert client.remaining_credits == pytest.approx(12.345)
+    assert [(r.status, r.request_id, r.error) for r in records] == [
+        (500, "r1", "ServerError"),
+        (200, "r2", None),
+    ]
+    assert records[1].cost == pytest.approx(0.005)
+    assert records[1].audio_seconds == pytest.approx(1.5, abs=0.05)
+
+
+async def test_get_credits(mocked: Any, make_client: Callable[..., SegmindClient]) -> None:
+    mocked.get(f"{BASE}/get-user-credits", payload={"credits": 4.5, "free-credits": 0.5})
+    client = make_client()
+    balance = await client.get_credits()
+    assert (balance.credits, balance.free_credits, balance.total) == (4.5, 0.5, 5.0)
+    assert client.remaining_credits == 5.0
+    mocked.get(f"{BASE}/get-user-credits", status=401, payload={"message": "bad key"})
+    with pytest.raises(AuthenticationError):
+        await client.get_credits()
+
+
+async def test_the_api_key_never_leaks(
+    mocked: Any,
+    make_client: Callable[..., SegmindClient],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    echo = {"error": f"invalid key {TEST_API_KEY}"}
+    failures: list[BaseException] = []
+    scenarios: list[dict[str, Any]] = [
+        {"status": 401, "payload": echo},
+        {"status": 400, "payload": echo},
+        {"status": 200, "payload": echo},
+        {"status": 502, "body": f"proxy: {TEST_API_KEY}"},
+        {"exception": aiohttp.ClientConnectionError(f"reset {TEST_API_KEY}")},
+    ]
+    for scenario in scenarios:
+        mocked.clear()
+        mocked.post(URL_TTS, repeat=True, **scenario)
+        try:
+            await make_client(max_attempts=2).synthesize(REQUEST)
+        except SegmindError as exc:
+            failures.append(exc)
+    assert len(failures) == len(scenarios)
+    for exc in failures:
+        for text in (str(exc), repr(exc), exc.user_message, str(exc.args)):
+            assert TEST_API_KEY not in text
+        assert exc.__cause__ is None or TEST_API_KEY not in str(exc.__cause__)
+    assert TEST_API_KEY not in caplog.text
+    assert "[redacted]" in str(failures[0])
+
+
+async def test_cancellation_is_not_swallowed(
+    session: aiohttp.ClientSession,
+) -> None:
+    gate = asyncio.Event()
+
+    async def never(seconds: float) -> None:
+        await gate.wait()
+
+    with aioresponses() as m:
+        m.post(URL_TTS, status=503, repeat=True)
+        client = SegmindClient(session, api_key=TEST_API_KEY, base_url=BASE, sleep=never)
+        task = asyncio.create_task(client.synthesize(REQUEST))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import pytest
+
+from bot.voices import VOICES, UnknownVoiceError, find_voice, get_voice, search
+
+
+def test_catalogue_has_the_thirty_documented_voices() -> None:
+    assert len(VOICES) == 30
+    assert len({voice.name for voice in VOICES}) == 30
+    assert get_voice("Kore").character == "Firm"
+    assert get_voice("Sulafat").character == "Warm"
+    assert get_voice("Zubenelgenubi").label == "Zubenelgenubi — Casual"
+
+
+@pytest.mark.parametrize("name", ["kore", "KORE", "  Kore ", "Kore — Firm"])
+def test_lookup_ignores_case_spaces_and_labels(name: str) -> None:
+    assert get_voice(name).name == "Kore"
+
+
+def test_unknown_voice_suggests_close_names() -> None:
+    with pytest.raises(UnknownVoiceError) as info:
+        get_voice("Korr")
+    assert "Kore" in info.value.suggestions
+    assert "Did you mean" in str(info.value)
+    assert find_voice("nobody") is None
+
+
+def test_search_ranks_prefix_then_character_then_fuzzy() -> None:
+    assert [v.name for v in search("ach")][:2] == ["Achernar", "Achird"]
+    # By character: "warm" finds Sulafat, "firm" finds the three firm voices in catalogue order.
+    assert [v.name for v in search("warm")] == ["Sulafat"]
+    assert [v.name for v in search("firm")] == ["Kore", "Orus", "Alnilam"]
+    # A typo still finds the voice.
+    assert search("zephir")[0].name == "Zephyr"
+    assert search("qqqqqq") == []
+
+
+def test_search_empty_query_lists_first_page_and_respects_limit() -> None:
+    assert search("", limit=25) == list(VOICES[:25])
+    assert len(search("a", limit=5)) == 5
