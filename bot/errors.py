@@ -94,20 +94,25 @@ class AuthenticationError(SegmindError):
 class PermissionDeniedError(SegmindError):
     meaning = "the API key lacks permission for this model"
     operator_problem = True
-    user_message = "The bot's Segmind account may not use this voice model. The owner has been told."
+    user_message = (
+        "The bot's Segmind account may not use this voice model. The owner has been told."
+    )
 
 
 class ModelNotFoundError(SegmindError):
     meaning = "model or endpoint not found (check SEGMIND_BASE_URL and SEGMIND_MODEL)"
     operator_problem = True
-    user_message = "The bot is misconfigured: the speech model was not found. The owner has been told."
+    user_message = (
+        "The bot is misconfigured: the speech model was not found. The owner has been told."
+    )
 
 
 class OutOfCreditsError(SegmindError):
     meaning = "out of credits or spend limit reached"
     operator_problem = True
     user_message = (
-        "The bot's Segmind account is out of credits, so speech is paused until the owner tops it up."
+        "The bot's Segmind account is out of credits, so speech is paused until the owner "
+        "tops it up."
     )
 
 

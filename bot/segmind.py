@@ -283,7 +283,7 @@ class SegmindClient:
         return error
 
     async def _audio_from_body(
-        self, body: bytes, content_type: str | None, timeout: aiohttp.ClientTimeout
+        self, body: bytes, content_type: str | None, limits: aiohttp.ClientTimeout
     ) -> Audio:
         media_type = _media_type(content_type)
         if audio_mod.sniff_format(None, body[:64]) in _CONTAINERS:
@@ -291,7 +291,7 @@ class SegmindClient:
         elif media_type == "application/json" or (
             media_type in ("", "text/plain") and body.lstrip()[:1] in (b"{", b"[")
         ):
-            body, content_type = await self._audio_from_json(body, timeout)
+            body, content_type = await self._audio_from_json(body, limits)
         fmt = audio_mod.sniff_format(content_type, body[:64])
         if fmt is None:
             shown = media_type or "no content type"
@@ -313,7 +313,7 @@ class SegmindClient:
             raise BadAudioError(f"undecodable {fmt.value} audio ({exc})") from None
 
     async def _audio_from_json(
-        self, body: bytes, timeout: aiohttp.ClientTimeout
+        self, body: bytes, limits: aiohttp.ClientTimeout
     ) -> tuple[bytes, str | None]:
         try:
             document = json.loads(body)
@@ -326,7 +326,7 @@ class SegmindClient:
                 upstream_message=self._redact(_upstream_message(body, "application/json")) or None,
             )
         if found.startswith(("http://", "https://")):
-            return await self._fetch_url(found, timeout)
+            return await self._fetch_url(found, limits)
         match = _DATA_URI.match(found)
         content_type = match.group("type") if match else None
         encoded = found[match.end() :] if match else found
@@ -335,12 +335,10 @@ class SegmindClient:
         except (binascii.Error, ValueError):
             raise BadAudioError("a JSON answer whose audio is not valid base64") from None
 
-    async def _fetch_url(
-        self, url: str, timeout: aiohttp.ClientTimeout
-    ) -> tuple[bytes, str | None]:
+    async def _fetch_url(self, url: str, limits: aiohttp.ClientTimeout) -> tuple[bytes, str | None]:
         # Never send the API key here: result URLs are usually pre-signed storage links.
         try:
-            async with self._session.get(url, timeout=timeout) as response:
+            async with self._session.get(url, timeout=limits) as response:
                 if response.status != 200:
                     raise BadAudioError(f"the audio link answered HTTP {response.status}")
                 return await _read_capped(response), response.headers.get("Content-Type")

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,14 +13,12 @@ TEST_API_KEY = "sk-test-SECRET-4f9c2d"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep a developer's real settings (environment or .env) out of every test."""
+    fields = {field.upper() for field in Settings.model_fields}
     for name in list(os.environ):
-        if name.upper() in Settings.model_fields or name.upper() in {
-            field.upper() for field in Settings.model_fields
-        }:
+        if name.upper() in fields:
             monkeypatch.delenv(name, raising=False)
-    yield
 
 
 @pytest.fixture

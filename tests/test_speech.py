@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -38,7 +39,9 @@ def test_defaults_come_from_the_caller() -> None:
         ({"text": "hi", "temperature": math.inf}, "from 0 to 2"),
     ],
 )
-def test_invalid_input_is_refused_with_a_friendly_reason(kwargs: dict, fragment: str) -> None:
+def test_invalid_input_is_refused_with_a_friendly_reason(
+    kwargs: dict[str, Any], fragment: str
+) -> None:
     text = kwargs.pop("text")
     with pytest.raises(InvalidRequestError) as info:
         build_request(text, **kwargs)
