@@ -182,3 +182,43 @@ def error_class_for_status(status: int) -> type[SegmindError]:
     if 500 <= status <= 599:
         return ServerError
     return UnexpectedStatusError
+
+
+class CooldownError(BotError):
+    """A member asked again too soon; nothing was queued and nothing was spent."""
+
+    def __init__(self, retry_after: float) -> None:
+        #: Seconds until the member may ask again.
+        self.retry_after = max(0.0, retry_after)
+        super().__init__(
+            f"cooldown: {self.retry_after:.1f} s left",
+            user_message=f"You're on cooldown; try again in {max(1, round(self.retry_after))} s.",
+        )
+
+
+class QueueFullError(BotError):
+    """Too much is already waiting: for this member (`per_user`) or for everyone."""
+
+    def __init__(self, *, per_user: bool, limit: int) -> None:
+        self.per_user = per_user
+        self.limit = limit
+        if per_user:
+            message = (
+                f"You already have {limit} request{'s' if limit != 1 else ''} waiting; "
+                "wait for one to finish first."
+            )
+        else:
+            message = "The speech queue is full right now; please try again in a minute."
+        super().__init__(message, user_message=message)
+
+
+class SchedulerClosedError(BotError):
+    """The bot is shutting down; the request was never sent, so it cost nothing."""
+
+    user_message = "The bot is restarting, so your request was not sent. Please try again shortly."
+
+
+class RequestExpiredError(BotError):
+    """A request waited longer than Discord lets the bot answer it."""
+
+    user_message = "Your request waited too long in the queue and was dropped. Please try again."

@@ -154,11 +154,12 @@ class SegmindClient:
         """Be told of every HTTP attempt (usage and cost accounting)."""
         self._listeners.append(listener)
 
-    async def synthesize(self, request: SpeechRequest, *, retry_rate_limits: bool = True) -> Audio:
+    async def synthesize(self, request: SpeechRequest, *, retry: bool = True) -> Audio:
         """Turn `request` into audio, retrying what is worth retrying within the policy.
 
-        With `retry_rate_limits=False` a 429 is raised at once (with its `retry_after`), so a
-        scheduler that pauses every caller can own the wait instead of each request alone.
+        With `retry=False` it makes exactly one attempt and raises every failure (a 429 with its
+        `retry_after`), so a scheduler that paces all callers under one rate limit owns every
+        retry instead of each request alone.
         """
         policy = self.policy
         deadline = self._clock() + policy.deadline
@@ -169,9 +170,7 @@ class SegmindClient:
                 return await self._attempt(request, deadline)
             except SegmindError as exc:
                 exc.attempts = attempt
-                if not exc.retryable or (
-                    isinstance(exc, RateLimitedError) and not retry_rate_limits
-                ):
+                if not exc.retryable or not retry:
                     raise
                 wait = self._wait_for(exc, attempt)
                 if attempt >= policy.max_attempts or self._clock() + wait >= deadline:

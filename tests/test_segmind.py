@@ -298,14 +298,18 @@ async def test_429_without_reset_headers_backs_off_exponentially(
     assert clock.sleeps == [0.75, 1.5, 3.0]
 
 
-async def test_429_can_be_handed_to_a_scheduler_at_once(
+async def test_single_attempt_mode_hands_every_failure_to_a_scheduler(
     mocked: Any, make_client: Callable[..., SegmindClient], clock: FakeTime
 ) -> None:
     mocked.post(URL_TTS, status=429, headers={"Retry-After": "30"})
+    mocked.post(URL_TTS, status=502)
+    client = make_client()
     with pytest.raises(RateLimitedError) as info:
-        await make_client().synthesize(REQUEST, retry_rate_limits=False)
+        await client.synthesize(REQUEST, retry=False)
     assert info.value.retry_after == 30.0
-    assert len(calls(mocked)) == 1
+    with pytest.raises(ServerError):
+        await client.synthesize(REQUEST, retry=False)
+    assert len(calls(mocked)) == 2
     assert clock.sleeps == []
 
 
