@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.errors import InvalidRequestError
+from bot.styles import apply_style
 from bot.voices import DEFAULT_VOICE, UnknownVoiceError, get_voice
 
 MIN_TEMPERATURE = 0.0
@@ -41,11 +42,15 @@ def build_request(
     voice: str | None = None,
     voice_2: str | None = None,
     temperature: float | None = None,
+    style: str | None = None,
     max_length: int = 2000,
     default_voice: str = DEFAULT_VOICE,
     default_temperature: float = DEFAULT_TEMPERATURE,
 ) -> SpeechRequest:
-    """Validate raw input into a `SpeechRequest`, or raise `InvalidRequestError` saying why."""
+    """Validate raw input into a `SpeechRequest`, or raise `InvalidRequestError` saying why.
+
+    The length limit applies to what the member wrote; a style direction is added after.
+    """
     cleaned = (text or "").strip()
     if not cleaned:
         raise InvalidRequestError("There is no text to speak: write something first.")
@@ -63,7 +68,8 @@ def build_request(
         raise InvalidRequestError(
             f"Temperature must be from 0 to 2 (0.4 is steady, 0.7 lively); you gave {temp:g}."
         )
-    return SpeechRequest(text=cleaned, voice=first, voice_2=second, temperature=float(temp))
+    prompt = apply_style(cleaned, style)
+    return SpeechRequest(text=prompt, voice=first, voice_2=second, temperature=float(temp))
 
 
 def _voice(name: str | None, option: str) -> str:

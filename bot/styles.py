@@ -1,0 +1,68 @@
+"""Speaking styles: a member's short word becomes the natural-language direction Gemini follows.
+
+Gemini TTS is steered by prose ("Say cheerfully: …"), so presets map to tested phrasings and
+free text is wrapped so that it reads as a direction rather than as words to speak.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bot.errors import InvalidRequestError
+
+MAX_STYLE_LENGTH = 100
+
+#: Preset name -> direction. Shown in autocomplete; free text is accepted too.
+PRESETS: dict[str, str] = {
+    "cheerful": "Say cheerfully",
+    "excited": "Say excitedly",
+    "calm": "Say calmly and slowly",
+    "whispering": "Whisper",
+    "sad": "Say sadly",
+    "angry": "Say angrily",
+    "serious": "Say in a serious, measured tone",
+    "warm": "Say warmly, in a welcoming tone",
+    "spooky": "In a spooky whisper, say",
+    "narrator": "Read this like an audiobook narrator",
+    "news": "Read this like a news anchor",
+    "sarcastic": "Say sarcastically",
+    "tired": "Say in a tired, sleepy voice",
+    "pirate": "Say like a pirate",
+}
+
+_DIRECTION_START = re.compile(
+    r"^(say|read|speak|whisper|shout|sing|narrate|announce|in |with |like |as )", re.IGNORECASE
+)
+_ADVERB = re.compile(r"^\w+ly\b", re.IGNORECASE)
+
+
+def style_direction(style: str) -> str:
+    """The direction for a style: a preset's phrasing, or free text made into a direction."""
+    cleaned = " ".join(style.split()).strip(" :.,;")
+    if not cleaned:
+        return ""
+    if len(cleaned) > MAX_STYLE_LENGTH:
+        raise InvalidRequestError(
+            f"The style is {len(cleaned)} characters; keep it under {MAX_STYLE_LENGTH}."
+        )
+    preset = PRESETS.get(cleaned.casefold())
+    if preset:
+        return preset
+    if _DIRECTION_START.match(cleaned):
+        return cleaned[0].upper() + cleaned[1:]
+    if _ADVERB.match(cleaned):
+        return f"Say {cleaned}"
+    return f"Say it in a {cleaned} way"
+
+
+def apply_style(text: str, style: str | None) -> str:
+    """Prefix `text` with the style's direction, the way Gemini's docs phrase prompts."""
+    direction = style_direction(style or "")
+    return f"{direction}: {text}" if direction else text
+
+
+def search_styles(query: str, *, limit: int = 25) -> list[str]:
+    """Presets matching what a member typed, for autocomplete."""
+    q = query.strip().casefold()
+    names = [name for name in PRESETS if q in name] if q else list(PRESETS)
+    return names[:limit]
