@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
+import discord
 
 from bot import __version__
 from bot import audio as audio_mod
@@ -21,6 +22,7 @@ from bot.config import Settings, SettingsError, load_settings, require
 from bot.errors import BotError, SegmindError
 from bot.segmind import SegmindClient
 from bot.speech import SpeechRequest, build_request
+from bot.tts_bot import run_bot, sync_commands
 from bot.voices import VOICES
 
 log = logging.getLogger("bot")
@@ -59,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--voice-2", dest="voice_2", help="voice for a second speaker (dialogue)")
     say.add_argument("--temperature", type=float, help="0 to 2; 0.4 steady, 0.7 lively")
 
+    sync = commands.add_parser("sync", help="publish the slash commands to Discord")
+    sync.add_argument(
+        "--guild", type=int, metavar="ID", help="one server only (instant); default: everywhere"
+    )
+
     commands.add_parser("voices", help="list the 30 voices")
     commands.add_parser("credits", help="check the API key and show the account's credits")
     return parser
@@ -77,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_say(settings, args))
         if command == "credits":
             return asyncio.run(_credits(settings))
+        if command == "sync":
+            return asyncio.run(_sync(settings, args.guild))
         return _run(settings)
     except (CliError, SettingsError, BotError) as exc:
         code = exc.code if isinstance(exc, CliError) else _exit_code(exc)
@@ -100,9 +109,30 @@ def _voices() -> int:
 
 def _run(settings: Settings) -> int:
     require(settings, "discord_token", "segmind_api_key")
-    raise CliError(
-        "the Discord bot is not built yet; use `python -m bot say` to try voices meanwhile"
-    )
+    try:
+        asyncio.run(run_bot(settings))
+    except discord.LoginFailure:
+        raise CliError(
+            "Discord rejected DISCORD_TOKEN; copy the token again from the portal"
+        ) from None
+    except discord.PrivilegedIntentsRequired:
+        raise CliError(
+            "Discord refused a privileged intent: enable it in the Developer Portal "
+            "(Bot -> Privileged Gateway Intents) or turn off the feature that needs it"
+        ) from None
+    return EXIT_OK
+
+
+async def _sync(settings: Settings, guild_id: int | None) -> int:
+    try:
+        names = await sync_commands(settings, guild_id)
+    except discord.LoginFailure:
+        raise CliError(
+            "Discord rejected DISCORD_TOKEN; copy the token again from the portal"
+        ) from None
+    where = f"server {guild_id}" if guild_id else "every server (may take up to an hour to show)"
+    print(f"Synced {len(names)} commands to {where}: {', '.join(sorted(names))}")
+    return EXIT_OK
 
 
 async def _say(settings: Settings, args: argparse.Namespace) -> int:

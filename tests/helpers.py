@@ -7,6 +7,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
+from unittest.mock import create_autospec
 
 from tests.fake_segmind import FakeSegmind
 
@@ -38,3 +39,31 @@ def fake_segmind_in_thread(**kwargs: Any) -> Iterator[FakeSegmind]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+def mock_interaction(user_id: int = 1, *, done: bool = False) -> Any:
+    """An Interaction spec'd from discord.py's own class, so a misspelt method fails the test."""
+    import discord
+
+    interaction = create_autospec(discord.Interaction, instance=True)
+    interaction.response = create_autospec(discord.InteractionResponse, instance=True)
+    interaction.response.is_done.return_value = done
+    interaction.user = create_autospec(discord.Member, instance=True)
+    interaction.user.id = user_id
+    interaction.guild_id = 42
+    interaction.command = None
+    return interaction
+
+
+def mock_bot(settings: Any) -> Any:
+    """The bot spec'd from TTSBot, with a spec'd speech service and scheduler."""
+    from bot.scheduler import Scheduler
+    from bot.service import SpeechService
+    from bot.tts_bot import TTSBot
+
+    bot = create_autospec(TTSBot, instance=True)
+    bot.settings = settings
+    bot.speech = create_autospec(SpeechService, instance=True)
+    bot.scheduler = create_autospec(Scheduler, instance=True)
+    bot.responding.return_value = contextlib.nullcontext()
+    return bot

@@ -1,0 +1,84 @@
+"""One error handler for every application command: a friendly, private line for each error.
+
+An unexpected error gets a short reference id in the message and the same id in the log, so an
+operator can find the traceback a member reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot.errors import BotError, CooldownError
+
+log = logging.getLogger(__name__)
+
+NO_MENTIONS = discord.AllowedMentions.none()
+
+
+def describe_error(error: BaseException, *, now: datetime | None = None) -> tuple[str, str | None]:
+    """The message for a member, and a reference id when the error was unexpected."""
+    if isinstance(error, app_commands.CommandInvokeError):
+        error = error.original
+    if isinstance(error, CooldownError):
+        moment = (now or datetime.now(UTC)) + timedelta(seconds=error.retry_after)
+        return f"You're on cooldown; try again {discord.utils.format_dt(moment, 'R')}.", None
+    if isinstance(error, BotError):
+        return error.user_message, None
+    if isinstance(error, app_commands.CommandOnCooldown):
+        return f"Slow down; try again in {error.retry_after:.0f} s.", None
+    if isinstance(error, app_commands.NoPrivateMessage):
+        return "This command works only in a server.", None
+    if isinstance(error, app_commands.MissingPermissions):
+        needed = ", ".join(p.replace("_", " ").title() for p in error.missing_permissions)
+        return f"You need the {needed} permission to do that.", None
+    if isinstance(error, app_commands.BotMissingPermissions):
+        needed = ", ".join(p.replace("_", " ").title() for p in error.missing_permissions)
+        return f"I need the {needed} permission here to do that.", None
+    if isinstance(error, app_commands.TransformerError):
+        return f"“{error.value}” is not a valid value for that option.", None
+    if isinstance(error, app_commands.CheckFailure):
+        return "You can't use this command here.", None
+    ref = secrets.token_hex(3)
+    return f"Something went wrong on my side (ref `{ref}`). The bot's owner can look it up.", ref
+
+
+async def send_error(interaction: discord.Interaction[Any], message: str) -> None:
+    """Answer privately if the interaction is fresh, else replace the public placeholder."""
+    try:
+        if interaction.response.is_done():
+            await interaction.edit_original_response(
+                content=f"⚠️ {message}", attachments=[], allowed_mentions=NO_MENTIONS
+            )
+        else:
+            await interaction.response.send_message(
+                message, ephemeral=True, allowed_mentions=NO_MENTIONS
+            )
+    except discord.HTTPException as exc:  # Expired token, deleted channel: nothing to tell.
+        log.info("Could not deliver an error message: %s", exc)
+
+
+class TTSCommandTree(app_commands.CommandTree[Any]):
+    async def on_error(
+        self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
+    ) -> None:
+        message, ref = describe_error(error)
+        command = interaction.command.qualified_name if interaction.command else "?"
+        if ref is not None:
+            original = getattr(error, "original", error)
+            log.error(
+                "Unexpected error ref=%s in /%s (guild %s, user %s)",
+                ref,
+                command,
+                interaction.guild_id,
+                interaction.user.id if interaction.user else None,
+                exc_info=(type(original), original, original.__traceback__),
+            )
+        else:
+            log.debug("/%s refused: %s", command, message)
+        await send_error(interaction, message)

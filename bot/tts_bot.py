@@ -1,0 +1,208 @@
+"""The Discord bot: owns the shared HTTP session, the Segmind client and the scheduler.
+
+Startup loads each extension in `cogs/` on its own, so one broken cog is logged and the rest
+still work. Command sync is explicit (`python -m bot sync`), except to a development guild.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import pkgutil
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import discord
+from discord.ext import commands
+
+import cogs
+from bot import __version__
+from bot.config import Settings, require
+from bot.errors import SegmindError
+from bot.scheduler import Scheduler, SchedulerConfig
+from bot.segmind import SegmindClient
+from bot.service import SpeechService
+from bot.tree import TTSCommandTree
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"gemini-tts-bot/{__version__} (+discord.py {discord.__version__})"
+
+
+def intents_for(settings: Settings) -> discord.Intents:
+    """The least the features need: guilds for slash commands and the guild cache."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    return intents
+
+
+def extension_names() -> list[str]:
+    """Every module in `cogs/` (private ones, starting with `_`, excepted)."""
+    return sorted(
+        f"{cogs.__name__}.{module.name}"
+        for module in pkgutil.iter_modules(cogs.__path__)
+        if not module.name.startswith("_")
+    )
+
+
+class TTSBot(commands.Bot):
+    def __init__(self, settings: Settings, *, sync_on_start: bool = True, **options: Any) -> None:
+        options.setdefault("intents", intents_for(settings))
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            tree_cls=TTSCommandTree,
+            allowed_mentions=discord.AllowedMentions.none(),
+            help_command=None,
+            **options,
+        )
+        self.settings = settings
+        self.sync_on_start = sync_on_start
+        self.http_session: aiohttp.ClientSession | None = None
+        self.segmind: SegmindClient
+        self.scheduler: Scheduler
+        self.speech: SpeechService
+        #: Extensions that failed to load, with why; a cog can show them to the operator.
+        self.extension_errors: dict[str, BaseException] = {}
+        self._responders: set[asyncio.Task[Any]] = set()
+
+    async def setup_hook(self) -> None:
+        self.http_session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
+        self.segmind = SegmindClient.from_settings(self.http_session, self.settings)
+        self.scheduler = Scheduler(
+            functools.partial(self.segmind.synthesize, retry=False),
+            SchedulerConfig.from_settings(self.settings),
+            probe=self._account_works,
+            on_halt=self._alert_halt,
+            on_resume=self._alert_resume,
+        )
+        self.scheduler.start()
+        self.speech = SpeechService(self.settings, self.scheduler)
+        await self.load_cogs()
+        if self.sync_on_start and self.settings.dev_guild_id:
+            guild = discord.Object(self.settings.dev_guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("Synced %d commands to development guild %s", len(synced), guild.id)
+
+    async def load_cogs(self) -> None:
+        for name in extension_names():
+            try:
+                await self.load_extension(name)
+            except Exception as exc:
+                self.extension_errors[name] = exc
+                log.exception("Extension %s failed to load; the others still work", name)
+            else:
+                log.info("Loaded %s", name)
+
+    async def on_ready(self) -> None:
+        log.info("Ready as %s in %d servers", self.user, len(self.guilds))
+
+    @contextlib.contextmanager
+    def responding(self) -> Iterator[None]:
+        """Mark the current task as answering a member, so shutdown waits for its last word."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._responders.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._responders.discard(task)
+
+    async def close(self) -> None:
+        """Stop taking requests, tell members whose requests were waiting, then disconnect."""
+        scheduler = getattr(self, "scheduler", None)
+        if scheduler is not None:
+            await scheduler.close(grace=self.settings.shutdown_grace)
+        current = asyncio.current_task()
+        waiting = [task for task in self._responders if task is not current and not task.done()]
+        if waiting:
+            log.info("Waiting for %d member(s) to be told before closing", len(waiting))
+            await asyncio.wait(waiting, timeout=5)
+        await super().close()
+        if self.http_session is not None:
+            await self.http_session.close()
+
+    async def _account_works(self) -> bool:
+        try:
+            credits = await self.segmind.get_credits()
+        except SegmindError as exc:
+            log.info("Segmind still unavailable: %s", exc)
+            return False
+        return credits.total > 0
+
+    async def _alert_halt(self, error: SegmindError) -> None:
+        log.error("Speech paused for everyone: %s", error)
+        await self._alert(
+            f"⚠️ Speech is paused for everyone: {error}. "
+            "It resumes by itself once the Segmind account works again."
+        )
+
+    async def _alert_resume(self) -> None:
+        log.warning("Speech resumed: the Segmind account works again")
+        await self._alert("✅ Speech has resumed: the Segmind account works again.")
+
+    async def _alert(self, message: str) -> None:
+        """One message for the operator: the alert channel if set, else the owner's DMs."""
+        try:
+            if self.settings.alert_channel_id:
+                channel = self.get_channel(
+                    self.settings.alert_channel_id
+                ) or await self.fetch_channel(self.settings.alert_channel_id)
+                if isinstance(channel, discord.abc.Messageable):
+                    await channel.send(message, allowed_mentions=discord.AllowedMentions.none())
+                    return
+            info = await self.application_info()
+            owner: discord.User | None = info.owner
+            if info.team is not None:  # A team's owner is a member record: fetch the user.
+                team_owner = info.team.owner_id
+                owner = await self.fetch_user(team_owner) if team_owner else None
+            if owner is not None:
+                await owner.send(message)
+        except (discord.HTTPException, aiohttp.ClientError) as exc:
+            log.warning("Could not deliver the operator alert: %s", exc)
+
+
+class ShardedTTSBot(TTSBot, commands.AutoShardedBot):
+    """The same bot with automatic sharding, for large deployments."""
+
+
+def create_bot(settings: Settings, **options: Any) -> TTSBot:
+    cls = ShardedTTSBot if settings.sharded else TTSBot
+    return cls(settings, **options)
+
+
+async def run_bot(settings: Settings) -> None:
+    """Run until stopped; SIGTERM (docker stop) and Ctrl-C both shut down gracefully."""
+    require(settings, "discord_token", "segmind_api_key")
+    assert settings.discord_token is not None
+    bot = create_bot(settings)
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, lambda: stopping.append(loop.create_task(bot.close())))
+    async with bot:
+        await bot.start(settings.discord_token.get_secret_value())
+    if stopping:
+        await asyncio.gather(*stopping, return_exceptions=True)
+
+
+async def sync_commands(settings: Settings, guild_id: int | None) -> list[str]:
+    """Push the command list to Discord: to one guild (instant) or globally (up to an hour)."""
+    require(settings, "discord_token", "segmind_api_key")
+    assert settings.discord_token is not None
+    bot = create_bot(settings, sync_on_start=False)
+    async with bot:
+        await bot.login(settings.discord_token.get_secret_value())
+        if guild_id is not None:
+            guild = discord.Object(guild_id)
+            bot.tree.copy_global_to(guild=guild)
+            synced = await bot.tree.sync(guild=guild)
+        else:
+            synced = await bot.tree.sync()
+    return [command.name for command in synced]

@@ -1,0 +1,185 @@
+"""`/speak` and "Speak this message": text in, Ogg Opus out, with a live place in the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import BotError
+from bot.scheduler import Ticket
+from bot.speech import SpeechRequest
+from bot.styles import search_styles
+from bot.tree import NO_MENTIONS, send_error
+from bot.voices import search as search_voices
+
+if TYPE_CHECKING:
+    from bot.tts_bot import TTSBot
+
+log = logging.getLogger(__name__)
+
+#: Discord allows 5 edits per 5 s per message; a queue position does not need more than this.
+PROGRESS_EDIT_INTERVAL = 2.0
+
+
+def progress_line(ticket: Ticket, *, now: float | None = None) -> str:
+    """What a waiting member sees; the Discord timestamp counts down by itself."""
+    ready = ""
+    if ticket.eta is not None:
+        moment = int((now if now is not None else time.time()) + ticket.eta)
+        ready = f", ready <t:{moment}:R>"
+    if ticket.state == "queued" and ticket.position:
+        return f"⏳ Queued: #{ticket.position} in line{ready}."
+    return f"🎙️ Making speech{ready}…"
+
+
+def result_line(request: SpeechRequest, duration: float, source: str | None = None) -> str:
+    voices = f"**{request.voice}**" + (f" & **{request.voice_2}**" if request.voice_2 else "")
+    prefix = f"{source} · " if source else ""
+    return f"🔊 {prefix}{voices} · {duration:.1f} s"
+
+
+class ProgressReporter:
+    """Edits the placeholder as the ticket moves, at most every PROGRESS_EDIT_INTERVAL seconds."""
+
+    def __init__(self, interaction: discord.Interaction[TTSBot], ticket: Ticket) -> None:
+        self._interaction = interaction
+        self._ticket = ticket
+        self._changed = asyncio.Event()
+        self._last = ""
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._ticket.add_listener(lambda _: self._changed.set())
+        self._changed.set()
+        self._task = asyncio.create_task(self._run(), name="speak-progress")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while self._ticket.state in ("queued", "running"):
+            await self._changed.wait()
+            self._changed.clear()
+            line = progress_line(self._ticket)
+            if line != self._last:
+                self._last = line
+                try:
+                    await self._interaction.edit_original_response(
+                        content=line, allowed_mentions=NO_MENTIONS
+                    )
+                except discord.HTTPException as exc:
+                    log.debug("Progress edit failed: %s", exc)
+            await asyncio.sleep(PROGRESS_EDIT_INTERVAL)
+
+
+async def voice_autocomplete(
+    interaction: discord.Interaction[TTSBot], current: str
+) -> list[app_commands.Choice[str]]:
+    return [app_commands.Choice(name=v.label, value=v.name) for v in search_voices(current)]
+
+
+async def style_autocomplete(
+    interaction: discord.Interaction[TTSBot], current: str
+) -> list[app_commands.Choice[str]]:
+    choices = [app_commands.Choice(name=name, value=name) for name in search_styles(current)]
+    typed = current.strip()[:100]
+    if typed and typed.casefold() not in {c.value for c in choices}:
+        choices.insert(0, app_commands.Choice(name=typed, value=typed))
+    return choices[:25]
+
+
+class Speak(commands.Cog):
+    def __init__(self, bot: TTSBot) -> None:
+        self.bot = bot
+        self.speak_message_menu = app_commands.ContextMenu(
+            name="Speak this message", callback=self.speak_message
+        )
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.speak_message_menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(
+            self.speak_message_menu.name, type=self.speak_message_menu.type
+        )
+
+    @app_commands.command(name="speak", description="Turn text into lifelike speech")
+    @app_commands.describe(
+        text="What to say. For two speakers write “Name1: … / Name2: …”",
+        voice="The voice (type to search the 30 voices)",
+        voice_2="A second voice, for a two-speaker dialogue",
+        temperature="0 to 2: 0.4 is steady, 0.7 lively",
+        style="How to say it: cheerful, whispering, like a pirate… (free text)",
+    )
+    @app_commands.autocomplete(
+        voice=voice_autocomplete, voice_2=voice_autocomplete, style=style_autocomplete
+    )
+    async def speak(
+        self,
+        interaction: discord.Interaction[TTSBot],
+        text: str,
+        voice: str | None = None,
+        voice_2: str | None = None,
+        temperature: app_commands.Range[float, 0.0, 2.0] | None = None,
+        style: str | None = None,
+    ) -> None:
+        request = self.bot.speech.prepare(
+            text, voice=voice, voice_2=voice_2, temperature=temperature, style=style
+        )
+        await self.deliver(interaction, request)
+
+    async def speak_message(
+        self, interaction: discord.Interaction[TTSBot], message: discord.Message
+    ) -> None:
+        text = message.clean_content.strip()
+        if not text:
+            raise BotError(user_message="That message has no text to speak.")
+        request = self.bot.speech.prepare(text)
+        await self.deliver(interaction, request, source=message.jump_url)
+
+    async def deliver(
+        self,
+        interaction: discord.Interaction[TTSBot],
+        request: SpeechRequest,
+        *,
+        source: str | None = None,
+    ) -> None:
+        """Queue, defer within Discord's 3 s, show progress, then post the audio."""
+        with self.bot.responding():
+            # Refusals (cooldown, full queue, paused) raise here: private, and free.
+            ticket = self.bot.speech.submit(interaction.user.id, request)
+            try:
+                await interaction.response.defer(thinking=True)
+            except BaseException:
+                ticket.cancel()
+                raise
+            progress = ProgressReporter(interaction, ticket)
+            progress.start()
+            try:
+                audio = await ticket.result()
+            except BotError as exc:
+                await progress.stop()
+                await send_error(interaction, exc.user_message)
+                return
+            finally:
+                await progress.stop()
+            clip = await self.bot.speech.render(audio, request)
+            await interaction.edit_original_response(
+                content=result_line(request, clip.duration, source),
+                attachments=[discord.File(io.BytesIO(clip.data), filename=clip.filename)],
+                allowed_mentions=NO_MENTIONS,
+            )
+
+
+async def setup(bot: TTSBot) -> None:
+    await bot.add_cog(Speak(bot))

@@ -1,0 +1,161 @@
+"""The /speak cog through spec'd mocks: what it asks of the core, what it tells Discord."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from unittest.mock import call, create_autospec
+
+import aiohttp
+import discord
+import pytest
+
+from bot import audio
+from bot.config import Settings
+from bot.errors import CooldownError, InvalidRequestError, OutOfCreditsError
+from bot.scheduler import Ticket
+from bot.service import Clip
+from bot.speech import build_request
+from cogs.speak import Speak, progress_line, result_line, style_autocomplete, voice_autocomplete
+from tests.helpers import mock_bot, mock_interaction
+
+REQUEST = build_request("Hello there", voice="Kore")
+AUDIO = audio.probe(audio.encode_wav(audio.tone(1.0)), audio.AudioFormat.WAV)
+CLIP = Clip(data=b"OggS-fake", duration=1.0, filename="kore-hello-there.ogg")
+
+
+def finished_ticket(result: Any = AUDIO, error: BaseException | None = None) -> Any:
+    ticket = create_autospec(Ticket, instance=True)
+    ticket.state = "done" if error is None else "failed"
+    ticket.position = None
+    ticket.eta = None
+    if error is not None:
+        ticket.result.side_effect = error
+    else:
+        ticket.result.return_value = result
+    return ticket
+
+
+async def run_speak(cog: Speak, interaction: Any, *args: Any) -> None:
+    """Call /speak's body as the tree would, with positional options in declared order."""
+    callback: Any = Speak.speak.callback
+    await callback(cog, interaction, *args)
+
+
+@pytest.fixture
+def bot(make_settings: Callable[..., Settings]) -> Any:
+    bot = mock_bot(make_settings())
+    bot.speech.prepare.return_value = REQUEST
+    bot.speech.render.return_value = CLIP
+    return bot
+
+
+async def test_speak_validates_queues_defers_and_posts_the_clip(bot: Any) -> None:
+    ticket = finished_ticket()
+    bot.speech.submit.return_value = ticket
+    interaction = mock_interaction(user_id=7)
+    await run_speak(Speak(bot), interaction, "Hello there", "kore", None, 0.7, "calm")
+
+    bot.speech.prepare.assert_called_once_with(
+        "Hello there", voice="kore", voice_2=None, temperature=0.7, style="calm"
+    )
+    bot.speech.submit.assert_called_once_with(7, REQUEST)
+    interaction.response.defer.assert_awaited_once_with(thinking=True)
+    bot.speech.render.assert_awaited_once_with(AUDIO, REQUEST)
+    final = interaction.edit_original_response.await_args_list[-1]
+    assert final.kwargs["content"] == "🔊 **Kore** · 1.0 s"
+    (file,) = final.kwargs["attachments"]
+    assert isinstance(file, discord.File)
+    assert file.filename == "kore-hello-there.ogg"
+    assert file.fp.read() == b"OggS-fake"
+    assert final.kwargs["allowed_mentions"].to_dict() == {"parse": []}
+
+
+async def test_refusals_happen_before_deferring_and_propagate_to_the_tree(bot: Any) -> None:
+    bot.speech.submit.side_effect = CooldownError(12.0)
+    interaction = mock_interaction()
+    with pytest.raises(CooldownError):
+        await run_speak(Speak(bot), interaction, "hi", None, None, None, None)
+    interaction.response.defer.assert_not_awaited()
+
+    bot.speech.prepare.side_effect = InvalidRequestError("no")
+    with pytest.raises(InvalidRequestError):
+        await run_speak(Speak(bot), interaction, "hi", None, None, None, None)
+    assert bot.speech.submit.call_count == 1  # Not even queued.
+
+
+async def test_a_failed_request_replaces_the_placeholder_with_its_reason(bot: Any) -> None:
+    bot.speech.submit.return_value = finished_ticket(error=OutOfCreditsError(status=406))
+    interaction = mock_interaction(done=True)
+    await run_speak(Speak(bot), interaction, "hi", None, None, None, None)
+    interaction.response.defer.assert_awaited_once()
+    final = interaction.edit_original_response.await_args_list[-1]
+    assert "out of credits" in final.kwargs["content"]
+    assert final.kwargs["attachments"] == []
+    bot.speech.render.assert_not_awaited()
+
+
+async def test_if_deferring_fails_the_ticket_is_withdrawn(bot: Any) -> None:
+    ticket = finished_ticket()
+    bot.speech.submit.return_value = ticket
+    interaction = mock_interaction()
+    response = create_autospec(aiohttp.ClientResponse, instance=True)
+    response.status, response.reason = 404, "Not Found"
+    interaction.response.defer.side_effect = discord.NotFound(response, "Unknown interaction")
+    with pytest.raises(discord.NotFound):
+        await run_speak(Speak(bot), interaction, "hi", None, None, None, None)
+    ticket.cancel.assert_called_once_with()
+    ticket.result.assert_not_awaited()
+
+
+async def test_speak_this_message_uses_the_clean_content(bot: Any) -> None:
+    bot.speech.submit.return_value = finished_ticket()
+    message = create_autospec(discord.Message, instance=True)
+    message.clean_content = "  @Alice look at this  "
+    message.jump_url = "https://discord.com/channels/1/2/3"
+    interaction = mock_interaction()
+    await Speak(bot).speak_message(interaction, message)
+    bot.speech.prepare.assert_called_once_with("@Alice look at this")
+    final = interaction.edit_original_response.await_args_list[-1]
+    assert final.kwargs["content"].startswith("🔊 https://discord.com/channels/1/2/3 · **Kore**")
+
+
+async def test_an_empty_message_is_refused_without_queueing(bot: Any) -> None:
+    message = create_autospec(discord.Message, instance=True)
+    message.clean_content = "   "
+    with pytest.raises(Exception, match="no text to speak"):
+        await Speak(bot).speak_message(mock_interaction(), message)
+    bot.speech.submit.assert_not_called()
+
+
+async def test_context_menu_is_registered_and_removed_with_the_cog(bot: Any) -> None:
+    cog = Speak(bot)
+    await cog.cog_load()
+    bot.tree.add_command.assert_called_once_with(cog.speak_message_menu)
+    await cog.cog_unload()
+    assert bot.tree.remove_command.call_args == call(
+        "Speak this message", type=discord.AppCommandType.message
+    )
+
+
+async def test_autocomplete_shows_voices_with_their_character() -> None:
+    choices = await voice_autocomplete(mock_interaction(), "sul")
+    assert [(c.name, c.value) for c in choices] == [("Sulafat — Warm", "Sulafat")]
+    assert len(await voice_autocomplete(mock_interaction(), "")) == 25  # Discord's cap.
+
+
+async def test_style_autocomplete_offers_free_text_first() -> None:
+    choices = await style_autocomplete(mock_interaction(), "like a robot")
+    assert choices[0].value == "like a robot"
+    presets = await style_autocomplete(mock_interaction(), "whis")
+    assert [c.value for c in presets] == ["whis", "whispering"]
+
+
+def test_progress_and_result_lines() -> None:
+    ticket = create_autospec(Ticket, instance=True)
+    ticket.state, ticket.position, ticket.eta = "queued", 3, 45.0
+    assert progress_line(ticket, now=1000.0) == "⏳ Queued: #3 in line, ready <t:1045:R>."
+    ticket.state, ticket.position, ticket.eta = "running", None, 18.0
+    assert progress_line(ticket, now=1000.0) == "🎙️ Making speech, ready <t:1018:R>…"
+    two = build_request("a: b / c: d", voice="Puck", voice_2="Kore")
+    assert result_line(two, 2.345) == "🔊 **Puck** & **Kore** · 2.3 s"

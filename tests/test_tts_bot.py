@@ -1,0 +1,146 @@
+"""The bot class: startup that survives a broken cog, minimal intents, explicit sync."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import types
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aioresponses import aioresponses
+
+import cogs
+from bot.config import Settings
+from bot.tts_bot import ShardedTTSBot, TTSBot, create_bot, extension_names, sync_commands
+from tests import discord_fakes as df
+
+TOKEN = "discord-SECRET-token.xyz"
+
+
+@pytest.fixture
+def broken_cog(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A cog module whose setup raises, as a typo in a new cog would."""
+    name = "cogs._test_broken"
+    module = types.ModuleType(name)
+
+    async def setup(bot: Any) -> None:
+        raise RuntimeError("this cog is broken")
+
+    module.setup = setup  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, name, module)
+    real = extension_names()
+    monkeypatch.setattr("bot.tts_bot.extension_names", lambda: [name, *real])
+    return name
+
+
+def test_every_public_cog_is_found() -> None:
+    assert "cogs.speak" in extension_names()
+    assert all(not name.split(".")[-1].startswith("_") for name in extension_names())
+    assert cogs.__name__ == "cogs"
+
+
+def test_intents_are_minimal(make_settings: Callable[..., Settings]) -> None:
+    bot = create_bot(make_settings())
+    assert bot.intents.guilds
+    assert not bot.intents.message_content
+    assert not bot.intents.members
+    assert not bot.intents.presences
+    assert type(bot) is TTSBot
+    assert isinstance(create_bot(make_settings(sharded=True)), ShardedTTSBot)
+
+
+async def test_a_broken_cog_is_logged_and_the_rest_load(
+    make_settings: Callable[..., Settings],
+    broken_cog: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bot = create_bot(make_settings(discord_token=TOKEN))
+    with aioresponses() as mocked, caplog.at_level(logging.ERROR):
+        df.FakeDiscord(mocked)
+        await bot.login(TOKEN)
+        try:
+            assert broken_cog in bot.extension_errors
+            assert "Speak" in bot.cogs
+            assert bot.tree.get_command("speak") is not None
+            assert any(broken_cog in r.getMessage() for r in caplog.records)
+        finally:
+            await bot.close()
+    assert bot.http_session is not None
+    assert bot.http_session.closed
+    assert TOKEN not in caplog.text
+
+
+async def _synced(
+    make_settings: Callable[..., Settings], guild_id: int | None, **settings: Any
+) -> tuple[list[str], list[tuple[str, str, Any]]]:
+    calls: list[tuple[str, str, Any]] = []
+
+    def record(url: Any, **kwargs: Any) -> Any:
+        from aioresponses import CallbackResult
+
+        body = json.loads(kwargs["data"])
+        calls.append(("PUT", str(url), body))
+        return CallbackResult(
+            body=json.dumps(
+                [
+                    {
+                        "id": str(df.snowflake()),
+                        "application_id": str(df.APP_ID),
+                        "name": c["name"],
+                        "description": c.get("description", ""),
+                        "type": c.get("type", 1),
+                        "version": "1",
+                        "options": c.get("options", []),
+                        "default_member_permissions": None,
+                        "dm_permission": True,
+                        "nsfw": False,
+                    }
+                    for c in body
+                ]
+            ),
+            content_type="application/json",
+        )
+
+    with aioresponses() as mocked:
+        df.FakeDiscord(mocked)
+        mocked.put(re.compile(r"https://discord.com/api/v10/applications/.*"), callback=record)
+        names = await sync_commands(
+            make_settings(discord_token=TOKEN, **settings), guild_id=guild_id
+        )
+    return names, calls
+
+
+async def test_sync_to_one_guild(make_settings: Callable[..., Settings]) -> None:
+    names, calls = await _synced(make_settings, guild_id=123)
+    ((_, url, body),) = calls
+    assert url.endswith(f"/applications/{df.APP_ID}/guilds/123/commands")
+    assert sorted(names) == ["Speak this message", "speak"]
+    speak = next(c for c in body if c["name"] == "speak")
+    assert [o["name"] for o in speak["options"]] == [
+        "text",
+        "voice",
+        "voice_2",
+        "temperature",
+        "style",
+    ]
+    temperature = speak["options"][3]
+    assert (temperature["min_value"], temperature["max_value"]) == (0.0, 2.0)
+    assert all(
+        o.get("autocomplete")
+        for o in speak["options"]
+        if o["name"] in {"voice", "voice_2", "style"}
+    )
+
+
+async def test_sync_globally_and_no_sync_on_plain_start(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # A development guild set in the settings must not trigger a second sync during `sync`.
+    names, calls = await _synced(make_settings, guild_id=None, dev_guild_id=555)
+    ((_, url, _),) = calls
+    assert url.endswith(f"/applications/{df.APP_ID}/commands")
+    assert "speak" in names
