@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     retry_deadline: float = Field(300.0, gt=0, le=3600)
     backoff_base: float = Field(1.0, ge=0, le=60)
     backoff_max: float = Field(60.0, ge=0, le=900)
+    user_cooldown: float = Field(5.0, ge=0, le=3600)
+    max_waiting_per_user: int = Field(3, ge=1, le=50)
+    max_queue: int = Field(200, ge=1, le=10_000)
+    max_concurrency: int = Field(8, ge=1, le=100)
 
     # What members may ask for.
     max_text_length: int = Field(2000, ge=1, le=20_000)
@@ -51,6 +55,17 @@ class Settings(BaseSettings):
     # Operation.
     log_level: str = "INFO"
     data_dir: Path = Path("data")
+    database_url: str = ""
+
+    # Discord.
+    dev_guild_id: int | None = None
+    alert_channel_id: int | None = None
+    sharded: bool = False
+    shutdown_grace: float = Field(10.0, ge=0, le=120)
+
+    # Voice.
+    voice_idle_timeout: float = Field(300.0, gt=0, le=86_400)
+    voice_max_queue: int = Field(50, ge=1, le=1000)
 
     @field_validator("segmind_base_url")
     @classmethod

@@ -27,6 +27,7 @@ from bot.scheduler import Scheduler, SchedulerConfig
 from bot.segmind import SegmindClient
 from bot.service import SpeechService
 from bot.tree import TTSCommandTree
+from bot.voice_manager import VoiceManager
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,11 @@ USER_AGENT = f"gemini-tts-bot/{__version__} (+discord.py {discord.__version__})"
 
 
 def intents_for(settings: Settings) -> discord.Intents:
-    """The least the features need: guilds for slash commands and the guild cache."""
+    """The least the features need: guilds for slash commands and the guild cache, voice
+    states to find a member's voice channel and to leave when everyone has gone."""
     intents = discord.Intents.none()
     intents.guilds = True
+    intents.voice_states = True
     return intents
 
 
@@ -65,6 +68,7 @@ class TTSBot(commands.Bot):
         self.segmind: SegmindClient
         self.scheduler: Scheduler
         self.speech: SpeechService
+        self.voice: VoiceManager
         #: Extensions that failed to load, with why; a cog can show them to the operator.
         self.extension_errors: dict[str, BaseException] = {}
         self._responders: set[asyncio.Task[Any]] = set()
@@ -81,6 +85,11 @@ class TTSBot(commands.Bot):
         )
         self.scheduler.start()
         self.speech = SpeechService(self.settings, self.scheduler)
+        self.voice = VoiceManager(
+            self,
+            idle_timeout=self.settings.voice_idle_timeout,
+            max_queue=self.settings.voice_max_queue,
+        )
         await self.load_cogs()
         if self.sync_on_start and self.settings.dev_guild_id:
             guild = discord.Object(self.settings.dev_guild_id)
@@ -123,6 +132,9 @@ class TTSBot(commands.Bot):
         if waiting:
             log.info("Waiting for %d member(s) to be told before closing", len(waiting))
             await asyncio.wait(waiting, timeout=5)
+        voice = getattr(self, "voice", None)
+        if voice is not None:
+            await voice.close()
         await super().close()
         if self.http_session is not None:
             await self.http_session.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 from dataclasses import dataclass
 
 
@@ -114,3 +115,13 @@ def search(query: str, *, limit: int = 25) -> list[Voice]:
         scored.append((score, index, voice))
     scored.sort(key=lambda item: (item[0], item[1]))
     return [voice for _, _, voice in scored[:limit]]
+
+
+def voice_for_user(user_id: int) -> Voice:
+    """A voice picked stably from a member's id, so they sound the same until they choose one.
+
+    A keyed hash rather than `hash()`: Python salts string hashes per process, and the same
+    member must keep the same voice across restarts.
+    """
+    digest = hashlib.blake2b(str(user_id).encode(), digest_size=8, person=b"tts-voice").digest()
+    return VOICES[int.from_bytes(digest, "big") % len(VOICES)]

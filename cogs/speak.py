@@ -13,11 +13,15 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import BotError
+from bot.player import single_clip
 from bot.scheduler import Ticket
+from bot.service import Clip
 from bot.speech import SpeechRequest
 from bot.styles import search_styles
 from bot.tree import NO_MENTIONS, send_error
+from bot.voice_manager import NotInVoiceError, VoiceTarget
 from bot.voices import search as search_voices
+from cogs.voice import caller_channel
 
 if TYPE_CHECKING:
     from bot.tts_bot import TTSBot
@@ -120,6 +124,7 @@ class Speak(commands.Cog):
         voice_2="A second voice, for a two-speaker dialogue",
         temperature="0 to 2: 0.4 is steady, 0.7 lively",
         style="How to say it: cheerful, whispering, like a pirate… (free text)",
+        play="Play it in your voice channel (default: when I'm already there)",
     )
     @app_commands.autocomplete(
         voice=voice_autocomplete, voice_2=voice_autocomplete, style=style_autocomplete
@@ -132,11 +137,12 @@ class Speak(commands.Cog):
         voice_2: str | None = None,
         temperature: app_commands.Range[float, 0.0, 2.0] | None = None,
         style: str | None = None,
+        play: bool | None = None,
     ) -> None:
         request = self.bot.speech.prepare(
             text, voice=voice, voice_2=voice_2, temperature=temperature, style=style
         )
-        await self.deliver(interaction, request)
+        await self.deliver(interaction, request, play=play)
 
     async def speak_message(
         self, interaction: discord.Interaction[TTSBot], message: discord.Message
@@ -153,8 +159,10 @@ class Speak(commands.Cog):
         request: SpeechRequest,
         *,
         source: str | None = None,
+        play: bool | None = None,
     ) -> None:
-        """Queue, defer within Discord's 3 s, show progress, then post the audio."""
+        """Queue, defer within Discord's 3 s, show progress, then play or post the audio."""
+        target = self.voice_target(interaction, play)
         with self.bot.responding():
             # Refusals (cooldown, full queue, paused) raise here: private, and free.
             ticket = self.bot.speech.submit(interaction.user.id, request)
@@ -174,11 +182,49 @@ class Speak(commands.Cog):
             finally:
                 await progress.stop()
             clip = await self.bot.speech.render(audio, request)
+            if target is not None:
+                await self.play(interaction, target, request, clip)
+                return
             await interaction.edit_original_response(
                 content=result_line(request, clip.duration, source),
                 attachments=[discord.File(io.BytesIO(clip.data), filename=clip.filename)],
                 allowed_mentions=NO_MENTIONS,
             )
+
+    def voice_target(
+        self, interaction: discord.Interaction[TTSBot], play: bool | None
+    ) -> VoiceTarget | None:
+        """Where to play, decided before anything is spent: a member who asks to hear it in
+        voice but is in no voice channel is told so for free."""
+        channel = caller_channel(interaction)
+        if play is False or interaction.guild is None:
+            return None
+        if play is True and channel is None:
+            raise NotInVoiceError()
+        if play is True or (
+            channel is not None and self.bot.voice.connected_channel(interaction.guild) == channel
+        ):
+            return channel
+        return None
+
+    async def play(
+        self,
+        interaction: discord.Interaction[TTSBot],
+        channel: VoiceTarget,
+        request: SpeechRequest,
+        clip: Clip,
+    ) -> None:
+        player = self.bot.voice.player(channel.guild.id)
+        if player is None or self.bot.voice.connected_channel(channel.guild) != channel:
+            player = await self.bot.voice.join(channel)
+        name = interaction.user.display_name
+        label = f"{name}: {request.text[:60]}"
+        place = player.enqueue(single_clip(label, interaction.user.id, clip.data))
+        where = f"in {channel.mention}" + (f", #{place} in line" if place > 1 else "")
+        details = result_line(request, clip.duration).removeprefix("🔊 ")
+        await interaction.edit_original_response(
+            content=f"🔊 Playing {where} · {details}", allowed_mentions=NO_MENTIONS
+        )
 
 
 async def setup(bot: TTSBot) -> None:

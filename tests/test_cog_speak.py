@@ -54,7 +54,7 @@ async def test_speak_validates_queues_defers_and_posts_the_clip(bot: Any) -> Non
     ticket = finished_ticket()
     bot.speech.submit.return_value = ticket
     interaction = mock_interaction(user_id=7)
-    await run_speak(Speak(bot), interaction, "Hello there", "kore", None, 0.7, "calm")
+    await run_speak(Speak(bot), interaction, "Hello there", "kore", None, 0.7, "calm", False)
 
     bot.speech.prepare.assert_called_once_with(
         "Hello there", voice="kore", voice_2=None, temperature=0.7, style="calm"

@@ -39,3 +39,28 @@ def test_search_ranks_prefix_then_character_then_fuzzy() -> None:
 def test_search_empty_query_lists_first_page_and_respects_limit() -> None:
     assert search("", limit=25) == list(VOICES[:25])
     assert len(search("a", limit=5)) == 5
+
+
+def test_a_member_keeps_the_same_voice_across_processes() -> None:
+    import subprocess
+    import sys
+
+    from bot.voices import voice_for_user
+
+    ids = [1, 42, 123456789012345678, 987654321098765432]
+    here = [voice_for_user(i).name for i in ids]
+    code = f"from bot.voices import voice_for_user as v; print(*[v(i).name for i in {ids!r}])"
+    there = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert here == there
+
+
+def test_voices_are_spread_across_members() -> None:
+    from collections import Counter
+
+    from bot.voices import voice_for_user
+
+    counts = Counter(voice_for_user(user_id).name for user_id in range(3000))
+    assert len(counts) == 30
+    assert max(counts.values()) < 2 * min(counts.values())
