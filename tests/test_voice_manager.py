@@ -1,0 +1,178 @@
+"""Joining, leaving and cleaning up voice connections, with discord objects spec'd."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from unittest.mock import create_autospec
+
+import discord
+import pytest
+
+from bot.voice_manager import VoiceManager, VoicePermissionError
+
+BOT_ID = 1
+
+
+def member(user_id: int, *, bot: bool = False, guild: Any = None) -> Any:
+    m = create_autospec(discord.Member, instance=True)
+    m.id = user_id
+    m.bot = bot
+    m.guild = guild
+    return m
+
+
+def voice_state(channel: Any) -> Any:
+    state = create_autospec(discord.VoiceState, instance=True)
+    state.channel = channel
+    return state
+
+
+class World:
+    """A guild with two voice channels and a spec'd VoiceClient that `connect` returns."""
+
+    def __init__(self) -> None:
+        self.client = create_autospec(discord.Client, instance=True)
+        self.client.user = member(BOT_ID, bot=True)
+        self.guild = create_autospec(discord.Guild, instance=True)
+        self.guild.id = 10
+        self.guild.me = member(BOT_ID, bot=True, guild=self.guild)
+        self.guild.voice_client = None
+        self.client.get_guild.return_value = self.guild
+        self.general = self.channel(100, "General")
+        self.music = self.channel(101, "Music")
+        self.voice_client: Any = None
+        self.connects = 0
+
+        async def connect(**kwargs: Any) -> Any:
+            # Like discord.py: every connect makes a new VoiceClient.
+            client = create_autospec(discord.VoiceClient, instance=True)
+            client.is_connected.return_value = True
+            client.channel = self.general
+
+            async def disconnect(*, force: bool = False) -> None:
+                self.guild.voice_client = None
+                client.is_connected.return_value = False
+
+            async def move_to(channel: Any, **kwargs: Any) -> None:
+                client.channel = channel
+
+            client.disconnect.side_effect = disconnect
+            client.move_to.side_effect = move_to
+            self.guild.voice_client = self.voice_client = client
+            self.connect_kwargs = kwargs
+            self.connects += 1
+            return client
+
+        self.general.connect.side_effect = connect
+
+    def channel(self, channel_id: int, name: str) -> Any:
+        channel = create_autospec(discord.VoiceChannel, instance=True)
+        channel.id = channel_id
+        channel.guild = self.guild
+        channel.mention = f"<#{channel_id}>"
+        channel.members = []
+        permissions = discord.Permissions.none()
+        permissions.update(connect=True, speak=True)
+        channel.permissions_for.return_value = permissions
+        return channel
+
+
+@pytest.fixture
+async def world() -> World:
+    return World()
+
+
+async def test_join_connects_deafened_and_makes_one_player(world: World) -> None:
+    manager = VoiceManager(world.client, idle_timeout=60)
+    player = await manager.join(world.general)
+    assert world.connect_kwargs["self_deaf"] is True
+    assert manager.player(world.guild.id) is player
+    assert await manager.join(world.general) is player  # Joining again reuses it.
+    world.general.connect.assert_awaited_once()
+    await manager.close()
+    assert manager.players == {}
+    world.voice_client.disconnect.assert_awaited()
+
+
+async def test_join_follows_the_member_to_another_channel(world: World) -> None:
+    manager = VoiceManager(world.client, idle_timeout=60)
+    player = await manager.join(world.general)
+    assert await manager.join(world.music) is player
+    world.voice_client.move_to.assert_awaited_once_with(world.music)
+    await manager.close()
+
+
+async def test_join_without_permission_is_refused_before_connecting(world: World) -> None:
+    world.general.permissions_for.return_value = discord.Permissions.none()
+    manager = VoiceManager(world.client)
+    with pytest.raises(VoicePermissionError) as info:
+        await manager.join(world.general)
+    assert "Connect and Speak" in info.value.user_message
+    world.general.connect.assert_not_awaited()
+
+
+async def test_leaves_when_the_last_human_goes(world: World) -> None:
+    manager = VoiceManager(world.client, idle_timeout=60)
+    await manager.join(world.general)
+    alice, other_bot = member(2, guild=world.guild), member(3, bot=True, guild=world.guild)
+    world.general.members = [world.guild.me, alice, other_bot]
+    # Someone else moving about elsewhere changes nothing.
+    await manager.on_voice_state_update(
+        member(4, guild=world.guild), voice_state(None), voice_state(world.music)
+    )
+    assert manager.player(world.guild.id) is not None
+    # Alice leaves: only bots remain.
+    world.general.members = [world.guild.me, other_bot]
+    await manager.on_voice_state_update(alice, voice_state(world.general), voice_state(None))
+    assert manager.player(world.guild.id) is None
+    world.voice_client.disconnect.assert_awaited_once()
+
+
+async def test_stays_while_a_human_remains(world: World) -> None:
+    manager = VoiceManager(world.client, idle_timeout=60)
+    await manager.join(world.general)
+    alice, bob = member(2, guild=world.guild), member(3, guild=world.guild)
+    world.general.members = [world.guild.me, bob]
+    await manager.on_voice_state_update(alice, voice_state(world.general), voice_state(None))
+    assert manager.player(world.guild.id) is not None
+    await manager.close()
+
+
+async def test_being_disconnected_cleans_up_the_player(world: World) -> None:
+    manager = VoiceManager(world.client, idle_timeout=60)
+    player = await manager.join(world.general)
+    world.guild.voice_client = None
+    await manager.on_voice_state_update(
+        world.guild.me, voice_state(world.general), voice_state(None)
+    )
+    assert player.closed
+    assert manager.players == {}
+    # A later /join makes a fresh connection and player: nothing leaked or reused half-dead.
+    again = await manager.join(world.general)
+    assert again is not player
+    assert world.connects == 2
+    await manager.close()
+
+
+async def test_a_stale_connection_is_replaced(world: World) -> None:
+    manager = VoiceManager(world.client, idle_timeout=60)
+    first = await manager.join(world.general)
+    stale = world.voice_client
+    stale.is_connected.return_value = False  # Dropped without an event.
+    second = await manager.join(world.general)
+    assert second is not first
+    assert first.closed
+    stale.disconnect.assert_awaited_once_with(force=True)  # Cleared before reconnecting.
+    assert world.connects == 2
+    await manager.close()
+
+
+async def test_idle_timeout_leaves(world: World) -> None:
+    manager = VoiceManager(world.client, idle_timeout=0.05)
+    player = await manager.join(world.general)
+    async with asyncio.timeout(5):
+        while manager.players:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    assert player.closed
+    world.voice_client.disconnect.assert_awaited()
