@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     user_cooldown: float = Field(5.0, ge=0, le=3600)
     max_waiting_per_user: int = Field(3, ge=1, le=50)
     max_queue: int = Field(200, ge=1, le=10_000)
-    max_concurrency: int = Field(8, ge=1, le=100)
+    max_concurrency: int = Field(20, ge=1, le=100)
 
     # What members may ask for.
     max_text_length: int = Field(2000, ge=1, le=20_000)

@@ -1,0 +1,795 @@
+"""The scheduler: pacing, fairness, 429s, retries, halts, expiry, cancellation, ETAs.
+
+Unit tests run on a fake clock that moves only when a test advances it, against a fake
+`synthesize` that records each call's (fake) time; the last tests use the real client against
+the fake Segmind server in real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import heapq
+import itertools
+import time
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.audio import Audio, AudioFormat, encode_wav, probe, tone
+from bot.config import Settings
+from bot.errors import (
+    AuthenticationError,
+    BadRequestError,
+    CooldownError,
+    OutOfCreditsError,
+    QueueFullError,
+    RateLimitedError,
+    RequestExpiredError,
+    SchedulerClosedError,
+    SegmindError,
+    ServerError,
+)
+from bot.scheduler import Scheduler, SchedulerConfig, Ticket
+from bot.segmind import SegmindClient
+from bot.speech import SpeechRequest
+from tests.fake_segmind import FakeSegmind, rate_limited
+
+AUDIO = probe(encode_wav(tone(0.05)), AudioFormat.WAV)
+
+
+async def settle(rounds: int = 50) -> None:
+    """Let every task that can run, run (each round is one pass of the event loop)."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+class FakeClock:
+    """Time moves only in `advance`; due sleepers wake in order, the loop settling after each.
+
+    It starts at 1000 rather than 0 so code that mistakes 0.0 for "unset" gets caught.
+    """
+
+    def __init__(self, origin: float = 1000.0) -> None:
+        self.origin = origin
+        self._now = origin
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def now(self) -> float:
+        return self._now
+
+    @property
+    def elapsed(self) -> float:
+        return self._now - self.origin
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._now + seconds, next(self._order), future))
+        await future
+
+    async def advance(self, seconds: float) -> None:
+        await self.advance_to(self.elapsed + seconds)
+
+    async def advance_to(self, elapsed: float) -> None:
+        """Move to `origin + elapsed`, waking sleepers one at a time at their own moments."""
+        target = self.origin + elapsed
+        await settle()
+        while True:
+            while self._sleepers and self._sleepers[0][2].done():
+                heapq.heappop(self._sleepers)  # cancelled
+            if not self._sleepers or self._sleepers[0][0] > target:
+                break
+            when, _, future = heapq.heappop(self._sleepers)
+            self._now = max(self._now, when)
+            future.set_result(None)
+            await settle()
+        self._now = max(self._now, target)
+        await settle()
+
+
+@dataclass(frozen=True)
+class Call:
+    at: float  # seconds since the clock's origin
+    text: str
+
+    @property
+    def user(self) -> int:
+        return int(self.text.split(":")[0])
+
+
+class FakeSynth:
+    """A scripted `synthesize`: records calls, takes `latency` on the fake clock, then returns
+    audio or raises the next error planned for that text."""
+
+    def __init__(self, clock: FakeClock, latency: float | Callable[[str], float] = 0.0) -> None:
+        self.clock = clock
+        self.latency = latency
+        self.calls: list[Call] = []
+        self.plans: dict[str, deque[BaseException]] = defaultdict(deque)
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def plan(self, text: str, *errors: BaseException) -> None:
+        self.plans[text].extend(errors)
+
+    async def __call__(self, request: SpeechRequest) -> Audio:
+        self.calls.append(Call(self.clock.elapsed, request.text))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            plan = self.plans[request.text]
+            error = plan.popleft() if plan else None
+            latency = self.latency(request.text) if callable(self.latency) else self.latency
+            if latency > 0:
+                await self.clock.sleep(latency)
+            if error is not None:
+                raise error
+            return AUDIO
+        finally:
+            self.in_flight -= 1
+
+    def texts(self) -> list[str]:
+        return [call.text for call in self.calls]
+
+    def times(self) -> list[float]:
+        return [call.at for call in self.calls]
+
+
+def req(text: str) -> SpeechRequest:
+    return SpeechRequest(text=text)
+
+
+def limited(retry_after: float | None) -> RateLimitedError:
+    error = RateLimitedError(status=429)
+    error.retry_after = retry_after
+    return error
+
+
+async def outcome(ticket: Ticket) -> Audio | BaseException:
+    """A finished ticket's audio or error (checked finished first, so a test fails, not hangs)."""
+    assert ticket.state in ("done", "failed"), ticket
+    try:
+        return await ticket.result()
+    except (Exception, asyncio.CancelledError) as exc:
+        return exc
+
+
+def is_halted(scheduler: Scheduler) -> bool:
+    """Read through a call, so mypy does not keep an earlier narrowing of `halted`."""
+    return scheduler.halted is not None
+
+
+def broken_listener(ticket: Ticket) -> None:
+    raise ZeroDivisionError
+
+
+Build = Callable[..., Scheduler]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def build(clock: FakeClock) -> AsyncIterator[Build]:
+    """Make a started scheduler on the fake clock (jitter off); closed after the test."""
+    made: list[Scheduler] = []
+
+    def make(
+        synth: FakeSynth,
+        *,
+        start: bool = True,
+        rng: Callable[[], float] = lambda: 0.0,
+        probe: Callable[[], Awaitable[bool]] | None = None,
+        on_halt: Callable[[SegmindError], Awaitable[None]] | None = None,
+        on_resume: Callable[[], Awaitable[None]] | None = None,
+        **config: Any,
+    ) -> Scheduler:
+        config.setdefault("user_cooldown", 0.0)
+        config.setdefault("safety_margin", 0.0)
+        config.setdefault("max_waiting_per_user", 10)
+        scheduler = Scheduler(
+            synth,
+            SchedulerConfig(**config),
+            clock=clock,
+            rng=rng,
+            probe=probe,
+            on_halt=on_halt,
+            on_resume=on_resume,
+        )
+        if start:
+            scheduler.start()
+        made.append(scheduler)
+        return scheduler
+
+    yield make
+    for scheduler in made:
+        await scheduler.close(grace=0)
+
+
+# --- fairness, cooldown, caps -------------------------------------------------------------------
+
+
+async def test_members_are_served_round_robin(clock: FakeClock, build: Build) -> None:
+    synth = FakeSynth(clock, latency=1.0)
+    scheduler = build(synth, max_concurrency=1, rpm=100)
+    tickets = [
+        scheduler.submit(user, req(f"{user}:{i}"))
+        for user, n in ((1, 3), (2, 2), (3, 1))
+        for i in range(n)
+    ]
+    # Serve order 1 2 3 1 2 1: member 1's tickets are 1st, 4th and 6th.
+    assert [t.position for t in tickets] == [1, 4, 6, 2, 5, 3]
+    await clock.advance(10)
+    assert [call.user for call in synth.calls] == [1, 2, 3, 1, 2, 1]
+    assert synth.times() == pytest.approx([0, 1, 2, 3, 4, 5])
+    assert [await outcome(t) for t in tickets] == [AUDIO] * len(tickets)
+    assert scheduler.stats.served == 6
+
+
+async def test_a_member_who_joins_late_is_served_in_the_next_round(
+    clock: FakeClock, build: Build
+) -> None:
+    synth = FakeSynth(clock, latency=1.0)
+    scheduler = build(synth, max_concurrency=1, rpm=100)
+    for user, n in ((1, 3), (2, 2), (3, 1)):
+        for i in range(n):
+            scheduler.submit(user, req(f"{user}:{i}"))
+    await clock.advance_to(1.5)  # 1 and 2 served; 3, 1, 2, 1 waiting
+    late = scheduler.submit(4, req("4:0"))
+    assert late.position == 4  # behind this round (3, 1, 2), ahead of member 1's third
+    await clock.advance(10)
+    assert [call.user for call in synth.calls] == [1, 2, 3, 1, 2, 4, 1]
+
+
+async def test_cooldown_refuses_then_accepts(clock: FakeClock, build: Build) -> None:
+    synth = FakeSynth(clock, latency=1.0)
+    scheduler = build(synth, user_cooldown=5.0)
+    scheduler.submit(1, req("1:0"))
+    await clock.advance(2)
+    with pytest.raises(CooldownError) as info:
+        scheduler.submit(1, req("1:1"))
+    assert info.value.retry_after == pytest.approx(3.0)
+    assert scheduler.cooldown_remaining(1) == pytest.approx(3.0)  # a refusal does not restart it
+    scheduler.submit(2, req("2:0"))  # others are not affected
+    await clock.advance(3)
+    assert scheduler.cooldown_remaining(1) == 0
+    ticket = scheduler.submit(1, req("1:1"))
+    await clock.advance(2)
+    assert await outcome(ticket) is AUDIO
+
+
+async def test_per_member_cap_counts_queued_and_running(clock: FakeClock, build: Build) -> None:
+    synth = FakeSynth(clock, latency=1.0)
+    scheduler = build(synth, max_waiting_per_user=2, max_concurrency=1)
+    scheduler.submit(1, req("1:0"))
+    scheduler.submit(1, req("1:1"))
+    await settle()  # 1:0 running, 1:1 queued
+    with pytest.raises(QueueFullError) as info:
+        scheduler.submit(1, req("1:2"))
+    assert info.value.per_user
+    assert info.value.limit == 2
+    scheduler.submit(2, req("2:0"))
+    await clock.advance(1)  # 1:0 done
+    scheduler.submit(1, req("1:2"))
+
+
+async def test_global_queue_cap_counts_only_queued(clock: FakeClock, build: Build) -> None:
+    synth = FakeSynth(clock, latency=10.0)
+    scheduler = build(synth, max_queue=3, max_concurrency=1)
+    for user in (1, 2, 3):
+        scheduler.submit(user, req(f"{user}:0"))
+    with pytest.raises(QueueFullError) as info:
+        scheduler.submit(4, req("4:0"))
+    assert not info.value.per_user
+    assert info.value.limit == 3
+    await settle()  # one starts, freeing a queue place
+    scheduler.submit(4, req("4:0"))
+    stats = scheduler.stats
+    assert (stats.queued, stats.running) == (3, 1)
+
+
+# --- the rate limiter ---------------------------------------------------------------------------
+
+
+async def test_bursts_to_the_limit_then_waits_a_window_plus_margin(
+    clock: FakeClock, build: Build
+) -> None:
+    synth = FakeSynth(clock)
+    scheduler = build(synth, rpm=5, window=60.0, safety_margin=None, max_concurrency=20)
+    assert scheduler.config.margin == 0.5
+    for user in range(12):
+        scheduler.submit(user, req(f"{user}:0"))
+    await clock.advance(200)
+    assert synth.times() == pytest.approx([0] * 5 + [60.5] * 5 + [121] * 2)
+
+
+async def _drive_load(
+    config: SchedulerConfig, jobs: list[tuple[int, float, float]]
+) -> tuple[FakeSynth, list[Ticket]]:
+    clock = FakeClock()
+    texts = [f"{user}:{i}" for i, (user, _, _) in enumerate(jobs)]
+    latency = {text: lat for text, (_, _, lat) in zip(texts, jobs, strict=True)}
+    synth = FakeSynth(clock, latency=latency.__getitem__)
+    scheduler = Scheduler(synth, config, clock=clock, rng=lambda: 0.5)
+    scheduler.start()
+    tickets = []
+    for text, (user, at, _) in sorted(zip(texts, jobs, strict=True), key=lambda j: j[1][1]):
+        await clock.advance_to(at)
+        tickets.append(scheduler.submit(user, req(text)))
+    for _ in range(10_000):
+        if all(t.state in ("done", "failed") for t in tickets):
+            break
+        await clock.advance(config.window / 2)
+    await scheduler.close(grace=0)
+    return synth, tickets
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    rpm=st.integers(1, 10),
+    window=st.sampled_from([1.0, 7.5, 60.0]),
+    margin=st.sampled_from([None, 0.0, 0.25]),
+    concurrency=st.integers(1, 12),
+    jobs=st.lists(
+        st.tuples(st.integers(1, 8), st.floats(0, 3), st.floats(0, 2)), min_size=1, max_size=40
+    ),
+)
+def test_limiter_never_exceeds_rpm_in_any_window(
+    rpm: int,
+    window: float,
+    margin: float | None,
+    concurrency: int,
+    jobs: list[tuple[int, float, float]],
+) -> None:
+    config = SchedulerConfig(
+        rpm=rpm,
+        window=window,
+        safety_margin=margin,
+        max_concurrency=concurrency,
+        user_cooldown=0,
+        max_waiting_per_user=50,
+        max_queue=1000,
+    )
+    scaled = [(user, at * window, lat * window) for user, at, lat in jobs]
+    synth, tickets = asyncio.run(_drive_load(config, scaled))
+    assert all(t.state == "done" for t in tickets)  # nothing lost
+    assert len(synth.calls) == len(jobs)
+    assert synth.max_in_flight <= concurrency
+    times = synth.times()
+    for at in times:
+        in_window = [t for t in times if at - config.span + 1e-6 < t <= at + 1e-9]
+        assert len(in_window) <= rpm, (at, in_window)
+
+
+# --- 429s ---------------------------------------------------------------------------------------
+
+
+async def test_429_pauses_everything_until_the_reset_and_serves_the_hit_request_first(
+    clock: FakeClock, build: Build
+) -> None:
+    synth = FakeSynth(clock, latency=1.0)
+    synth.plan("1:0", limited(7.0))
+    scheduler = build(synth, max_concurrency=1, rpm=100, initial_latency=1.0)
+    tickets = [scheduler.submit(user, req(f"{user}:0")) for user in (1, 2, 3)]
+    await clock.advance_to(1)  # the 429 arrives
+    assert scheduler.paused_until == pytest.approx(clock.origin + 8)
+    assert scheduler.stats.rate_limited == 1
+    assert (tickets[0].state, tickets[0].position, tickets[1].position) == ("queued", 1, 2)
+    assert tickets[1].eta == pytest.approx(9)  # 1:0 from 8 to 9, then 2:0 from 9 to 10
+    await clock.advance_to(7.999)
+    assert len(synth.calls) == 1
+    await clock.advance_to(8)
+    assert synth.texts() == ["1:0", "1:0"]
+    assert synth.times()[1] == pytest.approx(8)
+    assert scheduler.paused_until is None
+    await clock.advance(10)
+    assert synth.texts() == ["1:0", "1:0", "2:0", "3:0"]
+    assert [await outcome(t) for t in tickets] == [AUDIO] * len(tickets)
+    assert tickets[0].attempts == 2
+
+
+async def test_429_without_reset_headers_backs_off_from_window_over_rpm(
+    clock: FakeClock, build: Build
+) -> None:
+    synth = FakeSynth(clock, latency=1.0)
+    synth.plan("1:0", limited(None), limited(None))
+    scheduler = build(synth, rpm=5, window=60.0, max_concurrency=1)
+    ticket = scheduler.submit(1, req("1:0"))
+    await clock.advance(100)
+    # 429 at 1 -> wait 60/5 = 12 s; 429 at 14 -> wait 24 s; then success.
+    assert synth.times() == pytest.approx([0, 13, 38])
+    assert await outcome(ticket) is AUDIO
+    assert scheduler.stats.rate_limited == 2
+
+
+async def test_429_lowers_the_rate_for_two_windows(clock: FakeClock, build: Build) -> None:
+    synth = FakeSynth(clock)
+    synth.plan("0:0", limited(1.0))
+    scheduler = build(synth, rpm=5, window=10.0, max_concurrency=20)
+    for user in range(12):
+        scheduler.submit(user, req(f"{user}:0"))
+    await clock.advance(5)
+    assert scheduler.effective_rpm == 4
+    await clock.advance(50)
+    # 5 at once; the 429 slows it to 4 per 10 s until t=20, then 5 again.
+    assert synth.times() == pytest.approx([0] * 5 + [10] * 4 + [20] * 4)
+    assert synth.texts()[5] == "0:0"  # the request that was hit went first
+    assert scheduler.effective_rpm == 5
+    assert scheduler.stats.served == 12
+
+
+# --- other failures -----------------------------------------------------------------------------
+
+
+async def test_server_errors_are_retried_with_backoff_while_others_are_served(
+    clock: FakeClock, build: Build
+) -> None:
+    synth = FakeSynth(clock, latency=1.0)
+    synth.plan("1:0", *(ServerError(status=500) for _ in range(5)))
+    scheduler = build(synth, max_concurrency=1, rpm=100, max_attempts=3, backoff_base=2.0)
+    tickets = [scheduler.submit(user, req(f"{user}:0")) for user in (1, 2, 3)]
+    await clock.advance(20)
+    # Back-off with rng=0: 1 s after the first failure, 2 s after the second.
+    assert synth.texts() == ["1:0", "2:0", "1:0", "3:0", "1:0"]
+    assert synth.times() == pytest.approx([0, 1, 2, 3, 5])
+    failure = await outcome(tickets[0])
+    assert isinstance(failure, ServerError)
+    assert failure.attempts == 3
+    assert [await outcome(t) for t in tickets[1:]] == [AUDIO, AUDIO]
+    stats = scheduler.stats
+    assert (stats.retried, stats.failed, stats.served) == (2, 1, 2)
+
+
+async def test_non_retryable_failure_fails_only_that_ticket(clock: FakeClock, build: Build) -> None:
+    synth = FakeSynth(clock, latency=1.0)
+    synth.plan("1:0", BadRequestError(status=400, upstream_message="text is too long"))
+    scheduler = build(synth, max_concurrency=1, rpm=100)
+    bad = scheduler.submit(1, req("1:0"))
+    good = scheduler.submit(2, req("2:0"))
+    await clock.advance(5)
+    assert isinstance(await outcome(bad), BadRequestError)
+    assert bad.state == "failed"
+    assert await outcome(good) is AUDIO
+    assert synth.texts() == ["1:0", "2:0"]
+    assert scheduler.halted is None
+
+
+async def test_out_of_credits_halts_everything_once(clock: FakeClock, build: Build) -> None:
+    halts: list[SegmindError] = []
+
+    async def on_halt(error: SegmindError) -> None:
+        halts.append(error)
+
+    synth = FakeSynth(clock, latency=1.0)
+    synth.plan("1:0", OutOfCreditsError(status=406))
+    synth.plan("2:0", OutOfCreditsError(status=406))
+    scheduler = build(synth, max_concurrency=2, rpm=100, on_halt=on_halt)
+    tickets = [scheduler.submit(user, req(f"{user}:0")) for user in (1, 2, 3, 4)]
+    await clock.advance(1)
+    assert len(halts) == 1
+    assert isinstance(halts[0], OutOfCreditsError)
+    assert isinstance(scheduler.halted, OutOfCreditsError)
+    for ticket in tickets:
+        assert isinstance(await outcome(ticket), OutOfCreditsError)
+    with pytest.raises(OutOfCreditsError) as info:
+        scheduler.submit(5, req("5:0"))
+    assert info.value is not scheduler.halted
+    assert info.value.user_message == OutOfCreditsError.user_message
+    await clock.advance(10_000)  # no probe: stays halted, calls nothing
+    assert isinstance(scheduler.halted, OutOfCreditsError)
+    assert synth.texts() == ["1:0", "2:0"]
+    assert len(halts) == 1
+    assert scheduler.stats.failed == 4
+
+
+async def test_probe_resumes_after_a_halt(clock: FakeClock, build: Build) -> None:
+    answers = deque([False, True])
+    probes: list[float] = []
+    resumed: list[float] = []
+
+    async def probe() -> bool:
+        probes.append(clock.elapsed)
+        return answers.popleft()
+
+    async def on_resume() -> None:
+        resumed.append(clock.elapsed)
+
+    synth = FakeSynth(clock, latency=1.0)
+    synth.plan("1:0", AuthenticationError(status=401))
+    scheduler = build(synth, halt_probe_interval=300.0, probe=probe, on_resume=on_resume)
+    scheduler.submit(1, req("1:0"))
+    await clock.advance_to(1)
+    with pytest.raises(AuthenticationError):
+        scheduler.submit(2, req("2:0"))
+    await clock.advance_to(301)
+    assert probes == pytest.approx([301])
+    assert isinstance(scheduler.halted, AuthenticationError)
+    await clock.advance_to(601)
+    assert probes == pytest.approx([301, 601])
+    assert resumed == pytest.approx([601])
+    assert not is_halted(scheduler)
+    ticket = scheduler.submit(2, req("2:0"))
+    await clock.advance(1)
+    assert await outcome(ticket) is AUDIO
+
+
+async def test_unexpected_exception_fails_the_ticket_not_the_scheduler(
+    clock: FakeClock, build: Build
+) -> None:
+    synth = FakeSynth(clock, latency=1.0)
+    synth.plan("1:0", ValueError("bug"))
+    scheduler = build(synth, rpm=100)
+    broken = scheduler.submit(1, req("1:0"))
+    fine = scheduler.submit(2, req("2:0"))
+    await clock.advance(2)
+    assert isinstance(await outcome(broken), ValueError)
+    assert await outcome(fine) is AUDIO
+
+
+# --- expiry, cancellation, shutdown -------------------------------------------------------------
+
+
+async def test_a_ticket_queued_past_job_timeout_expires(clock: FakeClock, build: Build) -> None:
+    synth = FakeSynth(clock, latency=1.0)
+    scheduler = build(synth, rpm=1, window=60.0, job_timeout=50.0)
+    first = scheduler.submit(1, req("1:0"))
+    late = scheduler.submit(2, req("2:0"))  # would start at 60
+    await clock.advance_to(49.9)
+    assert late.state == "queued"
+    await clock.advance_to(50)
+    assert isinstance(await outcome(late), RequestExpiredError)
+    await clock.advance_to(200)
+    assert synth.texts() == ["1:0"]
+    assert await outcome(first) is AUDIO
+    assert scheduler.stats.expired == 1
+
+
+async def test_a_ticket_waiting_out_a_429_still_expires(clock: FakeClock, build: Build) -> None:
+    synth = FakeSynth(clock, latency=1.0)
+    synth.plan("1:0", limited(100.0))
+    scheduler = build(synth, rpm=100, job_timeout=50.0)
+    ticket = scheduler.submit(1, req("1:0"))
+    await clock.advance_to(50)
+    assert isinstance(await outcome(ticket), RequestExpiredError)
+    await clock.advance_to(200)
+    assert synth.texts() == ["1:0"]
+
+
+async def test_cancel_withdraws_only_queued_tickets(clock: FakeClock, build: Build) -> None:
+    synth = FakeSynth(clock, latency=5.0)
+    scheduler = build(synth, max_concurrency=1, rpm=100, max_waiting_per_user=1)
+    running = scheduler.submit(1, req("1:0"))
+    withdrawn = scheduler.submit(2, req("2:0"))
+    last = scheduler.submit(3, req("3:0"))
+    await settle()
+    assert last.position == 2
+    assert withdrawn.cancel()
+    assert withdrawn.cancelled
+    assert withdrawn.state == "failed"
+    assert last.position == 1
+    assert not running.cancel()
+    assert not withdrawn.cancel()
+    assert isinstance(await outcome(withdrawn), asyncio.CancelledError)
+    scheduler.submit(2, req("2:1"))  # the member's place was given back
+    await clock.advance(20)
+    assert synth.texts() == ["1:0", "3:0", "2:1"]
+    assert scheduler.stats.cancelled == 1
+
+
+async def test_a_cancelled_result_waiter_leaves_the_ticket_valid(
+    clock: FakeClock, build: Build
+) -> None:
+    synth = FakeSynth(clock, latency=5.0)
+    scheduler = build(synth)
+    ticket = scheduler.submit(1, req("1:0"))
+    waiter = asyncio.create_task(ticket.result())
+    await settle()
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert ticket.state == "running"
+    await clock.advance(5)
+    assert await outcome(ticket) is AUDIO
+
+
+async def test_close_fails_queued_cancels_running_and_leaves_no_tasks(
+    clock: FakeClock, build: Build
+) -> None:
+    synth = FakeSynth(clock, latency=100.0)
+    scheduler = build(synth, max_concurrency=1)
+    tickets = [scheduler.submit(user, req(f"{user}:0")) for user in (1, 2, 3)]
+    await settle()
+    closing = asyncio.create_task(scheduler.close(grace=5))
+    await settle()
+    assert isinstance(await outcome(tickets[1]), SchedulerClosedError)  # queued: at once
+    assert tickets[0].state == "running"  # within its grace
+    await clock.advance(5)
+    await closing
+    for ticket in tickets:
+        assert isinstance(await outcome(ticket), SchedulerClosedError)
+    assert synth.texts() == ["1:0"]
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    with pytest.raises(SchedulerClosedError):
+        scheduler.submit(4, req("4:0"))
+
+
+async def test_close_lets_a_call_finish_within_the_grace(clock: FakeClock, build: Build) -> None:
+    synth = FakeSynth(clock, latency=3.0)
+    scheduler = build(synth)
+    ticket = scheduler.submit(1, req("1:0"))
+    await settle()
+    closing = asyncio.create_task(scheduler.close(grace=10))
+    await clock.advance(3)
+    assert closing.done()
+    assert await outcome(ticket) is AUDIO
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+# --- positions and ETAs -------------------------------------------------------------------------
+
+
+async def test_positions_and_etas_are_notified_as_the_queue_moves(
+    clock: FakeClock, build: Build
+) -> None:
+    synth = FakeSynth(clock, latency=3.0)
+    scheduler = build(synth, start=False, rpm=2, window=10.0, initial_latency=3.0)
+    tickets = [scheduler.submit(user, req(f"{user}:0")) for user in range(6)]
+    # Two start at once, two a window later, two more a window after that; +3 s to speak.
+    assert [t.position for t in tickets] == [1, 2, 3, 4, 5, 6]
+    assert [t.eta for t in tickets] == pytest.approx([3, 3, 13, 13, 23, 23])
+    assert scheduler.queue_snapshot() == tickets
+    seen: list[tuple[str, int | None, float | None]] = []
+    tickets[5].add_listener(broken_listener)  # logged, not raised: later listeners still hear
+    tickets[5].add_listener(lambda t: seen.append((t.state, t.position, t.eta)))
+    scheduler.start()
+    await settle()
+    assert scheduler.queue_snapshot() == tickets[2:]
+    assert [t.position for t in tickets] == [None, None, 1, 2, 3, 4]
+    await clock.advance(30)
+    assert seen == [
+        ("queued", 4, pytest.approx(23)),
+        ("queued", 2, pytest.approx(13)),
+        ("running", None, pytest.approx(3)),
+        ("done", None, None),
+    ]
+    assert synth.times() == pytest.approx([0, 0, 10, 10, 20, 20])
+
+
+def test_config_from_settings_maps_the_operator_settings() -> None:
+    settings = Settings(
+        _env_file=None,
+        segmind_rpm=50,
+        max_attempts=6,
+        backoff_base=2.0,
+        backoff_max=30.0,
+        user_cooldown=0,
+        max_waiting_per_user=5,
+        max_queue=40,
+        max_concurrency=17,
+    )
+    config = SchedulerConfig.from_settings(settings)
+    assert (config.rpm, config.max_attempts, config.backoff_base, config.backoff_max) == (
+        50,
+        6,
+        2.0,
+        30.0,
+    )
+    assert (config.user_cooldown, config.max_waiting_per_user) == (0, 5)
+    assert (config.max_queue, config.max_concurrency) == (40, 17)
+    assert config.margin == 0.5
+
+
+def test_config_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="rpm"):
+        SchedulerConfig(rpm=0)
+
+
+# --- with the real client against the fake Segmind server, in real time --------------------------
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+def real_scheduler(client: SegmindClient, **config: Any) -> Scheduler:
+    config.setdefault("user_cooldown", 0.0)
+    config.setdefault("safety_margin", 0.05)
+    config.setdefault("max_waiting_per_user", 10)
+    return Scheduler(functools.partial(client.synthesize, retry=False), SchedulerConfig(**config))
+
+
+async def test_real_client_three_members_all_delivered_without_429(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with FakeSegmind(rpm_limit=6, rpm_window=1.0, latency=0.05) as fake:
+        client = SegmindClient(session, api_key=fake.api_key, base_url=fake.base_url)
+        scheduler = real_scheduler(client, rpm=6, window=1.0)
+        scheduler.start()
+        tickets = [
+            scheduler.submit(user, req(f"Member {user} says line {i}."))
+            for i in range(4)
+            for user in (1, 2, 3)
+        ]
+        results = await asyncio.wait_for(asyncio.gather(*(t.result() for t in tickets)), 10)
+        await scheduler.close()
+    assert all(isinstance(r, Audio) and r.duration > 0 for r in results)
+    assert fake.rate_limited_count == 0
+    assert fake.tts_calls == 12
+    received = [r.received for r in fake.requests]
+    for at in received:
+        assert sum(at - 1.0 < other <= at for other in received) <= 6
+
+
+async def test_real_client_429_delays_then_delivers(session: aiohttp.ClientSession) -> None:
+    async with FakeSegmind(rpm_limit=6, rpm_window=1.0) as fake:
+        fake.enqueue(rate_limited(retry_after=1))
+        client = SegmindClient(session, api_key=fake.api_key, base_url=fake.base_url)
+        scheduler = real_scheduler(client, rpm=6, window=1.0, max_concurrency=1)
+        scheduler.start()
+        began = time.monotonic()
+        tickets = [scheduler.submit(user, req(f"Member {user} speaks.")) for user in (1, 2, 3)]
+        first = await asyncio.wait_for(tickets[0].result(), 10)
+        waited = time.monotonic() - began
+        rest = await asyncio.wait_for(asyncio.gather(*(t.result() for t in tickets[1:])), 10)
+        await scheduler.close()
+    assert isinstance(first, Audio)
+    assert all(isinstance(r, Audio) for r in rest)
+    assert waited >= 1.0  # the Retry-After was honoured
+    assert tickets[0].attempts == 2
+    assert fake.rate_limited_count == 1
+    assert scheduler.stats.rate_limited == 1
+    assert fake.statuses() == [429, 200, 200, 200]
+
+
+async def test_real_client_out_of_credits_halts_and_probe_resumes(
+    session: aiohttp.ClientSession,
+) -> None:
+    halted = asyncio.Event()
+    resumed = asyncio.Event()
+
+    async def on_halt(error: SegmindError) -> None:
+        halted.set()
+
+    async def on_resume() -> None:
+        resumed.set()
+
+    async with FakeSegmind(credits=0) as fake:
+        client = SegmindClient(session, api_key=fake.api_key, base_url=fake.base_url)
+
+        async def probe() -> bool:
+            return (await client.get_credits()).total > 0
+
+        scheduler = Scheduler(
+            functools.partial(client.synthesize, retry=False),
+            SchedulerConfig(user_cooldown=0, halt_probe_interval=0.05),
+            probe=probe,
+            on_halt=on_halt,
+            on_resume=on_resume,
+        )
+        scheduler.start()
+        with pytest.raises(OutOfCreditsError):
+            await asyncio.wait_for(scheduler.submit(1, req("Hello.")).result(), 5)
+        await asyncio.wait_for(halted.wait(), 5)
+        with pytest.raises(OutOfCreditsError):
+            scheduler.submit(2, req("Hello again."))
+        fake.credits = 1.0
+        await asyncio.wait_for(resumed.wait(), 5)
+        audio = await asyncio.wait_for(scheduler.submit(2, req("Hello again.")).result(), 5)
+        await scheduler.close()
+    assert isinstance(audio, Audio)
+    assert fake.credit_checks >= 1
+    assert fake.statuses() == [406, 200]
