@@ -1,0 +1,39 @@
+"""Where the bot remembers member and server settings and usage.
+
+Cogs see only `Storage` and the plain dataclasses; `open_storage` picks the backend.
+"""
+
+from __future__ import annotations
+
+from bot.storage.base import Storage
+from bot.storage.errors import (
+    DatabaseURLError,
+    NewerDatabaseError,
+    StorageError,
+    UnsupportedBackendError,
+)
+from bot.storage.factory import open_storage, sqlite_path
+from bot.storage.models import (
+    GuildSettings,
+    MemberSettings,
+    NarrationEmoji,
+    UsageRecord,
+    UsageSummary,
+)
+from bot.storage.sqlite import SQLiteStorage
+
+__all__ = [
+    "DatabaseURLError",
+    "GuildSettings",
+    "MemberSettings",
+    "NarrationEmoji",
+    "NewerDatabaseError",
+    "SQLiteStorage",
+    "Storage",
+    "StorageError",
+    "UnsupportedBackendError",
+    "UsageRecord",
+    "UsageSummary",
+    "open_storage",
+    "sqlite_path",
+]

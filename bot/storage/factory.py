@@ -1,0 +1,48 @@
+"""Choosing the backend from DATABASE_URL, so the rest of the bot only ever asks for `Storage`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bot.storage.base import Storage
+from bot.storage.errors import DatabaseURLError, UnsupportedBackendError
+from bot.storage.sqlite import SQLiteStorage
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+DEFAULT_FILE = "bot.db"
+
+
+def sqlite_path(settings: Settings) -> Path:
+    """Where the SQLite file lives. URLs follow SQLAlchemy: `sqlite:///bot.db` is relative to the
+    working directory, `sqlite:////srv/bot.db` (four slashes) is absolute.
+
+    Errors never repeat the URL: a PostgreSQL one may carry a password.
+    """
+    url = settings.database_url.strip()
+    if not url:
+        return settings.data_dir / DEFAULT_FILE
+    scheme, separator, rest = url.partition("://")
+    scheme = scheme.lower()
+    if scheme in {"postgres", "postgresql"} or scheme.startswith("postgresql+"):
+        raise UnsupportedBackendError(
+            "DATABASE_URL: PostgreSQL support is not built yet; use sqlite "
+            "(leave DATABASE_URL empty for bot.db in DATA_DIR, or sqlite:///path/to/file.db)."
+        )
+    if not separator or scheme != "sqlite" or (rest and not rest.startswith("/")):
+        shown = f" ({scheme}://)" if separator and scheme.isalnum() else ""
+        raise DatabaseURLError(
+            f"DATABASE_URL is not a database URL the bot supports{shown}: use "
+            "sqlite:///path/to/file.db, or leave it empty for bot.db in DATA_DIR."
+        )
+    path = rest[1:]
+    return Path(path) if path else settings.data_dir / DEFAULT_FILE
+
+
+async def open_storage(settings: Settings) -> Storage:
+    """The configured backend, connected and migrated."""
+    storage = SQLiteStorage(sqlite_path(settings))
+    await storage.connect()
+    return storage

@@ -1,0 +1,141 @@
+"""The schema's history. Each step runs once, in its own transaction, and `PRAGMA user_version`
+records how far a database has come, so upgrading the bot upgrades its data in place.
+
+Never edit a released step: add a new one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import suppress
+from typing import NamedTuple
+
+import aiosqlite
+
+from bot.storage.errors import NewerDatabaseError
+
+
+class Migration(NamedTuple):
+    version: int
+    description: str
+    script: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "member and server settings",
+        """
+        CREATE TABLE member_settings (
+            user_id INTEGER PRIMARY KEY,
+            voice TEXT,
+            temperature REAL,
+            style TEXT
+        );
+        CREATE TABLE guild_settings (
+            guild_id INTEGER PRIMARY KEY,
+            narration_channel_id INTEGER,
+            narration_voice_only INTEGER NOT NULL DEFAULT 1,
+            narration_skip_prefix TEXT NOT NULL DEFAULT ';',
+            narration_max_length INTEGER NOT NULL DEFAULT 300,
+            narration_emoji TEXT NOT NULL DEFAULT 'name'
+                CHECK (narration_emoji IN ('name', 'drop')),
+            narration_say_names INTEGER NOT NULL DEFAULT 1,
+            max_text_length INTEGER,
+            user_cooldown REAL,
+            daily_quota INTEGER,
+            allowed_role_id INTEGER,
+            allow_files INTEGER NOT NULL DEFAULT 1,
+            allow_voice INTEGER NOT NULL DEFAULT 1
+        );
+        """,
+    ),
+    Migration(
+        2,
+        "usage accounting",
+        # No text column, ever: members' words are not kept.
+        """
+        CREATE TABLE usage (
+            id INTEGER PRIMARY KEY,
+            guild_id INTEGER,
+            user_id INTEGER NOT NULL,
+            at REAL NOT NULL,
+            status INTEGER,
+            latency REAL NOT NULL,
+            audio_seconds REAL NOT NULL,
+            cost REAL NOT NULL,
+            cached INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX usage_guild_at ON usage (guild_id, at);
+        CREATE INDEX usage_user_at ON usage (user_id, at);
+        """,
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+async def schema_version(db: aiosqlite.Connection) -> int:
+    async with db.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def migrate(db: aiosqlite.Connection, target: int = LATEST_VERSION) -> int:
+    """Apply the missing steps up to `target` and return the version reached.
+
+    `db` must be in autocommit mode (isolation_level=None): each step opens its own
+    `BEGIN IMMEDIATE`, so a second process starting at the same time waits, then skips the
+    steps the first one applied.
+    """
+    found = await schema_version(db)
+    _refuse_newer(found)
+    for step in MIGRATIONS:
+        if step.version <= found:
+            continue
+        if step.version > target:
+            break
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            current = await schema_version(db)  # Again, now that no one else can write.
+            _refuse_newer(current)
+            if current < step.version:
+                # executescript() would commit first, so run statement by statement.
+                for statement in statements(step.script):
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {step.version:d}")
+            await db.execute("COMMIT")
+        except BaseException:
+            await rollback(db)
+            raise
+    return await schema_version(db)
+
+
+async def rollback(db: aiosqlite.Connection) -> None:
+    """Undo the open transaction, if any: after a failed or cancelled COMMIT there may be none,
+    and that must not hide the original error."""
+    with suppress(sqlite3.Error):
+        await db.execute("ROLLBACK")
+
+
+def _refuse_newer(version: int) -> None:
+    if version > LATEST_VERSION:
+        raise NewerDatabaseError(
+            f"The database is from a newer version of the bot (schema version {version}; this "
+            f"version knows up to {LATEST_VERSION}). Upgrade the bot, or restore the backup "
+            "made before the upgrade."
+        )
+
+
+def statements(script: str) -> Iterator[str]:
+    """Split a script into statements; `complete_statement` keeps `;` inside strings intact."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n\t;"):
+                yield pending.strip()
+            pending = ""
+    if pending.strip(" \n\t;"):
+        raise ValueError(f"Incomplete SQL statement in migration: {pending.strip()[:60]}")
