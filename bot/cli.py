@@ -117,8 +117,8 @@ def _run(settings: Settings) -> int:
         ) from None
     except discord.PrivilegedIntentsRequired:
         raise CliError(
-            "Discord refused a privileged intent: enable it in the Developer Portal "
-            "(Bot -> Privileged Gateway Intents) or turn off the feature that needs it"
+            "Discord refused a privileged intent: enable Message Content in the Developer "
+            "Portal (Bot -> Privileged Gateway Intents), or set NARRATION_ENABLED=false"
         ) from None
     return EXIT_OK
 

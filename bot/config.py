@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     max_text_length: int = Field(2000, ge=1, le=20_000)
     default_voice: str = DEFAULT_VOICE
     default_temperature: float = Field(0.4, ge=0, le=2)
+    chunk_chars: int = Field(500, ge=50, le=20_000)
+    first_chunk_chars: int = Field(200, ge=20, le=20_000)
+    chunk_parallelism: int = Field(2, ge=1, le=10)
 
     # Operation.
     log_level: str = "INFO"
@@ -64,6 +67,7 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(10.0, ge=0, le=120)
 
     # Voice.
+    narration_enabled: bool = True
     voice_idle_timeout: float = Field(300.0, gt=0, le=86_400)
     voice_max_queue: int = Field(50, ge=1, le=1000)
 

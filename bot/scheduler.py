@@ -412,18 +412,32 @@ class Scheduler:
         finally:
             self._closed_event.set()
 
-    def submit(self, user_id: int, request: SpeechRequest) -> Ticket:
-        """Queue a request, or raise before queueing anything (closed, halted, cooldown, full)."""
+    def submit(
+        self,
+        user_id: int,
+        request: SpeechRequest,
+        *,
+        follow_up: bool = False,
+        cooldown: bool = True,
+    ) -> Ticket:
+        """Queue a request, or raise before queueing anything (closed, halted, cooldown, full).
+
+        `follow_up` marks a later chunk of a message already accepted: it neither waits for
+        nor restarts the member's cooldown, and is not refused by their own waiting cap (it
+        still counts toward it and toward the global queue cap). `cooldown=False` (narration:
+        every message is read) skips the cooldown but keeps the member's waiting cap.
+        """
         if self._closed:
             raise SchedulerClosedError()
         if self._halted is not None:
             raise _fresh(self._halted)
         now = self._clock.now()
-        left = self.cooldown_remaining(user_id)
+        cooled = follow_up or not cooldown
+        left = 0.0 if cooled else self.cooldown_remaining(user_id)
         if left > 0:
             raise CooldownError(left)
         limit = self.config.max_waiting_per_user
-        if self._active_by_user.get(user_id, 0) >= limit:
+        if not follow_up and self._active_by_user.get(user_id, 0) >= limit:
             raise QueueFullError(per_user=True, limit=limit)
         if self._queued_count() >= self.config.max_queue:
             raise QueueFullError(per_user=False, limit=self.config.max_queue)
@@ -440,7 +454,7 @@ class Scheduler:
         )
         self._rotation.setdefault(user_id, deque()).append(ticket)
         self._active_by_user[user_id] = self._active_by_user.get(user_id, 0) + 1
-        if self.config.user_cooldown > 0:
+        if self.config.user_cooldown > 0 and not cooled:
             self._forget_old_cooldowns(now)
             self._last_submit[user_id] = now
         self._refresh(now)

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot import audio as audio_mod
 from bot.audio import Audio
+from bot.chunking import split_text
 from bot.config import Settings
 from bot.scheduler import Scheduler, Ticket
 from bot.speech import SpeechRequest, build_request
+from bot.styles import apply_style
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,19 +59,140 @@ class SpeechService:
             default_temperature=self.settings.default_temperature,
         )
 
+    def prepare_chunks(
+        self,
+        text: str,
+        *,
+        voice: str | None = None,
+        voice_2: str | None = None,
+        temperature: float | None = None,
+        style: str | None = None,
+        first_max: int | None = None,
+    ) -> list[SpeechRequest]:
+        """Validate once, then split long text into one request per chunk (same voice and
+        style), so the first part can be heard while the rest is being made."""
+        whole = self.prepare(
+            text, voice=voice, voice_2=voice_2, temperature=temperature, style=style
+        )
+        limit = self.settings.chunk_chars
+        pieces = split_text(text.strip(), limit, first_max=first_max or limit)
+        if len(pieces) <= 1:
+            return [whole]
+        return [replace(whole, text=apply_style(piece, style)) for piece in pieces]
+
     def submit(self, user_id: int, request: SpeechRequest) -> Ticket:
         """Queue a request; raises at once (cooldown, full queue, halted) so nothing is spent."""
         return self.scheduler.submit(user_id, request)
 
+    def stream(
+        self, user_id: int, requests: Sequence[SpeechRequest], *, cooldown: bool = True
+    ) -> SpeechStream:
+        """Start making a message; raises at once like `submit` for its first chunk.
+
+        `cooldown=False` is for narration, where every message is read and only the member's
+        waiting cap limits a flood.
+        """
+        return SpeechStream(
+            self.scheduler,
+            user_id,
+            requests,
+            parallel=self.settings.chunk_parallelism,
+            cooldown=cooldown,
+        )
+
+    async def ogg_clips(
+        self, audios: AsyncIterator[Audio], request: SpeechRequest
+    ) -> AsyncIterator[bytes]:
+        """Each chunk as an Ogg Opus clip for voice, as soon as it is made."""
+        async for audio in audios:
+            yield (await self.render(audio, request)).data
+
     async def render(self, audio: Audio, request: SpeechRequest) -> Clip:
         """Encode for chat off the event loop: transcoding takes tens of milliseconds."""
+        return await self.render_many([audio], request)
+
+    async def render_many(self, audios: Sequence[Audio], request: SpeechRequest) -> Clip:
+        """One Ogg Opus file from one or more chunks, joined in order."""
         loop = asyncio.get_running_loop()
-        data = await loop.run_in_executor(self._executor, _to_ogg_opus, audio)
-        return Clip(data=data, duration=audio.duration, filename=clip_filename(request))
+        data = await loop.run_in_executor(self._executor, _join_to_ogg_opus, list(audios))
+        duration = sum(audio.duration for audio in audios)
+        return Clip(data=data, duration=duration, filename=clip_filename(request))
 
 
-def _to_ogg_opus(audio: Audio) -> bytes:
-    return audio_mod.encode_ogg_opus(audio_mod.decode_audio(audio))
+class SpeechStream:
+    """A message made chunk by chunk through the scheduler, yielded in order.
+
+    At most `parallel` chunks are queued ahead of the one being waited for, so one long
+    message neither floods the queue nor pays for chunks nobody will hear after a skip.
+    """
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        user_id: int,
+        requests: Sequence[SpeechRequest],
+        *,
+        parallel: int = 2,
+        cooldown: bool = True,
+    ) -> None:
+        if not requests:
+            raise ValueError("nothing to say")
+        self._scheduler = scheduler
+        self.user_id = user_id
+        self.requests = list(requests)
+        self._parallel = max(1, parallel)
+        self.tickets: list[Ticket] = [
+            scheduler.submit(user_id, self.requests[0], cooldown=cooldown)
+        ]
+        self.index = 0
+        self.closed = False
+        self._listeners: list[Callable[[SpeechStream], None]] = []
+
+    @property
+    def total(self) -> int:
+        return len(self.requests)
+
+    @property
+    def current(self) -> Ticket:
+        """The ticket whose audio is awaited next."""
+        return self.tickets[min(self.index, len(self.tickets) - 1)]
+
+    def add_listener(self, callback: Callable[[SpeechStream], None]) -> None:
+        """Told when the stream moves on to its next chunk."""
+        self._listeners.append(callback)
+
+    def _top_up(self) -> None:
+        while len(self.tickets) < min(self.total, self.index + self._parallel):
+            request = self.requests[len(self.tickets)]
+            self.tickets.append(self._scheduler.submit(self.user_id, request, follow_up=True))
+
+    async def audio(self) -> AsyncIterator[Audio]:
+        """Each chunk's audio as soon as it and every chunk before it is ready."""
+        try:
+            while self.index < self.total and not self.closed:
+                self._top_up()
+                result = await self.tickets[self.index].result()
+                self.index += 1
+                for listener in self._listeners:
+                    listener(self)
+                yield result
+        finally:
+            if self.index < self.total:
+                self.cancel()
+
+    async def collect(self) -> list[Audio]:
+        return [audio async for audio in self.audio()]
+
+    def cancel(self) -> None:
+        """Withdraw every chunk not yet started; nothing more is submitted."""
+        self.closed = True
+        for ticket in self.tickets[self.index :]:
+            ticket.cancel()
+
+
+def _join_to_ogg_opus(audios: list[Audio]) -> bytes:
+    pcms = [audio_mod.decode_audio(audio) for audio in audios]
+    return audio_mod.encode_ogg_opus(pcms[0] if len(pcms) == 1 else audio_mod.concat(pcms))
 
 
 _UNSAFE = re.compile(r"[^a-z0-9]+")

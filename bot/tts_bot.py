@@ -26,6 +26,7 @@ from bot.errors import SegmindError
 from bot.scheduler import Scheduler, SchedulerConfig
 from bot.segmind import SegmindClient
 from bot.service import SpeechService
+from bot.storage import Storage, open_storage
 from bot.tree import TTSCommandTree
 from bot.voice_manager import VoiceManager
 
@@ -36,10 +37,14 @@ USER_AGENT = f"gemini-tts-bot/{__version__} (+discord.py {discord.__version__})"
 
 def intents_for(settings: Settings) -> discord.Intents:
     """The least the features need: guilds for slash commands and the guild cache, voice
-    states to find a member's voice channel and to leave when everyone has gone."""
+    states to find a member's voice channel and to leave when everyone has gone, and, only
+    for narration, guild messages with their (privileged) content."""
     intents = discord.Intents.none()
     intents.guilds = True
     intents.voice_states = True
+    if settings.narration_enabled:
+        intents.guild_messages = True
+        intents.message_content = True
     return intents
 
 
@@ -69,11 +74,13 @@ class TTSBot(commands.Bot):
         self.scheduler: Scheduler
         self.speech: SpeechService
         self.voice: VoiceManager
+        self.storage: Storage | None = None
         #: Extensions that failed to load, with why; a cog can show them to the operator.
         self.extension_errors: dict[str, BaseException] = {}
         self._responders: set[asyncio.Task[Any]] = set()
 
     async def setup_hook(self) -> None:
+        self.storage = await open_storage(self.settings)
         self.http_session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
         self.segmind = SegmindClient.from_settings(self.http_session, self.settings)
         self.scheduler = Scheduler(
@@ -138,6 +145,8 @@ class TTSBot(commands.Bot):
         await super().close()
         if self.http_session is not None:
             await self.http_session.close()
+        if self.storage is not None:
+            await self.storage.close()
 
     async def _account_works(self) -> bool:
         try:
@@ -189,8 +198,25 @@ def create_bot(settings: Settings, **options: Any) -> TTSBot:
 
 
 async def run_bot(settings: Settings) -> None:
-    """Run until stopped; SIGTERM (docker stop) and Ctrl-C both shut down gracefully."""
+    """Run until stopped; SIGTERM (docker stop) and Ctrl-C both shut down gracefully.
+
+    If Discord refuses the Message Content intent (not enabled in the portal), the bot starts
+    again without narration rather than not at all.
+    """
     require(settings, "discord_token", "segmind_api_key")
+    try:
+        await _run_once(settings)
+    except discord.PrivilegedIntentsRequired:
+        if not settings.narration_enabled:
+            raise
+        log.warning(
+            "Discord refused the Message Content intent, so narration is off. Enable it in the "
+            "Developer Portal (Bot -> Privileged Gateway Intents), or set NARRATION_ENABLED=false."
+        )
+        await _run_once(settings.model_copy(update={"narration_enabled": False}))
+
+
+async def _run_once(settings: Settings) -> None:
     assert settings.discord_token is not None
     bot = create_bot(settings)
     loop = asyncio.get_running_loop()
@@ -198,8 +224,13 @@ async def run_bot(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, lambda: stopping.append(loop.create_task(bot.close())))
-    async with bot:
-        await bot.start(settings.discord_token.get_secret_value())
+    try:
+        async with bot:
+            await bot.start(settings.discord_token.get_secret_value())
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
     if stopping:
         await asyncio.gather(*stopping, return_exceptions=True)
 

@@ -6,6 +6,7 @@ import asyncio
 import io
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import discord
@@ -13,9 +14,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import BotError
-from bot.player import single_clip
+from bot.player import Utterance
 from bot.scheduler import Ticket
-from bot.service import Clip
+from bot.service import SpeechStream
 from bot.speech import SpeechRequest
 from bot.styles import search_styles
 from bot.tree import NO_MENTIONS, send_error
@@ -32,15 +33,18 @@ log = logging.getLogger(__name__)
 PROGRESS_EDIT_INTERVAL = 2.0
 
 
-def progress_line(ticket: Ticket, *, now: float | None = None) -> str:
+def progress_line(
+    ticket: Ticket, *, part: tuple[int, int] = (1, 1), now: float | None = None
+) -> str:
     """What a waiting member sees; the Discord timestamp counts down by itself."""
     ready = ""
     if ticket.eta is not None:
         moment = int((now if now is not None else time.time()) + ticket.eta)
         ready = f", ready <t:{moment}:R>"
+    of = f" (part {part[0]} of {part[1]})" if part[1] > 1 else ""
     if ticket.state == "queued" and ticket.position:
-        return f"⏳ Queued: #{ticket.position} in line{ready}."
-    return f"🎙️ Making speech{ready}…"
+        return f"⏳ Queued{of}: #{ticket.position} in line{ready}."
+    return f"🎙️ Making speech{of}{ready}…"
 
 
 def result_line(request: SpeechRequest, duration: float, source: str | None = None) -> str:
@@ -50,17 +54,19 @@ def result_line(request: SpeechRequest, duration: float, source: str | None = No
 
 
 class ProgressReporter:
-    """Edits the placeholder as the ticket moves, at most every PROGRESS_EDIT_INTERVAL seconds."""
+    """Edits the placeholder as the message's chunks move through the queue, at most every
+    PROGRESS_EDIT_INTERVAL seconds."""
 
-    def __init__(self, interaction: discord.Interaction[TTSBot], ticket: Ticket) -> None:
+    def __init__(self, interaction: discord.Interaction[TTSBot], stream: SpeechStream) -> None:
         self._interaction = interaction
-        self._ticket = ticket
+        self._stream = stream
         self._changed = asyncio.Event()
+        self._watched: set[int] = set()
         self._last = ""
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._ticket.add_listener(lambda _: self._changed.set())
+        self._stream.add_listener(lambda _: self._changed.set())
         self._changed.set()
         self._task = asyncio.create_task(self._run(), name="speak-progress")
 
@@ -71,10 +77,15 @@ class ProgressReporter:
             self._task = None
 
     async def _run(self) -> None:
-        while self._ticket.state in ("queued", "running"):
+        while self._stream.index < self._stream.total and not self._stream.closed:
             await self._changed.wait()
             self._changed.clear()
-            line = progress_line(self._ticket)
+            ticket = self._stream.current
+            if ticket.id not in self._watched:
+                self._watched.add(ticket.id)
+                ticket.add_listener(lambda _: self._changed.set())
+            part = (min(self._stream.index + 1, self._stream.total), self._stream.total)
+            line = progress_line(ticket, part=part)
             if line != self._last:
                 self._last = line
                 try:
@@ -139,10 +150,16 @@ class Speak(commands.Cog):
         style: str | None = None,
         play: bool | None = None,
     ) -> None:
-        request = self.bot.speech.prepare(
-            text, voice=voice, voice_2=voice_2, temperature=temperature, style=style
+        target = self.voice_target(interaction, play)
+        requests = self.bot.speech.prepare_chunks(
+            text,
+            voice=voice,
+            voice_2=voice_2,
+            temperature=temperature,
+            style=style,
+            first_max=self.bot.settings.first_chunk_chars if target else None,
         )
-        await self.deliver(interaction, request, play=play)
+        await self.deliver(interaction, requests, target=target)
 
     async def speak_message(
         self, interaction: discord.Interaction[TTSBot], message: discord.Message
@@ -150,46 +167,49 @@ class Speak(commands.Cog):
         text = message.clean_content.strip()
         if not text:
             raise BotError(user_message="That message has no text to speak.")
-        request = self.bot.speech.prepare(text)
-        await self.deliver(interaction, request, source=message.jump_url)
+        target = self.voice_target(interaction, None)
+        requests = self.bot.speech.prepare_chunks(
+            text, first_max=self.bot.settings.first_chunk_chars if target else None
+        )
+        await self.deliver(interaction, requests, source=message.jump_url, target=target)
 
     async def deliver(
         self,
         interaction: discord.Interaction[TTSBot],
-        request: SpeechRequest,
+        requests: list[SpeechRequest],
         *,
         source: str | None = None,
-        play: bool | None = None,
+        target: VoiceTarget | None = None,
     ) -> None:
         """Queue, defer within Discord's 3 s, show progress, then play or post the audio."""
-        target = self.voice_target(interaction, play)
         with self.bot.responding():
             # Refusals (cooldown, full queue, paused) raise here: private, and free.
-            ticket = self.bot.speech.submit(interaction.user.id, request)
+            stream = self.bot.speech.stream(interaction.user.id, requests)
             try:
                 await interaction.response.defer(thinking=True)
             except BaseException:
-                ticket.cancel()
+                stream.cancel()
                 raise
-            progress = ProgressReporter(interaction, ticket)
+            progress = ProgressReporter(interaction, stream)
             progress.start()
             try:
-                audio = await ticket.result()
+                if target is not None:
+                    await self.play(interaction, target, stream)
+                else:
+                    audios = await stream.collect()
+                    await progress.stop()
+                    clip = await self.bot.speech.render_many(audios, requests[0])
+                    await interaction.edit_original_response(
+                        content=result_line(requests[0], clip.duration, source),
+                        attachments=[discord.File(io.BytesIO(clip.data), filename=clip.filename)],
+                        allowed_mentions=NO_MENTIONS,
+                    )
             except BotError as exc:
+                stream.cancel()
                 await progress.stop()
                 await send_error(interaction, exc.user_message)
-                return
             finally:
                 await progress.stop()
-            clip = await self.bot.speech.render(audio, request)
-            if target is not None:
-                await self.play(interaction, target, request, clip)
-                return
-            await interaction.edit_original_response(
-                content=result_line(request, clip.duration, source),
-                attachments=[discord.File(io.BytesIO(clip.data), filename=clip.filename)],
-                allowed_mentions=NO_MENTIONS,
-            )
 
     def voice_target(
         self, interaction: discord.Interaction[TTSBot], play: bool | None
@@ -208,22 +228,36 @@ class Speak(commands.Cog):
         return None
 
     async def play(
-        self,
-        interaction: discord.Interaction[TTSBot],
-        channel: VoiceTarget,
-        request: SpeechRequest,
-        clip: Clip,
+        self, interaction: discord.Interaction[TTSBot], channel: VoiceTarget, stream: SpeechStream
     ) -> None:
+        """Wait for the first chunk only, then queue the message to play while the rest of it
+        is still being made."""
+        audios = stream.audio()
+        first = await anext(audios)
+        request = stream.requests[0]
+        first_clip = await self.bot.speech.render(first, request)
+
+        async def clips() -> AsyncIterator[bytes]:
+            yield first_clip.data
+            async for clip in self.bot.speech.ogg_clips(audios, request):
+                yield clip
+
         player = self.bot.voice.player(channel.guild.id)
         if player is None or self.bot.voice.connected_channel(channel.guild) != channel:
             player = await self.bot.voice.join(channel)
-        name = interaction.user.display_name
-        label = f"{name}: {request.text[:60]}"
-        place = player.enqueue(single_clip(label, interaction.user.id, clip.data))
+        label = f"{interaction.user.display_name}: {request.text[:60]}"
+        place = player.enqueue(
+            Utterance(
+                label=label, user_id=interaction.user.id, clips=clips(), on_close=stream.cancel
+            )
+        )
         where = f"in {channel.mention}" + (f", #{place} in line" if place > 1 else "")
-        details = result_line(request, clip.duration).removeprefix("🔊 ")
+        parts = f" · {stream.total} parts" if stream.total > 1 else ""
+        details = result_line(request, first_clip.duration).removeprefix("🔊 ")
+        if stream.total > 1:
+            details = details.rsplit(" · ", 1)[0]  # The total length is not known yet.
         await interaction.edit_original_response(
-            content=f"🔊 Playing {where} · {details}", allowed_mentions=NO_MENTIONS
+            content=f"🔊 Playing {where} · {details}{parts}", allowed_mentions=NO_MENTIONS
         )
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,9 +23,10 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def make_settings() -> Callable[..., Settings]:
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def build(**overrides: Any) -> Settings:
         overrides.setdefault("segmind_api_key", TEST_API_KEY)
+        overrides.setdefault("data_dir", tmp_path / "data")
         return load_settings(env_file=None, **overrides)
 
     return build

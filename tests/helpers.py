@@ -60,10 +60,12 @@ def mock_bot(settings: Any) -> Any:
     from bot.scheduler import Scheduler
     from bot.service import SpeechService
     from bot.tts_bot import TTSBot
+    from bot.voice_manager import VoiceManager
 
     bot = create_autospec(TTSBot, instance=True)
     bot.settings = settings
     bot.speech = create_autospec(SpeechService, instance=True)
     bot.scheduler = create_autospec(Scheduler, instance=True)
+    bot.voice = create_autospec(VoiceManager, instance=True)
     bot.responding.return_value = contextlib.nullcontext()
     return bot

@@ -14,7 +14,7 @@ from bot import audio
 from bot.config import Settings
 from bot.errors import CooldownError, InvalidRequestError, OutOfCreditsError
 from bot.scheduler import Ticket
-from bot.service import Clip
+from bot.service import Clip, SpeechStream
 from bot.speech import build_request
 from cogs.speak import Speak, progress_line, result_line, style_autocomplete, voice_autocomplete
 from tests.helpers import mock_bot, mock_interaction
@@ -24,16 +24,16 @@ AUDIO = audio.probe(audio.encode_wav(audio.tone(1.0)), audio.AudioFormat.WAV)
 CLIP = Clip(data=b"OggS-fake", duration=1.0, filename="kore-hello-there.ogg")
 
 
-def finished_ticket(result: Any = AUDIO, error: BaseException | None = None) -> Any:
-    ticket = create_autospec(Ticket, instance=True)
-    ticket.state = "done" if error is None else "failed"
-    ticket.position = None
-    ticket.eta = None
+def finished_stream(audios: list[Any] | None = None, error: BaseException | None = None) -> Any:
+    """A SpeechStream (spec'd) whose chunks are all made, or whose making failed."""
+    stream = create_autospec(SpeechStream, instance=True)
+    stream.requests = [REQUEST]
+    stream.index, stream.total, stream.closed = 1, 1, False
     if error is not None:
-        ticket.result.side_effect = error
+        stream.collect.side_effect = error
     else:
-        ticket.result.return_value = result
-    return ticket
+        stream.collect.return_value = audios or [AUDIO]
+    return stream
 
 
 async def run_speak(cog: Speak, interaction: Any, *args: Any) -> None:
@@ -45,23 +45,23 @@ async def run_speak(cog: Speak, interaction: Any, *args: Any) -> None:
 @pytest.fixture
 def bot(make_settings: Callable[..., Settings]) -> Any:
     bot = mock_bot(make_settings())
-    bot.speech.prepare.return_value = REQUEST
-    bot.speech.render.return_value = CLIP
+    bot.speech.prepare_chunks.return_value = [REQUEST]
+    bot.speech.render_many.return_value = CLIP
     return bot
 
 
 async def test_speak_validates_queues_defers_and_posts_the_clip(bot: Any) -> None:
-    ticket = finished_ticket()
-    bot.speech.submit.return_value = ticket
+    stream = finished_stream()
+    bot.speech.stream.return_value = stream
     interaction = mock_interaction(user_id=7)
     await run_speak(Speak(bot), interaction, "Hello there", "kore", None, 0.7, "calm", False)
 
-    bot.speech.prepare.assert_called_once_with(
-        "Hello there", voice="kore", voice_2=None, temperature=0.7, style="calm"
+    bot.speech.prepare_chunks.assert_called_once_with(
+        "Hello there", voice="kore", voice_2=None, temperature=0.7, style="calm", first_max=None
     )
-    bot.speech.submit.assert_called_once_with(7, REQUEST)
+    bot.speech.stream.assert_called_once_with(7, [REQUEST])
     interaction.response.defer.assert_awaited_once_with(thinking=True)
-    bot.speech.render.assert_awaited_once_with(AUDIO, REQUEST)
+    bot.speech.render_many.assert_awaited_once_with([AUDIO], REQUEST)
     final = interaction.edit_original_response.await_args_list[-1]
     assert final.kwargs["content"] == "🔊 **Kore** · 1.0 s"
     (file,) = final.kwargs["attachments"]
@@ -71,51 +71,72 @@ async def test_speak_validates_queues_defers_and_posts_the_clip(bot: Any) -> Non
     assert final.kwargs["allowed_mentions"].to_dict() == {"parse": []}
 
 
+async def test_long_text_chunks_are_joined_into_one_file(bot: Any) -> None:
+    two = [REQUEST, REQUEST]
+    bot.speech.prepare_chunks.return_value = two
+    bot.speech.stream.return_value = finished_stream([AUDIO, AUDIO])
+    interaction = mock_interaction()
+    await run_speak(Speak(bot), interaction, "long text", None, None, None, None, None)
+    bot.speech.render_many.assert_awaited_once_with([AUDIO, AUDIO], REQUEST)
+    assert len(interaction.edit_original_response.await_args_list[-1].kwargs["attachments"]) == 1
+
+
 async def test_refusals_happen_before_deferring_and_propagate_to_the_tree(bot: Any) -> None:
-    bot.speech.submit.side_effect = CooldownError(12.0)
+    bot.speech.stream.side_effect = CooldownError(12.0)
     interaction = mock_interaction()
     with pytest.raises(CooldownError):
         await run_speak(Speak(bot), interaction, "hi", None, None, None, None)
     interaction.response.defer.assert_not_awaited()
 
-    bot.speech.prepare.side_effect = InvalidRequestError("no")
+    bot.speech.prepare_chunks.side_effect = InvalidRequestError("no")
     with pytest.raises(InvalidRequestError):
         await run_speak(Speak(bot), interaction, "hi", None, None, None, None)
-    assert bot.speech.submit.call_count == 1  # Not even queued.
+    assert bot.speech.stream.call_count == 1  # Not even queued.
 
 
 async def test_a_failed_request_replaces_the_placeholder_with_its_reason(bot: Any) -> None:
-    bot.speech.submit.return_value = finished_ticket(error=OutOfCreditsError(status=406))
+    stream = finished_stream(error=OutOfCreditsError(status=406))
+    bot.speech.stream.return_value = stream
     interaction = mock_interaction(done=True)
     await run_speak(Speak(bot), interaction, "hi", None, None, None, None)
     interaction.response.defer.assert_awaited_once()
     final = interaction.edit_original_response.await_args_list[-1]
     assert "out of credits" in final.kwargs["content"]
     assert final.kwargs["attachments"] == []
-    bot.speech.render.assert_not_awaited()
+    bot.speech.render_many.assert_not_awaited()
+    stream.cancel.assert_called_once_with()
 
 
-async def test_if_deferring_fails_the_ticket_is_withdrawn(bot: Any) -> None:
-    ticket = finished_ticket()
-    bot.speech.submit.return_value = ticket
+async def test_if_deferring_fails_the_message_is_withdrawn(bot: Any) -> None:
+    stream = finished_stream()
+    bot.speech.stream.return_value = stream
     interaction = mock_interaction()
     response = create_autospec(aiohttp.ClientResponse, instance=True)
     response.status, response.reason = 404, "Not Found"
     interaction.response.defer.side_effect = discord.NotFound(response, "Unknown interaction")
     with pytest.raises(discord.NotFound):
         await run_speak(Speak(bot), interaction, "hi", None, None, None, None)
-    ticket.cancel.assert_called_once_with()
-    ticket.result.assert_not_awaited()
+    stream.cancel.assert_called_once_with()
+    stream.collect.assert_not_awaited()
+
+
+async def test_asking_to_play_without_being_in_voice_is_refused_for_free(bot: Any) -> None:
+    interaction = mock_interaction()
+    interaction.user.voice = None
+    with pytest.raises(Exception, match="Join a voice channel first"):
+        await run_speak(Speak(bot), interaction, "hi", None, None, None, None, True)
+    bot.speech.prepare_chunks.assert_not_called()
+    bot.speech.stream.assert_not_called()
 
 
 async def test_speak_this_message_uses_the_clean_content(bot: Any) -> None:
-    bot.speech.submit.return_value = finished_ticket()
+    bot.speech.stream.return_value = finished_stream()
     message = create_autospec(discord.Message, instance=True)
     message.clean_content = "  @Alice look at this  "
     message.jump_url = "https://discord.com/channels/1/2/3"
     interaction = mock_interaction()
     await Speak(bot).speak_message(interaction, message)
-    bot.speech.prepare.assert_called_once_with("@Alice look at this")
+    bot.speech.prepare_chunks.assert_called_once_with("@Alice look at this", first_max=None)
     final = interaction.edit_original_response.await_args_list[-1]
     assert final.kwargs["content"].startswith("🔊 https://discord.com/channels/1/2/3 · **Kore**")
 
@@ -125,7 +146,7 @@ async def test_an_empty_message_is_refused_without_queueing(bot: Any) -> None:
     message.clean_content = "   "
     with pytest.raises(Exception, match="no text to speak"):
         await Speak(bot).speak_message(mock_interaction(), message)
-    bot.speech.submit.assert_not_called()
+    bot.speech.stream.assert_not_called()
 
 
 async def test_context_menu_is_registered_and_removed_with_the_cog(bot: Any) -> None:
@@ -157,5 +178,56 @@ def test_progress_and_result_lines() -> None:
     assert progress_line(ticket, now=1000.0) == "⏳ Queued: #3 in line, ready <t:1045:R>."
     ticket.state, ticket.position, ticket.eta = "running", None, 18.0
     assert progress_line(ticket, now=1000.0) == "🎙️ Making speech, ready <t:1018:R>…"
+    assert progress_line(ticket, part=(2, 3), now=1000.0) == (
+        "🎙️ Making speech (part 2 of 3), ready <t:1018:R>…"
+    )
     two = build_request("a: b / c: d", voice="Puck", voice_2="Kore")
     assert result_line(two, 2.345) == "🔊 **Puck** & **Kore** · 2.3 s"
+
+
+async def test_in_voice_the_message_is_queued_after_its_first_chunk(bot: Any) -> None:
+    from bot.player import GuildPlayer, Utterance
+
+    channel = create_autospec(discord.VoiceChannel, instance=True)
+    channel.mention = "<#55>"
+    interaction = mock_interaction(user_id=7)
+    interaction.user.voice.channel = channel
+    interaction.user.display_name = "Alice"
+    bot.voice.connected_channel.return_value = channel
+    player = create_autospec(GuildPlayer, instance=True)
+    player.enqueue.return_value = 1
+    bot.voice.player.return_value = player
+    made: list[int] = []
+
+    async def chunks() -> Any:
+        for n in range(3):
+            made.append(n)
+            yield AUDIO
+
+    stream = finished_stream()
+    stream.requests, stream.total = [REQUEST] * 3, 3
+    stream.audio.return_value = chunks()
+    bot.speech.stream.return_value = stream
+    bot.speech.prepare_chunks.return_value = [REQUEST] * 3
+    bot.speech.render.return_value = CLIP
+
+    async def ogg_clips(audios: Any, request: Any) -> Any:
+        async for _ in audios:
+            yield CLIP.data
+
+    bot.speech.ogg_clips.side_effect = ogg_clips
+
+    await run_speak(Speak(bot), interaction, "long", None, None, None, None, None)
+
+    assert bot.speech.prepare_chunks.call_args.kwargs["first_max"] == 200
+    assert made == [0]  # Only the first chunk was waited for before queueing.
+    (utterance,) = player.enqueue.call_args.args
+    assert isinstance(utterance, Utterance)
+    assert utterance.label.startswith("Alice: ")
+    assert [clip async for clip in utterance.clips] == [CLIP.data] * 3
+    assert made == [0, 1, 2]
+    utterance.on_close()  # type: ignore[misc]
+    stream.cancel.assert_called_once_with()
+    content = interaction.edit_original_response.await_args_list[-1].kwargs["content"]
+    assert content == "🔊 Playing in <#55> · **Kore** · 3 parts"
+    bot.voice.join.assert_not_awaited()  # Already there.

@@ -270,6 +270,38 @@ async def test_cooldown_refuses_then_accepts(clock: FakeClock, build: Build) -> 
     assert await outcome(ticket) is AUDIO
 
 
+async def test_follow_up_chunks_skip_the_cooldown_and_member_cap(
+    clock: FakeClock, build: Build
+) -> None:
+    synth = FakeSynth(clock, latency=1.0)
+    scheduler = build(synth, user_cooldown=30.0, max_waiting_per_user=2, max_concurrency=1)
+    first = scheduler.submit(1, req("1:0"))
+    rest = [scheduler.submit(1, req(f"1:{n}"), follow_up=True) for n in (1, 2, 3)]
+    # A new message is still refused: the cooldown started with the first chunk only...
+    with pytest.raises(CooldownError) as info:
+        scheduler.submit(1, req("1:new"))
+    assert info.value.retry_after == pytest.approx(30.0)
+    # ...and others are still served fairly between the chunks.
+    scheduler.submit(2, req("2:0"))
+    await clock.advance(10)
+    assert synth.texts() == ["1:0", "2:0", "1:1", "1:2", "1:3"]
+    assert [await outcome(t) for t in (first, *rest)] == [AUDIO] * 4
+
+
+async def test_narration_skips_the_cooldown_but_keeps_the_member_cap(
+    clock: FakeClock, build: Build
+) -> None:
+    synth = FakeSynth(clock, latency=1.0)
+    scheduler = build(synth, user_cooldown=30.0, max_waiting_per_user=2, max_concurrency=1)
+    scheduler.submit(1, req("1:0"), cooldown=False)
+    scheduler.submit(1, req("1:1"), cooldown=False)
+    with pytest.raises(QueueFullError):
+        scheduler.submit(1, req("1:2"), cooldown=False)
+    assert scheduler.cooldown_remaining(1) == 0  # Narration never started a cooldown.
+    await clock.advance(5)
+    assert synth.texts() == ["1:0", "1:1"]
+
+
 async def test_per_member_cap_counts_queued_and_running(clock: FakeClock, build: Build) -> None:
     synth = FakeSynth(clock, latency=1.0)
     scheduler = build(synth, max_waiting_per_user=2, max_concurrency=1)

@@ -10,6 +10,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+import discord
 import pytest
 from aioresponses import aioresponses
 
@@ -44,11 +45,13 @@ def test_every_public_cog_is_found() -> None:
 
 
 def test_intents_are_minimal(make_settings: Callable[..., Settings]) -> None:
+    bot = create_bot(make_settings(narration_enabled=False))
+    assert bot.intents == discord.Intents(guilds=True, voice_states=True)
+    # Only narration asks for messages and their privileged content.
     bot = create_bot(make_settings())
-    assert bot.intents.guilds
-    assert not bot.intents.message_content
-    assert not bot.intents.members
-    assert not bot.intents.presences
+    assert bot.intents == discord.Intents(
+        guilds=True, voice_states=True, guild_messages=True, message_content=True
+    )
     assert type(bot) is TTSBot
     assert isinstance(create_bot(make_settings(sharded=True)), ShardedTTSBot)
 
@@ -145,3 +148,30 @@ async def test_sync_globally_and_no_sync_on_plain_start(
     ((_, url, _),) = calls
     assert url.endswith(f"/applications/{df.APP_ID}/commands")
     assert "speak" in names
+
+
+async def test_refused_message_content_intent_restarts_without_narration(
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from bot import tts_bot
+
+    attempts: list[bool] = []
+    refuse_all = False
+
+    async def run_once(settings: Settings) -> None:
+        attempts.append(settings.narration_enabled)
+        if settings.narration_enabled or refuse_all:
+            raise discord.PrivilegedIntentsRequired(None)
+
+    monkeypatch.setattr(tts_bot, "_run_once", run_once)
+    await tts_bot.run_bot(make_settings(discord_token=TOKEN))
+    assert attempts == [True, False]
+    assert "narration is off" in caplog.text
+    # With narration already off, a refusal is another intent's problem: it is not retried.
+    attempts.clear()
+    refuse_all = True
+    with pytest.raises(discord.PrivilegedIntentsRequired):
+        await tts_bot.run_bot(make_settings(discord_token=TOKEN, narration_enabled=False))
+    assert attempts == [False]

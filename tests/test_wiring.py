@@ -232,3 +232,16 @@ async def test_out_of_credits_pauses_everyone_with_one_alert(wired: Wired) -> No
     (alert,) = wired.discord.channel_messages()
     assert alert.json is not None
     assert "paused for everyone" in alert.json["content"]
+
+
+async def test_long_text_in_chat_is_made_in_chunks_and_posted_as_one_file(
+    wired: Wired,
+) -> None:
+    sentence = "Every sentence here adds to a text that is far too long for one call. "
+    text = sentence * 12  # About 840 characters: two chunks of at most 500.
+    calls = await wired.invoke(df.slash_command("speak", user_id=ALICE, text=text))
+    bodies = [r.json_body["text"] for r in wired.segmind.requests if r.json_body]
+    assert len(bodies) == 2
+    assert "".join(bodies).replace(" ", "") == text.replace(" ", "")
+    expected = sum(wired.segmind.expected_duration(body) for body in bodies)
+    assert _ogg_duration(calls[-1]) == pytest.approx(expected, abs=0.05)

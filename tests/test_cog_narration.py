@@ -1,0 +1,204 @@
+"""The narration cog through spec'd Discord objects and a real SQLite storage."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from unittest.mock import create_autospec
+
+import discord
+import pytest
+
+from bot.config import Settings
+from bot.errors import QueueFullError
+from bot.player import GuildPlayer, Utterance
+from bot.service import SpeechStream
+from bot.speech import build_request
+from bot.storage import SQLiteStorage
+from bot.voices import voice_for_user
+from cogs.narration import Narration, NarrationDisabledError, facts_from_message
+from tests.helpers import mock_bot, mock_interaction
+
+GUILD, TEXT, OTHER_TEXT = 10, 20, 21
+ALICE = 1001
+
+
+@pytest.fixture
+async def storage(tmp_path: Any) -> AsyncIterator[SQLiteStorage]:
+    store = SQLiteStorage(tmp_path / "bot.db")
+    await store.connect()
+    yield store
+    await store.close()
+
+
+class Scene:
+    def __init__(self, bot: Any) -> None:
+        self.bot = bot
+        self.guild = create_autospec(discord.Guild, instance=True)
+        self.guild.id = GUILD
+        self.voice_channel = create_autospec(discord.VoiceChannel, instance=True)
+        self.player = create_autospec(GuildPlayer, instance=True)
+        bot.voice.connected_channel.return_value = self.voice_channel
+        bot.voice.player.return_value = self.player
+        bot.speech.prepare_chunks.side_effect = lambda text, **kw: [
+            build_request(text, voice=kw.get("voice"))
+        ]
+        self.stream = create_autospec(SpeechStream, instance=True)
+        bot.speech.stream.return_value = self.stream
+
+    def message(
+        self, content: str, *, author_id: int = ALICE, channel_id: int = TEXT, **extra: Any
+    ) -> Any:
+        message = create_autospec(discord.Message, instance=True)
+        message.guild = self.guild
+        message.webhook_id = None
+        message.id = 555
+        message.content = content
+        message.channel = create_autospec(discord.TextChannel, instance=True)
+        message.channel.id = channel_id
+        author = create_autospec(discord.Member, instance=True)
+        author.id = author_id
+        author.bot = extra.pop("bot", False)
+        author.display_name = extra.pop("name", "Alice")
+        author.voice = create_autospec(discord.VoiceState, instance=True)
+        author.voice.channel = extra.pop("voice_channel", self.voice_channel)
+        message.author = author
+        message.mentions, message.role_mentions, message.channel_mentions = [], [], []
+        message.attachments, message.stickers = [], []
+        message.reference = None
+        for key, value in extra.items():
+            setattr(message, key, value)
+        return message
+
+    def spoken(self) -> list[str]:
+        return [c.args[0] for c in self.bot.speech.prepare_chunks.call_args_list]
+
+
+@pytest.fixture
+async def scene(make_settings: Callable[..., Settings], storage: SQLiteStorage) -> Scene:
+    bot = mock_bot(make_settings())
+    bot.storage = storage
+    await storage.update_guild(GUILD, narration_channel_id=TEXT)
+    return Scene(bot)
+
+
+async def test_a_message_is_read_in_the_members_stable_voice(scene: Scene) -> None:
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("hello everyone"))
+    assert scene.spoken() == ["Alice said: hello everyone"]
+    kwargs = scene.bot.speech.prepare_chunks.call_args.kwargs
+    assert kwargs["voice"] == voice_for_user(ALICE).name
+    assert kwargs["first_max"] == scene.bot.settings.first_chunk_chars
+    assert scene.bot.speech.stream.call_args.kwargs == {"cooldown": False}
+    (utterance,) = scene.player.enqueue.call_args.args
+    assert isinstance(utterance, Utterance)
+    assert utterance.user_id == ALICE
+    utterance.on_close()  # type: ignore[misc]
+    scene.stream.cancel.assert_called_once_with()
+
+
+async def test_the_members_chosen_voice_and_style_are_used(
+    scene: Scene, storage: SQLiteStorage
+) -> None:
+    await storage.update_member(ALICE, voice="Sulafat", temperature=0.9, style="calm")
+    await Narration(scene.bot).on_message(scene.message("hi"))
+    kwargs = scene.bot.speech.prepare_chunks.call_args.kwargs
+    assert (kwargs["voice"], kwargs["temperature"], kwargs["style"]) == ("Sulafat", 0.9, "calm")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"channel_id": OTHER_TEXT},
+        {"bot": True},
+        {"content": ";not this"},
+        {"voice_channel": None},
+        {"webhook_id": 99},
+        {"content": "   "},
+    ],
+)
+async def test_messages_that_are_not_read(scene: Scene, change: dict[str, Any]) -> None:
+    content = change.pop("content", "hello")
+    await Narration(scene.bot).on_message(scene.message(content, **change))
+    scene.bot.speech.stream.assert_not_called()
+    scene.player.enqueue.assert_not_called()
+
+
+async def test_nothing_is_read_when_the_bot_is_not_in_voice(scene: Scene) -> None:
+    scene.bot.voice.connected_channel.return_value = None
+    await Narration(scene.bot).on_message(scene.message("hello"))
+    scene.bot.speech.stream.assert_not_called()
+
+
+async def test_members_outside_voice_are_read_when_the_server_allows(
+    scene: Scene, storage: SQLiteStorage
+) -> None:
+    await storage.update_guild(GUILD, narration_voice_only=False)
+    await Narration(scene.bot).on_message(scene.message("from afar", voice_channel=None))
+    assert scene.spoken() == ["Alice said: from afar"]
+
+
+async def test_a_full_player_queue_withdraws_the_synthesis(scene: Scene) -> None:
+    scene.player.enqueue.side_effect = QueueFullError(per_user=False, limit=50)
+    await Narration(scene.bot).on_message(scene.message("one too many"))
+    scene.stream.cancel.assert_called_once_with()
+
+
+async def test_refused_by_the_scheduler_is_skipped_quietly(scene: Scene) -> None:
+    scene.bot.speech.stream.side_effect = QueueFullError(per_user=True, limit=3)
+    await Narration(scene.bot).on_message(scene.message("spam"))
+    scene.player.enqueue.assert_not_called()
+
+
+def test_facts_carry_names_for_mentions_and_describe_attachments() -> None:
+    message = create_autospec(discord.Message, instance=True)
+    message.content = "<@5> see <#6> <@&7>"
+    user = create_autospec(discord.Member, instance=True)
+    user.id, user.display_name = 5, "Bob"
+    role = create_autospec(discord.Role, instance=True)
+    role.id, role.name = 7, "Mods"
+    channel = create_autospec(discord.TextChannel, instance=True)
+    channel.id, channel.name = 6, "rules"
+    attachment = create_autospec(discord.Attachment, instance=True)
+    attachment.content_type, attachment.filename = "image/png", "cat.png"
+    message.mentions, message.role_mentions, message.channel_mentions = [user], [role], [channel]
+    message.attachments, message.stickers, message.reference = [attachment], [], None
+    facts = facts_from_message(message)
+    assert (facts.users, facts.roles, facts.channels) == ({5: "Bob"}, {7: "Mods"}, {6: "rules"})
+    assert facts.attachments == ["image/png"]
+
+
+async def test_start_needs_the_intent_and_a_voice_channel(
+    scene: Scene, storage: SQLiteStorage
+) -> None:
+    cog = Narration(scene.bot)
+    callback: Any = Narration.start.callback
+    scene.bot.intents = discord.Intents(guilds=True)
+    with pytest.raises(NarrationDisabledError):
+        await callback(cog, mock_interaction(), None)
+    scene.bot.intents = discord.Intents(guilds=True, message_content=True)
+    interaction = mock_interaction()
+    interaction.user.voice = None
+    with pytest.raises(Exception, match="Join a voice channel"):
+        await callback(cog, interaction, None)
+
+
+async def test_start_joins_and_remembers_the_channel_stop_forgets_it(
+    scene: Scene, storage: SQLiteStorage
+) -> None:
+    await storage.update_guild(GUILD, narration_channel_id=None)
+    cog = Narration(scene.bot)
+    scene.bot.intents = discord.Intents(guilds=True, message_content=True)
+    interaction = mock_interaction()
+    interaction.guild = scene.guild
+    interaction.user.voice.channel = scene.voice_channel
+    text = create_autospec(discord.TextChannel, instance=True)
+    text.id, text.mention = TEXT, f"<#{TEXT}>"
+    start: Any = Narration.start.callback
+    await start(cog, interaction, text)
+    scene.bot.voice.join.assert_awaited_once_with(scene.voice_channel)
+    assert (await storage.get_guild(GUILD)).narration_channel_id == TEXT
+    assert "Reading <#20> aloud" in interaction.edit_original_response.await_args.kwargs["content"]
+    stop: Any = Narration.stop.callback
+    await stop(cog, interaction)
+    assert (await storage.get_guild(GUILD)).narration_channel_id is None

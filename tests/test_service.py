@@ -1,0 +1,133 @@
+"""The speech service: chunked requests through the real scheduler, joined or streamed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from bot import audio
+from bot.audio import Audio
+from bot.config import Settings
+from bot.scheduler import Scheduler, SchedulerConfig
+from bot.service import SpeechService, clip_filename
+from bot.speech import SpeechRequest, build_request
+
+SENTENCE = "This sentence is here to make the text long enough to need several chunks. "
+
+
+class Synth:
+    """Returns audio whose length encodes which chunk it was; records concurrency."""
+
+    def __init__(self, latency: float = 0.02) -> None:
+        self.latency = latency
+        self.texts: list[str] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.gate: asyncio.Event | None = None
+
+    async def __call__(self, request: SpeechRequest) -> Audio:
+        self.texts.append(request.text)
+        index = len(self.texts)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            await asyncio.sleep(self.latency)
+            seconds = 0.1 * index
+            return audio.probe(audio.encode_wav(audio.tone(seconds)), audio.AudioFormat.WAV)
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.fixture
+async def service(make_settings: Callable[..., Settings]) -> AsyncIterator[tuple[Any, Synth]]:
+    synth = Synth()
+    scheduler = Scheduler(
+        synth, SchedulerConfig(rpm=1000, user_cooldown=30, max_waiting_per_user=1)
+    )
+    scheduler.start()
+    settings = make_settings(chunk_chars=200, first_chunk_chars=80, chunk_parallelism=2)
+    yield SpeechService(settings, scheduler), synth
+    await scheduler.close(grace=0)
+
+
+async def test_short_text_is_one_request(service: tuple[Any, Synth]) -> None:
+    speech, _ = service
+    (request,) = speech.prepare_chunks("Hello!", voice="kore", style="cheerful")
+    assert request == build_request("Hello!", voice="kore", style="cheerful")
+
+
+async def test_long_text_is_split_with_a_short_first_chunk_and_the_style_on_each(
+    service: tuple[Any, Synth],
+) -> None:
+    speech, _ = service
+    text = SENTENCE * 8
+    requests = speech.prepare_chunks(text, voice="Puck", style="calm", first_max=80)
+    assert len(requests) > 2
+    assert all(r.voice == "Puck" for r in requests)
+    assert all(r.text.startswith("Say calmly and slowly: ") for r in requests)
+    bodies = [r.text.removeprefix("Say calmly and slowly: ") for r in requests]
+    assert len(bodies[0]) <= 80
+    assert all(len(body) <= 200 for body in bodies)
+    assert "".join(bodies).replace(" ", "") == text.replace(" ", "")
+
+
+async def test_validation_applies_to_the_whole_text_before_splitting(
+    service: tuple[Any, Synth],
+) -> None:
+    speech, synth = service
+    with pytest.raises(Exception, match="limit is 2,000"):
+        speech.prepare_chunks(SENTENCE * 40)
+    assert synth.texts == []
+
+
+async def test_stream_yields_in_order_with_bounded_parallelism(
+    service: tuple[Any, Synth],
+) -> None:
+    speech, synth = service
+    requests = speech.prepare_chunks(SENTENCE * 8)
+    stream = speech.stream(1, requests)  # Cooldown and cap of 1 do not stop later chunks.
+    audios = await stream.collect()
+    assert [round(a.duration, 1) for a in audios] == [
+        round(0.1 * n, 1) for n in range(1, len(requests) + 1)
+    ]
+    assert synth.texts == [r.text for r in requests]
+    assert synth.max_in_flight == 2
+    # The member's next message is still subject to their cooldown.
+    with pytest.raises(Exception, match="cooldown"):
+        speech.stream(1, requests)
+
+
+async def test_cancelling_a_stream_withdraws_what_has_not_started(
+    service: tuple[Any, Synth],
+) -> None:
+    speech, synth = service
+    synth.gate = asyncio.Event()
+    requests = speech.prepare_chunks(SENTENCE * 8)
+    stream = speech.stream(2, requests)
+    chunks = stream.audio()
+    first = asyncio.ensure_future(anext(chunks))
+    await asyncio.sleep(0.05)
+    stream.cancel()
+    synth.gate.set()
+    await first  # The running chunk is paid for and delivered...
+    await chunks.aclose()
+    await asyncio.sleep(0.1)
+    assert len(synth.texts) <= 2  # ...but nothing beyond the two in flight was made.
+    assert all(t.state in ("done", "failed") for t in stream.tickets)
+
+
+async def test_render_many_joins_chunks_into_one_ogg(service: tuple[Any, Synth]) -> None:
+    speech, _ = service
+    parts = [
+        audio.probe(audio.encode_wav(audio.tone(s)), audio.AudioFormat.WAV) for s in (0.5, 1.25)
+    ]
+    request = build_request("Two parts, one file.")
+    clip = await speech.render_many(parts, request)
+    assert clip.filename == clip_filename(request) == "zephyr-two-parts-one-file.ogg"
+    assert audio.decode(clip.data, audio.AudioFormat.OGG).duration == pytest.approx(1.75, abs=0.01)
+    assert clip.duration == pytest.approx(1.75, abs=0.01)
