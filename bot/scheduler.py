@@ -185,6 +185,18 @@ class SchedulerStats:
     cancelled: int
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One API call made for a ticket, for usage accounting: every attempt may cost money."""
+
+    user_id: int
+    guild_id: int | None
+    #: 200 for audio; the HTTP status of a failure; None when no answer came (timeout, drop).
+    status: int | None
+    elapsed: float
+    audio_seconds: float
+
+
 class Ticket:
     """One accepted request, as the member's command sees it: state, place, ETA, result.
 
@@ -208,6 +220,7 @@ class Ticket:
         "_started_at",
         "_state",
         "attempts",
+        "guild_id",
         "id",
         "request",
         "submitted_at",
@@ -224,9 +237,11 @@ class Ticket:
         clock: Clock,
         submitted_at: float,
         expires_at: float,
+        guild_id: int | None = None,
     ) -> None:
         self.id = ticket_id
         self.user_id = user_id
+        self.guild_id = guild_id
         self.request = request
         self.submitted_at = submitted_at
         #: HTTP attempts made so far, 429s included.
@@ -345,6 +360,7 @@ class Scheduler:
         probe: Callable[[], Awaitable[bool]] | None = None,
         on_halt: Callable[[SegmindError], Awaitable[None]] | None = None,
         on_resume: Callable[[], Awaitable[None]] | None = None,
+        on_attempt: Callable[[Attempt], None] | None = None,
     ) -> None:
         self._synthesize = synthesize
         self.config = config or SchedulerConfig()
@@ -353,6 +369,7 @@ class Scheduler:
         self._probe = probe
         self._on_halt = on_halt
         self._on_resume = on_resume
+        self._on_attempt = on_attempt
 
         #: Members with queued tickets, in serve order; each served member moves to the back.
         self._rotation: OrderedDict[int, deque[Ticket]] = OrderedDict()
@@ -360,7 +377,7 @@ class Scheduler:
         self._front: list[Ticket] = []
         self._running: dict[Ticket, asyncio.Task[None]] = {}
         self._active_by_user: dict[int, int] = {}  # queued + running
-        self._last_submit: dict[int, float] = {}
+        self._cooldown_until: dict[int, float] = {}
         self._starts: deque[float] = deque()  # call start times within the last span
         self._latency = self.config.initial_latency
         self._paused_until: float | None = None
@@ -419,6 +436,8 @@ class Scheduler:
         *,
         follow_up: bool = False,
         cooldown: bool = True,
+        cooldown_seconds: float | None = None,
+        guild_id: int | None = None,
     ) -> Ticket:
         """Queue a request, or raise before queueing anything (closed, halted, cooldown, full).
 
@@ -426,6 +445,8 @@ class Scheduler:
         nor restarts the member's cooldown, and is not refused by their own waiting cap (it
         still counts toward it and toward the global queue cap). `cooldown=False` (narration:
         every message is read) skips the cooldown but keeps the member's waiting cap.
+        `cooldown_seconds` is a server's own cooldown length in place of the configured one;
+        `guild_id` is carried to usage accounting.
         """
         if self._closed:
             raise SchedulerClosedError()
@@ -451,12 +472,14 @@ class Scheduler:
             clock=self._clock,
             submitted_at=now,
             expires_at=now + self.config.job_timeout,
+            guild_id=guild_id,
         )
         self._rotation.setdefault(user_id, deque()).append(ticket)
         self._active_by_user[user_id] = self._active_by_user.get(user_id, 0) + 1
-        if self.config.user_cooldown > 0 and not cooled:
+        length = self.config.user_cooldown if cooldown_seconds is None else cooldown_seconds
+        if length > 0 and not cooled:
             self._forget_old_cooldowns(now)
-            self._last_submit[user_id] = now
+            self._cooldown_until[user_id] = now + length
         self._refresh(now)
         log.info("Ticket %d queued for user %d at position %s", ticket.id, user_id, ticket.position)
         self._wake.set()
@@ -464,10 +487,10 @@ class Scheduler:
 
     def cooldown_remaining(self, user_id: int) -> float:
         """Seconds until `user_id` may submit again (0 if they may now)."""
-        last = self._last_submit.get(user_id)
-        if last is None:
+        until = self._cooldown_until.get(user_id)
+        if until is None:
             return 0.0
-        return max(0.0, last + self.config.user_cooldown - self._clock.now())
+        return max(0.0, until - self._clock.now())
 
     @property
     def halted(self) -> SegmindError | None:
@@ -588,10 +611,9 @@ class Scheduler:
         ticket._finish(None, error)
 
     def _forget_old_cooldowns(self, now: float) -> None:
-        if len(self._last_submit) > 1024:
-            cooldown = self.config.user_cooldown
-            self._last_submit = {
-                user: at for user, at in self._last_submit.items() if at + cooldown > now
+        if len(self._cooldown_until) > 1024:
+            self._cooldown_until = {
+                user: until for user, until in self._cooldown_until.items() if until > now
             }
 
     def _expire(self, now: float) -> float | None:
@@ -761,6 +783,7 @@ class Scheduler:
             raise
         except SegmindError as exc:
             self._running.pop(ticket, None)
+            self._record(ticket, exc.status, started, 0.0)
             self._on_error(ticket, exc)
         except Exception as exc:
             self._running.pop(ticket, None)
@@ -768,6 +791,7 @@ class Scheduler:
             self._fail(ticket, exc)
         else:
             self._running.pop(ticket, None)
+            self._record(ticket, 200, started, audio.duration)
             took = self._clock.now() - started
             self._latency += LATENCY_EWMA_ALPHA * (took - self._latency)
             self._consecutive_429 = 0
@@ -779,6 +803,21 @@ class Scheduler:
             if not self._running:
                 self._idle.set()
             self._wake.set()
+
+    def _record(self, ticket: Ticket, status: int | None, started: float, seconds: float) -> None:
+        if self._on_attempt is None:
+            return
+        attempt = Attempt(
+            user_id=ticket.user_id,
+            guild_id=ticket.guild_id,
+            status=status,
+            elapsed=self._clock.now() - started,
+            audio_seconds=seconds,
+        )
+        try:
+            self._on_attempt(attempt)
+        except Exception:
+            log.exception("on_attempt failed")
 
     # -- failures --------------------------------------------------------------------------
 

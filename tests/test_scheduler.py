@@ -36,7 +36,7 @@ from bot.errors import (
     SegmindError,
     ServerError,
 )
-from bot.scheduler import Scheduler, SchedulerConfig, Ticket
+from bot.scheduler import Attempt, Scheduler, SchedulerConfig, Ticket
 from bot.segmind import SegmindClient
 from bot.speech import SpeechRequest
 from tests.fake_segmind import FakeSegmind, rate_limited
@@ -194,6 +194,7 @@ async def build(clock: FakeClock) -> AsyncIterator[Build]:
         probe: Callable[[], Awaitable[bool]] | None = None,
         on_halt: Callable[[SegmindError], Awaitable[None]] | None = None,
         on_resume: Callable[[], Awaitable[None]] | None = None,
+        on_attempt: Callable[[Attempt], None] | None = None,
         **config: Any,
     ) -> Scheduler:
         config.setdefault("user_cooldown", 0.0)
@@ -207,6 +208,7 @@ async def build(clock: FakeClock) -> AsyncIterator[Build]:
             probe=probe,
             on_halt=on_halt,
             on_resume=on_resume,
+            on_attempt=on_attempt,
         )
         if start:
             scheduler.start()
@@ -300,6 +302,35 @@ async def test_narration_skips_the_cooldown_but_keeps_the_member_cap(
     assert scheduler.cooldown_remaining(1) == 0  # Narration never started a cooldown.
     await clock.advance(5)
     assert synth.texts() == ["1:0", "1:1"]
+
+
+async def test_a_servers_own_cooldown_replaces_the_default(clock: FakeClock, build: Build) -> None:
+    synth = FakeSynth(clock, latency=1.0)
+    scheduler = build(synth, user_cooldown=5.0)
+    scheduler.submit(1, req("1:0"), cooldown_seconds=60.0)
+    scheduler.submit(2, req("2:0"), cooldown_seconds=0.0)
+    assert scheduler.cooldown_remaining(1) == pytest.approx(60.0)
+    assert scheduler.cooldown_remaining(2) == 0
+    scheduler.submit(2, req("2:1"))  # No cooldown was started for member 2.
+    with pytest.raises(CooldownError):
+        scheduler.submit(2, req("2:2"))  # ...but the default one applies to this one.
+
+
+async def test_every_api_call_is_reported_for_usage(clock: FakeClock, build: Build) -> None:
+    synth = FakeSynth(clock, latency=2.0)
+    synth.plan("1:0", ServerError(status=502), limited(1.0))
+    attempts: list[Attempt] = []
+    scheduler = build(synth, on_attempt=attempts.append, backoff_base=0.0)
+    ticket = scheduler.submit(1, req("1:0"), guild_id=77)
+    await clock.advance(30)
+    assert await outcome(ticket) is AUDIO
+    assert [(a.status, a.guild_id, a.user_id) for a in attempts] == [
+        (502, 77, 1),
+        (429, 77, 1),
+        (200, 77, 1),
+    ]
+    assert [a.elapsed for a in attempts] == pytest.approx([2.0, 2.0, 2.0])
+    assert attempts[-1].audio_seconds == pytest.approx(AUDIO.duration)
 
 
 async def test_per_member_cap_counts_queued_and_running(clock: FakeClock, build: Build) -> None:
