@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     first_chunk_chars: int = Field(200, ge=20, le=20_000)
     chunk_parallelism: int = Field(2, ge=1, le=10)
 
+    # Cost.
+    price_per_call: float = Field(0.005, ge=0, le=100)
+
     # Operation.
     log_level: str = "INFO"
     data_dir: Path = Path("data")

@@ -222,3 +222,28 @@ class RequestExpiredError(BotError):
     """A request waited longer than Discord lets the bot answer it."""
 
     user_message = "Your request waited too long in the queue and was dropped. Please try again."
+
+
+class AccessDeniedError(BotError):
+    """A server rule (allowed role, files or voice turned off) refuses this use of the bot."""
+
+    def __init__(self, user_message: str) -> None:
+        super().__init__(user_message, user_message=user_message)
+
+
+class QuotaExceededError(BotError):
+    """The member used their daily allowance in this server; it resets at `reset_at` (UTC)."""
+
+    def __init__(self, *, limit: int, needed: int, reset_at: float) -> None:
+        self.limit = limit
+        self.needed = needed
+        #: Epoch seconds of the reset, for a Discord timestamp.
+        self.reset_at = reset_at
+        more = f" (this one needs {needed})" if needed > 1 else ""
+        super().__init__(
+            f"daily quota of {limit} reached",
+            user_message=(
+                f"You've used your {limit} requests for today in this server{more}. "
+                "The count resets at midnight UTC."
+            ),
+        )

@@ -13,12 +13,16 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 
 from bot import audio as audio_mod
+from bot.access import Caller, check_access
 from bot.audio import Audio
 from bot.chunking import split_text
 from bot.config import Settings
+from bot.errors import QuotaExceededError
 from bot.scheduler import Scheduler, Ticket
 from bot.speech import SpeechRequest, build_request
+from bot.storage import GuildSettings, MemberSettings, Storage
 from bot.styles import apply_style
+from bot.usage import UsageRecorder, day_start, next_reset, paid_calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,13 +34,51 @@ class Clip:
     filename: str
 
 
+@dataclass(frozen=True, slots=True)
+class SpeakContext:
+    """Who asks and under which rules: loaded once per command, before anything is spent."""
+
+    caller: Caller
+    member: MemberSettings
+    guild: GuildSettings | None
+
+
 class SpeechService:
     def __init__(
-        self, settings: Settings, scheduler: Scheduler, *, executor: Executor | None = None
+        self,
+        settings: Settings,
+        scheduler: Scheduler,
+        *,
+        storage: Storage | None = None,
+        usage: UsageRecorder | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.settings = settings
         self.scheduler = scheduler
+        self.storage = storage
+        self.usage = usage
         self._executor = executor
+
+    async def context(self, caller: Caller) -> SpeakContext:
+        """The member's saved defaults and the server's rules (defaults without storage)."""
+        if self.storage is None:
+            guild = GuildSettings.defaults(caller.guild_id) if caller.guild_id else None
+            return SpeakContext(caller, MemberSettings.defaults(caller.user_id), guild)
+        member = await self.storage.get_member(caller.user_id)
+        guild = await self.storage.get_guild(caller.guild_id) if caller.guild_id else None
+        return SpeakContext(caller, member, guild)
+
+    async def check(self, ctx: SpeakContext, *, voice: bool, calls: int) -> None:
+        """Server rules and the daily quota, checked before any call is made."""
+        check_access(ctx.caller, ctx.guild, voice=voice)
+        quota = ctx.guild.daily_quota if ctx.guild else None
+        if quota is None or self.storage is None or ctx.caller.manager:
+            return
+        today = await self.storage.usage(
+            since=day_start(), guild_id=ctx.caller.guild_id, user_id=ctx.caller.user_id
+        )
+        if paid_calls(today) + calls > quota:
+            raise QuotaExceededError(limit=quota, needed=calls, reset_at=next_reset().timestamp())
 
     def prepare(
         self,
@@ -46,6 +88,7 @@ class SpeechService:
         voice_2: str | None = None,
         temperature: float | None = None,
         style: str | None = None,
+        max_length: int | None = None,
     ) -> SpeechRequest:
         """Validate a member's input against this bot's limits; raises InvalidRequestError."""
         return build_request(
@@ -54,7 +97,7 @@ class SpeechService:
             voice_2=voice_2,
             temperature=temperature,
             style=style,
-            max_length=self.settings.max_text_length,
+            max_length=max_length or self.settings.max_text_length,
             default_voice=self.settings.default_voice,
             default_temperature=self.settings.default_temperature,
         )
@@ -68,11 +111,28 @@ class SpeechService:
         temperature: float | None = None,
         style: str | None = None,
         first_max: int | None = None,
+        ctx: SpeakContext | None = None,
     ) -> list[SpeechRequest]:
         """Validate once, then split long text into one request per chunk (same voice and
-        style), so the first part can be heard while the rest is being made."""
+        style), so the first part can be heard while the rest is being made.
+
+        With a context, the member's saved voice, temperature and style fill the options they
+        left out, and the server's own text limit applies.
+        """
+        max_length = self.settings.max_text_length
+        if ctx is not None:
+            voice = voice or ctx.member.voice
+            temperature = ctx.member.temperature if temperature is None else temperature
+            style = style if style is not None else ctx.member.style
+            if ctx.guild is not None and ctx.guild.max_text_length is not None:
+                max_length = ctx.guild.max_text_length
         whole = self.prepare(
-            text, voice=voice, voice_2=voice_2, temperature=temperature, style=style
+            text,
+            voice=voice,
+            voice_2=voice_2,
+            temperature=temperature,
+            style=style,
+            max_length=max_length,
         )
         limit = self.settings.chunk_chars
         pieces = split_text(text.strip(), limit, first_max=first_max or limit)
@@ -85,12 +145,17 @@ class SpeechService:
         return self.scheduler.submit(user_id, request)
 
     def stream(
-        self, user_id: int, requests: Sequence[SpeechRequest], *, cooldown: bool = True
+        self,
+        user_id: int,
+        requests: Sequence[SpeechRequest],
+        *,
+        cooldown: bool = True,
+        guild: GuildSettings | None = None,
     ) -> SpeechStream:
         """Start making a message; raises at once like `submit` for its first chunk.
 
         `cooldown=False` is for narration, where every message is read and only the member's
-        waiting cap limits a flood.
+        waiting cap limits a flood. A server's settings give its own cooldown length.
         """
         return SpeechStream(
             self.scheduler,
@@ -98,6 +163,8 @@ class SpeechService:
             requests,
             parallel=self.settings.chunk_parallelism,
             cooldown=cooldown,
+            guild_id=guild.guild_id if guild else None,
+            cooldown_seconds=guild.user_cooldown if guild else None,
         )
 
     async def ogg_clips(
@@ -134,15 +201,24 @@ class SpeechStream:
         *,
         parallel: int = 2,
         cooldown: bool = True,
+        guild_id: int | None = None,
+        cooldown_seconds: float | None = None,
     ) -> None:
         if not requests:
             raise ValueError("nothing to say")
         self._scheduler = scheduler
         self.user_id = user_id
+        self.guild_id = guild_id
         self.requests = list(requests)
         self._parallel = max(1, parallel)
         self.tickets: list[Ticket] = [
-            scheduler.submit(user_id, self.requests[0], cooldown=cooldown)
+            scheduler.submit(
+                user_id,
+                self.requests[0],
+                cooldown=cooldown,
+                cooldown_seconds=cooldown_seconds,
+                guild_id=guild_id,
+            )
         ]
         self.index = 0
         self.closed = False
@@ -164,7 +240,11 @@ class SpeechStream:
     def _top_up(self) -> None:
         while len(self.tickets) < min(self.total, self.index + self._parallel):
             request = self.requests[len(self.tickets)]
-            self.tickets.append(self._scheduler.submit(self.user_id, request, follow_up=True))
+            self.tickets.append(
+                self._scheduler.submit(
+                    self.user_id, request, follow_up=True, guild_id=self.guild_id
+                )
+            )
 
     async def audio(self) -> AsyncIterator[Audio]:
         """Each chunk's audio as soon as it and every chunk before it is ready."""

@@ -14,7 +14,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.errors import BotError, CooldownError
+from bot.errors import BotError, CooldownError, QuotaExceededError
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,13 @@ def describe_error(error: BaseException, *, now: datetime | None = None) -> tupl
     if isinstance(error, CooldownError):
         moment = (now or datetime.now(UTC)) + timedelta(seconds=error.retry_after)
         return f"You're on cooldown; try again {discord.utils.format_dt(moment, 'R')}.", None
+    if isinstance(error, QuotaExceededError):
+        reset = datetime.fromtimestamp(error.reset_at, UTC)
+        message = error.user_message.replace(
+            "The count resets at midnight UTC.",
+            f"The count resets {discord.utils.format_dt(reset, 'R')}.",
+        )
+        return message, None
     if isinstance(error, BotError):
         return error.user_message, None
     if isinstance(error, app_commands.CommandOnCooldown):

@@ -28,6 +28,7 @@ from bot.segmind import SegmindClient
 from bot.service import SpeechService
 from bot.storage import Storage, open_storage
 from bot.tree import TTSCommandTree
+from bot.usage import UsageRecorder
 from bot.voice_manager import VoiceManager
 
 log = logging.getLogger(__name__)
@@ -75,12 +76,14 @@ class TTSBot(commands.Bot):
         self.speech: SpeechService
         self.voice: VoiceManager
         self.storage: Storage | None = None
+        self.usage: UsageRecorder | None = None
         #: Extensions that failed to load, with why; a cog can show them to the operator.
         self.extension_errors: dict[str, BaseException] = {}
         self._responders: set[asyncio.Task[Any]] = set()
 
     async def setup_hook(self) -> None:
         self.storage = await open_storage(self.settings)
+        self.usage = UsageRecorder(self.storage, price_per_call=self.settings.price_per_call)
         self.http_session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
         self.segmind = SegmindClient.from_settings(self.http_session, self.settings)
         self.scheduler = Scheduler(
@@ -89,9 +92,12 @@ class TTSBot(commands.Bot):
             probe=self._account_works,
             on_halt=self._alert_halt,
             on_resume=self._alert_resume,
+            on_attempt=self.usage.record_attempt,
         )
         self.scheduler.start()
-        self.speech = SpeechService(self.settings, self.scheduler)
+        self.speech = SpeechService(
+            self.settings, self.scheduler, storage=self.storage, usage=self.usage
+        )
         self.voice = VoiceManager(
             self,
             idle_timeout=self.settings.voice_idle_timeout,
@@ -145,6 +151,8 @@ class TTSBot(commands.Bot):
         await super().close()
         if self.http_session is not None:
             await self.http_session.close()
+        if self.usage is not None:
+            await self.usage.drain()
         if self.storage is not None:
             await self.storage.close()
 

@@ -19,6 +19,7 @@ from bot.narration import NarrationRules, Narrator, member_voice, skip_reason
 from bot.player import Utterance
 from bot.tree import NO_MENTIONS
 from bot.voice_manager import NotInVoiceError
+from cogs._shared import caller_of
 from cogs.voice import caller_channel
 
 if TYPE_CHECKING:
@@ -150,16 +151,16 @@ class Narration(commands.Cog):
         )
         if not text:
             return
-        member = await self.storage.get_member(author.id)
+        ctx = await self.bot.speech.context(caller_of(author, guild.id))
         try:
             requests = self.bot.speech.prepare_chunks(
                 text,
-                voice=member_voice(member),
-                temperature=member.temperature,
-                style=member.style,
+                voice=member_voice(ctx.member),
                 first_max=self.bot.settings.first_chunk_chars,
+                ctx=ctx,
             )
-            stream = self.bot.speech.stream(author.id, requests, cooldown=False)
+            await self.bot.speech.check(ctx, voice=True, calls=len(requests))
+            stream = self.bot.speech.stream(author.id, requests, cooldown=False, guild=ctx.guild)
         except BotError as exc:
             log.info("Not reading message %s: %s", message.id, exc)
             return

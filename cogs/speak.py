@@ -18,10 +18,12 @@ from bot.player import Utterance
 from bot.scheduler import Ticket
 from bot.service import SpeechStream
 from bot.speech import SpeechRequest
+from bot.storage import GuildSettings
 from bot.styles import search_styles
 from bot.tree import NO_MENTIONS, send_error
 from bot.voice_manager import NotInVoiceError, VoiceTarget
 from bot.voices import search as search_voices
+from cogs._shared import caller_of
 from cogs.voice import caller_channel
 
 if TYPE_CHECKING:
@@ -150,6 +152,7 @@ class Speak(commands.Cog):
         style: str | None = None,
         play: bool | None = None,
     ) -> None:
+        ctx = await self.bot.speech.context(caller_of(interaction.user, interaction.guild_id))
         target = self.voice_target(interaction, play)
         requests = self.bot.speech.prepare_chunks(
             text,
@@ -158,8 +161,10 @@ class Speak(commands.Cog):
             temperature=temperature,
             style=style,
             first_max=self.bot.settings.first_chunk_chars if target else None,
+            ctx=ctx,
         )
-        await self.deliver(interaction, requests, target=target)
+        await self.bot.speech.check(ctx, voice=target is not None, calls=len(requests))
+        await self.deliver(interaction, requests, target=target, guild=ctx.guild)
 
     async def speak_message(
         self, interaction: discord.Interaction[TTSBot], message: discord.Message
@@ -167,11 +172,15 @@ class Speak(commands.Cog):
         text = message.clean_content.strip()
         if not text:
             raise BotError(user_message="That message has no text to speak.")
+        ctx = await self.bot.speech.context(caller_of(interaction.user, interaction.guild_id))
         target = self.voice_target(interaction, None)
         requests = self.bot.speech.prepare_chunks(
-            text, first_max=self.bot.settings.first_chunk_chars if target else None
+            text, first_max=self.bot.settings.first_chunk_chars if target else None, ctx=ctx
         )
-        await self.deliver(interaction, requests, source=message.jump_url, target=target)
+        await self.bot.speech.check(ctx, voice=target is not None, calls=len(requests))
+        await self.deliver(
+            interaction, requests, source=message.jump_url, target=target, guild=ctx.guild
+        )
 
     async def deliver(
         self,
@@ -180,11 +189,12 @@ class Speak(commands.Cog):
         *,
         source: str | None = None,
         target: VoiceTarget | None = None,
+        guild: GuildSettings | None = None,
     ) -> None:
         """Queue, defer within Discord's 3 s, show progress, then play or post the audio."""
         with self.bot.responding():
             # Refusals (cooldown, full queue, paused) raise here: private, and free.
-            stream = self.bot.speech.stream(interaction.user.id, requests)
+            stream = self.bot.speech.stream(interaction.user.id, requests, guild=guild)
             try:
                 await interaction.response.defer(thinking=True)
             except BaseException:

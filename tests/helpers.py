@@ -50,6 +50,8 @@ def mock_interaction(user_id: int = 1, *, done: bool = False) -> Any:
     interaction.response.is_done.return_value = done
     interaction.user = create_autospec(discord.Member, instance=True)
     interaction.user.id = user_id
+    interaction.user.roles = []
+    interaction.user.guild_permissions = discord.Permissions.none()
     interaction.guild_id = 42
     interaction.command = None
     return interaction

@@ -12,7 +12,7 @@ import pytest
 from bot.config import Settings
 from bot.errors import QueueFullError
 from bot.player import GuildPlayer, Utterance
-from bot.service import SpeechStream
+from bot.service import SpeechService, SpeechStream
 from bot.speech import build_request
 from bot.storage import SQLiteStorage
 from bot.voices import voice_for_user
@@ -62,6 +62,8 @@ class Scene:
         author.display_name = extra.pop("name", "Alice")
         author.voice = create_autospec(discord.VoiceState, instance=True)
         author.voice.channel = extra.pop("voice_channel", self.voice_channel)
+        author.roles = []
+        author.guild_permissions = discord.Permissions.none()
         message.author = author
         message.mentions, message.role_mentions, message.channel_mentions = [], [], []
         message.attachments, message.stickers = [], []
@@ -78,6 +80,10 @@ class Scene:
 async def scene(make_settings: Callable[..., Settings], storage: SQLiteStorage) -> Scene:
     bot = mock_bot(make_settings())
     bot.storage = storage
+    # The rules themselves are real: context and checks read the real database.
+    real = SpeechService(bot.settings, bot.scheduler, storage=storage)
+    bot.speech.context.side_effect = real.context
+    bot.speech.check.side_effect = real.check
     await storage.update_guild(GUILD, narration_channel_id=TEXT)
     return Scene(bot)
 
@@ -89,7 +95,9 @@ async def test_a_message_is_read_in_the_members_stable_voice(scene: Scene) -> No
     kwargs = scene.bot.speech.prepare_chunks.call_args.kwargs
     assert kwargs["voice"] == voice_for_user(ALICE).name
     assert kwargs["first_max"] == scene.bot.settings.first_chunk_chars
-    assert scene.bot.speech.stream.call_args.kwargs == {"cooldown": False}
+    kwargs = scene.bot.speech.stream.call_args.kwargs
+    assert kwargs["cooldown"] is False
+    assert kwargs["guild"].guild_id == GUILD
     (utterance,) = scene.player.enqueue.call_args.args
     assert isinstance(utterance, Utterance)
     assert utterance.user_id == ALICE
@@ -101,9 +109,12 @@ async def test_the_members_chosen_voice_and_style_are_used(
     scene: Scene, storage: SQLiteStorage
 ) -> None:
     await storage.update_member(ALICE, voice="Sulafat", temperature=0.9, style="calm")
+    real = SpeechService(scene.bot.settings, scene.bot.scheduler, storage=storage)
+    scene.bot.speech.prepare_chunks.side_effect = real.prepare_chunks
     await Narration(scene.bot).on_message(scene.message("hi"))
-    kwargs = scene.bot.speech.prepare_chunks.call_args.kwargs
-    assert (kwargs["voice"], kwargs["temperature"], kwargs["style"]) == ("Sulafat", 0.9, "calm")
+    ((request,),) = [c.args[1] for c in scene.bot.speech.stream.call_args_list]
+    assert (request.voice, request.temperature) == ("Sulafat", 0.9)
+    assert request.text == "Say calmly and slowly: Alice said: hi"
 
 
 @pytest.mark.parametrize(
@@ -202,3 +213,21 @@ async def test_start_joins_and_remembers_the_channel_stop_forgets_it(
     stop: Any = Narration.stop.callback
     await stop(cog, interaction)
     assert (await storage.get_guild(GUILD)).narration_channel_id is None
+
+
+async def test_server_rules_and_quota_apply_to_narration(
+    scene: Scene, storage: SQLiteStorage
+) -> None:
+    from datetime import UTC, datetime
+
+    from bot.storage import UsageRecord
+
+    await storage.update_guild(GUILD, allow_voice=False)
+    await Narration(scene.bot).on_message(scene.message("not allowed"))
+    await storage.update_guild(GUILD, allow_voice=True, daily_quota=1)
+    await storage.record_usage(UsageRecord(GUILD, ALICE, datetime.now(UTC), 200, 1.0, 2.0, 0.005))
+    await Narration(scene.bot).on_message(scene.message("over quota"))
+    scene.bot.speech.stream.assert_not_called()
+    await storage.update_guild(GUILD, daily_quota=5)
+    await Narration(scene.bot).on_message(scene.message("fine now"))
+    assert scene.bot.speech.stream.call_count == 1

@@ -14,7 +14,8 @@ from bot import audio
 from bot.config import Settings
 from bot.errors import CooldownError, InvalidRequestError, OutOfCreditsError
 from bot.scheduler import Ticket
-from bot.service import Clip, SpeechStream
+from bot.service import Clip, SpeakContext, SpeechStream
+from bot.storage import MemberSettings
 from bot.speech import build_request
 from cogs.speak import Speak, progress_line, result_line, style_autocomplete, voice_autocomplete
 from tests.helpers import mock_bot, mock_interaction
@@ -45,6 +46,9 @@ async def run_speak(cog: Speak, interaction: Any, *args: Any) -> None:
 @pytest.fixture
 def bot(make_settings: Callable[..., Settings]) -> Any:
     bot = mock_bot(make_settings())
+    bot.speech.context.side_effect = lambda caller: SpeakContext(
+        caller, MemberSettings.defaults(caller.user_id), None
+    )
     bot.speech.prepare_chunks.return_value = [REQUEST]
     bot.speech.render_many.return_value = CLIP
     return bot
@@ -56,10 +60,13 @@ async def test_speak_validates_queues_defers_and_posts_the_clip(bot: Any) -> Non
     interaction = mock_interaction(user_id=7)
     await run_speak(Speak(bot), interaction, "Hello there", "kore", None, 0.7, "calm", False)
 
+    ctx = bot.speech.prepare_chunks.call_args.kwargs.pop("ctx")
+    assert ctx.caller.user_id == 7
     bot.speech.prepare_chunks.assert_called_once_with(
         "Hello there", voice="kore", voice_2=None, temperature=0.7, style="calm", first_max=None
     )
-    bot.speech.stream.assert_called_once_with(7, [REQUEST])
+    bot.speech.check.assert_awaited_once_with(ctx, voice=False, calls=1)
+    bot.speech.stream.assert_called_once_with(7, [REQUEST], guild=None)
     interaction.response.defer.assert_awaited_once_with(thinking=True)
     bot.speech.render_many.assert_awaited_once_with([AUDIO], REQUEST)
     final = interaction.edit_original_response.await_args_list[-1]
@@ -136,7 +143,8 @@ async def test_speak_this_message_uses_the_clean_content(bot: Any) -> None:
     message.jump_url = "https://discord.com/channels/1/2/3"
     interaction = mock_interaction()
     await Speak(bot).speak_message(interaction, message)
-    bot.speech.prepare_chunks.assert_called_once_with("@Alice look at this", first_max=None)
+    assert bot.speech.prepare_chunks.call_args.args == ("@Alice look at this",)
+    assert bot.speech.prepare_chunks.call_args.kwargs["first_max"] is None
     final = interaction.edit_original_response.await_args_list[-1]
     assert final.kwargs["content"].startswith("🔊 https://discord.com/channels/1/2/3 · **Kore**")
 

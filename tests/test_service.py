@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from bot import audio
+from bot.access import Caller
 from bot.audio import Audio
 from bot.config import Settings
+from bot.errors import AccessDeniedError, QuotaExceededError
 from bot.scheduler import Scheduler, SchedulerConfig
 from bot.service import SpeechService, clip_filename
 from bot.speech import SpeechRequest, build_request
+from bot.storage import SQLiteStorage, UsageRecord
 
 SENTENCE = "This sentence is here to make the text long enough to need several chunks. "
 
@@ -131,3 +135,76 @@ async def test_render_many_joins_chunks_into_one_ogg(service: tuple[Any, Synth])
     assert clip.filename == clip_filename(request) == "zephyr-two-parts-one-file.ogg"
     assert audio.decode(clip.data, audio.AudioFormat.OGG).duration == pytest.approx(1.75, abs=0.01)
     assert clip.duration == pytest.approx(1.75, abs=0.01)
+
+
+# --- member defaults, server rules, quota (with a real SQLite file) -----------------------------
+
+
+@pytest.fixture
+async def stored(
+    make_settings: Callable[..., Settings], tmp_path: Any
+) -> AsyncIterator[tuple[SpeechService, SQLiteStorage]]:
+    storage = SQLiteStorage(tmp_path / "bot.db")
+    await storage.connect()
+    scheduler = Scheduler(Synth(), SchedulerConfig(rpm=1000))
+    yield SpeechService(make_settings(), scheduler, storage=storage), storage
+    await storage.close()
+
+
+async def test_member_defaults_fill_only_what_was_left_out(
+    stored: tuple[SpeechService, SQLiteStorage],
+) -> None:
+    speech, storage = stored
+    await storage.update_member(1, voice="Kore", temperature=1.2, style="excited")
+    ctx = await speech.context(Caller(1, guild_id=9))
+    (request,) = speech.prepare_chunks("hi", ctx=ctx)
+    assert (request.voice, request.temperature, request.text) == ("Kore", 1.2, "Say excitedly: hi")
+    (chosen,) = speech.prepare_chunks("hi", voice="Puck", temperature=0.0, style="", ctx=ctx)
+    assert (chosen.voice, chosen.temperature, chosen.text) == ("Puck", 0.0, "hi")
+
+
+async def test_a_servers_text_limit_applies(stored: tuple[SpeechService, SQLiteStorage]) -> None:
+    speech, storage = stored
+    await storage.update_guild(9, max_text_length=10)
+    ctx = await speech.context(Caller(1, guild_id=9))
+    with pytest.raises(Exception, match="the limit is 10"):
+        speech.prepare_chunks("x" * 11, ctx=ctx)
+
+
+async def test_allowed_role_and_switches(stored: tuple[SpeechService, SQLiteStorage]) -> None:
+    speech, storage = stored
+    await storage.update_guild(9, allowed_role_id=555, allow_files=False)
+    outsider = await speech.context(Caller(1, guild_id=9))
+    with pytest.raises(AccessDeniedError, match="<@&555>"):
+        await speech.check(outsider, voice=True, calls=1)
+    member = await speech.context(Caller(1, guild_id=9, role_ids=frozenset({555})))
+    await speech.check(member, voice=True, calls=1)
+    with pytest.raises(AccessDeniedError, match="files in chat"):
+        await speech.check(member, voice=False, calls=1)
+    manager = await speech.context(Caller(2, guild_id=9, manager=True))
+    await speech.check(manager, voice=True, calls=1)  # Managers are never locked out by role.
+
+
+async def test_daily_quota_counts_todays_paid_calls_in_this_server(
+    stored: tuple[SpeechService, SQLiteStorage],
+) -> None:
+    speech, storage = stored
+    await storage.update_guild(9, daily_quota=3)
+    now = datetime.now(UTC)
+
+    def record(status: int | None, *, guild: int = 9, cached: bool = False, at: Any = now) -> Any:
+        return storage.record_usage(UsageRecord(guild, 1, at, status, 1.0, 2.0, 0.005, cached))
+
+    await record(200)
+    await record(200, at=now - timedelta(days=1, hours=1))  # Yesterday: not counted.
+    await record(200, guild=8)  # Another server: not counted.
+    await record(502)  # Failed call: not paid, not counted.
+    await record(200, cached=True)  # From the cache: free, not counted.
+    ctx = await speech.context(Caller(1, guild_id=9))
+    await speech.check(ctx, voice=True, calls=2)  # 1 used + 2 = 3: allowed.
+    with pytest.raises(QuotaExceededError) as info:
+        await speech.check(ctx, voice=True, calls=3)
+    assert info.value.limit == 3
+    reset = datetime.fromtimestamp(info.value.reset_at, UTC)
+    assert (reset.hour, reset.minute) == (0, 0)
+    assert now < reset <= now + timedelta(days=1)

@@ -1,0 +1,37 @@
+"""Who may use the bot, and how much: a server's role, file/voice switches and daily quota."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.errors import AccessDeniedError
+from bot.storage import GuildSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The member asking, as the core needs them: no Discord types."""
+
+    user_id: int
+    guild_id: int | None = None
+    role_ids: frozenset[int] = frozenset()
+    #: Has Manage Server: server rules about roles do not lock managers out.
+    manager: bool = False
+
+
+def check_access(caller: Caller, guild: GuildSettings | None, *, voice: bool) -> None:
+    """Raise AccessDeniedError if the server's rules refuse this request (free to check)."""
+    if guild is None:
+        return
+    role = guild.allowed_role_id
+    if role is not None and not caller.manager and role not in caller.role_ids:
+        raise AccessDeniedError(f"In this server, speech is for members with the <@&{role}> role.")
+    if voice and not guild.allow_voice:
+        raise AccessDeniedError("This server has turned off speech in voice channels.")
+    if not voice and not guild.allow_files:
+        raise AccessDeniedError(
+            "This server has turned off speech files in chat; join a voice channel and use "
+            "`play:true`."
+            if guild.allow_voice
+            else "This server has turned off speech."
+        )
