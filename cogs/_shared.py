@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import discord
+from discord import app_commands
 
 from bot.access import Caller
+from bot.styles import search_styles
+from bot.voices import search as search_voices
 
 
 def caller_of(user: discord.User | discord.Member, guild_id: int | None) -> Caller:
@@ -17,3 +22,19 @@ def caller_of(user: discord.User | discord.Member, guild_id: int | None) -> Call
             manager=user.guild_permissions.manage_guild,
         )
     return Caller(user_id=user.id, guild_id=guild_id)
+
+
+async def voice_autocomplete(
+    interaction: discord.Interaction[Any], current: str
+) -> list[app_commands.Choice[str]]:
+    return [app_commands.Choice(name=v.label, value=v.name) for v in search_voices(current)]
+
+
+async def style_autocomplete(
+    interaction: discord.Interaction[Any], current: str
+) -> list[app_commands.Choice[str]]:
+    choices = [app_commands.Choice(name=name, value=name) for name in search_styles(current)]
+    typed = current.strip()[:100]
+    if typed and typed.casefold() not in {c.value for c in choices}:
+        choices.insert(0, app_commands.Choice(name=typed, value=typed))
+    return choices[:25]

@@ -19,11 +19,9 @@ from bot.scheduler import Ticket
 from bot.service import SpeechStream
 from bot.speech import SpeechRequest
 from bot.storage import GuildSettings
-from bot.styles import search_styles
 from bot.tree import NO_MENTIONS, send_error
 from bot.voice_manager import NotInVoiceError, VoiceTarget
-from bot.voices import search as search_voices
-from cogs._shared import caller_of
+from cogs._shared import caller_of, style_autocomplete, voice_autocomplete
 from cogs.voice import caller_channel
 
 if TYPE_CHECKING:
@@ -97,22 +95,6 @@ class ProgressReporter:
                 except discord.HTTPException as exc:
                     log.debug("Progress edit failed: %s", exc)
             await asyncio.sleep(PROGRESS_EDIT_INTERVAL)
-
-
-async def voice_autocomplete(
-    interaction: discord.Interaction[TTSBot], current: str
-) -> list[app_commands.Choice[str]]:
-    return [app_commands.Choice(name=v.label, value=v.name) for v in search_voices(current)]
-
-
-async def style_autocomplete(
-    interaction: discord.Interaction[TTSBot], current: str
-) -> list[app_commands.Choice[str]]:
-    choices = [app_commands.Choice(name=name, value=name) for name in search_styles(current)]
-    typed = current.strip()[:100]
-    if typed and typed.casefold() not in {c.value for c in choices}:
-        choices.insert(0, app_commands.Choice(name=typed, value=typed))
-    return choices[:25]
 
 
 class Speak(commands.Cog):

@@ -60,7 +60,15 @@ def application_payload() -> dict[str, Any]:
     }
 
 
-def member_payload(user_id: int, name: str = "member") -> dict[str, Any]:
+#: Every permission, as Discord sends a server manager's.
+ALL_PERMISSIONS = 0x1FFFFFFFFFF
+#: An ordinary member: view, send, connect, speak.
+MEMBER_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 20) | (1 << 21)
+
+
+def member_payload(
+    user_id: int, name: str = "member", permissions: int = ALL_PERMISSIONS
+) -> dict[str, Any]:
     return {
         "user": user_payload(user_id, name),
         "roles": [],
@@ -68,7 +76,7 @@ def member_payload(user_id: int, name: str = "member") -> dict[str, Any]:
         "deaf": False,
         "mute": False,
         "flags": 0,
-        "permissions": str(0x1FFFFFFFFFF),
+        "permissions": str(permissions),
     }
 
 
@@ -109,7 +117,9 @@ def message_payload(
     }
 
 
-def _interaction(kind: int, data: dict[str, Any], user_id: int) -> dict[str, Any]:
+def _interaction(
+    kind: int, data: dict[str, Any], user_id: int, permissions: int = ALL_PERMISSIONS
+) -> dict[str, Any]:
     interaction_id = snowflake()
     return {
         "id": str(interaction_id),
@@ -120,7 +130,7 @@ def _interaction(kind: int, data: dict[str, Any], user_id: int) -> dict[str, Any
         "guild_id": str(GUILD_ID),
         "channel_id": str(CHANNEL_ID),
         "channel": channel_payload(),
-        "member": member_payload(user_id),
+        "member": member_payload(user_id, permissions=permissions),
         "app_permissions": str(0x1FFFFFFFFFF),
         "locale": "en-US",
         "guild_locale": "en-US",
@@ -145,10 +155,20 @@ def _options(options: dict[str, Any], focused: str | None) -> list[dict[str, Any
     return result
 
 
-def slash_command(name: str, *, user_id: int, **options: Any) -> dict[str, Any]:
+def slash_command(
+    name: str,
+    *,
+    user_id: int,
+    subcommand: str | None = None,
+    permissions: int = ALL_PERMISSIONS,
+    **options: Any,
+) -> dict[str, Any]:
     """A chat-input command interaction, as the gateway delivers it."""
-    data = {"id": str(snowflake()), "name": name, "type": 1, "options": _options(options, None)}
-    return _interaction(2, data, user_id)
+    given = _options(options, None)
+    if subcommand is not None:
+        given = [{"name": subcommand, "type": 1, "options": given}]
+    data = {"id": str(snowflake()), "name": name, "type": 1, "options": given}
+    return _interaction(2, data, user_id, permissions)
 
 
 def autocomplete(name: str, focused: str, *, user_id: int, **options: Any) -> dict[str, Any]:

@@ -15,9 +15,10 @@ from bot.config import Settings
 from bot.errors import CooldownError, InvalidRequestError, OutOfCreditsError
 from bot.scheduler import Ticket
 from bot.service import Clip, SpeakContext, SpeechStream
-from bot.storage import MemberSettings
 from bot.speech import build_request
-from cogs.speak import Speak, progress_line, result_line, style_autocomplete, voice_autocomplete
+from bot.storage import MemberSettings
+from cogs._shared import style_autocomplete, voice_autocomplete
+from cogs.speak import Speak, progress_line, result_line
 from tests.helpers import mock_bot, mock_interaction
 
 REQUEST = build_request("Hello there", voice="Kore")

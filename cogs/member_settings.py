@@ -1,0 +1,108 @@
+"""A member's own settings: `/voice set|show|reset`, and `/forget-me` for their data."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import InvalidRequestError
+from bot.narration import member_voice
+from bot.storage import MemberSettings
+from bot.tree import NO_MENTIONS
+from bot.voices import get_voice
+from cogs._shared import style_autocomplete, voice_autocomplete
+
+if TYPE_CHECKING:
+    from bot.storage import Storage
+    from bot.tts_bot import TTSBot
+
+
+def describe_member(settings: MemberSettings, default_voice: str) -> str:
+    """What a member's settings mean in practice, in a few lines."""
+    if settings.voice:
+        voice = f"**{get_voice(settings.voice).label}** (your choice)"
+    else:
+        stable = get_voice(member_voice(settings)).label
+        voice = f"not chosen: /speak uses **{default_voice}**, narration reads you as **{stable}**"
+    temperature = f"{settings.temperature:g}" if settings.temperature is not None else "not chosen"
+    style = f"“{settings.style}”" if settings.style else "none"
+    return f"🗣️ Voice: {voice}\n🌡️ Temperature: {temperature}\n🎭 Style: {style}"
+
+
+class MemberSettingsCog(commands.Cog, name="Member settings"):
+    voice = app_commands.Group(name="voice", description="Your own voice for /speak and narration")
+
+    def __init__(self, bot: TTSBot) -> None:
+        self.bot = bot
+
+    @property
+    def storage(self) -> Storage:
+        assert self.bot.storage is not None, "storage opens in setup_hook"
+        return self.bot.storage
+
+    async def _reply(self, interaction: discord.Interaction[TTSBot], text: str) -> None:
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    @voice.command(name="set", description="Choose your voice, temperature or style")
+    @app_commands.describe(
+        voice="Your voice (type to search the 30 voices)",
+        temperature="0 to 2: 0.4 is steady, 0.7 lively",
+        style="How you are read: cheerful, calm, like a pirate… (empty text clears it)",
+    )
+    @app_commands.autocomplete(voice=voice_autocomplete, style=style_autocomplete)
+    async def set_voice(
+        self,
+        interaction: discord.Interaction[TTSBot],
+        voice: str | None = None,
+        temperature: app_commands.Range[float, 0.0, 2.0] | None = None,
+        style: str | None = None,
+    ) -> None:
+        changes: dict[str, object] = {}
+        if voice is not None:
+            changes["voice"] = voice
+        if temperature is not None:
+            changes["temperature"] = temperature
+        if style is not None:
+            changes["style"] = style
+        if not changes:
+            raise InvalidRequestError("Choose a voice, a temperature or a style to set.")
+        try:
+            settings = await self.storage.update_member(interaction.user.id, **changes)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        await self._reply(
+            interaction,
+            "Saved.\n" + describe_member(settings, self.bot.settings.default_voice),
+        )
+
+    @voice.command(name="show", description="See your voice settings")
+    async def show(self, interaction: discord.Interaction[TTSBot]) -> None:
+        settings = await self.storage.get_member(interaction.user.id)
+        await self._reply(interaction, describe_member(settings, self.bot.settings.default_voice))
+
+    @voice.command(name="reset", description="Forget your voice settings")
+    async def reset(self, interaction: discord.Interaction[TTSBot]) -> None:
+        await self.storage.reset_member(interaction.user.id)
+        settings = await self.storage.get_member(interaction.user.id)
+        await self._reply(
+            interaction,
+            "Reset.\n" + describe_member(settings, self.bot.settings.default_voice),
+        )
+
+    @app_commands.command(
+        name="forget-me", description="Delete everything the bot stores about you"
+    )
+    async def forget_me(self, interaction: discord.Interaction[TTSBot]) -> None:
+        deleted = await self.storage.forget_member(interaction.user.id)
+        await self._reply(
+            interaction,
+            f"🧹 Done: deleted your settings and usage records ({deleted} in all). "
+            "The bot never stores what you write.",
+        )
+
+
+async def setup(bot: TTSBot) -> None:
+    await bot.add_cog(MemberSettingsCog(bot))

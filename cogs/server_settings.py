@@ -1,0 +1,228 @@
+"""Server settings (`/settings …`): narration, limits, who may use the bot. Manage Server only.
+
+The permission is the command's default (so Discord hides it from others) and is checked again
+here, because server admins can change who sees a command.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import InvalidRequestError
+from bot.storage import GuildSettings
+from bot.tree import NO_MENTIONS
+
+if TYPE_CHECKING:
+    from bot.storage import Storage
+    from bot.tts_bot import TTSBot
+
+#: What `/settings reset` can put back to its default.
+RESETTABLE = {
+    "narration_channel": "narration_channel_id",
+    "narration": "narration_voice_only narration_skip_prefix narration_max_length "
+    "narration_emoji narration_say_names",
+    "max_text_length": "max_text_length",
+    "cooldown": "user_cooldown",
+    "daily_quota": "daily_quota",
+    "allowed_role": "allowed_role_id",
+    "switches": "allow_files allow_voice",
+    "everything": " ".join(f for f in GuildSettings.__dataclass_fields__ if f != "guild_id"),
+}
+
+
+def settings_embed(
+    settings: GuildSettings, *, bot_text_limit: int, bot_cooldown: float
+) -> discord.Embed:
+    """All server settings in one embed, with the effective value where a default applies."""
+
+    def yes(flag: bool) -> str:
+        return "yes" if flag else "no"
+
+    channel = f"<#{settings.narration_channel_id}>" if settings.narration_channel_id else "not set"
+    skip = f"`{settings.narration_skip_prefix}`" if settings.narration_skip_prefix else "none"
+    embed = discord.Embed(title="Speech settings for this server", colour=0x5865F2)
+    embed.add_field(
+        name="Narration",
+        value=(
+            f"Channel: {channel}\n"
+            f"Only members in voice: {yes(settings.narration_voice_only)}\n"
+            f"Skip prefix: {skip}\n"
+            f"Longest message read: {settings.narration_max_length} characters\n"
+            f"Custom emoji: {'read by name' if settings.narration_emoji == 'name' else 'dropped'}\n"
+            f"“Name said”: {yes(settings.narration_say_names)}"
+        ),
+        inline=False,
+    )
+    limit = settings.max_text_length or bot_text_limit
+    cooldown = settings.user_cooldown if settings.user_cooldown is not None else bot_cooldown
+    quota = settings.daily_quota if settings.daily_quota is not None else "unlimited"
+    embed.add_field(
+        name="Limits",
+        value=(
+            f"Longest /speak text: {limit:,} characters"
+            f"{'' if settings.max_text_length else ' (bot default)'}\n"
+            f"Cooldown per member: {cooldown:g} s"
+            f"{'' if settings.user_cooldown is not None else ' (bot default)'}\n"
+            f"Requests per member per day: {quota}"
+        ),
+        inline=False,
+    )
+    role = f"<@&{settings.allowed_role_id}>" if settings.allowed_role_id else "everyone"
+    embed.add_field(
+        name="Access",
+        value=(
+            f"Who may use the bot: {role}\n"
+            f"Speech files in chat: {yes(settings.allow_files)}\n"
+            f"Speech in voice: {yes(settings.allow_voice)}"
+        ),
+        inline=False,
+    )
+    return embed
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class ServerSettings(commands.GroupCog, group_name="settings"):
+    """Speech settings for this server (Manage Server)."""
+
+    def __init__(self, bot: TTSBot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    @property
+    def storage(self) -> Storage:
+        assert self.bot.storage is not None, "storage opens in setup_hook"
+        return self.bot.storage
+
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        """Checked here too: admins can let anyone see a command, not let them change this."""
+        if not interaction.permissions.manage_guild:
+            raise app_commands.MissingPermissions(["manage_guild"])
+        return True
+
+    async def _update(self, interaction: discord.Interaction[TTSBot], **changes: object) -> None:
+        assert interaction.guild_id is not None
+        changes = {key: value for key, value in changes.items() if value is not None}
+        if not changes:
+            raise InvalidRequestError("Give at least one setting to change.")
+        try:
+            settings = await self.storage.update_guild(interaction.guild_id, **changes)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        await self._show(interaction, settings, "Saved.")
+
+    async def _show(
+        self, interaction: discord.Interaction[TTSBot], settings: GuildSettings, text: str = ""
+    ) -> None:
+        embed = settings_embed(
+            settings,
+            bot_text_limit=self.bot.settings.max_text_length,
+            bot_cooldown=self.bot.settings.user_cooldown,
+        )
+        await interaction.response.send_message(
+            text or None, embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS
+        )
+
+    @app_commands.command(name="show", description="See every speech setting of this server")
+    async def show(self, interaction: discord.Interaction[TTSBot]) -> None:
+        assert interaction.guild_id is not None
+        await self._show(interaction, await self.storage.get_guild(interaction.guild_id))
+
+    @app_commands.command(name="narration", description="How a text channel is read aloud")
+    @app_commands.describe(
+        channel="The text channel to read while the bot is in voice",
+        voice_only="Read only members who are in the bot's voice channel",
+        skip_prefix="Messages starting with this are not read (e.g. ;)",
+        max_length="Longest message read, in characters; longer ones are cut",
+        emoji="Read custom emoji by name, or drop them",
+        say_names="Say “Alice said” before a new speaker",
+    )
+    async def narration(
+        self,
+        interaction: discord.Interaction[TTSBot],
+        channel: discord.TextChannel | None = None,
+        voice_only: bool | None = None,
+        skip_prefix: app_commands.Range[str, 0, 10] | None = None,
+        max_length: app_commands.Range[int, 1, 4000] | None = None,
+        emoji: Literal["name", "drop"] | None = None,
+        say_names: bool | None = None,
+    ) -> None:
+        await self._update(
+            interaction,
+            narration_channel_id=channel.id if channel else None,
+            narration_voice_only=voice_only,
+            narration_skip_prefix=skip_prefix,
+            narration_max_length=max_length,
+            narration_emoji=emoji,
+            narration_say_names=say_names,
+        )
+
+    @app_commands.command(name="limits", description="Text length, cooldown and daily quota")
+    @app_commands.describe(
+        max_text_length="Longest text one /speak may speak, in characters",
+        cooldown="Seconds between one member's requests",
+        daily_quota="Requests per member per day (each call costs money)",
+    )
+    async def limits(
+        self,
+        interaction: discord.Interaction[TTSBot],
+        max_text_length: app_commands.Range[int, 1, 20_000] | None = None,
+        cooldown: app_commands.Range[float, 0.0, 3600.0] | None = None,
+        daily_quota: app_commands.Range[int, 0, 1_000_000] | None = None,
+    ) -> None:
+        await self._update(
+            interaction,
+            max_text_length=max_text_length,
+            user_cooldown=cooldown,
+            daily_quota=daily_quota,
+        )
+
+    @app_commands.command(name="access", description="Who may use the bot, and where")
+    @app_commands.describe(
+        role="Only members with this role may use the bot (managers always may)",
+        allow_files="Allow speech files posted in chat",
+        allow_voice="Allow speech in voice channels (and narration)",
+    )
+    async def access(
+        self,
+        interaction: discord.Interaction[TTSBot],
+        role: discord.Role | None = None,
+        allow_files: bool | None = None,
+        allow_voice: bool | None = None,
+    ) -> None:
+        await self._update(
+            interaction,
+            allowed_role_id=role.id if role else None,
+            allow_files=allow_files,
+            allow_voice=allow_voice,
+        )
+
+    @app_commands.command(name="reset", description="Put a setting back to its default")
+    @app_commands.describe(setting="What to reset")
+    async def reset(
+        self,
+        interaction: discord.Interaction[TTSBot],
+        setting: Literal[
+            "narration_channel",
+            "narration",
+            "max_text_length",
+            "cooldown",
+            "daily_quota",
+            "allowed_role",
+            "switches",
+            "everything",
+        ],
+    ) -> None:
+        assert interaction.guild_id is not None
+        defaults = GuildSettings.defaults(interaction.guild_id)
+        changes = {name: getattr(defaults, name) for name in RESETTABLE[setting].split()}
+        settings = await self.storage.update_guild(interaction.guild_id, **changes)
+        await self._show(interaction, settings, f"Reset {setting.replace('_', ' ')}.")
+
+
+async def setup(bot: TTSBot) -> None:
+    await bot.add_cog(ServerSettings(bot))

@@ -1,0 +1,108 @@
+"""`/usage me` and `/usage server`: what speech has cost, for members and for the owner."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import SegmindError
+from bot.storage import UsageSummary
+from bot.tree import NO_MENTIONS
+from bot.usage import day_start, paid_calls
+
+if TYPE_CHECKING:
+    from bot.storage import Storage
+    from bot.tts_bot import TTSBot
+
+log = logging.getLogger(__name__)
+
+
+def summary_line(summary: UsageSummary) -> str:
+    cached = f" ({summary.cached} from the cache, free)" if summary.cached else ""
+    failed = f", {summary.failures} failed" if summary.failures else ""
+    return (
+        f"{summary.calls} request{'s' if summary.calls != 1 else ''}{cached}{failed}, "
+        f"{summary.audio_minutes:.1f} min of audio"
+    )
+
+
+@app_commands.guild_only()
+class Usage(commands.GroupCog, group_name="usage"):
+    """How much speech has been made."""
+
+    def __init__(self, bot: TTSBot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    @property
+    def storage(self) -> Storage:
+        assert self.bot.storage is not None, "storage opens in setup_hook"
+        return self.bot.storage
+
+    @app_commands.command(name="me", description="Your own use of speech today")
+    async def me(self, interaction: discord.Interaction[TTSBot]) -> None:
+        assert interaction.guild_id is not None
+        today = await self.storage.usage(
+            since=day_start(), guild_id=interaction.guild_id, user_id=interaction.user.id
+        )
+        lines = [f"Today in this server: {summary_line(today)}."]
+        guild = await self.storage.get_guild(interaction.guild_id)
+        if guild.daily_quota is not None:
+            left = max(0, guild.daily_quota - paid_calls(today))
+            lines.append(f"Left today: {left} of {guild.daily_quota} (resets at midnight UTC).")
+        await interaction.response.send_message(
+            "\n".join(lines), ephemeral=True, allowed_mentions=NO_MENTIONS
+        )
+
+    @app_commands.command(name="server", description="This server's speech use and its cost")
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def server(self, interaction: discord.Interaction[TTSBot]) -> None:
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        since_today = day_start()
+        today = await self.storage.usage(since=since_today, guild_id=interaction.guild_id)
+        month = await self.storage.usage(
+            since=since_today - timedelta(days=29), guild_id=interaction.guild_id
+        )
+        top = await self.storage.top_users(interaction.guild_id, since_today, limit=5)
+        embed = discord.Embed(title="Speech use in this server", colour=0x5865F2)
+        for name, summary in (("Today (UTC)", today), ("Last 30 days", month)):
+            embed.add_field(
+                name=name,
+                value=(
+                    f"{summary_line(summary)}\n"
+                    f"API calls: {summary.api_calls} · estimated cost ${summary.cost:.3f}"
+                ),
+                inline=False,
+            )
+        if top:
+            embed.add_field(
+                name="Most active today",
+                value="\n".join(f"<@{user}>: {s.calls}" for user, s in top),
+                inline=False,
+            )
+        embed.set_footer(text=await self._credits())
+        await interaction.edit_original_response(embed=embed, allowed_mentions=NO_MENTIONS)
+
+    async def _credits(self) -> str:
+        """The API key's balance: the last one an answer reported, else a free check."""
+        remaining = self.bot.segmind.remaining_credits
+        if remaining is None:
+            try:
+                remaining = (await self.bot.segmind.get_credits()).total
+            except SegmindError as exc:
+                log.info("Credits check failed: %s", exc)
+                return "Remaining credits: unknown (the balance check failed)"
+        price = self.bot.settings.price_per_call
+        calls = f" (about {remaining / price:,.0f} calls)" if price > 0 else ""
+        return f"Remaining credits on the API key: {remaining:g}{calls}"
+
+
+async def setup(bot: TTSBot) -> None:
+    await bot.add_cog(Usage(bot))

@@ -1,0 +1,159 @@
+"""Settings, quotas, usage and privacy through the whole bot: real interactions, real SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aioresponses import aioresponses
+
+from bot.config import Settings
+from bot.tts_bot import create_bot
+from tests import discord_fakes as df
+from tests import fake_segmind as fs
+from tests.conftest import TEST_API_KEY
+from tests.test_wiring import DISCORD_TOKEN, Wired
+
+ALICE = 910000000000000001
+BOB = 910000000000000002
+
+
+@pytest.fixture
+async def started(
+    make_settings: Callable[..., Settings],
+) -> AsyncIterator[Callable[[], Any]]:
+    """Start (and restart) real bots that share one data directory and one fake Segmind."""
+    async with fs.FakeSegmind(api_key=TEST_API_KEY) as segmind:
+        settings = make_settings(
+            discord_token=DISCORD_TOKEN, segmind_base_url=segmind.base_url, user_cooldown=0
+        )
+        with aioresponses(passthrough=["http://127.0.0.1"]) as mocked:
+            discord = df.FakeDiscord(mocked)
+            bots: list[Any] = []
+
+            async def start() -> Wired:
+                bot = create_bot(settings)
+                await bot.login(DISCORD_TOKEN)
+                bots.append(bot)
+                return Wired(bot, discord, segmind)
+
+            yield start
+            for bot in bots:
+                await bot.close()
+
+
+def content(call: df.RestCall) -> str:
+    assert call.json is not None
+    data = call.json.get("data", call.json)
+    text = data.get("content") or ""
+    for embed in data.get("embeds") or []:
+        text += " " + " ".join(f"{f['name']}: {f['value']}" for f in embed.get("fields", []))
+        text += " " + (embed.get("footer") or {}).get("text", "")
+    return str(text)
+
+
+async def test_a_members_voice_survives_a_restart_and_is_used(started: Any) -> None:
+    first = await started()
+    (reply,) = await first.invoke(
+        df.slash_command("voice", subcommand="set", user_id=ALICE, voice="sulafat")
+    )
+    assert "Sulafat — Warm" in content(reply)
+    await first.bot.close()
+
+    second = await started()  # A new bot, a new database connection, the same file.
+    (shown,) = await second.invoke(df.slash_command("voice", subcommand="show", user_id=ALICE))
+    assert "Sulafat — Warm" in content(shown)
+    await second.invoke(df.slash_command("speak", user_id=ALICE, text="It is me."))
+    assert second.segmind.requests[-1].json_body == {
+        "text": "It is me.",
+        "voice_1": "Sulafat",
+        "temperature": 0.4,
+    }
+
+
+async def test_server_settings_refuse_non_managers(started: Any) -> None:
+    wired = await started()
+    (refused,) = await wired.invoke(
+        df.slash_command(
+            "settings",
+            subcommand="limits",
+            user_id=BOB,
+            permissions=df.MEMBER_PERMISSIONS,
+            daily_quota=0,
+        )
+    )
+    assert refused.json is not None
+    assert refused.json["data"]["flags"] & df.EPHEMERAL
+    assert "Manage Guild permission" in content(refused)
+    assert (await wired.bot.storage.get_guild(df.GUILD_ID)).daily_quota is None
+    (shown,) = await wired.invoke(df.slash_command("settings", subcommand="show", user_id=ALICE))
+    assert "Requests per member per day: unlimited" in content(shown)
+
+
+async def test_daily_quota_refuses_without_calling_the_api(started: Any) -> None:
+    wired = await started()
+    await wired.invoke(
+        df.slash_command("settings", subcommand="limits", user_id=ALICE, daily_quota=1)
+    )
+    await wired.invoke(
+        df.slash_command("speak", user_id=BOB, permissions=df.MEMBER_PERMISSIONS, text="one")
+    )
+    (refused,) = await wired.invoke(
+        df.slash_command("speak", user_id=BOB, permissions=df.MEMBER_PERMISSIONS, text="two")
+    )
+    assert "used your 1 requests for today" in content(refused)
+    assert wired.segmind.tts_calls == 1
+    (mine,) = await wired.invoke(
+        df.slash_command("usage", subcommand="me", user_id=BOB, permissions=df.MEMBER_PERMISSIONS)
+    )
+    assert "Today in this server: 1 request" in content(mine)
+    assert "Left today: 0 of 1" in content(mine)
+
+
+async def test_every_api_call_is_counted_and_costed(started: Any) -> None:
+    wired = await started()
+    wired.segmind.enqueue(fs.status(502))
+    await wired.invoke(df.slash_command("speak", user_id=ALICE, text="Counting calls."))
+    await wired.bot.usage.drain()
+    since = datetime.now(UTC) - timedelta(hours=1)
+    summary = await wired.bot.storage.usage(since=since, guild_id=df.GUILD_ID, user_id=ALICE)
+    assert (summary.calls, summary.failures) == (2, 1)  # The 502 and the retry that worked.
+    assert summary.cost == pytest.approx(0.005)
+    assert summary.audio_seconds == pytest.approx(
+        wired.segmind.expected_duration("Counting calls."), abs=0.05
+    )
+    calls = await wired.invoke(df.slash_command("usage", subcommand="server", user_id=ALICE))
+    report = content(calls[-1])
+    assert "API calls: 2 · estimated cost $0.005" in report
+    assert "Remaining credits on the API key: 99.995" in report
+
+
+async def test_forget_me_deletes_settings_and_usage(started: Any) -> None:
+    wired = await started()
+    await wired.invoke(df.slash_command("voice", subcommand="set", user_id=ALICE, voice="Kore"))
+    await wired.invoke(df.slash_command("speak", user_id=ALICE, text="Remember me?"))
+    await wired.bot.usage.drain()
+    (reply,) = await wired.invoke(df.slash_command("forget-me", user_id=ALICE))
+    assert "deleted your settings and usage records (2 in all)" in content(reply)
+    assert (await wired.bot.storage.get_member(ALICE)).voice is None
+    since = datetime.now(UTC) - timedelta(hours=1)
+    assert (await wired.bot.storage.usage(since=since, user_id=ALICE)).calls == 0
+
+
+async def test_narration_settings_and_reset(started: Any) -> None:
+    wired = await started()
+    (saved,) = await wired.invoke(
+        df.slash_command(
+            "settings", subcommand="narration", user_id=ALICE, skip_prefix="!", emoji="drop"
+        )
+    )
+    assert "Skip prefix: `!`" in content(saved)
+    assert "Custom emoji: dropped" in content(saved)
+    (reset,) = await wired.invoke(
+        df.slash_command("settings", subcommand="reset", user_id=ALICE, setting="narration")
+    )
+    assert "Skip prefix: `;`" in content(reset)
+    guild = await wired.bot.storage.get_guild(df.GUILD_ID)
+    assert (guild.narration_skip_prefix, guild.narration_emoji) == (";", "name")
