@@ -69,7 +69,7 @@ async def first_audio(
             speech = SpeechService(settings, scheduler)
             started = time.perf_counter()
             requests = speech.prepare_chunks(text, first_max=first_chunk_chars)
-            stream = speech.stream(1, requests)
+            stream = await speech.stream(1, requests)
             first = 0.0
             async for _clip in speech.ogg_clips(stream.audio(), requests[0]):
                 if not first:

@@ -617,3 +617,22 @@ def tone(
     if channels > 1:
         data = _upmix_mono(data, channels)
     return Pcm(data, sample_rate, channels)
+
+
+def is_ogg_opus(data: bytes) -> bool:
+    """Ogg whose first packet is an OpusHead: playable and postable without transcoding."""
+    return data[:4] == b"OggS" and data[28:36] == b"OpusHead"
+
+
+def to_ogg_opus(audio: Audio) -> Audio:
+    """The same speech as Ogg Opus, the one form the bot keeps, posts and plays."""
+    if audio.format is AudioFormat.OGG and is_ogg_opus(audio.data):
+        return audio
+    pcm = decode_audio(audio)
+    return Audio(
+        data=encode_ogg_opus(pcm),
+        format=AudioFormat.OGG,
+        sample_rate=DISCORD_SAMPLE_RATE,
+        channels=min(pcm.channels, 2),
+        duration=pcm.duration,
+    )

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
 
     # Cost.
     price_per_call: float = Field(0.005, ge=0, le=100)
+    cache_enabled: bool = True
+    cache_memory_mb: int = Field(64, ge=1, le=16_384)
+    cache_disk_mb: int = Field(512, ge=0, le=1_048_576)
 
     # Operation.
     log_level: str = "INFO"

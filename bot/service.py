@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 
 from bot import audio as audio_mod
 from bot.access import Caller, check_access
 from bot.audio import Audio
+from bot.cache import AudioCache
 from bot.chunking import split_text
 from bot.config import Settings
 from bot.errors import QuotaExceededError
-from bot.scheduler import Scheduler, Ticket
+from bot.scheduler import Scheduler
 from bot.speech import SpeechRequest, build_request
 from bot.storage import GuildSettings, MemberSettings, Storage
+from bot.stream import SpeechSource, SpeechStream
 from bot.styles import apply_style
 from bot.usage import UsageRecorder, day_start, next_reset, paid_calls
 
@@ -51,6 +53,7 @@ class SpeechService:
         *,
         storage: Storage | None = None,
         usage: UsageRecorder | None = None,
+        cache: AudioCache | None = None,
         executor: Executor | None = None,
     ) -> None:
         self.settings = settings
@@ -58,6 +61,13 @@ class SpeechService:
         self.storage = storage
         self.usage = usage
         self._executor = executor
+        self.source = SpeechSource(
+            scheduler,
+            model=settings.segmind_model,
+            cache=cache,
+            usage=usage,
+            executor=executor,
+        )
 
     async def context(self, caller: Caller) -> SpeakContext:
         """The member's saved defaults and the server's rules (defaults without storage)."""
@@ -140,32 +150,33 @@ class SpeechService:
             return [whole]
         return [replace(whole, text=apply_style(piece, style)) for piece in pieces]
 
-    def submit(self, user_id: int, request: SpeechRequest) -> Ticket:
-        """Queue a request; raises at once (cooldown, full queue, halted) so nothing is spent."""
-        return self.scheduler.submit(user_id, request)
-
-    def stream(
+    async def stream(
         self,
         user_id: int,
         requests: Sequence[SpeechRequest],
         *,
         cooldown: bool = True,
         guild: GuildSettings | None = None,
+        fresh: bool = False,
     ) -> SpeechStream:
-        """Start making a message; raises at once like `submit` for its first chunk.
+        """Start making a message; a refusal for its first chunk raises here, before anything
+        is spent.
 
         `cooldown=False` is for narration, where every message is read and only the member's
-        waiting cap limits a flood. A server's settings give its own cooldown length.
+        waiting cap limits a flood. A server's settings give its own cooldown length. `fresh`
+        skips the cache and any identical call in flight, for a new take.
         """
-        return SpeechStream(
-            self.scheduler,
+        stream = SpeechStream(
+            self.source,
             user_id,
             requests,
             parallel=self.settings.chunk_parallelism,
             cooldown=cooldown,
             guild_id=guild.guild_id if guild else None,
             cooldown_seconds=guild.user_cooldown if guild else None,
+            fresh=fresh,
         )
+        return await stream.start()
 
     async def ogg_clips(
         self, audios: AsyncIterator[Audio], request: SpeechRequest
@@ -179,95 +190,15 @@ class SpeechService:
         return await self.render_many([audio], request)
 
     async def render_many(self, audios: Sequence[Audio], request: SpeechRequest) -> Clip:
-        """One Ogg Opus file from one or more chunks, joined in order."""
-        loop = asyncio.get_running_loop()
-        data = await loop.run_in_executor(self._executor, _join_to_ogg_opus, list(audios))
+        """One Ogg Opus file from one or more chunks, joined in order; a single Ogg Opus
+        chunk (every normalized result, every cache hit) is passed through untouched."""
         duration = sum(audio.duration for audio in audios)
+        if len(audios) == 1 and audio_mod.is_ogg_opus(audios[0].data):
+            data = audios[0].data
+        else:
+            loop = asyncio.get_running_loop()
+            data = await loop.run_in_executor(self._executor, _join_to_ogg_opus, list(audios))
         return Clip(data=data, duration=duration, filename=clip_filename(request))
-
-
-class SpeechStream:
-    """A message made chunk by chunk through the scheduler, yielded in order.
-
-    At most `parallel` chunks are queued ahead of the one being waited for, so one long
-    message neither floods the queue nor pays for chunks nobody will hear after a skip.
-    """
-
-    def __init__(
-        self,
-        scheduler: Scheduler,
-        user_id: int,
-        requests: Sequence[SpeechRequest],
-        *,
-        parallel: int = 2,
-        cooldown: bool = True,
-        guild_id: int | None = None,
-        cooldown_seconds: float | None = None,
-    ) -> None:
-        if not requests:
-            raise ValueError("nothing to say")
-        self._scheduler = scheduler
-        self.user_id = user_id
-        self.guild_id = guild_id
-        self.requests = list(requests)
-        self._parallel = max(1, parallel)
-        self.tickets: list[Ticket] = [
-            scheduler.submit(
-                user_id,
-                self.requests[0],
-                cooldown=cooldown,
-                cooldown_seconds=cooldown_seconds,
-                guild_id=guild_id,
-            )
-        ]
-        self.index = 0
-        self.closed = False
-        self._listeners: list[Callable[[SpeechStream], None]] = []
-
-    @property
-    def total(self) -> int:
-        return len(self.requests)
-
-    @property
-    def current(self) -> Ticket:
-        """The ticket whose audio is awaited next."""
-        return self.tickets[min(self.index, len(self.tickets) - 1)]
-
-    def add_listener(self, callback: Callable[[SpeechStream], None]) -> None:
-        """Told when the stream moves on to its next chunk."""
-        self._listeners.append(callback)
-
-    def _top_up(self) -> None:
-        while len(self.tickets) < min(self.total, self.index + self._parallel):
-            request = self.requests[len(self.tickets)]
-            self.tickets.append(
-                self._scheduler.submit(
-                    self.user_id, request, follow_up=True, guild_id=self.guild_id
-                )
-            )
-
-    async def audio(self) -> AsyncIterator[Audio]:
-        """Each chunk's audio as soon as it and every chunk before it is ready."""
-        try:
-            while self.index < self.total and not self.closed:
-                self._top_up()
-                result = await self.tickets[self.index].result()
-                self.index += 1
-                for listener in self._listeners:
-                    listener(self)
-                yield result
-        finally:
-            if self.index < self.total:
-                self.cancel()
-
-    async def collect(self) -> list[Audio]:
-        return [audio async for audio in self.audio()]
-
-    def cancel(self) -> None:
-        """Withdraw every chunk not yet started; nothing more is submitted."""
-        self.closed = True
-        for ticket in self.tickets[self.index :]:
-            ticket.cancel()
 
 
 def _join_to_ogg_opus(audios: list[Audio]) -> bytes:

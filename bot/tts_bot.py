@@ -21,6 +21,7 @@ from discord.ext import commands
 
 import cogs
 from bot import __version__
+from bot.cache import AudioCache
 from bot.config import Settings, require
 from bot.errors import SegmindError
 from bot.scheduler import Scheduler, SchedulerConfig
@@ -77,6 +78,7 @@ class TTSBot(commands.Bot):
         self.voice: VoiceManager
         self.storage: Storage | None = None
         self.usage: UsageRecorder | None = None
+        self.cache: AudioCache | None = None
         #: Extensions that failed to load, with why; a cog can show them to the operator.
         self.extension_errors: dict[str, BaseException] = {}
         self._responders: set[asyncio.Task[Any]] = set()
@@ -95,8 +97,13 @@ class TTSBot(commands.Bot):
             on_attempt=self.usage.record_attempt,
         )
         self.scheduler.start()
+        self.cache = await self._open_cache()
         self.speech = SpeechService(
-            self.settings, self.scheduler, storage=self.storage, usage=self.usage
+            self.settings,
+            self.scheduler,
+            storage=self.storage,
+            usage=self.usage,
+            cache=self.cache,
         )
         self.voice = VoiceManager(
             self,
@@ -109,6 +116,19 @@ class TTSBot(commands.Bot):
             self.tree.copy_global_to(guild=guild)
             synced = await self.tree.sync(guild=guild)
             log.info("Synced %d commands to development guild %s", len(synced), guild.id)
+
+    async def _open_cache(self) -> AudioCache | None:
+        settings = self.settings
+        if not settings.cache_enabled:
+            return None
+        disk = settings.data_dir / "cache" if settings.cache_disk_mb > 0 else None
+        cache = AudioCache(
+            memory_bytes=settings.cache_memory_mb * 1024 * 1024,
+            disk_dir=disk,
+            disk_bytes=settings.cache_disk_mb * 1024 * 1024,
+        )
+        await cache.open()
+        return cache
 
     async def load_cogs(self) -> None:
         for name in extension_names():
@@ -151,6 +171,9 @@ class TTSBot(commands.Bot):
         await super().close()
         if self.http_session is not None:
             await self.http_session.close()
+        speech = getattr(self, "speech", None)
+        if speech is not None:
+            await speech.source.drain()
         if self.usage is not None:
             await self.usage.drain()
         if self.storage is not None:

@@ -160,7 +160,9 @@ class Narration(commands.Cog):
                 ctx=ctx,
             )
             await self.bot.speech.check(ctx, voice=True, calls=len(requests))
-            stream = self.bot.speech.stream(author.id, requests, cooldown=False, guild=ctx.guild)
+            stream = await self.bot.speech.stream(
+                author.id, requests, cooldown=False, guild=ctx.guild
+            )
         except BotError as exc:
             log.info("Not reading message %s: %s", message.id, exc)
             return

@@ -16,9 +16,9 @@ from discord.ext import commands
 from bot.errors import BotError
 from bot.player import Utterance
 from bot.scheduler import Ticket
-from bot.service import SpeechStream
 from bot.speech import SpeechRequest
 from bot.storage import GuildSettings
+from bot.stream import SpeechStream
 from bot.tree import NO_MENTIONS, send_error
 from bot.voice_manager import NotInVoiceError, VoiceTarget
 from cogs._shared import caller_of, style_autocomplete, voice_autocomplete
@@ -34,15 +34,15 @@ PROGRESS_EDIT_INTERVAL = 2.0
 
 
 def progress_line(
-    ticket: Ticket, *, part: tuple[int, int] = (1, 1), now: float | None = None
+    ticket: Ticket | None, *, part: tuple[int, int] = (1, 1), now: float | None = None
 ) -> str:
     """What a waiting member sees; the Discord timestamp counts down by itself."""
     ready = ""
-    if ticket.eta is not None:
+    if ticket is not None and ticket.eta is not None:
         moment = int((now if now is not None else time.time()) + ticket.eta)
         ready = f", ready <t:{moment}:R>"
     of = f" (part {part[0]} of {part[1]})" if part[1] > 1 else ""
-    if ticket.state == "queued" and ticket.position:
+    if ticket is not None and ticket.state == "queued" and ticket.position:
         return f"⏳ Queued{of}: #{ticket.position} in line{ready}."
     return f"🎙️ Making speech{of}{ready}…"
 
@@ -81,7 +81,7 @@ class ProgressReporter:
             await self._changed.wait()
             self._changed.clear()
             ticket = self._stream.current
-            if ticket.id not in self._watched:
+            if ticket is not None and ticket.id not in self._watched:
                 self._watched.add(ticket.id)
                 ticket.add_listener(lambda _: self._changed.set())
             part = (min(self._stream.index + 1, self._stream.total), self._stream.total)
@@ -120,6 +120,7 @@ class Speak(commands.Cog):
         temperature="0 to 2: 0.4 is steady, 0.7 lively",
         style="How to say it: cheerful, whispering, like a pirate… (free text)",
         play="Play it in your voice channel (default: when I'm already there)",
+        fresh="Make a new take instead of reusing the same speech made before",
     )
     @app_commands.autocomplete(
         voice=voice_autocomplete, voice_2=voice_autocomplete, style=style_autocomplete
@@ -133,6 +134,7 @@ class Speak(commands.Cog):
         temperature: app_commands.Range[float, 0.0, 2.0] | None = None,
         style: str | None = None,
         play: bool | None = None,
+        fresh: bool = False,
     ) -> None:
         ctx = await self.bot.speech.context(caller_of(interaction.user, interaction.guild_id))
         target = self.voice_target(interaction, play)
@@ -146,7 +148,7 @@ class Speak(commands.Cog):
             ctx=ctx,
         )
         await self.bot.speech.check(ctx, voice=target is not None, calls=len(requests))
-        await self.deliver(interaction, requests, target=target, guild=ctx.guild)
+        await self.deliver(interaction, requests, target=target, guild=ctx.guild, fresh=fresh)
 
     async def speak_message(
         self, interaction: discord.Interaction[TTSBot], message: discord.Message
@@ -172,11 +174,14 @@ class Speak(commands.Cog):
         source: str | None = None,
         target: VoiceTarget | None = None,
         guild: GuildSettings | None = None,
+        fresh: bool = False,
     ) -> None:
         """Queue, defer within Discord's 3 s, show progress, then play or post the audio."""
         with self.bot.responding():
             # Refusals (cooldown, full queue, paused) raise here: private, and free.
-            stream = self.bot.speech.stream(interaction.user.id, requests, guild=guild)
+            stream = await self.bot.speech.stream(
+                interaction.user.id, requests, guild=guild, fresh=fresh
+            )
             try:
                 await interaction.response.defer(thinking=True)
             except BaseException:

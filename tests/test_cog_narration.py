@@ -12,9 +12,10 @@ import pytest
 from bot.config import Settings
 from bot.errors import QueueFullError
 from bot.player import GuildPlayer, Utterance
-from bot.service import SpeechService, SpeechStream
+from bot.service import SpeechService
 from bot.speech import build_request
 from bot.storage import SQLiteStorage
+from bot.stream import SpeechStream
 from bot.voices import voice_for_user
 from cogs.narration import Narration, NarrationDisabledError, facts_from_message
 from tests.helpers import mock_bot, mock_interaction

@@ -14,9 +14,10 @@ from bot import audio
 from bot.config import Settings
 from bot.errors import CooldownError, InvalidRequestError, OutOfCreditsError
 from bot.scheduler import Ticket
-from bot.service import Clip, SpeakContext, SpeechStream
+from bot.service import Clip, SpeakContext
 from bot.speech import build_request
 from bot.storage import MemberSettings
+from bot.stream import SpeechStream
 from cogs._shared import style_autocomplete, voice_autocomplete
 from cogs.speak import Speak, progress_line, result_line
 from tests.helpers import mock_bot, mock_interaction
@@ -67,7 +68,7 @@ async def test_speak_validates_queues_defers_and_posts_the_clip(bot: Any) -> Non
         "Hello there", voice="kore", voice_2=None, temperature=0.7, style="calm", first_max=None
     )
     bot.speech.check.assert_awaited_once_with(ctx, voice=False, calls=1)
-    bot.speech.stream.assert_called_once_with(7, [REQUEST], guild=None)
+    bot.speech.stream.assert_awaited_once_with(7, [REQUEST], guild=None, fresh=False)
     interaction.response.defer.assert_awaited_once_with(thinking=True)
     bot.speech.render_many.assert_awaited_once_with([AUDIO], REQUEST)
     final = interaction.edit_original_response.await_args_list[-1]

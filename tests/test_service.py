@@ -22,6 +22,11 @@ from bot.storage import SQLiteStorage, UsageRecord
 SENTENCE = "This sentence is here to make the text long enough to need several chunks. "
 
 
+def distinct(n: int) -> str:
+    """Long text whose chunks all differ (identical chunks would share one call)."""
+    return "".join(f"Sentence number {i} makes the text long enough for chunks. " for i in range(n))
+
+
 class Synth:
     """Returns audio whose length encodes which chunk it was; records concurrency."""
 
@@ -93,8 +98,8 @@ async def test_stream_yields_in_order_with_bounded_parallelism(
     service: tuple[Any, Synth],
 ) -> None:
     speech, synth = service
-    requests = speech.prepare_chunks(SENTENCE * 8)
-    stream = speech.stream(1, requests)  # Cooldown and cap of 1 do not stop later chunks.
+    requests = speech.prepare_chunks(distinct(12))
+    stream = await speech.stream(1, requests)  # Cooldown and cap of 1 do not stop later chunks.
     audios = await stream.collect()
     assert [round(a.duration, 1) for a in audios] == [
         round(0.1 * n, 1) for n in range(1, len(requests) + 1)
@@ -103,7 +108,7 @@ async def test_stream_yields_in_order_with_bounded_parallelism(
     assert synth.max_in_flight == 2
     # The member's next message is still subject to their cooldown.
     with pytest.raises(Exception, match="cooldown"):
-        speech.stream(1, requests)
+        await speech.stream(1, requests)
 
 
 async def test_cancelling_a_stream_withdraws_what_has_not_started(
@@ -111,8 +116,8 @@ async def test_cancelling_a_stream_withdraws_what_has_not_started(
 ) -> None:
     speech, synth = service
     synth.gate = asyncio.Event()
-    requests = speech.prepare_chunks(SENTENCE * 8)
-    stream = speech.stream(2, requests)
+    requests = speech.prepare_chunks(distinct(12))
+    stream = await speech.stream(2, requests)
     chunks = stream.audio()
     first = asyncio.ensure_future(anext(chunks))
     await asyncio.sleep(0.05)

@@ -130,6 +130,7 @@ async def test_sync_to_one_guild(make_settings: Callable[..., Settings]) -> None
         "temperature",
         "style",
         "play",
+        "fresh",
     ]
     temperature = speak["options"][3]
     assert (temperature["min_value"], temperature["max_value"]) == (0.0, 2.0)

@@ -245,3 +245,13 @@ async def test_long_text_in_chat_is_made_in_chunks_and_posted_as_one_file(
     assert "".join(bodies).replace(" ", "") == text.replace(" ", "")
     expected = sum(wired.segmind.expected_duration(body) for body in bodies)
     assert _ogg_duration(calls[-1]) == pytest.approx(expected, abs=0.05)
+
+
+async def test_a_repeated_speak_is_free_and_identical_unless_fresh(wired: Wired) -> None:
+    first = await wired.invoke(df.slash_command("speak", user_id=ALICE, text="Hello again!"))
+    await wired.bot.speech.source.drain()
+    second = await wired.invoke(df.slash_command("speak", user_id=BOB, text="Hello again!"))
+    assert wired.segmind.tts_calls == 1
+    assert second[-1].files == first[-1].files
+    await wired.invoke(df.slash_command("speak", user_id=BOB, text="Hello again!", fresh=True))
+    assert wired.segmind.tts_calls == 2

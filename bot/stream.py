@@ -1,0 +1,259 @@
+"""A message's speech, chunk by chunk: from the cache, shared with an identical call already in
+flight, or queued through the scheduler; always yielded in order.
+
+Every result is normalized once to Ogg Opus, the form that is cached, posted and played, so a
+cache hit needs no transcoding at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+from bot import audio as audio_mod
+from bot.audio import Audio
+from bot.cache import AudioCache, cache_key
+from bot.scheduler import Scheduler, Ticket
+from bot.speech import SpeechRequest
+from bot.usage import UsageRecorder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Flight:
+    """One API call that identical requests share."""
+
+    key: str
+    ticket: Ticket
+    future: asyncio.Future[Audio]
+    waiters: int = 1
+
+
+@dataclass(eq=False)
+class Pending:
+    """One chunk's audio to come (or already here)."""
+
+    ready: Audio | None = None
+    flight: _Flight | None = None
+    released: bool = field(default=False)
+
+    @property
+    def ticket(self) -> Ticket | None:
+        """The queued call, for progress; None for a cache hit."""
+        return self.flight.ticket if self.flight else None
+
+    async def result(self) -> Audio:
+        if self.ready is not None:
+            return self.ready
+        assert self.flight is not None
+        # Shielded: one waiter giving up must not cancel the call others share.
+        return await asyncio.shield(self.flight.future)
+
+    def release(self) -> None:
+        """This waiter no longer wants it; the call is withdrawn once nobody does."""
+        if self.flight is None or self.released:
+            return
+        self.released = True
+        self.flight.waiters -= 1
+        if self.flight.waiters <= 0 and not self.flight.future.done():
+            self.flight.ticket.cancel()
+
+
+class SpeechSource:
+    """Turns requests into Ogg Opus audio as cheaply as possible: cache, coalescing, queue."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        *,
+        model: str,
+        cache: AudioCache | None = None,
+        usage: UsageRecorder | None = None,
+        executor: Executor | None = None,
+    ) -> None:
+        self.scheduler = scheduler
+        self.model = model
+        self.cache = cache
+        self.usage = usage
+        self._executor = executor
+        self._flights: dict[str, _Flight] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Requests answered without a new API call.
+        self.cache_hits = 0
+        self.coalesced = 0
+
+    async def begin(
+        self,
+        request: SpeechRequest,
+        *,
+        user_id: int,
+        guild_id: int | None = None,
+        follow_up: bool = False,
+        cooldown: bool = True,
+        cooldown_seconds: float | None = None,
+        fresh: bool = False,
+    ) -> Pending:
+        """Start getting `request`'s audio; a refusal (cooldown, full queue) raises here."""
+        key = cache_key(request, model=self.model)
+        if not fresh:
+            hit = await self.cache.get(key) if self.cache is not None else None
+            if hit is not None:
+                self.cache_hits += 1
+                if self.usage is not None:
+                    self.usage.record_cached(user_id, guild_id, hit.duration)
+                return Pending(ready=hit)
+            flight = self._flights.get(key)
+            if flight is not None and not flight.future.done():
+                flight.waiters += 1
+                self.coalesced += 1
+                return Pending(flight=flight)
+        ticket = self.scheduler.submit(
+            user_id,
+            request,
+            follow_up=follow_up,
+            cooldown=cooldown,
+            cooldown_seconds=cooldown_seconds,
+            guild_id=guild_id,
+        )
+        future: asyncio.Future[Audio] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_consume_error)
+        flight = _Flight(key, ticket, future)
+        self._flights[key] = flight
+        task = asyncio.create_task(self._complete(flight), name=f"speech-{ticket.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return Pending(flight=flight)
+
+    async def _complete(self, flight: _Flight) -> None:
+        try:
+            audio = await self.normalize(await flight.ticket.result())
+        except asyncio.CancelledError:
+            if not flight.future.done():
+                flight.future.cancel()
+            return
+        except BaseException as exc:
+            if not flight.future.done():
+                flight.future.set_exception(exc)
+            return
+        finally:
+            if self._flights.get(flight.key) is flight:
+                del self._flights[flight.key]
+        flight.future.set_result(audio)
+        if self.cache is not None:
+            await self.cache.put(flight.key, audio)
+
+    async def normalize(self, audio: Audio) -> Audio:
+        """Ogg Opus, off the event loop: decoding and encoding take milliseconds per second."""
+        if audio.format is audio_mod.AudioFormat.OGG and audio_mod.is_ogg_opus(audio.data):
+            return audio
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, audio_mod.to_ogg_opus, audio)
+
+    async def drain(self) -> None:
+        """Wait for results still being normalized and cached (shutdown, tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def _consume_error(future: asyncio.Future[Audio]) -> None:
+    # A failure nobody awaited (everyone gave up) is not an "exception never retrieved".
+    if not future.cancelled():
+        future.exception()
+
+
+class SpeechStream:
+    """A message made chunk by chunk, yielded in order.
+
+    At most `parallel` chunks are requested ahead of the one being waited for, so one long
+    message neither floods the queue nor pays for chunks nobody will hear after a skip.
+    """
+
+    def __init__(
+        self,
+        source: SpeechSource,
+        user_id: int,
+        requests: Sequence[SpeechRequest],
+        *,
+        parallel: int = 2,
+        cooldown: bool = True,
+        guild_id: int | None = None,
+        cooldown_seconds: float | None = None,
+        fresh: bool = False,
+    ) -> None:
+        if not requests:
+            raise ValueError("nothing to say")
+        self._source = source
+        self.user_id = user_id
+        self.guild_id = guild_id
+        self.requests = list(requests)
+        self._parallel = max(1, parallel)
+        self._cooldown = cooldown
+        self._cooldown_seconds = cooldown_seconds
+        self._fresh = fresh
+        self.pending: list[Pending] = []
+        self.index = 0
+        self.closed = False
+        self._listeners: list[Callable[[SpeechStream], None]] = []
+
+    async def start(self) -> SpeechStream:
+        """Request the first chunk; refusals (cooldown, full queue, paused) raise here."""
+        self.pending.append(await self._begin(0))
+        return self
+
+    @property
+    def total(self) -> int:
+        return len(self.requests)
+
+    @property
+    def current(self) -> Ticket | None:
+        """The queued call whose audio is awaited next; None when it needs no call."""
+        if not self.pending:
+            return None
+        return self.pending[min(self.index, len(self.pending) - 1)].ticket
+
+    @property
+    def tickets(self) -> list[Ticket]:
+        return [p.ticket for p in self.pending if p.ticket is not None]
+
+    def add_listener(self, callback: Callable[[SpeechStream], None]) -> None:
+        """Told when the stream moves on to its next chunk."""
+        self._listeners.append(callback)
+
+    async def _begin(self, index: int) -> Pending:
+        return await self._source.begin(
+            self.requests[index],
+            user_id=self.user_id,
+            guild_id=self.guild_id,
+            follow_up=index > 0,
+            cooldown=self._cooldown,
+            cooldown_seconds=self._cooldown_seconds if index == 0 else None,
+            fresh=self._fresh,
+        )
+
+    async def audio(self) -> AsyncIterator[Audio]:
+        """Each chunk's audio as soon as it and every chunk before it is ready."""
+        try:
+            while self.index < self.total and not self.closed:
+                while len(self.pending) < min(self.total, self.index + self._parallel):
+                    self.pending.append(await self._begin(len(self.pending)))
+                result = await self.pending[self.index].result()
+                self.index += 1
+                for listener in self._listeners:
+                    listener(self)
+                yield result
+        finally:
+            if self.index < self.total:
+                self.cancel()
+
+    async def collect(self) -> list[Audio]:
+        return [audio async for audio in self.audio()]
+
+    def cancel(self) -> None:
+        """Give up every chunk not yet delivered; calls nobody else shares are withdrawn."""
+        self.closed = True
+        for pending in self.pending[self.index :]:
+            pending.release()
