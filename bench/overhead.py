@@ -1,0 +1,247 @@
+"""The bot's own cost per request: from the command to the attachment ready, with an API that
+answers instantly, so everything measured is the bot (validation, queueing, HTTP on loopback,
+decoding, Ogg Opus encoding, caching).
+
+Prints per-request overhead p50/p99 (and for ~20-second clips alone), event-loop lag p99 and
+max over the run and while 20 clips are transcoded at once, peak RSS, and cache-hit latency.
+
+    python -m bench.overhead [--requests 200] [--concurrency 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import aiohttp
+
+from bot import audio
+from bot.cache import AudioCache
+from bot.config import load_settings
+from bot.scheduler import Scheduler, SchedulerConfig
+from bot.segmind import SegmindClient
+from bot.service import SpeechService
+
+KEY = "bench-key"
+CHATTER = (
+    "hello everyone welcome back to the server tonight we are playing a few rounds of the new "
+    "map and anyone who wants to join is welcome just hop into the voice channel and say hi "
+    "remember to be kind to the new members and have fun out there"
+)
+TARGETS = {"overhead_p99_20s": 0.100, "cache_hit": 0.005, "lag_p99": 0.050}
+
+
+def texts(count: int, seed: int = 7) -> list[str]:
+    """Realistic lengths: mostly short chat lines, some paragraphs up to ~20 s of speech."""
+    rng = random.Random(seed)
+    vocabulary = CHATTER.split()
+    result = []
+    for n in range(count):
+        chars = rng.choice([20, 40, 60, 90, 120, 180, 250, 330])
+        words: list[str] = [f"#{n}"]  # Unique, so every request is a real call.
+        while len(" ".join(words)) < chars:
+            words.append(rng.choice(vocabulary))
+        result.append(" ".join(words)[:chars])
+    return result
+
+
+class LagProbe:
+    """Wakes every 10 ms and records how late it was: the event loop's responsiveness."""
+
+    def __init__(self, interval: float = 0.010) -> None:
+        self.interval = interval
+        self.lags: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> list[float]:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        return self.lags
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(self.interval)
+            self.lags.append(max(0.0, loop.time() - start - self.interval))
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+class ServerProcess:
+    """The fake Segmind server in a process of its own, so its work (making audio, as the real
+    API does on its side) does not run on the bot's cores, threads or event loop."""
+
+    def __init__(self, shape: str) -> None:
+        self.shape = shape
+        self.process: asyncio.subprocess.Process | None = None
+        self.base_url = ""
+
+    async def __aenter__(self) -> ServerProcess:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.fake_segmind",
+            "--api-key",
+            KEY,
+            "--shape",
+            self.shape,
+            "--credits",
+            "1e9",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert self.process.stdout is not None
+        async with asyncio.timeout(30):
+            while not self.base_url:
+                line = (await self.process.stdout.readline()).decode()
+                if not line:
+                    raise RuntimeError("the fake server did not start")
+                if line.startswith("SEGMIND_BASE_URL="):
+                    self.base_url = line.strip().split("=", 1)[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            await self.process.wait()
+
+
+async def run(args: argparse.Namespace) -> int:
+    async with ServerProcess(args.shape) as fake:
+        with tempfile.TemporaryDirectory() as data:
+            settings = load_settings(
+                env_file=None,
+                segmind_api_key=KEY,
+                segmind_base_url=fake.base_url,
+                segmind_rpm=10_000,
+                user_cooldown=0,
+                max_waiting_per_user=50,
+                data_dir=Path(data),
+            )
+            async with aiohttp.ClientSession() as session:
+                client = SegmindClient.from_settings(session, settings)
+                scheduler = Scheduler(
+                    functools.partial(client.synthesize, retry=False),
+                    SchedulerConfig.from_settings(settings),
+                )
+                scheduler.start()
+                cache = AudioCache(disk_dir=Path(data) / "cache")
+                await cache.open()
+                speech = SpeechService(settings, scheduler, cache=cache)
+                try:
+                    return await measure(args, speech, client)
+                finally:
+                    await speech.source.drain()
+                    await scheduler.close(grace=0)
+
+
+async def one(speech: SpeechService, user: int, text: str) -> tuple[float, float, int]:
+    """Seconds from command to attachment bytes ready, the clip's length, and its size."""
+    started = time.perf_counter()
+    requests = speech.prepare_chunks(text)
+    stream = await speech.stream(user, requests)
+    clip = await speech.render_many(await stream.collect(), requests[0])
+    return time.perf_counter() - started, clip.duration, len(clip.data)
+
+
+async def measure(args: argparse.Namespace, speech: SpeechService, client: SegmindClient) -> int:
+    lines = texts(args.requests)
+    calls = [0]
+    client.add_listener(lambda record: calls.__setitem__(0, calls[0] + 1))
+    # Warm-up: the bot's imports and codec set-up, and the fake server's audio for each length
+    # (it makes each length once, as slowly as pure Python does): neither is a request's cost.
+    lengths = sorted({len(line.strip()) for line in lines})  # The API sees stripped text.
+    for length in lengths:
+        await one(speech, 0, "w" * length)
+    probe = LagProbe()
+    probe.start()
+    gate = asyncio.Semaphore(args.concurrency)
+    results: list[tuple[float, float, int]] = []
+
+    async def member(n: int, text: str) -> None:
+        async with gate:
+            results.append(await one(speech, n % 50, text))
+
+    await asyncio.gather(*(member(n, text) for n, text in enumerate(lines)))
+    run_lags = await probe.stop()
+    overheads = [r[0] for r in results]
+    long_clips = [r[0] for r in results if r[1] >= 18.0]
+
+    # 20 clips of ~20 s transcoded at once: the loop must stay responsive.
+    clips = [
+        audio.probe(audio.encode_wav(audio.tone(20.0, freq=200 + n)), audio.AudioFormat.WAV)
+        for n in range(20)
+    ]
+    probe = LagProbe()
+    probe.start()
+    await asyncio.gather(*(speech.source.normalize(clip) for clip in clips))
+    burst_lags = await probe.stop()
+
+    # Cache hits: the same lines again.
+    await speech.source.drain()
+    hits = []
+    for n, text in enumerate(lines[:100]):
+        started = time.perf_counter()
+        await one(speech, n, text)
+        hits.append(time.perf_counter() - started)
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"requests: {len(results)} (concurrency {args.concurrency}, server shape {args.shape})")
+    print(f"API calls: {calls[0]} ({len(results)} measured; the 100 repeats made none)")
+    print(f"overhead p50: {ms(statistics.median(overheads))}")
+    print(f"overhead p99: {ms(pct(overheads, 99))}")
+    print(
+        f"overhead for ~20 s clips ({len(long_clips)}): p50 {ms(statistics.median(long_clips))}, "
+        f"p99 {ms(pct(long_clips, 99))}"
+    )
+    if args.verbose:
+        print("  all ~20 s clips:", ", ".join(ms(x) for x in sorted(long_clips)))
+    print(f"event-loop lag p99 over the run: {ms(pct(run_lags, 99))}, max {ms(max(run_lags))}")
+    print(
+        f"event-loop lag while 20 clips are transcoded: p99 {ms(pct(burst_lags, 99))}, "
+        f"max {ms(max(burst_lags))}"
+    )
+    print(f"peak RSS: {rss_mib:.0f} MiB")
+    print(f"cache hit p50: {ms(statistics.median(hits))}, p99: {ms(pct(hits, 99))}")
+    met = (
+        pct(long_clips, 99) < TARGETS["overhead_p99_20s"]
+        and pct(hits, 99) < TARGETS["cache_hit"]
+        and pct(run_lags + burst_lags, 99) < TARGETS["lag_p99"]
+        and calls[0] == len(results) + len(lengths)
+    )
+    print(f"targets met: {'yes' if met else 'no'}")
+    return 0 if met else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="members asking at once (2 cores are shared)"
+    )
+    parser.add_argument("--shape", default="wav", help="what the fake API answers with")
+    parser.add_argument("--verbose", action="store_true", help="print every ~20 s clip's time")
+    return asyncio.run(run(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
