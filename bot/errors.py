@@ -239,11 +239,14 @@ class QuotaExceededError(BotError):
         self.needed = needed
         #: Epoch seconds of the reset, for a Discord timestamp.
         self.reset_at = reset_at
-        more = f" (this one needs {needed})" if needed > 1 else ""
         super().__init__(
-            f"daily quota of {limit} reached",
-            user_message=(
-                f"You've used your {limit} requests for today in this server{more}. "
-                "The count resets at midnight UTC."
-            ),
+            f"daily quota of {limit} reached", user_message=self.message("at midnight UTC")
+        )
+
+    def message(self, when: str) -> str:
+        """The member's line, with the reset put as `when` (e.g. a Discord timestamp)."""
+        more = f" (this one needs {self.needed})" if self.needed > 1 else ""
+        return (
+            f"You've used your {self.limit} requests for today in this server{more}. "
+            f"The count resets {when}."
         )

@@ -1,7 +1,7 @@
-"""What `/speak` and its siblings share: validation with server defaults, queueing, rendering.
+"""What `/speak`, narration and their siblings share: member defaults and server rules,
+validation and chunking, starting a stream, rendering for chat.
 
-Cogs translate Discord to these calls and back; the logic (and later the cache, member
-defaults and usage accounting) lives here, with no Discord types.
+Cogs translate Discord to these calls and back; the logic lives here, with no Discord types.
 """
 
 from __future__ import annotations
@@ -57,9 +57,7 @@ class SpeechService:
         executor: Executor | None = None,
     ) -> None:
         self.settings = settings
-        self.scheduler = scheduler
         self.storage = storage
-        self.usage = usage
         self._executor = executor
         self.source = SpeechSource(
             scheduler,
@@ -90,7 +88,7 @@ class SpeechService:
         if paid_calls(today) + calls > quota:
             raise QuotaExceededError(limit=quota, needed=calls, reset_at=next_reset().timestamp())
 
-    def prepare(
+    def _validate(
         self,
         text: str,
         *,
@@ -136,7 +134,7 @@ class SpeechService:
             style = style if style is not None else ctx.member.style
             if ctx.guild is not None and ctx.guild.max_text_length is not None:
                 max_length = ctx.guild.max_text_length
-        whole = self.prepare(
+        whole = self._validate(
             text,
             voice=voice,
             voice_2=voice_2,
@@ -186,7 +184,7 @@ class SpeechService:
             yield (await self.render(audio, request)).data
 
     async def render(self, audio: Audio, request: SpeechRequest) -> Clip:
-        """Encode for chat off the event loop: transcoding takes tens of milliseconds."""
+        """One chunk as a clip to post or play."""
         return await self.render_many([audio], request)
 
     async def render_many(self, audios: Sequence[Audio], request: SpeechRequest) -> Clip:

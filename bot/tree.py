@@ -30,11 +30,7 @@ def describe_error(error: BaseException, *, now: datetime | None = None) -> tupl
         return f"You're on cooldown; try again {discord.utils.format_dt(moment, 'R')}.", None
     if isinstance(error, QuotaExceededError):
         reset = datetime.fromtimestamp(error.reset_at, UTC)
-        message = error.user_message.replace(
-            "The count resets at midnight UTC.",
-            f"The count resets {discord.utils.format_dt(reset, 'R')}.",
-        )
-        return message, None
+        return error.message(discord.utils.format_dt(reset, "R")), None
     if isinstance(error, BotError):
         return error.user_message, None
     if isinstance(error, app_commands.CommandOnCooldown):

@@ -14,6 +14,7 @@ from bot.errors import (
     CooldownError,
     InvalidRequestError,
     QueueFullError,
+    QuotaExceededError,
     SchedulerClosedError,
 )
 from bot.tree import TTSCommandTree, describe_error, send_error
@@ -57,6 +58,16 @@ def test_known_errors_get_their_friendly_line(error: Exception, expected: str) -
 def test_cooldown_shows_a_discord_relative_timestamp() -> None:
     message, _ = describe_error(CooldownError(30), now=NOW)
     assert message == f"You're on cooldown; try again <t:{int(NOW.timestamp()) + 30}:R>."
+
+
+def test_quota_shows_when_it_resets_as_a_discord_timestamp() -> None:
+    reset = int(NOW.timestamp()) + 3600
+    message, ref = describe_error(QuotaExceededError(limit=5, needed=2, reset_at=reset))
+    assert message == (
+        "You've used your 5 requests for today in this server (this one needs 2). "
+        f"The count resets <t:{reset}:R>."
+    )
+    assert ref is None
 
 
 def test_unexpected_errors_get_a_reference() -> None:
