@@ -47,10 +47,12 @@ def progress_line(
     return f"🎙️ Making speech{of}{ready}…"
 
 
-def result_line(request: SpeechRequest, duration: float, source: str | None = None) -> str:
+def result_line(request: SpeechRequest, duration: float | None, source: str | None = None) -> str:
+    """Voices and length; the length is left out while it is not known yet."""
     voices = f"**{request.voice}**" + (f" & **{request.voice_2}**" if request.voice_2 else "")
     prefix = f"{source} · " if source else ""
-    return f"🔊 {prefix}{voices} · {duration:.1f} s"
+    length = f" · {duration:.1f} s" if duration is not None else ""
+    return f"🔊 {prefix}{voices}{length}"
 
 
 class ProgressReporter:
@@ -136,6 +138,40 @@ class Speak(commands.Cog):
         play: bool | None = None,
         fresh: bool = False,
     ) -> None:
+        await self.respond(
+            interaction,
+            text,
+            voice=voice,
+            voice_2=voice_2,
+            temperature=temperature,
+            style=style,
+            play=play,
+            fresh=fresh,
+        )
+
+    async def speak_message(
+        self, interaction: discord.Interaction[TTSBot], message: discord.Message
+    ) -> None:
+        text = message.clean_content.strip()
+        if not text:
+            raise BotError(user_message="That message has no text to speak.")
+        await self.respond(interaction, text, source=message.jump_url)
+
+    async def respond(
+        self,
+        interaction: discord.Interaction[TTSBot],
+        text: str,
+        *,
+        voice: str | None = None,
+        voice_2: str | None = None,
+        temperature: float | None = None,
+        style: str | None = None,
+        play: bool | None = None,
+        fresh: bool = False,
+        source: str | None = None,
+    ) -> None:
+        """Every way of asking goes through here, so each gets the member's defaults and the
+        server's rules, all checked before anything is spent."""
         ctx = await self.bot.speech.context(caller_of(interaction.user, interaction.guild_id))
         target = self.voice_target(interaction, play)
         requests = self.bot.speech.prepare_chunks(
@@ -148,22 +184,8 @@ class Speak(commands.Cog):
             ctx=ctx,
         )
         await self.bot.speech.check(ctx, voice=target is not None, calls=len(requests))
-        await self.deliver(interaction, requests, target=target, guild=ctx.guild, fresh=fresh)
-
-    async def speak_message(
-        self, interaction: discord.Interaction[TTSBot], message: discord.Message
-    ) -> None:
-        text = message.clean_content.strip()
-        if not text:
-            raise BotError(user_message="That message has no text to speak.")
-        ctx = await self.bot.speech.context(caller_of(interaction.user, interaction.guild_id))
-        target = self.voice_target(interaction, None)
-        requests = self.bot.speech.prepare_chunks(
-            text, first_max=self.bot.settings.first_chunk_chars if target else None, ctx=ctx
-        )
-        await self.bot.speech.check(ctx, voice=target is not None, calls=len(requests))
         await self.deliver(
-            interaction, requests, source=message.jump_url, target=target, guild=ctx.guild
+            interaction, requests, source=source, target=target, guild=ctx.guild, fresh=fresh
         )
 
     async def deliver(
@@ -249,10 +271,11 @@ class Speak(commands.Cog):
             )
         )
         where = f"in {channel.mention}" + (f", #{place} in line" if place > 1 else "")
-        parts = f" · {stream.total} parts" if stream.total > 1 else ""
-        details = result_line(request, first_clip.duration).removeprefix("🔊 ")
-        if stream.total > 1:
-            details = details.rsplit(" · ", 1)[0]  # The total length is not known yet.
+        # With more parts still being made, the total length is not known yet.
+        several = stream.total > 1
+        parts = f" · {stream.total} parts" if several else ""
+        duration = None if several else first_clip.duration
+        details = result_line(request, duration).removeprefix("🔊 ")
         await interaction.edit_original_response(
             content=f"🔊 Playing {where} · {details}{parts}", allowed_mentions=NO_MENTIONS
         )

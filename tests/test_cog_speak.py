@@ -193,6 +193,7 @@ def test_progress_and_result_lines() -> None:
     )
     two = build_request("a: b / c: d", voice="Puck", voice_2="Kore")
     assert result_line(two, 2.345) == "🔊 **Puck** & **Kore** · 2.3 s"
+    assert result_line(two, None) == "🔊 **Puck** & **Kore**"
 
 
 async def test_in_voice_the_message_is_queued_after_its_first_chunk(bot: Any) -> None:
