@@ -67,13 +67,18 @@ class SpeechService:
             executor=executor,
         )
 
-    async def context(self, caller: Caller) -> SpeakContext:
-        """The member's saved defaults and the server's rules (defaults without storage)."""
+    async def context(self, caller: Caller, *, guild: GuildSettings | None = None) -> SpeakContext:
+        """The member's saved defaults and the server's rules (defaults without storage).
+
+        `guild` passes server settings the caller already loaded, so they are not read twice.
+        """
         if self.storage is None:
-            guild = GuildSettings.defaults(caller.guild_id) if caller.guild_id else None
+            if guild is None and caller.guild_id:
+                guild = GuildSettings.defaults(caller.guild_id)
             return SpeakContext(caller, MemberSettings.defaults(caller.user_id), guild)
         member = await self.storage.get_member(caller.user_id)
-        guild = await self.storage.get_guild(caller.guild_id) if caller.guild_id else None
+        if guild is None and caller.guild_id:
+            guild = await self.storage.get_guild(caller.guild_id)
         return SpeakContext(caller, member, guild)
 
     async def check(self, ctx: SpeakContext, *, voice: bool, calls: int) -> None:

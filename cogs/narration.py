@@ -151,7 +151,7 @@ class Narration(commands.Cog):
         )
         if not text:
             return
-        ctx = await self.bot.speech.context(caller_of(author, guild.id))
+        ctx = await self.bot.speech.context(caller_of(author, guild.id), guild=settings)
         try:
             requests = self.bot.speech.prepare_chunks(
                 text,

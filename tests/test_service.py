@@ -213,3 +213,13 @@ async def test_daily_quota_counts_todays_paid_calls_in_this_server(
     reset = datetime.fromtimestamp(info.value.reset_at, UTC)
     assert (reset.hour, reset.minute) == (0, 0)
     assert now < reset <= now + timedelta(days=1)
+
+
+async def test_context_reuses_server_settings_already_loaded(
+    stored: tuple[SpeechService, SQLiteStorage],
+) -> None:
+    speech, storage = stored
+    loaded = await storage.get_guild(9)
+    ctx = await speech.context(Caller(1, guild_id=9), guild=loaded)
+    assert ctx.guild is loaded
+    assert (await speech.context(Caller(1, guild_id=9))).guild == loaded
