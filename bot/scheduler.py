@@ -512,11 +512,6 @@ class Scheduler:
         return self.config.rpm
 
     @property
-    def latency_estimate(self) -> float:
-        """Seconds one call is expected to take (EWMA of successful calls)."""
-        return self._latency
-
-    @property
     def stats(self) -> SchedulerStats:
         return SchedulerStats(
             served=self._served,
