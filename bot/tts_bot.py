@@ -83,6 +83,13 @@ class TTSBot(commands.Bot):
         self.extension_errors: dict[str, BaseException] = {}
         self._responders: set[asyncio.Task[Any]] = set()
 
+    @property
+    def db(self) -> Storage:
+        """Storage for the cogs: opened in setup_hook, before any command can run."""
+        if self.storage is None:
+            raise RuntimeError("storage is not open yet")
+        return self.storage
+
     async def setup_hook(self) -> None:
         self.storage = await open_storage(self.settings)
         self.usage = UsageRecorder(self.storage, price_per_call=self.settings.price_per_call)

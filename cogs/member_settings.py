@@ -16,7 +16,6 @@ from bot.voices import get_voice
 from cogs._shared import style_autocomplete, voice_autocomplete
 
 if TYPE_CHECKING:
-    from bot.storage import Storage
     from bot.tts_bot import TTSBot
 
 
@@ -37,11 +36,6 @@ class MemberSettingsCog(commands.Cog, name="Member settings"):
 
     def __init__(self, bot: TTSBot) -> None:
         self.bot = bot
-
-    @property
-    def storage(self) -> Storage:
-        assert self.bot.storage is not None, "storage opens in setup_hook"
-        return self.bot.storage
 
     async def _reply(self, interaction: discord.Interaction[TTSBot], text: str) -> None:
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
@@ -70,7 +64,7 @@ class MemberSettingsCog(commands.Cog, name="Member settings"):
         if not changes:
             raise InvalidRequestError("Choose a voice, a temperature or a style to set.")
         try:
-            settings = await self.storage.update_member(interaction.user.id, **changes)
+            settings = await self.bot.db.update_member(interaction.user.id, **changes)
         except ValueError as exc:
             raise InvalidRequestError(str(exc)) from None
         await self._reply(
@@ -80,13 +74,13 @@ class MemberSettingsCog(commands.Cog, name="Member settings"):
 
     @voice.command(name="show", description="See your voice settings")
     async def show(self, interaction: discord.Interaction[TTSBot]) -> None:
-        settings = await self.storage.get_member(interaction.user.id)
+        settings = await self.bot.db.get_member(interaction.user.id)
         await self._reply(interaction, describe_member(settings, self.bot.settings.default_voice))
 
     @voice.command(name="reset", description="Forget your voice settings")
     async def reset(self, interaction: discord.Interaction[TTSBot]) -> None:
-        await self.storage.reset_member(interaction.user.id)
-        settings = await self.storage.get_member(interaction.user.id)
+        await self.bot.db.reset_member(interaction.user.id)
+        settings = await self.bot.db.get_member(interaction.user.id)
         await self._reply(
             interaction,
             "Reset.\n" + describe_member(settings, self.bot.settings.default_voice),
@@ -96,7 +90,7 @@ class MemberSettingsCog(commands.Cog, name="Member settings"):
         name="forget-me", description="Delete everything the bot stores about you"
     )
     async def forget_me(self, interaction: discord.Interaction[TTSBot]) -> None:
-        deleted = await self.storage.forget_member(interaction.user.id)
+        deleted = await self.bot.db.forget_member(interaction.user.id)
         await self._reply(
             interaction,
             f"🧹 Done: deleted your settings and usage records ({deleted} in all). "

@@ -23,7 +23,6 @@ from cogs._shared import caller_of
 from cogs.voice import caller_channel
 
 if TYPE_CHECKING:
-    from bot.storage import Storage
     from bot.tts_bot import TTSBot
 
 log = logging.getLogger(__name__)
@@ -64,11 +63,6 @@ class Narration(commands.Cog):
         self.bot = bot
         self.narrator = Narrator()
 
-    @property
-    def storage(self) -> Storage:
-        assert self.bot.storage is not None, "storage opens in setup_hook"
-        return self.bot.storage
-
     @narrate.command(name="start", description="Join your voice channel and read a channel aloud")
     @app_commands.describe(channel="The text channel to read (default: this one)")
     async def start(
@@ -89,7 +83,7 @@ class Narration(commands.Cog):
             raise BotError(user_message=f"I can't read {text_channel.mention}.")
         await interaction.response.defer(ephemeral=True, thinking=True)
         await self.bot.voice.join(voice_channel)
-        guild = await self.storage.update_guild(
+        guild = await self.bot.db.update_guild(
             interaction.guild.id, narration_channel_id=text_channel.id
         )
         skip = guild.narration_skip_prefix
@@ -106,8 +100,8 @@ class Narration(commands.Cog):
     @narrate.command(name="stop", description="Stop reading the text channel aloud")
     async def stop(self, interaction: discord.Interaction[TTSBot]) -> None:
         assert interaction.guild is not None
-        before = await self.storage.get_guild(interaction.guild.id)
-        await self.storage.update_guild(interaction.guild.id, narration_channel_id=None)
+        before = await self.bot.db.get_guild(interaction.guild.id)
+        await self.bot.db.update_guild(interaction.guild.id, narration_channel_id=None)
         message = (
             "📕 Narration stopped."
             if before.narration_channel_id
@@ -126,7 +120,7 @@ class Narration(commands.Cog):
         player = self.bot.voice.player(guild.id)
         if voice_channel is None or player is None:
             return
-        settings = await self.storage.get_guild(guild.id)
+        settings = await self.bot.db.get_guild(guild.id)
         if settings.narration_channel_id != message.channel.id:
             return
         rules = NarrationRules.from_guild(settings)

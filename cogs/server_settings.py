@@ -17,7 +17,6 @@ from bot.storage import GuildSettings
 from bot.tree import NO_MENTIONS
 
 if TYPE_CHECKING:
-    from bot.storage import Storage
     from bot.tts_bot import TTSBot
 
 #: What `/settings reset` can put back to its default.
@@ -93,11 +92,6 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
         self.bot = bot
         super().__init__()
 
-    @property
-    def storage(self) -> Storage:
-        assert self.bot.storage is not None, "storage opens in setup_hook"
-        return self.bot.storage
-
     async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
         """Checked here too: admins can let anyone see a command, not let them change this."""
         if not interaction.permissions.manage_guild:
@@ -110,7 +104,7 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
         if not changes:
             raise InvalidRequestError("Give at least one setting to change.")
         try:
-            settings = await self.storage.update_guild(interaction.guild_id, **changes)
+            settings = await self.bot.db.update_guild(interaction.guild_id, **changes)
         except ValueError as exc:
             raise InvalidRequestError(str(exc)) from None
         await self._show(interaction, settings, "Saved.")
@@ -130,7 +124,7 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
     @app_commands.command(name="show", description="See every speech setting of this server")
     async def show(self, interaction: discord.Interaction[TTSBot]) -> None:
         assert interaction.guild_id is not None
-        await self._show(interaction, await self.storage.get_guild(interaction.guild_id))
+        await self._show(interaction, await self.bot.db.get_guild(interaction.guild_id))
 
     @app_commands.command(name="narration", description="How a text channel is read aloud")
     @app_commands.describe(
@@ -220,7 +214,7 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
         assert interaction.guild_id is not None
         defaults = GuildSettings.defaults(interaction.guild_id)
         changes = {name: getattr(defaults, name) for name in RESETTABLE[setting].split()}
-        settings = await self.storage.update_guild(interaction.guild_id, **changes)
+        settings = await self.bot.db.update_guild(interaction.guild_id, **changes)
         await self._show(interaction, settings, f"Reset {setting.replace('_', ' ')}.")
 
 

@@ -16,7 +16,6 @@ from bot.tree import NO_MENTIONS
 from bot.usage import day_start, paid_calls
 
 if TYPE_CHECKING:
-    from bot.storage import Storage
     from bot.tts_bot import TTSBot
 
 log = logging.getLogger(__name__)
@@ -39,19 +38,14 @@ class Usage(commands.GroupCog, group_name="usage"):
         self.bot = bot
         super().__init__()
 
-    @property
-    def storage(self) -> Storage:
-        assert self.bot.storage is not None, "storage opens in setup_hook"
-        return self.bot.storage
-
     @app_commands.command(name="me", description="Your own use of speech today")
     async def me(self, interaction: discord.Interaction[TTSBot]) -> None:
         assert interaction.guild_id is not None
-        today = await self.storage.usage(
+        today = await self.bot.db.usage(
             since=day_start(), guild_id=interaction.guild_id, user_id=interaction.user.id
         )
         lines = [f"Today in this server: {summary_line(today)}."]
-        guild = await self.storage.get_guild(interaction.guild_id)
+        guild = await self.bot.db.get_guild(interaction.guild_id)
         if guild.daily_quota is not None:
             left = max(0, guild.daily_quota - paid_calls(today))
             lines.append(f"Left today: {left} of {guild.daily_quota} (resets at midnight UTC).")
@@ -66,11 +60,11 @@ class Usage(commands.GroupCog, group_name="usage"):
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
         since_today = day_start()
-        today = await self.storage.usage(since=since_today, guild_id=interaction.guild_id)
-        month = await self.storage.usage(
+        today = await self.bot.db.usage(since=since_today, guild_id=interaction.guild_id)
+        month = await self.bot.db.usage(
             since=since_today - timedelta(days=29), guild_id=interaction.guild_id
         )
-        top = await self.storage.top_users(interaction.guild_id, since_today, limit=5)
+        top = await self.bot.db.top_users(interaction.guild_id, since_today, limit=5)
         embed = discord.Embed(title="Speech use in this server", colour=0x5865F2)
         for name, summary in (("Today (UTC)", today), ("Last 30 days", month)):
             embed.add_field(

@@ -80,7 +80,7 @@ class Scene:
 @pytest.fixture
 async def scene(make_settings: Callable[..., Settings], storage: SQLiteStorage) -> Scene:
     bot = mock_bot(make_settings())
-    bot.storage = storage
+    bot.db = storage
     # The rules themselves are real: context and checks read the real database.
     real = SpeechService(bot.settings, bot.scheduler, storage=storage)
     bot.speech.context.side_effect = real.context

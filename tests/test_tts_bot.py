@@ -176,3 +176,8 @@ async def test_refused_message_content_intent_restarts_without_narration(
     with pytest.raises(discord.PrivilegedIntentsRequired):
         await tts_bot.run_bot(make_settings(discord_token=TOKEN, narration_enabled=False))
     assert attempts == [False]
+
+
+def test_storage_is_refused_before_it_is_open(make_settings: Callable[..., Settings]) -> None:
+    with pytest.raises(RuntimeError, match="not open yet"):
+        _ = create_bot(make_settings()).db
