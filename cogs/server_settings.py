@@ -197,25 +197,18 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
 
     @app_commands.command(name="reset", description="Put a setting back to its default")
     @app_commands.describe(setting="What to reset")
+    @app_commands.choices(  # Derived from the table, so a choice can't lack its fields.
+        setting=[app_commands.Choice(name=key, value=key) for key in RESETTABLE]
+    )
     async def reset(
-        self,
-        interaction: discord.Interaction[TTSBot],
-        setting: Literal[
-            "narration_channel",
-            "narration",
-            "max_text_length",
-            "cooldown",
-            "daily_quota",
-            "allowed_role",
-            "switches",
-            "everything",
-        ],
+        self, interaction: discord.Interaction[TTSBot], setting: app_commands.Choice[str]
     ) -> None:
         assert interaction.guild_id is not None
         defaults = GuildSettings.defaults(interaction.guild_id)
-        changes = {name: getattr(defaults, name) for name in RESETTABLE[setting].split()}
+        fields = RESETTABLE[setting.value].split()
+        changes = {name: getattr(defaults, name) for name in fields}
         settings = await self.bot.db.update_guild(interaction.guild_id, **changes)
-        await self._show(interaction, settings, f"Reset {setting.replace('_', ' ')}.")
+        await self._show(interaction, settings, f"Reset {setting.value.replace('_', ' ')}.")
 
 
 async def setup(bot: TTSBot) -> None:
