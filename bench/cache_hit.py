@@ -19,8 +19,8 @@ from pathlib import Path
 
 from bot import audio
 from bot.audio import Audio, AudioFormat
-from bot.cache import AudioCache, cache_key
-from bot.speech import SpeechRequest
+from bot.speech.request import SpeechRequest
+from bot.synthesis.cache import AudioCache, cache_key
 
 TARGET_MS = 5.0
 

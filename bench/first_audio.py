@@ -19,9 +19,9 @@ from collections.abc import Sequence
 import aiohttp
 
 from bot.config import load_settings
-from bot.scheduler import Scheduler, SchedulerConfig
-from bot.segmind import SegmindClient
-from bot.service import SpeechService
+from bot.synthesis.client import SegmindClient
+from bot.synthesis.scheduler import Scheduler, SchedulerConfig
+from bot.synthesis.service import SpeechService
 from tests.fake_segmind import FakeSegmind
 
 KEY = "bench-key"

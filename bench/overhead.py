@@ -25,11 +25,11 @@ from pathlib import Path
 import aiohttp
 
 from bot import audio
-from bot.cache import AudioCache
 from bot.config import load_settings
-from bot.scheduler import Scheduler, SchedulerConfig
-from bot.segmind import SegmindClient
-from bot.service import SpeechService
+from bot.synthesis.cache import AudioCache
+from bot.synthesis.client import SegmindClient
+from bot.synthesis.scheduler import Scheduler, SchedulerConfig
+from bot.synthesis.service import SpeechService
 
 KEY = "bench-key"
 CHATTER = (

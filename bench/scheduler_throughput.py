@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import aiohttp
 
 from bot.errors import BotError, CooldownError, QueueFullError
-from bot.scheduler import Scheduler, SchedulerConfig, Ticket
-from bot.segmind import SegmindClient
-from bot.speech import SpeechRequest
+from bot.speech.request import SpeechRequest
+from bot.synthesis.client import SegmindClient
+from bot.synthesis.scheduler import Scheduler, SchedulerConfig, Ticket
 from tests.fake_segmind import FakeSegmind
 
 MIN_RATE_FRACTION = 0.95

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.voices import DEFAULT_VOICE, get_voice
+from bot.speech.voices import DEFAULT_VOICE, get_voice
 
 ENV_EXAMPLE = ".env.example"
 

@@ -7,9 +7,9 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.access import Caller
-from bot.styles import search_styles
-from bot.voices import search as search_voices
+from bot.speech.access import Caller
+from bot.speech.styles import search_styles
+from bot.speech.voices import search as search_voices
 
 
 def caller_of(user: discord.User | discord.Member, guild_id: int | None) -> Caller:

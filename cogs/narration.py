@@ -13,17 +13,17 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cleanup import MessageFacts
 from bot.errors import BotError
-from bot.narration import NarrationRules, Narrator, member_voice, skip_reason
-from bot.player import Utterance
+from bot.playback.connections import NotInVoiceError
+from bot.playback.player import Utterance
+from bot.speech.cleanup import MessageFacts
+from bot.speech.narration import NarrationRules, Narrator, member_voice, skip_reason
 from bot.tree import NO_MENTIONS
-from bot.voice_manager import NotInVoiceError
 from cogs._shared import caller_of
-from cogs.voice import caller_channel
+from cogs.playback import caller_channel
 
 if TYPE_CHECKING:
-    from bot.tts_bot import TTSBot
+    from bot.app import TTSBot
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from bot.storage import GuildSettings
 from bot.tree import NO_MENTIONS
 
 if TYPE_CHECKING:
-    from bot.tts_bot import TTSBot
+    from bot.app import TTSBot
 
 #: What `/settings reset` can put back to its default.
 RESETTABLE = {

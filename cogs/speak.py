@@ -14,18 +14,18 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import BotError
-from bot.player import Utterance
-from bot.scheduler import Ticket
-from bot.speech import SpeechRequest
+from bot.playback.connections import NotInVoiceError, VoiceTarget
+from bot.playback.player import Utterance
+from bot.speech.request import SpeechRequest
 from bot.storage import GuildSettings
-from bot.stream import SpeechStream
+from bot.synthesis.scheduler import Ticket
+from bot.synthesis.stream import SpeechStream
 from bot.tree import NO_MENTIONS, send_error
-from bot.voice_manager import NotInVoiceError, VoiceTarget
 from cogs._shared import caller_of, style_autocomplete, voice_autocomplete
-from cogs.voice import caller_channel
+from cogs.playback import caller_channel
 
 if TYPE_CHECKING:
-    from bot.tts_bot import TTSBot
+    from bot.app import TTSBot
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ from discord.ext import commands
 
 from bot.errors import SegmindError
 from bot.storage import UsageSummary
+from bot.synthesis.usage import day_start, paid_calls
 from bot.tree import NO_MENTIONS
-from bot.usage import day_start, paid_calls
 
 if TYPE_CHECKING:
-    from bot.tts_bot import TTSBot
+    from bot.app import TTSBot
 
 log = logging.getLogger(__name__)
 

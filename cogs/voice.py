@@ -1,4 +1,4 @@
-"""Voice channel commands: /join, /leave, /skip, /stop, /queue, and auto-leave."""
+"""A member's own settings: `/voice set|show|reset`, and `/forget-me` for their data."""
 
 from __future__ import annotations
 
@@ -8,86 +8,95 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.errors import InvalidRequestError
+from bot.speech.narration import member_voice
+from bot.speech.voices import get_voice
+from bot.storage import MemberSettings
 from bot.tree import NO_MENTIONS
-from bot.voice_manager import NotConnectedError, NotInVoiceError, VoiceTarget
+from cogs._shared import style_autocomplete, voice_autocomplete
 
 if TYPE_CHECKING:
-    from bot.tts_bot import TTSBot
+    from bot.app import TTSBot
 
 
-def caller_channel(interaction: discord.Interaction[TTSBot]) -> VoiceTarget | None:
-    """The voice channel the member who ran the command is in, if any."""
-    user = interaction.user
-    if isinstance(user, discord.Member) and user.voice is not None:
-        channel = user.voice.channel
-        if isinstance(channel, discord.VoiceChannel | discord.StageChannel):
-            return channel
-    return None
+def describe_member(settings: MemberSettings, default_voice: str) -> str:
+    """What a member's settings mean in practice, in a few lines."""
+    if settings.voice:
+        voice = f"**{get_voice(settings.voice).label}** (your choice)"
+    else:
+        stable = get_voice(member_voice(settings)).label
+        voice = f"not chosen: /speak uses **{default_voice}**, narration reads you as **{stable}**"
+    temperature = f"{settings.temperature:g}" if settings.temperature is not None else "not chosen"
+    style = f"“{settings.style}”" if settings.style else "none"
+    return f"🗣️ Voice: {voice}\n🌡️ Temperature: {temperature}\n🎭 Style: {style}"
 
 
-@app_commands.guild_only()
-class Voice(commands.Cog):
+class MemberSettingsCog(commands.Cog, name="Member settings"):
+    voice = app_commands.Group(name="voice", description="Your own voice for /speak and narration")
+
     def __init__(self, bot: TTSBot) -> None:
         self.bot = bot
 
-    async def _reply(self, interaction: discord.Interaction[TTSBot], message: str) -> None:
-        await interaction.response.send_message(
-            message, ephemeral=True, allowed_mentions=NO_MENTIONS
-        )
+    async def _reply(self, interaction: discord.Interaction[TTSBot], text: str) -> None:
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
-    @app_commands.command(name="join", description="Bring the bot into your voice channel")
-    async def join(self, interaction: discord.Interaction[TTSBot]) -> None:
-        channel = caller_channel(interaction)
-        if channel is None:
-            raise NotInVoiceError()
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.bot.voice.join(channel)
-        await interaction.edit_original_response(
-            content=f"🔊 Joined {channel.mention}. Use /speak, or /narrate to read a channel aloud."
-        )
-
-    @app_commands.command(name="leave", description="Make the bot leave its voice channel")
-    async def leave(self, interaction: discord.Interaction[TTSBot]) -> None:
-        assert interaction.guild is not None
-        if not await self.bot.voice.leave(interaction.guild, f"/leave by {interaction.user.id}"):
-            raise NotConnectedError()
-        await self._reply(interaction, "👋 Left the voice channel.")
-
-    @app_commands.command(name="skip", description="Skip what is being said now")
-    async def skip(self, interaction: discord.Interaction[TTSBot]) -> None:
-        assert interaction.guild_id is not None
-        player = self.bot.voice.player(interaction.guild_id)
-        if player is None:
-            raise NotConnectedError()
-        await self._reply(interaction, "⏭️ Skipped." if player.skip() else "Nothing is playing.")
-
-    @app_commands.command(name="stop", description="Stop speaking and clear the queue")
-    async def stop(self, interaction: discord.Interaction[TTSBot]) -> None:
-        assert interaction.guild_id is not None
-        player = self.bot.voice.player(interaction.guild_id)
-        if player is None:
-            raise NotConnectedError()
-        dropped = await player.stop()
-        await self._reply(interaction, f"⏹️ Stopped; cleared {dropped} waiting.")
-
-    @app_commands.command(name="queue", description="What the bot is about to say")
-    async def queue(self, interaction: discord.Interaction[TTSBot]) -> None:
-        assert interaction.guild_id is not None
-        player = self.bot.voice.player(interaction.guild_id)
-        if player is None:
-            raise NotConnectedError()
-        lines = []
-        if player.current is not None:
-            lines.append(f"▶️ {player.current.label}")
-        lines += [f"{n}. {item.label}" for n, item in enumerate(player.queue, start=1)]
-        await self._reply(interaction, "\n".join(lines[:20]) or "The queue is empty.")
-
-    @commands.Cog.listener()
-    async def on_voice_state_update(
-        self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState
+    @voice.command(name="set", description="Choose your voice, temperature or style")
+    @app_commands.describe(
+        voice="Your voice (type to search the 30 voices)",
+        temperature="0 to 2: 0.4 is steady, 0.7 lively",
+        style="How you are read: cheerful, calm, like a pirate… (empty text clears it)",
+    )
+    @app_commands.autocomplete(voice=voice_autocomplete, style=style_autocomplete)
+    async def set_voice(
+        self,
+        interaction: discord.Interaction[TTSBot],
+        voice: str | None = None,
+        temperature: app_commands.Range[float, 0.0, 2.0] | None = None,
+        style: str | None = None,
     ) -> None:
-        await self.bot.voice.on_voice_state_update(member, before, after)
+        changes: dict[str, object] = {}
+        if voice is not None:
+            changes["voice"] = voice
+        if temperature is not None:
+            changes["temperature"] = temperature
+        if style is not None:
+            changes["style"] = style
+        if not changes:
+            raise InvalidRequestError("Choose a voice, a temperature or a style to set.")
+        try:
+            settings = await self.bot.db.update_member(interaction.user.id, **changes)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        await self._reply(
+            interaction,
+            "Saved.\n" + describe_member(settings, self.bot.settings.default_voice),
+        )
+
+    @voice.command(name="show", description="See your voice settings")
+    async def show(self, interaction: discord.Interaction[TTSBot]) -> None:
+        settings = await self.bot.db.get_member(interaction.user.id)
+        await self._reply(interaction, describe_member(settings, self.bot.settings.default_voice))
+
+    @voice.command(name="reset", description="Forget your voice settings")
+    async def reset(self, interaction: discord.Interaction[TTSBot]) -> None:
+        await self.bot.db.reset_member(interaction.user.id)
+        settings = await self.bot.db.get_member(interaction.user.id)
+        await self._reply(
+            interaction,
+            "Reset.\n" + describe_member(settings, self.bot.settings.default_voice),
+        )
+
+    @app_commands.command(
+        name="forget-me", description="Delete everything the bot stores about you"
+    )
+    async def forget_me(self, interaction: discord.Interaction[TTSBot]) -> None:
+        deleted = await self.bot.db.forget_member(interaction.user.id)
+        await self._reply(
+            interaction,
+            f"🧹 Done: deleted your settings and usage records ({deleted} in all). "
+            "The bot never stores what you write.",
+        )
 
 
 async def setup(bot: TTSBot) -> None:
-    await bot.add_cog(Voice(bot))
+    await bot.add_cog(MemberSettingsCog(bot))

@@ -59,10 +59,10 @@ def mock_interaction(user_id: int = 1, *, done: bool = False) -> Any:
 
 def mock_bot(settings: Any) -> Any:
     """The bot spec'd from TTSBot, with a spec'd speech service and scheduler."""
-    from bot.scheduler import Scheduler
-    from bot.service import SpeechService
-    from bot.tts_bot import TTSBot
-    from bot.voice_manager import VoiceManager
+    from bot.app import TTSBot
+    from bot.playback.connections import VoiceManager
+    from bot.synthesis.scheduler import Scheduler
+    from bot.synthesis.service import SpeechService
 
     bot = create_autospec(TTSBot, instance=True)
     bot.settings = settings

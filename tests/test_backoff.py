@@ -2,7 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from bot.backoff import MAX_HONOURED_WAIT, backoff_delay, parse_moment, retry_after_seconds
+from bot.synthesis.backoff import (
+    MAX_HONOURED_WAIT,
+    backoff_delay,
+    parse_moment,
+    retry_after_seconds,
+)
 
 NOW = 1_764_072_000.0  # 2025-11-25T12:00:00Z
 

@@ -25,8 +25,14 @@ from hypothesis import strategies as st
 
 from bot import audio
 from bot.audio import Audio, AudioFormat
-from bot.cache import CACHE_FORMAT_VERSION, ENTRY_OVERHEAD, AudioCache, CacheStats, cache_key
-from bot.speech import SpeechRequest
+from bot.speech.request import SpeechRequest
+from bot.synthesis.cache import (
+    CACHE_FORMAT_VERSION,
+    ENTRY_OVERHEAD,
+    AudioCache,
+    CacheStats,
+    cache_key,
+)
 
 MODEL = "gemini-2.5-flash-tts"
 P = ParamSpec("P")

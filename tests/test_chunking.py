@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.chunking import DEFAULT_FIRST_MAX, split_text
+from bot.speech.chunking import DEFAULT_FIRST_MAX, split_text
 
 FUZZ = settings(max_examples=200, deadline=None)
 

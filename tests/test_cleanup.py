@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.cleanup import (
+from bot.speech.cleanup import (
     MAX_NAME_LENGTH,
     MORE_MARKER,
     CleanupOptions,

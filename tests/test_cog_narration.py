@@ -11,12 +11,12 @@ import pytest
 
 from bot.config import Settings
 from bot.errors import QueueFullError
-from bot.player import GuildPlayer, Utterance
-from bot.service import SpeechService
-from bot.speech import build_request
+from bot.playback.player import GuildPlayer, Utterance
+from bot.speech.request import build_request
+from bot.speech.voices import voice_for_user
 from bot.storage import SQLiteStorage
-from bot.stream import SpeechStream
-from bot.voices import voice_for_user
+from bot.synthesis.service import SpeechService
+from bot.synthesis.stream import SpeechStream
 from cogs.narration import Narration, NarrationDisabledError, facts_from_message
 from tests.helpers import mock_bot, mock_interaction
 

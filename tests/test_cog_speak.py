@@ -13,11 +13,11 @@ import pytest
 from bot import audio
 from bot.config import Settings
 from bot.errors import CooldownError, InvalidRequestError, OutOfCreditsError
-from bot.scheduler import Ticket
-from bot.service import Clip, SpeakContext
-from bot.speech import build_request
+from bot.speech.request import build_request
 from bot.storage import MemberSettings
-from bot.stream import SpeechStream
+from bot.synthesis.scheduler import Ticket
+from bot.synthesis.service import Clip, SpeakContext
+from bot.synthesis.stream import SpeechStream
 from cogs._shared import style_autocomplete, voice_autocomplete
 from cogs.speak import Speak, progress_line, result_line
 from tests.helpers import mock_bot, mock_interaction
@@ -197,7 +197,7 @@ def test_progress_and_result_lines() -> None:
 
 
 async def test_in_voice_the_message_is_queued_after_its_first_chunk(bot: Any) -> None:
-    from bot.player import GuildPlayer, Utterance
+    from bot.playback.player import GuildPlayer, Utterance
 
     channel = create_autospec(discord.VoiceChannel, instance=True)
     channel.mention = "<#55>"

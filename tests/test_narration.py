@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.cleanup import MessageFacts
-from bot.narration import NarrationRules, Narrator, member_voice, skip_reason
+from bot.speech.cleanup import MessageFacts
+from bot.speech.narration import NarrationRules, Narrator, member_voice, skip_reason
+from bot.speech.voices import voice_for_user
 from bot.storage import GuildSettings, MemberSettings
-from bot.voices import voice_for_user
 
 RULES = NarrationRules()
 

@@ -14,8 +14,8 @@ import pytest
 
 from bot import audio
 from bot.errors import QueueFullError, ServerError
-from bot.player import GuildPlayer, Utterance, single_clip
-from bot.voice_source import FRAME_SECONDS, OggOpusSource, dave_supported
+from bot.playback.player import GuildPlayer, Utterance, single_clip
+from bot.playback.source import FRAME_SECONDS, OggOpusSource, dave_supported
 
 
 def clip(seconds: float, freq: float = 220.0) -> bytes:

@@ -36,9 +36,9 @@ from bot.errors import (
     SegmindError,
     ServerError,
 )
-from bot.scheduler import Attempt, Scheduler, SchedulerConfig, Ticket
-from bot.segmind import SegmindClient
-from bot.speech import SpeechRequest
+from bot.speech.request import SpeechRequest
+from bot.synthesis.client import SegmindClient
+from bot.synthesis.scheduler import Attempt, Scheduler, SchedulerConfig, Ticket
 from tests.fake_segmind import FakeSegmind, rate_limited
 
 AUDIO = probe(encode_wav(tone(0.05)), AudioFormat.WAV)

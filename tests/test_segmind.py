@@ -30,8 +30,8 @@ from bot.errors import (
     ServerError,
     UnexpectedStatusError,
 )
-from bot.segmind import CallRecord, RetryPolicy, SegmindClient
-from bot.speech import build_request
+from bot.speech.request import build_request
+from bot.synthesis.client import CallRecord, RetryPolicy, SegmindClient
 from tests.conftest import TEST_API_KEY
 
 BASE = "http://segmind.test/v1"

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 
 from bot import audio
-from bot.access import Caller
 from bot.audio import Audio
 from bot.config import Settings
 from bot.errors import AccessDeniedError, QuotaExceededError
-from bot.scheduler import Scheduler, SchedulerConfig
-from bot.service import SpeechService, clip_filename
-from bot.speech import SpeechRequest, build_request
+from bot.speech.access import Caller
+from bot.speech.request import SpeechRequest, build_request
 from bot.storage import SQLiteStorage, UsageRecord
+from bot.synthesis.scheduler import Scheduler, SchedulerConfig
+from bot.synthesis.service import SpeechService, clip_filename
 
 SENTENCE = "This sentence is here to make the text long enough to need several chunks. "
 

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from bot.errors import InvalidRequestError
-from bot.speech import build_request
+from bot.speech.request import build_request
 
 
 def test_payload_is_exactly_the_documented_body() -> None:

@@ -12,10 +12,10 @@ import pytest
 
 from bot import audio
 from bot.audio import Audio, AudioFormat
-from bot.cache import AudioCache
-from bot.scheduler import Scheduler, SchedulerConfig
-from bot.speech import SpeechRequest, build_request
-from bot.stream import SpeechSource, SpeechStream
+from bot.speech.request import SpeechRequest, build_request
+from bot.synthesis.cache import AudioCache
+from bot.synthesis.scheduler import Scheduler, SchedulerConfig
+from bot.synthesis.stream import SpeechSource, SpeechStream
 
 
 class Synth:

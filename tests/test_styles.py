@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from bot.errors import InvalidRequestError
-from bot.speech import build_request
-from bot.styles import MAX_STYLE_LENGTH, PRESETS, apply_style, search_styles, style_direction
+from bot.speech.request import build_request
+from bot.speech.styles import MAX_STYLE_LENGTH, PRESETS, apply_style, search_styles, style_direction
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,8 @@ import pytest
 from aioresponses import aioresponses
 
 import cogs
+from bot.app import ShardedTTSBot, TTSBot, create_bot, extension_names, sync_commands
 from bot.config import Settings
-from bot.tts_bot import ShardedTTSBot, TTSBot, create_bot, extension_names, sync_commands
 from tests import discord_fakes as df
 
 TOKEN = "discord-SECRET-token.xyz"
@@ -34,7 +34,7 @@ def broken_cog(monkeypatch: pytest.MonkeyPatch) -> str:
     module.setup = setup  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, name, module)
     real = extension_names()
-    monkeypatch.setattr("bot.tts_bot.extension_names", lambda: [name, *real])
+    monkeypatch.setattr("bot.app.extension_names", lambda: [name, *real])
     return name
 
 
@@ -156,7 +156,7 @@ async def test_refused_message_content_intent_restarts_without_narration(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from bot import tts_bot
+    from bot import app as tts_bot
 
     attempts: list[bool] = []
     refuse_all = False

@@ -9,7 +9,7 @@ from unittest.mock import create_autospec
 import discord
 import pytest
 
-from bot.voice_manager import VoiceManager, VoicePermissionError
+from bot.playback.connections import VoiceManager, VoicePermissionError
 
 BOT_ID = 1
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.voices import VOICES, UnknownVoiceError, find_voice, get_voice, search
+from bot.speech.voices import VOICES, UnknownVoiceError, find_voice, get_voice, search
 
 
 def test_catalogue_has_the_thirty_documented_voices() -> None:
@@ -45,11 +45,11 @@ def test_a_member_keeps_the_same_voice_across_processes() -> None:
     import subprocess
     import sys
 
-    from bot.voices import voice_for_user
+    from bot.speech.voices import voice_for_user
 
     ids = [1, 42, 123456789012345678, 987654321098765432]
     here = [voice_for_user(i).name for i in ids]
-    code = f"from bot.voices import voice_for_user as v; print(*[v(i).name for i in {ids!r}])"
+    code = f"from bot.speech.voices import voice_for_user as v; print(*[v(i).name for i in {ids!r}])"
     there = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
@@ -59,7 +59,7 @@ def test_a_member_keeps_the_same_voice_across_processes() -> None:
 def test_voices_are_spread_across_members() -> None:
     from collections import Counter
 
-    from bot.voices import voice_for_user
+    from bot.speech.voices import voice_for_user
 
     counts = Counter(voice_for_user(user_id).name for user_id in range(3000))
     assert len(counts) == 30

@@ -16,9 +16,9 @@ import pytest
 from aioresponses import aioresponses
 
 from bot import audio
+from bot.app import TTSBot, create_bot
 from bot.audio import AudioFormat
 from bot.config import Settings
-from bot.tts_bot import TTSBot, create_bot
 from tests import discord_fakes as df
 from tests import fake_segmind as fs
 from tests.conftest import TEST_API_KEY

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from aioresponses import aioresponses
 
+from bot.app import create_bot
 from bot.config import Settings
-from bot.tts_bot import create_bot
 from tests import discord_fakes as df
 from tests import fake_segmind as fs
 from tests.conftest import TEST_API_KEY

@@ -7,10 +7,10 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, get_args
 
-from bot.speech import MAX_TEMPERATURE, MIN_TEMPERATURE
+from bot.speech.request import MAX_TEMPERATURE, MIN_TEMPERATURE
+from bot.speech.styles import MAX_STYLE_LENGTH
+from bot.speech.voices import get_voice
 from bot.storage.models import NarrationEmoji
-from bot.styles import MAX_STYLE_LENGTH
-from bot.voices import get_voice
 
 Check = Callable[[str, Any], Any]
 

@@ -21,16 +21,16 @@ from discord.ext import commands
 
 import cogs
 from bot import __version__
-from bot.cache import AudioCache
 from bot.config import Settings, require
 from bot.errors import SegmindError
-from bot.scheduler import Scheduler, SchedulerConfig
-from bot.segmind import SegmindClient
-from bot.service import SpeechService
+from bot.playback.connections import VoiceManager
 from bot.storage import Storage, open_storage
+from bot.synthesis.cache import AudioCache
+from bot.synthesis.client import SegmindClient
+from bot.synthesis.scheduler import Scheduler, SchedulerConfig
+from bot.synthesis.service import SpeechService
+from bot.synthesis.usage import UsageRecorder
 from bot.tree import TTSCommandTree
-from bot.usage import UsageRecorder
-from bot.voice_manager import VoiceManager
 
 log = logging.getLogger(__name__)
 

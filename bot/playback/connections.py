@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 import discord
 
 from bot.errors import BotError
-from bot.player import GuildPlayer, Utterance
-from bot.voice_source import dave_supported
+from bot.playback.player import GuildPlayer, Utterance
+from bot.playback.source import dave_supported
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,6 @@ from pydantic import SecretStr
 
 from bot import audio as audio_mod
 from bot.audio import Audio, AudioError, AudioFormat
-from bot.backoff import backoff_delay, retry_after_seconds
 from bot.config import Settings
 from bot.errors import (
     BadAudioError,
@@ -34,7 +33,8 @@ from bot.errors import (
     SegmindTimeoutError,
     error_class_for_status,
 )
-from bot.speech import SpeechRequest
+from bot.speech.request import SpeechRequest
+from bot.synthesis.backoff import backoff_delay, retry_after_seconds
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.errors import InvalidRequestError
-from bot.styles import apply_style
-from bot.voices import DEFAULT_VOICE, UnknownVoiceError, get_voice
+from bot.speech.styles import apply_style
+from bot.speech.voices import DEFAULT_VOICE, UnknownVoiceError, get_voice
 
 MIN_TEMPERATURE = 0.0
 MAX_TEMPERATURE = 2.0

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from bot.audio import Audio
-from bot.backoff import backoff_delay
 from bot.errors import (
     CooldownError,
     QueueFullError,
@@ -40,7 +39,8 @@ from bot.errors import (
     SchedulerClosedError,
     SegmindError,
 )
-from bot.speech import SpeechRequest
+from bot.speech.request import SpeechRequest
+from bot.synthesis.backoff import backoff_delay
 
 if TYPE_CHECKING:
     from bot.config import Settings

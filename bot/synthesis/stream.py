@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 from bot import audio as audio_mod
 from bot.audio import Audio
-from bot.cache import AudioCache, cache_key
-from bot.scheduler import Scheduler, Ticket
-from bot.speech import SpeechRequest
-from bot.usage import UsageRecorder
+from bot.speech.request import SpeechRequest
+from bot.synthesis.cache import AudioCache, cache_key
+from bot.synthesis.scheduler import Scheduler, Ticket
+from bot.synthesis.usage import UsageRecorder
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bot.audio import Audio, AudioFormat
-from bot.speech import SpeechRequest
+from bot.speech.request import SpeechRequest
 
 __all__ = [
     "CACHE_FORMAT_VERSION",

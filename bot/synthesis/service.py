@@ -13,18 +13,18 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 
 from bot import audio as audio_mod
-from bot.access import Caller, check_access
 from bot.audio import Audio
-from bot.cache import AudioCache
-from bot.chunking import split_text
 from bot.config import Settings
 from bot.errors import QuotaExceededError
-from bot.scheduler import Scheduler
-from bot.speech import SpeechRequest, build_request
+from bot.speech.access import Caller, check_access
+from bot.speech.chunking import split_text
+from bot.speech.request import SpeechRequest, build_request
+from bot.speech.styles import apply_style
 from bot.storage import GuildSettings, MemberSettings, Storage
-from bot.stream import SpeechSource, SpeechStream
-from bot.styles import apply_style
-from bot.usage import UsageRecorder, day_start, next_reset, paid_calls
+from bot.synthesis.cache import AudioCache
+from bot.synthesis.scheduler import Scheduler
+from bot.synthesis.stream import SpeechSource, SpeechStream
+from bot.synthesis.usage import UsageRecorder, day_start, next_reset, paid_calls
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from bot.cleanup import CleanupOptions, MessageFacts, SpeakerPrefixer, clean_message, with_prefix
+from bot.speech.cleanup import (
+    CleanupOptions,
+    MessageFacts,
+    SpeakerPrefixer,
+    clean_message,
+    with_prefix,
+)
+from bot.speech.voices import voice_for_user
 from bot.storage import GuildSettings, MemberSettings
-from bot.voices import voice_for_user
 
 #: "Alice said" is skipped when Alice also spoke in the channel within this many seconds.
 SAME_SPEAKER_WINDOW = 60.0

@@ -10,8 +10,8 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
-from bot.scheduler import Attempt
 from bot.storage import Storage, UsageRecord, UsageSummary
+from bot.synthesis.scheduler import Attempt
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Protocol
 import discord
 
 from bot.errors import BotError, QueueFullError
-from bot.voice_source import OggOpusSource
+from bot.playback.source import OggOpusSource
 
 log = logging.getLogger(__name__)
 
