@@ -21,6 +21,7 @@ from bot import audio
 from bot.audio import Audio, AudioFormat
 from bot.speech.request import SpeechRequest
 from bot.synthesis.cache import AudioCache, cache_key
+from tests.signals import tone
 
 TARGET_MS = 5.0
 
@@ -47,7 +48,7 @@ async def timed(
 
 
 async def run(lookups: int, seconds: float, key_count: int) -> bool:
-    clip = audio.probe(audio.encode_ogg_opus(audio.tone(seconds)), AudioFormat.OGG)
+    clip = audio.probe(audio.encode_ogg_opus(tone(seconds)), AudioFormat.OGG)
     keys = [cache_key(SpeechRequest(f"line {n}"), model="bench") for n in range(key_count)]
     print(f"clip: {clip.duration:.1f} s, {len(clip.data):,} bytes of Ogg Opus")
     print(f"lookups: {lookups} over {key_count} keys")

@@ -30,6 +30,7 @@ from bot.synthesis.cache import AudioCache
 from bot.synthesis.client import SegmindClient
 from bot.synthesis.scheduler import Scheduler, SchedulerConfig
 from bot.synthesis.service import SpeechService
+from tests.signals import tone
 
 KEY = "bench-key"
 CHATTER = (
@@ -189,7 +190,7 @@ async def measure(args: argparse.Namespace, speech: SpeechService, client: Segmi
 
     # 20 clips of ~20 s transcoded at once: the loop must stay responsive.
     clips = [
-        audio.probe(audio.encode_wav(audio.tone(20.0, freq=200 + n)), audio.AudioFormat.WAV)
+        audio.probe(audio.encode_wav(tone(20.0, freq=200 + n)), audio.AudioFormat.WAV)
         for n in range(20)
     ]
     probe = LagProbe()

@@ -19,8 +19,8 @@ from bot import __version__
 from bot import audio as audio_mod
 from bot.app import run_bot, sync_commands
 from bot.audio import AudioFormat
-from bot.config import Settings, SettingsError, load_settings, require
-from bot.errors import BotError, SegmindError
+from bot.config import Settings, load_settings, require
+from bot.errors import BotError, SegmindError, SettingsError
 from bot.speech.request import SpeechRequest, build_request
 from bot.speech.voices import VOICES
 from bot.synthesis.client import SegmindClient

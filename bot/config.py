@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.errors import SettingsError
 from bot.speech.voices import DEFAULT_VOICE, get_voice
 
 ENV_EXAMPLE = ".env.example"
@@ -104,10 +105,6 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
-
-
-class SettingsError(Exception):
-    """Settings that are missing or invalid, named the way the operator writes them."""
 
 
 def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:

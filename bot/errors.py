@@ -250,3 +250,61 @@ class QuotaExceededError(BotError):
             f"You've used your {self.limit} requests for today in this server{more}. "
             f"The count resets {when}."
         )
+
+
+# -- operator-facing: settings, storage and audio the bot cannot use ---------------------------
+
+
+class SettingsError(Exception):
+    """Settings that are missing or invalid, named the way the operator writes them."""
+
+
+class AudioError(Exception):
+    """Bytes that were supposed to be audio and are not; the message says why."""
+
+
+_UNAVAILABLE = "The bot's settings are unavailable right now; please try again later."
+
+
+class StorageError(BotError):
+    """The database cannot be used as configured."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, user_message=_UNAVAILABLE)
+
+
+class DatabaseURLError(StorageError, ValueError):
+    """DATABASE_URL names no backend the bot can use."""
+
+
+class UnsupportedBackendError(StorageError, NotImplementedError):
+    """A backend the interface allows for but that has not been written yet."""
+
+
+class NewerDatabaseError(StorageError):
+    """Opening would risk a newer bot's data with a schema this code does not understand."""
+
+
+# -- Discord voice and narration ------------------------------------------------------------
+
+
+class NotInVoiceError(BotError):
+    user_message = "Join a voice channel first, then try again."
+
+
+class VoicePermissionError(BotError):
+    def __init__(self, channel_mention: str) -> None:
+        super().__init__(
+            user_message=f"I need the Connect and Speak permissions in {channel_mention}."
+        )
+
+
+class NotConnectedError(BotError):
+    user_message = "I'm not in a voice channel here. Use /join first."
+
+
+class NarrationDisabledError(BotError):
+    user_message = (
+        "Narration is off: the bot's owner must enable the Message Content intent in the "
+        "Discord Developer Portal (Bot → Privileged Gateway Intents) and restart the bot."
+    )

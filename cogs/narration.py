@@ -13,8 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.errors import BotError
-from bot.playback.connections import NotInVoiceError
+from bot.errors import BotError, NarrationDisabledError, NotInVoiceError
 from bot.playback.player import Utterance
 from bot.speech.cleanup import MessageFacts
 from bot.speech.narration import NarrationRules, Narrator, member_voice, skip_reason
@@ -26,13 +25,6 @@ if TYPE_CHECKING:
     from bot.app import TTSBot
 
 log = logging.getLogger(__name__)
-
-
-class NarrationDisabledError(BotError):
-    user_message = (
-        "Narration is off: the bot's owner must enable the Message Content intent in the "
-        "Discord Developer Portal (Bot → Privileged Gateway Intents) and restart the bot."
-    )
 
 
 def facts_from_message(message: discord.Message) -> MessageFacts:

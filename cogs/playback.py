@@ -8,7 +8,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.playback.connections import NotConnectedError, NotInVoiceError, VoiceTarget
+from bot.errors import NotConnectedError, NotInVoiceError
+from bot.playback.connections import VoiceTarget
 from bot.tree import NO_MENTIONS
 
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.errors import BotError
-from bot.playback.connections import NotInVoiceError, VoiceTarget
+from bot.errors import BotError, NotInVoiceError
+from bot.playback.connections import VoiceTarget
 from bot.playback.player import Utterance
 from bot.speech.request import SpeechRequest
 from bot.storage import GuildSettings

@@ -31,7 +31,8 @@ from typing import Any, Literal, Self
 
 from aiohttp import web
 
-from bot.audio import AudioFormat, encode, tone
+from bot.audio import AudioFormat, encode
+from tests.signals import tone
 
 __all__ = [
     "DEFAULT_JSON_KEYS",

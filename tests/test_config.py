@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Settings, SettingsError, load_settings, require
+from bot.config import Settings, load_settings, require
+from bot.errors import SettingsError
 from tests.conftest import TEST_API_KEY
 
 

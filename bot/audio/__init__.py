@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import io
 import math
-import sys
 import wave
-from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -19,6 +17,8 @@ from fractions import Fraction
 
 import av
 import av.error
+
+from bot.errors import AudioError
 
 __all__ = [
     "DISCORD_CHANNELS",
@@ -110,10 +110,6 @@ _EXTENSIONS: dict[str, AudioFormat] = {
     "pcm": AudioFormat.PCM,
     "raw": AudioFormat.PCM,
 }
-
-
-class AudioError(Exception):
-    """Bytes that were supposed to be audio and are not; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -597,45 +593,6 @@ def encode_mp3(pcm: Pcm, *, bitrate: int = 64_000) -> bytes:
             container.mux(stream.encode(out))
         container.mux(stream.encode(None))
     return buffer.getvalue()
-
-
-# --- test and demo signal -------------------------------------------------------------------------
-
-
-def tone(
-    seconds: float,
-    *,
-    sample_rate: int = GEMINI_SAMPLE_RATE,
-    channels: int = GEMINI_CHANNELS,
-    freq: float = 220.0,
-) -> Pcm:
-    """A deterministic, speech-like signal: a voiced tone whose loudness wobbles like syllables.
-
-    Tests and the fake Segmind server need real, non-silent audio that every codec must
-    preserve, without shipping recordings.
-    """
-    frames = round(seconds * sample_rate)
-    if frames < 0:
-        raise ValueError(f"tone needs a non-negative length, got {seconds}")
-    step = 2 * math.pi * freq / sample_rate
-    wobble = 2 * math.pi * 4.0 / sample_rate  # about four "syllables" a second
-    samples = array(
-        "h",
-        (
-            int(
-                9_000
-                * (0.6 + 0.4 * math.sin(wobble * i))
-                * (math.sin(step * i) + 0.3 * math.sin(2 * step * i))
-            )
-            for i in range(frames)
-        ),
-    )
-    if sys.byteorder == "big":
-        samples.byteswap()
-    data = samples.tobytes()
-    if channels > 1:
-        data = _upmix_mono(data, channels)
-    return Pcm(data, sample_rate, channels)
 
 
 def is_ogg_opus(data: bytes) -> bool:

@@ -11,28 +11,13 @@ from collections.abc import Awaitable, Callable
 
 import discord
 
-from bot.errors import BotError
+from bot.errors import BotError, VoicePermissionError
 from bot.playback.player import GuildPlayer, Utterance
 from bot.playback.source import dave_supported
 
 log = logging.getLogger(__name__)
 
 VoiceTarget = discord.VoiceChannel | discord.StageChannel
-
-
-class NotInVoiceError(BotError):
-    user_message = "Join a voice channel first, then try again."
-
-
-class VoicePermissionError(BotError):
-    def __init__(self, channel: VoiceTarget) -> None:
-        super().__init__(
-            user_message=f"I need the Connect and Speak permissions in {channel.mention}."
-        )
-
-
-class NotConnectedError(BotError):
-    user_message = "I'm not in a voice channel here. Use /join first."
 
 
 def humans_in(channel: VoiceTarget) -> list[discord.Member]:
@@ -76,7 +61,7 @@ class VoiceManager:
         guild = channel.guild
         permissions = channel.permissions_for(guild.me)
         if not (permissions.connect and permissions.speak):
-            raise VoicePermissionError(channel)
+            raise VoicePermissionError(channel.mention)
         client = guild.voice_client
         if isinstance(client, discord.VoiceClient) and client.is_connected():
             if client.channel != channel:

@@ -11,7 +11,7 @@ import io
 import discord
 from discord.oggparse import OggError, OggStream
 
-from bot.audio import AudioError
+from bot.errors import AudioError
 
 FRAME_SECONDS = 0.020
 

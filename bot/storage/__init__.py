@@ -6,12 +6,6 @@ Cogs see only `Storage` and the plain dataclasses; `open_storage` picks the back
 from __future__ import annotations
 
 from bot.storage.base import Storage
-from bot.storage.errors import (
-    DatabaseURLError,
-    NewerDatabaseError,
-    StorageError,
-    UnsupportedBackendError,
-)
 from bot.storage.factory import open_storage, sqlite_path
 from bot.storage.models import (
     GuildSettings,
@@ -23,15 +17,11 @@ from bot.storage.models import (
 from bot.storage.sqlite import SQLiteStorage
 
 __all__ = [
-    "DatabaseURLError",
     "GuildSettings",
     "MemberSettings",
     "NarrationEmoji",
-    "NewerDatabaseError",
     "SQLiteStorage",
     "Storage",
-    "StorageError",
-    "UnsupportedBackendError",
     "UsageRecord",
     "UsageSummary",
     "open_storage",

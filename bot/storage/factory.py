@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot.errors import DatabaseURLError, UnsupportedBackendError
 from bot.storage.base import Storage
-from bot.storage.errors import DatabaseURLError, UnsupportedBackendError
 from bot.storage.sqlite import SQLiteStorage
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import aiosqlite
 
-from bot.storage.errors import NewerDatabaseError
+from bot.errors import NewerDatabaseError
 
 
 class Migration(NamedTuple):

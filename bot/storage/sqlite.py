@@ -20,8 +20,8 @@ from typing import Any, get_type_hints
 
 import aiosqlite
 
+from bot.errors import StorageError
 from bot.storage import migrations
-from bot.storage.errors import StorageError
 from bot.storage.models import (
     GuildSettings,
     MemberSettings,

@@ -23,9 +23,10 @@ import aiohttp
 from pydantic import SecretStr
 
 from bot import audio as audio_mod
-from bot.audio import Audio, AudioError, AudioFormat
+from bot.audio import Audio, AudioFormat
 from bot.config import Settings
 from bot.errors import (
+    AudioError,
     BadAudioError,
     RateLimitedError,
     SegmindConnectionError,

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.audio import Audio, AudioFormat, encode_wav, probe, tone
+from bot.audio import Audio, AudioFormat, encode_wav, probe
 from bot.config import Settings
 from bot.errors import (
     AuthenticationError,
@@ -40,6 +40,7 @@ from bot.speech.request import SpeechRequest
 from bot.synthesis.client import SegmindClient
 from bot.synthesis.scheduler import Attempt, Scheduler, SchedulerConfig, Ticket
 from tests.fake_segmind import FakeSegmind, rate_limited
+from tests.signals import tone
 
 AUDIO = probe(encode_wav(tone(0.05)), AudioFormat.WAV)
 

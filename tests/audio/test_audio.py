@@ -26,7 +26,6 @@ from bot.audio import (
     GEMINI_CHANNELS,
     GEMINI_SAMPLE_RATE,
     Audio,
-    AudioError,
     AudioFormat,
     Pcm,
     concat,
@@ -41,8 +40,9 @@ from bot.audio import (
     resample,
     sniff_format,
     to_discord_pcm,
-    tone,
 )
+from bot.errors import AudioError
+from tests.signals import tone
 
 WAV, MP3, OGG, PCM = AudioFormat.WAV, AudioFormat.MP3, AudioFormat.OGG, AudioFormat.PCM
 CONTAINERS = (WAV, MP3, OGG)

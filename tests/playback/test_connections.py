@@ -9,7 +9,8 @@ from unittest.mock import create_autospec
 import discord
 import pytest
 
-from bot.playback.connections import VoiceManager, VoicePermissionError
+from bot.errors import VoicePermissionError
+from bot.playback.connections import VoiceManager
 
 BOT_ID = 1
 

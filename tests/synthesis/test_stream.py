@@ -16,6 +16,7 @@ from bot.speech.request import SpeechRequest, build_request
 from bot.synthesis.cache import AudioCache
 from bot.synthesis.scheduler import Scheduler, SchedulerConfig
 from bot.synthesis.stream import SpeechSource, SpeechStream
+from tests.signals import tone
 
 
 class Synth:
@@ -30,7 +31,7 @@ class Synth:
         self.calls.append(request.text)
         await self.gate.wait()
         seconds = 0.5 + len(request.text) / 100
-        return audio.probe(audio.encode_wav(audio.tone(seconds)), AudioFormat.WAV)
+        return audio.probe(audio.encode_wav(tone(seconds)), AudioFormat.WAV)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from bot.speech.request import SpeechRequest, build_request
 from bot.storage import SQLiteStorage, UsageRecord
 from bot.synthesis.scheduler import Scheduler, SchedulerConfig
 from bot.synthesis.service import SpeechService, clip_filename
+from tests.signals import tone
 
 SENTENCE = "This sentence is here to make the text long enough to need several chunks. "
 
@@ -47,7 +48,7 @@ class Synth:
                 await self.gate.wait()
             await asyncio.sleep(self.latency)
             seconds = 0.1 * index
-            return audio.probe(audio.encode_wav(audio.tone(seconds)), audio.AudioFormat.WAV)
+            return audio.probe(audio.encode_wav(tone(seconds)), audio.AudioFormat.WAV)
         finally:
             self.in_flight -= 1
 
@@ -132,9 +133,7 @@ async def test_cancelling_a_stream_withdraws_what_has_not_started(
 
 async def test_render_many_joins_chunks_into_one_ogg(service: tuple[Any, Synth]) -> None:
     speech, _ = service
-    parts = [
-        audio.probe(audio.encode_wav(audio.tone(s)), audio.AudioFormat.WAV) for s in (0.5, 1.25)
-    ]
+    parts = [audio.probe(audio.encode_wav(tone(s)), audio.AudioFormat.WAV) for s in (0.5, 1.25)]
     request = build_request("Two parts, one file.")
     clip = await speech.render_many(parts, request)
     assert clip.filename == clip_filename(request) == "zephyr-two-parts-one-file.ogg"

@@ -17,10 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.storage import GuildSettings, MemberSettings, SQLiteStorage, StorageError
+from bot.errors import StorageError
+from bot.storage import GuildSettings, MemberSettings, SQLiteStorage
 from bot.storage.validation import GUILD_CHECKS, MEMBER_CHECKS
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

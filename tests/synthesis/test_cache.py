@@ -33,6 +33,7 @@ from bot.synthesis.cache import (
     CacheStats,
     cache_key,
 )
+from tests.signals import tone
 
 MODEL = "gemini-2.5-flash-tts"
 P = ParamSpec("P")
@@ -42,7 +43,7 @@ HEADER = struct.Struct("<4sHI")  # the documented file layout: magic, version, J
 
 @cache
 def clip(seconds: float = 0.3, freq: float = 220.0) -> Audio:
-    pcm = audio.tone(seconds, freq=freq)
+    pcm = tone(seconds, freq=freq)
     return audio.probe(audio.encode_ogg_opus(pcm), AudioFormat.OGG)
 
 

@@ -33,12 +33,13 @@ from bot.errors import (
 from bot.speech.request import build_request
 from bot.synthesis.client import CallRecord, RetryPolicy, SegmindClient
 from tests.conftest import TEST_API_KEY
+from tests.signals import tone
 
 BASE = "http://segmind.test/v1"
 URL_TTS = f"{BASE}/gemini-2.5-flash-tts"
 NOW = 1_764_072_000.0
 
-TONE = audio.tone(1.5)
+TONE = tone(1.5)
 WAV = audio.encode_wav(TONE)
 
 
@@ -171,7 +172,7 @@ async def test_every_response_shape_becomes_one_audio_value(
 async def test_pcm_rate_comes_from_the_content_type(
     mocked: Any, make_client: Callable[..., SegmindClient]
 ) -> None:
-    stereo_16k = audio.tone(2.0, sample_rate=16_000, channels=2)
+    stereo_16k = tone(2.0, sample_rate=16_000, channels=2)
     mocked.post(
         URL_TTS, body=stereo_16k.data, headers={"Content-Type": "audio/L16;rate=16000;channels=2"}
     )

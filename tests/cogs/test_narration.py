@@ -10,14 +10,14 @@ import discord
 import pytest
 
 from bot.config import Settings
-from bot.errors import QueueFullError
+from bot.errors import NarrationDisabledError, QueueFullError
 from bot.playback.player import GuildPlayer, Utterance
 from bot.speech.request import build_request
 from bot.speech.voices import voice_for_user
 from bot.storage import SQLiteStorage
 from bot.synthesis.service import SpeechService
 from bot.synthesis.stream import SpeechStream
-from cogs.narration import Narration, NarrationDisabledError, facts_from_message
+from cogs.narration import Narration, facts_from_message
 from tests.helpers import mock_bot, mock_interaction
 
 GUILD, TEXT, OTHER_TEXT = 10, 20, 21

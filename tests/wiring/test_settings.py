@@ -14,7 +14,7 @@ from bot.config import Settings
 from tests import discord_fakes as df
 from tests import fake_segmind as fs
 from tests.conftest import TEST_API_KEY
-from tests.test_wiring import DISCORD_TOKEN, Wired
+from tests.wiring.harness import DISCORD_TOKEN, Wired
 
 ALICE = 910000000000000001
 BOB = 910000000000000002

@@ -15,12 +15,10 @@ import aiosqlite
 import pytest
 
 from bot.config import Settings
+from bot.errors import DatabaseURLError, NewerDatabaseError, UnsupportedBackendError
 from bot.storage import (
-    DatabaseURLError,
     MemberSettings,
-    NewerDatabaseError,
     SQLiteStorage,
-    UnsupportedBackendError,
     UsageRecord,
     migrations,
     open_storage,
@@ -28,7 +26,7 @@ from bot.storage import (
 )
 from bot.storage.migrations import LATEST_VERSION, MIGRATIONS, Migration, migrate, statements
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 
 

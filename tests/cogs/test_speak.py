@@ -21,9 +21,10 @@ from bot.synthesis.stream import SpeechStream
 from cogs._shared import style_autocomplete, voice_autocomplete
 from cogs.speak import Speak, progress_line, result_line
 from tests.helpers import mock_bot, mock_interaction
+from tests.signals import tone
 
 REQUEST = build_request("Hello there", voice="Kore")
-AUDIO = audio.probe(audio.encode_wav(audio.tone(1.0)), audio.AudioFormat.WAV)
+AUDIO = audio.probe(audio.encode_wav(tone(1.0)), audio.AudioFormat.WAV)
 CLIP = Clip(data=b"OggS-fake", duration=1.0, filename="kore-hello-there.ogg")
 
 

@@ -49,7 +49,9 @@ def test_a_member_keeps_the_same_voice_across_processes() -> None:
 
     ids = [1, 42, 123456789012345678, 987654321098765432]
     here = [voice_for_user(i).name for i in ids]
-    code = f"from bot.speech.voices import voice_for_user as v; print(*[v(i).name for i in {ids!r}])"
+    code = (
+        f"from bot.speech.voices import voice_for_user as v; print(*[v(i).name for i in {ids!r}])"
+    )
     there = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()

@@ -13,13 +13,14 @@ import discord
 import pytest
 
 from bot import audio
-from bot.errors import QueueFullError, ServerError
+from bot.errors import AudioError, QueueFullError, ServerError
 from bot.playback.player import GuildPlayer, Utterance, single_clip
 from bot.playback.source import FRAME_SECONDS, OggOpusSource, dave_supported
+from tests.signals import tone
 
 
 def clip(seconds: float, freq: float = 220.0) -> bytes:
-    return audio.encode_ogg_opus(audio.tone(seconds, freq=freq))
+    return audio.encode_ogg_opus(tone(seconds, freq=freq))
 
 
 class FakeVoice:
@@ -83,9 +84,9 @@ def test_ogg_opus_source_yields_20ms_frames_covering_the_clip() -> None:
 
 
 def test_ogg_opus_source_refuses_other_audio() -> None:
-    with pytest.raises(audio.AudioError):
-        OggOpusSource(audio.encode_wav(audio.tone(0.5)))
-    with pytest.raises(audio.AudioError):
+    with pytest.raises(AudioError):
+        OggOpusSource(audio.encode_wav(tone(0.5)))
+    with pytest.raises(AudioError):
         OggOpusSource(b"OggS" + b"\0" * 40)
 
 
