@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import aiohttp
 
 from bot.config import load_settings
+from bot.speech.access import Requester
 from bot.synthesis.client import SegmindClient
 from bot.synthesis.scheduler import Scheduler, SchedulerConfig
 from bot.synthesis.service import SpeechService
@@ -69,7 +70,7 @@ async def first_audio(
             speech = SpeechService(settings, scheduler)
             started = time.perf_counter()
             requests = speech.prepare_chunks(text, first_max=first_chunk_chars)
-            stream = await speech.stream(1, requests)
+            stream = await speech.stream(Requester(1), requests)
             first = 0.0
             async for _clip in speech.ogg_clips(stream.audio(), requests[0]):
                 if not first:

@@ -26,6 +26,7 @@ import aiohttp
 
 from bot import audio
 from bot.config import load_settings
+from bot.speech.access import Requester
 from bot.synthesis.cache import AudioCache
 from bot.synthesis.client import SegmindClient
 from bot.synthesis.scheduler import Scheduler, SchedulerConfig
@@ -160,7 +161,7 @@ async def one(speech: SpeechService, user: int, text: str) -> tuple[float, float
     """Seconds from command to attachment bytes ready, the clip's length, and its size."""
     started = time.perf_counter()
     requests = speech.prepare_chunks(text)
-    stream = await speech.stream(user, requests)
+    stream = await speech.stream(Requester(user), requests)
     clip = await speech.render_many(await stream.collect(), requests[0])
     return time.perf_counter() - started, clip.duration, len(clip.data)
 

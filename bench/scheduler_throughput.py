@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from bot.errors import BotError, CooldownError, QueueFullError
+from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest
 from bot.synthesis.client import SegmindClient
 from bot.synthesis.scheduler import Scheduler, SchedulerConfig, Ticket
@@ -58,7 +59,7 @@ async def _member(scheduler: Scheduler, user: int, count: int) -> list[Delivery]
         request = SpeechRequest(text=f"Member {user} reads sentence number {index}.")
         while True:
             try:
-                ticket = scheduler.submit(user, request)
+                ticket = scheduler.submit(request, Requester(user))
                 break
             except CooldownError as exc:
                 await asyncio.sleep(exc.retry_after)

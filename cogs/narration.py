@@ -15,6 +15,7 @@ from discord.ext import commands
 
 from bot.errors import BotError, NarrationDisabledError, NotInVoiceError
 from bot.playback.player import Utterance
+from bot.speech.access import Requester
 from bot.speech.cleanup import MessageFacts
 from bot.speech.narration import NarrationRules, Narrator, member_voice, skip_reason
 from bot.tree import NO_MENTIONS
@@ -146,9 +147,8 @@ class Narration(commands.Cog):
                 ctx=ctx,
             )
             await self.bot.speech.check(ctx, voice=True, calls=len(requests))
-            stream = await self.bot.speech.stream(
-                author.id, requests, cooldown=False, guild=ctx.guild
-            )
+            requester = Requester(author.id, guild.id, cooldown=0)
+            stream = await self.bot.speech.stream(requester, requests)
         except BotError as exc:
             log.info("Not reading message %s: %s", message.id, exc)
             return

@@ -16,6 +16,7 @@ from discord.ext import commands
 from bot.errors import BotError, NotInVoiceError
 from bot.playback.connections import VoiceTarget
 from bot.playback.player import Utterance
+from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest
 from bot.storage import GuildSettings
 from bot.synthesis.scheduler import Ticket
@@ -201,9 +202,12 @@ class Speak(commands.Cog):
         """Queue, defer within Discord's 3 s, show progress, then play or post the audio."""
         with self.bot.responding():
             # Refusals (cooldown, full queue, paused) raise here: private, and free.
-            stream = await self.bot.speech.stream(
-                interaction.user.id, requests, guild=guild, fresh=fresh
+            requester = Requester(
+                interaction.user.id,
+                guild.guild_id if guild else None,
+                guild.user_cooldown if guild else None,
             )
+            stream = await self.bot.speech.stream(requester, requests, fresh=fresh)
             try:
                 await interaction.response.defer(thinking=True)
             except BaseException:

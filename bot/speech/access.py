@@ -19,6 +19,20 @@ class Caller:
     manager: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who a call is for and how it is paced: the one value every layer below the cogs takes
+    instead of a user id, a server id and cooldown switches threaded through each signature.
+    """
+
+    user_id: int
+    #: The server the request is made in, for usage accounting; None in a DM or the terminal.
+    guild_id: int | None = None
+    #: Seconds before the member may ask again. None: the operator's USER_COOLDOWN; 0: none at
+    #: all (narration reads every message; only the member's waiting cap limits a flood).
+    cooldown: float | None = None
+
+
 def check_access(caller: Caller, guild: GuildSettings | None, *, voice: bool) -> None:
     """Raise AccessDeniedError if the server's rules refuse this request (free to check)."""
     if guild is None:

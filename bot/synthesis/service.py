@@ -16,7 +16,7 @@ from bot import audio as audio_mod
 from bot.audio import Audio
 from bot.config import Settings
 from bot.errors import QuotaExceededError
-from bot.speech.access import Caller, check_access
+from bot.speech.access import Caller, Requester, check_access
 from bot.speech.chunking import split_text
 from bot.speech.request import SpeechRequest, build_request
 from bot.speech.styles import apply_style
@@ -154,29 +154,16 @@ class SpeechService:
         return [replace(whole, text=apply_style(piece, style)) for piece in pieces]
 
     async def stream(
-        self,
-        user_id: int,
-        requests: Sequence[SpeechRequest],
-        *,
-        cooldown: bool = True,
-        guild: GuildSettings | None = None,
-        fresh: bool = False,
+        self, requester: Requester, requests: Sequence[SpeechRequest], *, fresh: bool = False
     ) -> SpeechStream:
         """Start making a message; a refusal for its first chunk raises here, before anything
-        is spent.
-
-        `cooldown=False` is for narration, where every message is read and only the member's
-        waiting cap limits a flood. A server's settings give its own cooldown length. `fresh`
-        skips the cache and any identical call in flight, for a new take.
+        is spent. `fresh` skips the cache and any identical call in flight, for a new take.
         """
         stream = SpeechStream(
             self.source,
-            user_id,
+            requester,
             requests,
             parallel=self.settings.chunk_parallelism,
-            cooldown=cooldown,
-            guild_id=guild.guild_id if guild else None,
-            cooldown_seconds=guild.user_cooldown if guild else None,
             fresh=fresh,
         )
         return await stream.start()

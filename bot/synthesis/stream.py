@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from bot import audio as audio_mod
 from bot.audio import Audio
+from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest
 from bot.synthesis.cache import AudioCache, cache_key
 from bot.synthesis.scheduler import Scheduler, Ticket
@@ -89,12 +90,9 @@ class SpeechSource:
     async def begin(
         self,
         request: SpeechRequest,
+        requester: Requester,
         *,
-        user_id: int,
-        guild_id: int | None = None,
         follow_up: bool = False,
-        cooldown: bool = True,
-        cooldown_seconds: float | None = None,
         fresh: bool = False,
     ) -> Pending:
         """Start getting `request`'s audio; a refusal (cooldown, full queue) raises here."""
@@ -104,21 +102,14 @@ class SpeechSource:
             if hit is not None:
                 self.cache_hits += 1
                 if self.usage is not None:
-                    self.usage.record_cached(user_id, guild_id, hit.duration)
+                    self.usage.record_cached(requester.user_id, requester.guild_id, hit.duration)
                 return Pending(ready=hit)
             flight = self._flights.get(key)
             if flight is not None and not flight.future.done():
                 flight.waiters += 1
                 self.coalesced += 1
                 return Pending(flight=flight)
-        ticket = self.scheduler.submit(
-            user_id,
-            request,
-            follow_up=follow_up,
-            cooldown=cooldown,
-            cooldown_seconds=cooldown_seconds,
-            guild_id=guild_id,
-        )
+        ticket = self.scheduler.submit(request, requester, follow_up=follow_up)
         future: asyncio.Future[Audio] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_consume_error)
         flight = _Flight(key, ticket, future)
@@ -175,24 +166,18 @@ class SpeechStream:
     def __init__(
         self,
         source: SpeechSource,
-        user_id: int,
+        requester: Requester,
         requests: Sequence[SpeechRequest],
         *,
         parallel: int = 2,
-        cooldown: bool = True,
-        guild_id: int | None = None,
-        cooldown_seconds: float | None = None,
         fresh: bool = False,
     ) -> None:
         if not requests:
             raise ValueError("nothing to say")
         self._source = source
-        self.user_id = user_id
-        self.guild_id = guild_id
+        self.requester = requester
         self.requests = list(requests)
         self._parallel = max(1, parallel)
-        self._cooldown = cooldown
-        self._cooldown_seconds = cooldown_seconds
         self._fresh = fresh
         self.pending: list[Pending] = []
         self.index = 0
@@ -225,13 +210,7 @@ class SpeechStream:
 
     async def _begin(self, index: int) -> Pending:
         return await self._source.begin(
-            self.requests[index],
-            user_id=self.user_id,
-            guild_id=self.guild_id,
-            follow_up=index > 0,
-            cooldown=self._cooldown,
-            cooldown_seconds=self._cooldown_seconds if index == 0 else None,
-            fresh=self._fresh,
+            self.requests[index], self.requester, follow_up=index > 0, fresh=self._fresh
         )
 
     async def audio(self) -> AsyncIterator[Audio]:

@@ -12,6 +12,7 @@ import pytest
 from bot.config import Settings
 from bot.errors import NarrationDisabledError, QueueFullError
 from bot.playback.player import GuildPlayer, Utterance
+from bot.speech.access import Requester
 from bot.speech.request import build_request
 from bot.speech.voices import voice_for_user
 from bot.storage import SQLiteStorage
@@ -96,9 +97,8 @@ async def test_a_message_is_read_in_the_members_stable_voice(scene: Scene) -> No
     kwargs = scene.bot.speech.prepare_chunks.call_args.kwargs
     assert kwargs["voice"] == voice_for_user(ALICE).name
     assert kwargs["first_max"] == scene.bot.settings.first_chunk_chars
-    kwargs = scene.bot.speech.stream.call_args.kwargs
-    assert kwargs["cooldown"] is False
-    assert kwargs["guild"].guild_id == GUILD
+    # Narration reads every message: no cooldown, usage under the server.
+    assert scene.bot.speech.stream.call_args.args[0] == Requester(ALICE, GUILD, cooldown=0)
     (utterance,) = scene.player.enqueue.call_args.args
     assert isinstance(utterance, Utterance)
     assert utterance.user_id == ALICE

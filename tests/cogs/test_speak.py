@@ -13,6 +13,7 @@ import pytest
 from bot import audio
 from bot.config import Settings
 from bot.errors import CooldownError, InvalidRequestError, OutOfCreditsError
+from bot.speech.access import Requester
 from bot.speech.request import build_request
 from bot.storage import MemberSettings
 from bot.synthesis.scheduler import Ticket
@@ -69,7 +70,7 @@ async def test_speak_validates_queues_defers_and_posts_the_clip(bot: Any) -> Non
         "Hello there", voice="kore", voice_2=None, temperature=0.7, style="calm", first_max=None
     )
     bot.speech.check.assert_awaited_once_with(ctx, voice=False, calls=1)
-    bot.speech.stream.assert_awaited_once_with(7, [REQUEST], guild=None, fresh=False)
+    bot.speech.stream.assert_awaited_once_with(Requester(7), [REQUEST], fresh=False)
     interaction.response.defer.assert_awaited_once_with(thinking=True)
     bot.speech.render_many.assert_awaited_once_with([AUDIO], REQUEST)
     final = interaction.edit_original_response.await_args_list[-1]

@@ -36,6 +36,7 @@ from bot.errors import (
     SegmindError,
     ServerError,
 )
+from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest
 from bot.synthesis.client import SegmindClient
 from bot.synthesis.scheduler import Attempt, Scheduler, SchedulerConfig, Ticket
@@ -228,7 +229,7 @@ async def test_members_are_served_round_robin(clock: FakeClock, build: Build) ->
     synth = FakeSynth(clock, latency=1.0)
     scheduler = build(synth, max_concurrency=1, rpm=100)
     tickets = [
-        scheduler.submit(user, req(f"{user}:{i}"))
+        scheduler.submit(req(f"{user}:{i}"), Requester(user))
         for user, n in ((1, 3), (2, 2), (3, 1))
         for i in range(n)
     ]
@@ -248,9 +249,9 @@ async def test_a_member_who_joins_late_is_served_in_the_next_round(
     scheduler = build(synth, max_concurrency=1, rpm=100)
     for user, n in ((1, 3), (2, 2), (3, 1)):
         for i in range(n):
-            scheduler.submit(user, req(f"{user}:{i}"))
+            scheduler.submit(req(f"{user}:{i}"), Requester(user))
     await clock.advance_to(1.5)  # 1 and 2 served; 3, 1, 2, 1 waiting
-    late = scheduler.submit(4, req("4:0"))
+    late = scheduler.submit(req("4:0"), Requester(4))
     assert late.position == 4  # behind this round (3, 1, 2), ahead of member 1's third
     await clock.advance(10)
     assert [call.user for call in synth.calls] == [1, 2, 3, 1, 2, 4, 1]
@@ -259,16 +260,16 @@ async def test_a_member_who_joins_late_is_served_in_the_next_round(
 async def test_cooldown_refuses_then_accepts(clock: FakeClock, build: Build) -> None:
     synth = FakeSynth(clock, latency=1.0)
     scheduler = build(synth, user_cooldown=5.0)
-    scheduler.submit(1, req("1:0"))
+    scheduler.submit(req("1:0"), Requester(1))
     await clock.advance(2)
     with pytest.raises(CooldownError) as info:
-        scheduler.submit(1, req("1:1"))
+        scheduler.submit(req("1:1"), Requester(1))
     assert info.value.retry_after == pytest.approx(3.0)
     assert scheduler.cooldown_remaining(1) == pytest.approx(3.0)  # a refusal does not restart it
-    scheduler.submit(2, req("2:0"))  # others are not affected
+    scheduler.submit(req("2:0"), Requester(2))  # others are not affected
     await clock.advance(3)
     assert scheduler.cooldown_remaining(1) == 0
-    ticket = scheduler.submit(1, req("1:1"))
+    ticket = scheduler.submit(req("1:1"), Requester(1))
     await clock.advance(2)
     assert await outcome(ticket) is AUDIO
 
@@ -278,14 +279,14 @@ async def test_follow_up_chunks_skip_the_cooldown_and_member_cap(
 ) -> None:
     synth = FakeSynth(clock, latency=1.0)
     scheduler = build(synth, user_cooldown=30.0, max_waiting_per_user=2, max_concurrency=1)
-    first = scheduler.submit(1, req("1:0"))
-    rest = [scheduler.submit(1, req(f"1:{n}"), follow_up=True) for n in (1, 2, 3)]
+    first = scheduler.submit(req("1:0"), Requester(1))
+    rest = [scheduler.submit(req(f"1:{n}"), Requester(1), follow_up=True) for n in (1, 2, 3)]
     # A new message is still refused: the cooldown started with the first chunk only...
     with pytest.raises(CooldownError) as info:
-        scheduler.submit(1, req("1:new"))
+        scheduler.submit(req("1:new"), Requester(1))
     assert info.value.retry_after == pytest.approx(30.0)
     # ...and others are still served fairly between the chunks.
-    scheduler.submit(2, req("2:0"))
+    scheduler.submit(req("2:0"), Requester(2))
     await clock.advance(10)
     assert synth.texts() == ["1:0", "2:0", "1:1", "1:2", "1:3"]
     assert [await outcome(t) for t in (first, *rest)] == [AUDIO] * 4
@@ -296,10 +297,10 @@ async def test_narration_skips_the_cooldown_but_keeps_the_member_cap(
 ) -> None:
     synth = FakeSynth(clock, latency=1.0)
     scheduler = build(synth, user_cooldown=30.0, max_waiting_per_user=2, max_concurrency=1)
-    scheduler.submit(1, req("1:0"), cooldown=False)
-    scheduler.submit(1, req("1:1"), cooldown=False)
+    scheduler.submit(req("1:0"), Requester(1, cooldown=0))
+    scheduler.submit(req("1:1"), Requester(1, cooldown=0))
     with pytest.raises(QueueFullError):
-        scheduler.submit(1, req("1:2"), cooldown=False)
+        scheduler.submit(req("1:2"), Requester(1, cooldown=0))
     assert scheduler.cooldown_remaining(1) == 0  # Narration never started a cooldown.
     await clock.advance(5)
     assert synth.texts() == ["1:0", "1:1"]
@@ -308,13 +309,13 @@ async def test_narration_skips_the_cooldown_but_keeps_the_member_cap(
 async def test_a_servers_own_cooldown_replaces_the_default(clock: FakeClock, build: Build) -> None:
     synth = FakeSynth(clock, latency=1.0)
     scheduler = build(synth, user_cooldown=5.0)
-    scheduler.submit(1, req("1:0"), cooldown_seconds=60.0)
-    scheduler.submit(2, req("2:0"), cooldown_seconds=0.0)
+    scheduler.submit(req("1:0"), Requester(1, cooldown=60.0))
+    scheduler.submit(req("2:0"), Requester(2, cooldown=0.0))
     assert scheduler.cooldown_remaining(1) == pytest.approx(60.0)
     assert scheduler.cooldown_remaining(2) == 0
-    scheduler.submit(2, req("2:1"))  # No cooldown was started for member 2.
+    scheduler.submit(req("2:1"), Requester(2))  # No cooldown was started for member 2.
     with pytest.raises(CooldownError):
-        scheduler.submit(2, req("2:2"))  # ...but the default one applies to this one.
+        scheduler.submit(req("2:2"), Requester(2))  # ...but the default one applies to this one.
 
 
 async def test_every_api_call_is_reported_for_usage(clock: FakeClock, build: Build) -> None:
@@ -322,7 +323,7 @@ async def test_every_api_call_is_reported_for_usage(clock: FakeClock, build: Bui
     synth.plan("1:0", ServerError(status=502), limited(1.0))
     attempts: list[Attempt] = []
     scheduler = build(synth, on_attempt=attempts.append, backoff_base=0.0)
-    ticket = scheduler.submit(1, req("1:0"), guild_id=77)
+    ticket = scheduler.submit(req("1:0"), Requester(1, guild_id=77))
     await clock.advance(30)
     assert await outcome(ticket) is AUDIO
     assert [(a.status, a.guild_id, a.user_id) for a in attempts] == [
@@ -337,29 +338,29 @@ async def test_every_api_call_is_reported_for_usage(clock: FakeClock, build: Bui
 async def test_per_member_cap_counts_queued_and_running(clock: FakeClock, build: Build) -> None:
     synth = FakeSynth(clock, latency=1.0)
     scheduler = build(synth, max_waiting_per_user=2, max_concurrency=1)
-    scheduler.submit(1, req("1:0"))
-    scheduler.submit(1, req("1:1"))
+    scheduler.submit(req("1:0"), Requester(1))
+    scheduler.submit(req("1:1"), Requester(1))
     await settle()  # 1:0 running, 1:1 queued
     with pytest.raises(QueueFullError) as info:
-        scheduler.submit(1, req("1:2"))
+        scheduler.submit(req("1:2"), Requester(1))
     assert info.value.per_user
     assert info.value.limit == 2
-    scheduler.submit(2, req("2:0"))
+    scheduler.submit(req("2:0"), Requester(2))
     await clock.advance(1)  # 1:0 done
-    scheduler.submit(1, req("1:2"))
+    scheduler.submit(req("1:2"), Requester(1))
 
 
 async def test_global_queue_cap_counts_only_queued(clock: FakeClock, build: Build) -> None:
     synth = FakeSynth(clock, latency=10.0)
     scheduler = build(synth, max_queue=3, max_concurrency=1)
     for user in (1, 2, 3):
-        scheduler.submit(user, req(f"{user}:0"))
+        scheduler.submit(req(f"{user}:0"), Requester(user))
     with pytest.raises(QueueFullError) as info:
-        scheduler.submit(4, req("4:0"))
+        scheduler.submit(req("4:0"), Requester(4))
     assert not info.value.per_user
     assert info.value.limit == 3
     await settle()  # one starts, freeing a queue place
-    scheduler.submit(4, req("4:0"))
+    scheduler.submit(req("4:0"), Requester(4))
     stats = scheduler.stats
     assert (stats.queued, stats.running) == (3, 1)
 
@@ -374,7 +375,7 @@ async def test_bursts_to_the_limit_then_waits_a_window_plus_margin(
     scheduler = build(synth, rpm=5, window=60.0, safety_margin=None, max_concurrency=20)
     assert scheduler.config.margin == 0.5
     for user in range(12):
-        scheduler.submit(user, req(f"{user}:0"))
+        scheduler.submit(req(f"{user}:0"), Requester(user))
     await clock.advance(200)
     assert synth.times() == pytest.approx([0] * 5 + [60.5] * 5 + [121] * 2)
 
@@ -391,7 +392,7 @@ async def _drive_load(
     tickets = []
     for text, (user, at, _) in sorted(zip(texts, jobs, strict=True), key=lambda j: j[1][1]):
         await clock.advance_to(at)
-        tickets.append(scheduler.submit(user, req(text)))
+        tickets.append(scheduler.submit(req(text), Requester(user)))
     for _ in range(10_000):
         if all(t.state in ("done", "failed") for t in tickets):
             break
@@ -446,7 +447,7 @@ async def test_429_pauses_everything_until_the_reset_and_serves_the_hit_request_
     synth = FakeSynth(clock, latency=1.0)
     synth.plan("1:0", limited(7.0))
     scheduler = build(synth, max_concurrency=1, rpm=100, initial_latency=1.0)
-    tickets = [scheduler.submit(user, req(f"{user}:0")) for user in (1, 2, 3)]
+    tickets = [scheduler.submit(req(f"{user}:0"), Requester(user)) for user in (1, 2, 3)]
     await clock.advance_to(1)  # the 429 arrives
     assert scheduler.paused_until == pytest.approx(clock.origin + 8)
     assert scheduler.stats.rate_limited == 1
@@ -470,7 +471,7 @@ async def test_429_without_reset_headers_backs_off_from_window_over_rpm(
     synth = FakeSynth(clock, latency=1.0)
     synth.plan("1:0", limited(None), limited(None))
     scheduler = build(synth, rpm=5, window=60.0, max_concurrency=1)
-    ticket = scheduler.submit(1, req("1:0"))
+    ticket = scheduler.submit(req("1:0"), Requester(1))
     await clock.advance(100)
     # 429 at 1 -> wait 60/5 = 12 s; 429 at 14 -> wait 24 s; then success.
     assert synth.times() == pytest.approx([0, 13, 38])
@@ -483,7 +484,7 @@ async def test_429_lowers_the_rate_for_two_windows(clock: FakeClock, build: Buil
     synth.plan("0:0", limited(1.0))
     scheduler = build(synth, rpm=5, window=10.0, max_concurrency=20)
     for user in range(12):
-        scheduler.submit(user, req(f"{user}:0"))
+        scheduler.submit(req(f"{user}:0"), Requester(user))
     await clock.advance(5)
     assert scheduler.effective_rpm == 4
     await clock.advance(50)
@@ -503,7 +504,7 @@ async def test_server_errors_are_retried_with_backoff_while_others_are_served(
     synth = FakeSynth(clock, latency=1.0)
     synth.plan("1:0", *(ServerError(status=500) for _ in range(5)))
     scheduler = build(synth, max_concurrency=1, rpm=100, max_attempts=3, backoff_base=2.0)
-    tickets = [scheduler.submit(user, req(f"{user}:0")) for user in (1, 2, 3)]
+    tickets = [scheduler.submit(req(f"{user}:0"), Requester(user)) for user in (1, 2, 3)]
     await clock.advance(20)
     # Back-off with rng=0: 1 s after the first failure, 2 s after the second.
     assert synth.texts() == ["1:0", "2:0", "1:0", "3:0", "1:0"]
@@ -520,8 +521,8 @@ async def test_non_retryable_failure_fails_only_that_ticket(clock: FakeClock, bu
     synth = FakeSynth(clock, latency=1.0)
     synth.plan("1:0", BadRequestError(status=400, upstream_message="text is too long"))
     scheduler = build(synth, max_concurrency=1, rpm=100)
-    bad = scheduler.submit(1, req("1:0"))
-    good = scheduler.submit(2, req("2:0"))
+    bad = scheduler.submit(req("1:0"), Requester(1))
+    good = scheduler.submit(req("2:0"), Requester(2))
     await clock.advance(5)
     assert isinstance(await outcome(bad), BadRequestError)
     assert bad.state == "failed"
@@ -540,7 +541,7 @@ async def test_out_of_credits_halts_everything_once(clock: FakeClock, build: Bui
     synth.plan("1:0", OutOfCreditsError(status=406))
     synth.plan("2:0", OutOfCreditsError(status=406))
     scheduler = build(synth, max_concurrency=2, rpm=100, on_halt=on_halt)
-    tickets = [scheduler.submit(user, req(f"{user}:0")) for user in (1, 2, 3, 4)]
+    tickets = [scheduler.submit(req(f"{user}:0"), Requester(user)) for user in (1, 2, 3, 4)]
     await clock.advance(1)
     assert len(halts) == 1
     assert isinstance(halts[0], OutOfCreditsError)
@@ -548,7 +549,7 @@ async def test_out_of_credits_halts_everything_once(clock: FakeClock, build: Bui
     for ticket in tickets:
         assert isinstance(await outcome(ticket), OutOfCreditsError)
     with pytest.raises(OutOfCreditsError) as info:
-        scheduler.submit(5, req("5:0"))
+        scheduler.submit(req("5:0"), Requester(5))
     assert info.value is not scheduler.halted
     assert info.value.user_message == OutOfCreditsError.user_message
     await clock.advance(10_000)  # no probe: stays halted, calls nothing
@@ -573,10 +574,10 @@ async def test_probe_resumes_after_a_halt(clock: FakeClock, build: Build) -> Non
     synth = FakeSynth(clock, latency=1.0)
     synth.plan("1:0", AuthenticationError(status=401))
     scheduler = build(synth, halt_probe_interval=300.0, probe=probe, on_resume=on_resume)
-    scheduler.submit(1, req("1:0"))
+    scheduler.submit(req("1:0"), Requester(1))
     await clock.advance_to(1)
     with pytest.raises(AuthenticationError):
-        scheduler.submit(2, req("2:0"))
+        scheduler.submit(req("2:0"), Requester(2))
     await clock.advance_to(301)
     assert probes == pytest.approx([301])
     assert isinstance(scheduler.halted, AuthenticationError)
@@ -584,7 +585,7 @@ async def test_probe_resumes_after_a_halt(clock: FakeClock, build: Build) -> Non
     assert probes == pytest.approx([301, 601])
     assert resumed == pytest.approx([601])
     assert not is_halted(scheduler)
-    ticket = scheduler.submit(2, req("2:0"))
+    ticket = scheduler.submit(req("2:0"), Requester(2))
     await clock.advance(1)
     assert await outcome(ticket) is AUDIO
 
@@ -595,8 +596,8 @@ async def test_unexpected_exception_fails_the_ticket_not_the_scheduler(
     synth = FakeSynth(clock, latency=1.0)
     synth.plan("1:0", ValueError("bug"))
     scheduler = build(synth, rpm=100)
-    broken = scheduler.submit(1, req("1:0"))
-    fine = scheduler.submit(2, req("2:0"))
+    broken = scheduler.submit(req("1:0"), Requester(1))
+    fine = scheduler.submit(req("2:0"), Requester(2))
     await clock.advance(2)
     assert isinstance(await outcome(broken), ValueError)
     assert await outcome(fine) is AUDIO
@@ -608,8 +609,8 @@ async def test_unexpected_exception_fails_the_ticket_not_the_scheduler(
 async def test_a_ticket_queued_past_job_timeout_expires(clock: FakeClock, build: Build) -> None:
     synth = FakeSynth(clock, latency=1.0)
     scheduler = build(synth, rpm=1, window=60.0, job_timeout=50.0)
-    first = scheduler.submit(1, req("1:0"))
-    late = scheduler.submit(2, req("2:0"))  # would start at 60
+    first = scheduler.submit(req("1:0"), Requester(1))
+    late = scheduler.submit(req("2:0"), Requester(2))  # would start at 60
     await clock.advance_to(49.9)
     assert late.state == "queued"
     await clock.advance_to(50)
@@ -624,7 +625,7 @@ async def test_a_ticket_waiting_out_a_429_still_expires(clock: FakeClock, build:
     synth = FakeSynth(clock, latency=1.0)
     synth.plan("1:0", limited(100.0))
     scheduler = build(synth, rpm=100, job_timeout=50.0)
-    ticket = scheduler.submit(1, req("1:0"))
+    ticket = scheduler.submit(req("1:0"), Requester(1))
     await clock.advance_to(50)
     assert isinstance(await outcome(ticket), RequestExpiredError)
     await clock.advance_to(200)
@@ -634,9 +635,9 @@ async def test_a_ticket_waiting_out_a_429_still_expires(clock: FakeClock, build:
 async def test_cancel_withdraws_only_queued_tickets(clock: FakeClock, build: Build) -> None:
     synth = FakeSynth(clock, latency=5.0)
     scheduler = build(synth, max_concurrency=1, rpm=100, max_waiting_per_user=1)
-    running = scheduler.submit(1, req("1:0"))
-    withdrawn = scheduler.submit(2, req("2:0"))
-    last = scheduler.submit(3, req("3:0"))
+    running = scheduler.submit(req("1:0"), Requester(1))
+    withdrawn = scheduler.submit(req("2:0"), Requester(2))
+    last = scheduler.submit(req("3:0"), Requester(3))
     await settle()
     assert last.position == 2
     assert withdrawn.cancel()
@@ -646,7 +647,7 @@ async def test_cancel_withdraws_only_queued_tickets(clock: FakeClock, build: Bui
     assert not running.cancel()
     assert not withdrawn.cancel()
     assert isinstance(await outcome(withdrawn), asyncio.CancelledError)
-    scheduler.submit(2, req("2:1"))  # the member's place was given back
+    scheduler.submit(req("2:1"), Requester(2))  # the member's place was given back
     await clock.advance(20)
     assert synth.texts() == ["1:0", "3:0", "2:1"]
     assert scheduler.stats.cancelled == 1
@@ -657,7 +658,7 @@ async def test_a_cancelled_result_waiter_leaves_the_ticket_valid(
 ) -> None:
     synth = FakeSynth(clock, latency=5.0)
     scheduler = build(synth)
-    ticket = scheduler.submit(1, req("1:0"))
+    ticket = scheduler.submit(req("1:0"), Requester(1))
     waiter = asyncio.create_task(ticket.result())
     await settle()
     waiter.cancel()
@@ -673,7 +674,7 @@ async def test_close_fails_queued_cancels_running_and_leaves_no_tasks(
 ) -> None:
     synth = FakeSynth(clock, latency=100.0)
     scheduler = build(synth, max_concurrency=1)
-    tickets = [scheduler.submit(user, req(f"{user}:0")) for user in (1, 2, 3)]
+    tickets = [scheduler.submit(req(f"{user}:0"), Requester(user)) for user in (1, 2, 3)]
     await settle()
     closing = asyncio.create_task(scheduler.close(grace=5))
     await settle()
@@ -686,13 +687,13 @@ async def test_close_fails_queued_cancels_running_and_leaves_no_tasks(
     assert synth.texts() == ["1:0"]
     assert asyncio.all_tasks() == {asyncio.current_task()}
     with pytest.raises(SchedulerClosedError):
-        scheduler.submit(4, req("4:0"))
+        scheduler.submit(req("4:0"), Requester(4))
 
 
 async def test_close_lets_a_call_finish_within_the_grace(clock: FakeClock, build: Build) -> None:
     synth = FakeSynth(clock, latency=3.0)
     scheduler = build(synth)
-    ticket = scheduler.submit(1, req("1:0"))
+    ticket = scheduler.submit(req("1:0"), Requester(1))
     await settle()
     closing = asyncio.create_task(scheduler.close(grace=10))
     await clock.advance(3)
@@ -709,7 +710,7 @@ async def test_positions_and_etas_are_notified_as_the_queue_moves(
 ) -> None:
     synth = FakeSynth(clock, latency=3.0)
     scheduler = build(synth, start=False, rpm=2, window=10.0, initial_latency=3.0)
-    tickets = [scheduler.submit(user, req(f"{user}:0")) for user in range(6)]
+    tickets = [scheduler.submit(req(f"{user}:0"), Requester(user)) for user in range(6)]
     # Two start at once, two a window later, two more a window after that; +3 s to speak.
     assert [t.position for t in tickets] == [1, 2, 3, 4, 5, 6]
     assert [t.eta for t in tickets] == pytest.approx([3, 3, 13, 13, 23, 23])
@@ -786,7 +787,7 @@ async def test_real_client_three_members_all_delivered_without_429(
         scheduler = real_scheduler(client, rpm=6, window=1.0)
         scheduler.start()
         tickets = [
-            scheduler.submit(user, req(f"Member {user} says line {i}."))
+            scheduler.submit(req(f"Member {user} says line {i}."), Requester(user))
             for i in range(4)
             for user in (1, 2, 3)
         ]
@@ -807,7 +808,9 @@ async def test_real_client_429_delays_then_delivers(session: aiohttp.ClientSessi
         scheduler = real_scheduler(client, rpm=6, window=1.0, max_concurrency=1)
         scheduler.start()
         began = time.monotonic()
-        tickets = [scheduler.submit(user, req(f"Member {user} speaks.")) for user in (1, 2, 3)]
+        tickets = [
+            scheduler.submit(req(f"Member {user} speaks."), Requester(user)) for user in (1, 2, 3)
+        ]
         first = await asyncio.wait_for(tickets[0].result(), 10)
         waited = time.monotonic() - began
         rest = await asyncio.wait_for(asyncio.gather(*(t.result() for t in tickets[1:])), 10)
@@ -848,13 +851,15 @@ async def test_real_client_out_of_credits_halts_and_probe_resumes(
         )
         scheduler.start()
         with pytest.raises(OutOfCreditsError):
-            await asyncio.wait_for(scheduler.submit(1, req("Hello.")).result(), 5)
+            await asyncio.wait_for(scheduler.submit(req("Hello."), Requester(1)).result(), 5)
         await asyncio.wait_for(halted.wait(), 5)
         with pytest.raises(OutOfCreditsError):
-            scheduler.submit(2, req("Hello again."))
+            scheduler.submit(req("Hello again."), Requester(2))
         fake.credits = 1.0
         await asyncio.wait_for(resumed.wait(), 5)
-        audio = await asyncio.wait_for(scheduler.submit(2, req("Hello again.")).result(), 5)
+        audio = await asyncio.wait_for(
+            scheduler.submit(req("Hello again."), Requester(2)).result(), 5
+        )
         await scheduler.close()
     assert isinstance(audio, Audio)
     assert fake.credit_checks >= 1

@@ -13,7 +13,7 @@ from bot import audio
 from bot.audio import Audio
 from bot.config import Settings
 from bot.errors import AccessDeniedError, QuotaExceededError
-from bot.speech.access import Caller
+from bot.speech.access import Caller, Requester
 from bot.speech.request import SpeechRequest, build_request
 from bot.storage import SQLiteStorage, UsageRecord
 from bot.synthesis.scheduler import Scheduler, SchedulerConfig
@@ -100,7 +100,9 @@ async def test_stream_yields_in_order_with_bounded_parallelism(
 ) -> None:
     speech, synth = service
     requests = speech.prepare_chunks(distinct(12))
-    stream = await speech.stream(1, requests)  # Cooldown and cap of 1 do not stop later chunks.
+    stream = await speech.stream(
+        Requester(1), requests
+    )  # Cooldown and cap of 1 do not stop later chunks.
     audios = await stream.collect()
     assert [round(a.duration, 1) for a in audios] == [
         round(0.1 * n, 1) for n in range(1, len(requests) + 1)
@@ -109,7 +111,7 @@ async def test_stream_yields_in_order_with_bounded_parallelism(
     assert synth.max_in_flight == 2
     # The member's next message is still subject to their cooldown.
     with pytest.raises(Exception, match="cooldown"):
-        await speech.stream(1, requests)
+        await speech.stream(Requester(1), requests)
 
 
 async def test_cancelling_a_stream_withdraws_what_has_not_started(
@@ -118,7 +120,7 @@ async def test_cancelling_a_stream_withdraws_what_has_not_started(
     speech, synth = service
     synth.gate = asyncio.Event()
     requests = speech.prepare_chunks(distinct(12))
-    stream = await speech.stream(2, requests)
+    stream = await speech.stream(Requester(2), requests)
     chunks = stream.audio()
     first = asyncio.ensure_future(anext(chunks))
     await asyncio.sleep(0.05)

@@ -12,6 +12,7 @@ import pytest
 
 from bot import audio
 from bot.audio import Audio, AudioFormat
+from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest, build_request
 from bot.synthesis.cache import AudioCache
 from bot.synthesis.scheduler import Scheduler, SchedulerConfig
@@ -50,7 +51,7 @@ async def parts(tmp_path: Path) -> AsyncIterator[tuple[SpeechSource, Synth, Audi
 
 
 async def say(source: SpeechSource, user: int, text: str, **kw: Any) -> list[Audio]:
-    stream = await SpeechStream(source, user, [build_request(text)], **kw).start()
+    stream = await SpeechStream(source, Requester(user), [build_request(text)], **kw).start()
     return await stream.collect()
 
 
@@ -97,7 +98,7 @@ async def test_one_waiter_giving_up_does_not_cancel_a_shared_call(
 ) -> None:
     source, synth, _ = parts
     synth.gate.clear()
-    leaving = await SpeechStream(source, 1, [build_request("Shared")]).start()
+    leaving = await SpeechStream(source, Requester(1), [build_request("Shared")]).start()
     staying = asyncio.create_task(say(source, 2, "Shared"))
     await asyncio.sleep(0.02)
     leaving.cancel()
@@ -117,7 +118,8 @@ async def test_a_call_nobody_wants_any_more_is_withdrawn() -> None:
         busy = asyncio.create_task(say(source, 1, "Busy"))  # Holds the only slot.
         await asyncio.sleep(0.02)
         streams = [
-            await SpeechStream(source, u, [build_request("Unwanted")]).start() for u in (2, 3)
+            await SpeechStream(source, Requester(u), [build_request("Unwanted")]).start()
+            for u in (2, 3)
         ]
         ticket = streams[0].current
         assert ticket is not None

@@ -39,6 +39,7 @@ from bot.errors import (
     SchedulerClosedError,
     SegmindError,
 )
+from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest
 from bot.synthesis.backoff import backoff_delay
 
@@ -430,30 +431,23 @@ class Scheduler:
             self._closed_event.set()
 
     def submit(
-        self,
-        user_id: int,
-        request: SpeechRequest,
-        *,
-        follow_up: bool = False,
-        cooldown: bool = True,
-        cooldown_seconds: float | None = None,
-        guild_id: int | None = None,
+        self, request: SpeechRequest, requester: Requester, *, follow_up: bool = False
     ) -> Ticket:
         """Queue a request, or raise before queueing anything (closed, halted, cooldown, full).
 
         `follow_up` marks a later chunk of a message already accepted: it neither waits for
         nor restarts the member's cooldown, and is not refused by their own waiting cap (it
-        still counts toward it and toward the global queue cap). `cooldown=False` (narration:
-        every message is read) skips the cooldown but keeps the member's waiting cap.
-        `cooldown_seconds` is a server's own cooldown length in place of the configured one;
-        `guild_id` is carried to usage accounting.
+        still counts toward it and toward the global queue cap). A requester's cooldown of 0
+        (narration: every message is read) skips the cooldown but keeps the waiting cap.
         """
+        user_id = requester.user_id
         if self._closed:
             raise SchedulerClosedError()
         if self._halted is not None:
             raise _fresh(self._halted)
         now = self._clock.now()
-        cooled = follow_up or not cooldown
+        length = self.config.user_cooldown if requester.cooldown is None else requester.cooldown
+        cooled = follow_up or requester.cooldown == 0
         left = 0.0 if cooled else self.cooldown_remaining(user_id)
         if left > 0:
             raise CooldownError(left)
@@ -472,11 +466,10 @@ class Scheduler:
             clock=self._clock,
             submitted_at=now,
             expires_at=now + self.config.job_timeout,
-            guild_id=guild_id,
+            guild_id=requester.guild_id,
         )
         self._rotation.setdefault(user_id, deque()).append(ticket)
         self._active_by_user[user_id] = self._active_by_user.get(user_id, 0) + 1
-        length = self.config.user_cooldown if cooldown_seconds is None else cooldown_seconds
         if length > 0 and not cooled:
             self._forget_old_cooldowns(now)
             self._cooldown_until[user_id] = now + length
