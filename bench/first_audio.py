@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import sys
 import time
 from collections.abc import Sequence
@@ -62,7 +61,7 @@ async def first_audio(
     async with aiohttp.ClientSession() as session:
         client = SegmindClient.from_settings(session, settings)
         scheduler = Scheduler(
-            functools.partial(client.synthesize, retry=False),
+            client.synthesize,
             SchedulerConfig.from_settings(settings),
         )
         scheduler.start()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import random
 import resource
 import statistics
@@ -143,7 +142,7 @@ async def run(args: argparse.Namespace) -> int:
             async with aiohttp.ClientSession() as session:
                 client = SegmindClient.from_settings(session, settings)
                 scheduler = Scheduler(
-                    functools.partial(client.synthesize, retry=False),
+                    client.synthesize,
                     SchedulerConfig.from_settings(settings),
                 )
                 scheduler.start()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import math
 import sys
 import time
@@ -111,7 +110,7 @@ async def run(args: argparse.Namespace) -> bool:
         aiohttp.ClientSession() as session,
     ):
         client = SegmindClient(session, api_key=fake.api_key, base_url=fake.base_url)
-        scheduler = Scheduler(functools.partial(client.synthesize, retry=False), config)
+        scheduler = Scheduler(client.synthesize, config)
         scheduler.start()
         began = time.monotonic()
         per_member = await asyncio.gather(

@@ -1,14 +1,14 @@
-"""The Discord bot: owns the shared HTTP session, the Segmind client and the scheduler.
+"""The Discord bot: the services container, the voice connections, and the cogs.
 
-Startup loads each extension in `cogs/` on its own, so one broken cog is logged and the rest
-still work. Command sync is explicit (`python -m bot sync`), except to a development guild.
+Startup opens the services (`bot.services`), then loads each extension in `cogs/` on its own,
+so one broken cog is logged and the rest still work. Command sync is explicit
+(`python -m bot sync`), except to a development guild.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import pkgutil
 import signal
@@ -24,12 +24,7 @@ from bot import __version__
 from bot.config import Settings, require
 from bot.errors import SegmindError
 from bot.playback.connections import VoiceManager
-from bot.storage import Storage, open_storage
-from bot.synthesis.cache import AudioCache
-from bot.synthesis.client import SegmindClient
-from bot.synthesis.scheduler import Scheduler, SchedulerConfig
-from bot.synthesis.service import SpeechService
-from bot.synthesis.usage import UsageRecorder
+from bot.services import Alerts, Services, open_services
 from bot.tree import TTSCommandTree
 
 log = logging.getLogger(__name__)
@@ -71,51 +66,28 @@ class TTSBot(commands.Bot):
         )
         self.settings = settings
         self.sync_on_start = sync_on_start
-        self.http_session: aiohttp.ClientSession | None = None
-        self.segmind: SegmindClient
-        self.scheduler: Scheduler
-        self.speech: SpeechService
-        self.voice: VoiceManager
-        self.storage: Storage | None = None
-        self.usage: UsageRecorder | None = None
-        self.cache: AudioCache | None = None
+        self._services: Services | None = None
+        #: Discord voice connections and a player per server.
+        self.playback = VoiceManager(
+            self, idle_timeout=settings.voice_idle_timeout, max_queue=settings.voice_max_queue
+        )
         #: Extensions that failed to load, with why; a cog can show them to the operator.
         self.extension_errors: dict[str, BaseException] = {}
         self._responders: set[asyncio.Task[Any]] = set()
 
     @property
-    def db(self) -> Storage:
-        """Storage for the cogs: opened in setup_hook, before any command can run."""
-        if self.storage is None:
-            raise RuntimeError("storage is not open yet")
-        return self.storage
+    def services(self) -> Services:
+        """Storage, the API, pacing, cache and the speech pipeline: opened in setup_hook,
+        before any command or event can run."""
+        if self._services is None:
+            raise RuntimeError("the services are not open yet")
+        return self._services
 
     async def setup_hook(self) -> None:
-        self.storage = await open_storage(self.settings)
-        self.usage = UsageRecorder(self.storage, price_per_call=self.settings.price_per_call)
-        self.http_session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
-        self.segmind = SegmindClient.from_settings(self.http_session, self.settings)
-        self.scheduler = Scheduler(
-            functools.partial(self.segmind.synthesize, retry=False),
-            SchedulerConfig.from_settings(self.settings),
-            probe=self._account_works,
-            on_halt=self._alert_halt,
-            on_resume=self._alert_resume,
-            on_attempt=self.usage.record_attempt,
-        )
-        self.scheduler.start()
-        self.cache = await self._open_cache()
-        self.speech = SpeechService(
+        self._services = await open_services(
             self.settings,
-            self.scheduler,
-            storage=self.storage,
-            usage=self.usage,
-            cache=self.cache,
-        )
-        self.voice = VoiceManager(
-            self,
-            idle_timeout=self.settings.voice_idle_timeout,
-            max_queue=self.settings.voice_max_queue,
+            alerts=Alerts(on_halt=self._alert_halt, on_resume=self._alert_resume),
+            user_agent=USER_AGENT,
         )
         await self.load_cogs()
         if self.sync_on_start and self.settings.dev_guild_id:
@@ -123,19 +95,6 @@ class TTSBot(commands.Bot):
             self.tree.copy_global_to(guild=guild)
             synced = await self.tree.sync(guild=guild)
             log.info("Synced %d commands to development guild %s", len(synced), guild.id)
-
-    async def _open_cache(self) -> AudioCache | None:
-        settings = self.settings
-        if not settings.cache_enabled:
-            return None
-        disk = settings.data_dir / "cache" if settings.cache_disk_mb > 0 else None
-        cache = AudioCache(
-            memory_bytes=settings.cache_memory_mb * 1024 * 1024,
-            disk_dir=disk,
-            disk_bytes=settings.cache_disk_mb * 1024 * 1024,
-        )
-        await cache.open()
-        return cache
 
     async def load_cogs(self) -> None:
         for name in extension_names():
@@ -164,35 +123,17 @@ class TTSBot(commands.Bot):
 
     async def close(self) -> None:
         """Stop taking requests, tell members whose requests were waiting, then disconnect."""
-        scheduler = getattr(self, "scheduler", None)
-        if scheduler is not None:
-            await scheduler.close(grace=self.settings.shutdown_grace)
+        if self._services is not None:
+            await self._services.stop_intake()
         current = asyncio.current_task()
         waiting = [task for task in self._responders if task is not current and not task.done()]
         if waiting:
             log.info("Waiting for %d member(s) to be told before closing", len(waiting))
             await asyncio.wait(waiting, timeout=5)
-        voice = getattr(self, "voice", None)
-        if voice is not None:
-            await voice.close()
+        await self.playback.close()
         await super().close()
-        if self.http_session is not None:
-            await self.http_session.close()
-        speech = getattr(self, "speech", None)
-        if speech is not None:
-            await speech.source.drain()
-        if self.usage is not None:
-            await self.usage.drain()
-        if self.storage is not None:
-            await self.storage.close()
-
-    async def _account_works(self) -> bool:
-        try:
-            credits = await self.segmind.get_credits()
-        except SegmindError as exc:
-            log.info("Segmind still unavailable: %s", exc)
-            return False
-        return credits.total > 0
+        if self._services is not None:
+            await self._services.close()
 
     async def _alert_halt(self, error: SegmindError) -> None:
         log.error("Speech paused for everyone: %s", error)

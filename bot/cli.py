@@ -21,6 +21,8 @@ from bot.app import run_bot, sync_commands
 from bot.audio import AudioFormat
 from bot.config import Settings, load_settings, require
 from bot.errors import BotError, SegmindError, SettingsError
+from bot.services import USER_AGENT, build_scheduler
+from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest, build_request
 from bot.speech.voices import VOICES
 from bot.synthesis.client import SegmindClient
@@ -31,6 +33,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+#: Who the terminal's requests are for, in the scheduler's fairness and the usage records.
+TERMINAL_USER = 0
 
 
 class CliError(Exception):
@@ -156,9 +160,9 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
         default_temperature=settings.default_temperature,
     )
     require(settings, "segmind_api_key")
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as session:
         client = SegmindClient.from_settings(session, settings)
-        received = await client.synthesize(request)
+        received = await _through_the_scheduler(settings, client, request)
     loop = asyncio.get_running_loop()
     data = await loop.run_in_executor(None, _transcode, received, target)
     try:
@@ -169,6 +173,24 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
     if client.remaining_credits is not None:
         print(f"Remaining credits: {client.remaining_credits:g}")
     return EXIT_OK
+
+
+async def _through_the_scheduler(
+    settings: Settings, client: SegmindClient, request: SpeechRequest
+) -> audio_mod.Audio:
+    """One request through the scheduler the bot uses, so the terminal paces, waits out 429s
+    and retries exactly as Discord members are served. Its running commentary is for the
+    bot's log; here the outcome is the one line the user reads (LOG_LEVEL=DEBUG shows it)."""
+    quiet = logging.getLogger("bot.synthesis")
+    level = quiet.level
+    if not log.isEnabledFor(logging.DEBUG):
+        quiet.setLevel(logging.CRITICAL)
+    scheduler = build_scheduler(settings, client)
+    try:
+        return await scheduler.submit(request, Requester(TERMINAL_USER, cooldown=0)).result()
+    finally:
+        await scheduler.close(grace=0)
+        quiet.setLevel(level)
 
 
 def _transcode(received: audio_mod.Audio, target: AudioFormat) -> bytes:

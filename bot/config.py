@@ -40,7 +40,6 @@ class Settings(BaseSettings):
     request_timeout: float = Field(90.0, gt=0, le=600)
     connect_timeout: float = Field(10.0, gt=0, le=120)
     max_attempts: int = Field(4, ge=1, le=20)
-    retry_deadline: float = Field(300.0, gt=0, le=3600)
     backoff_base: float = Field(1.0, ge=0, le=60)
     backoff_max: float = Field(60.0, ge=0, le=900)
     user_cooldown: float = Field(5.0, ge=0, le=3600)
@@ -91,7 +90,7 @@ class Settings(BaseSettings):
     def _known_voice(cls, value: str) -> str:
         return get_voice(value).name
 
-    @field_validator("default_temperature", "request_timeout", "retry_deadline")
+    @field_validator("default_temperature", "request_timeout")
     @classmethod
     def _finite(cls, value: float) -> float:
         if not math.isfinite(value):

@@ -15,9 +15,9 @@ from discord.ext import commands
 
 from bot.errors import BotError, NarrationDisabledError, NotInVoiceError
 from bot.playback.player import Utterance
-from bot.speech.access import Requester
 from bot.speech.cleanup import MessageFacts
-from bot.speech.narration import NarrationRules, Narrator, member_voice, skip_reason
+from bot.speech.narration import NarrationRules, Narrator, skip_reason
+from bot.synthesis.service import Destination
 from bot.tree import NO_MENTIONS
 from cogs._shared import caller_of
 from cogs.playback import caller_channel
@@ -75,8 +75,8 @@ class Narration(commands.Cog):
         if not text_channel.permissions_for(interaction.guild.me).read_messages:
             raise BotError(user_message=f"I can't read {text_channel.mention}.")
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.bot.voice.join(voice_channel)
-        guild = await self.bot.db.update_guild(
+        await self.bot.playback.join(voice_channel)
+        guild = await self.bot.services.storage.update_guild(
             interaction.guild.id, narration_channel_id=text_channel.id
         )
         skip = guild.narration_skip_prefix
@@ -93,8 +93,10 @@ class Narration(commands.Cog):
     @narrate.command(name="stop", description="Stop reading the text channel aloud")
     async def stop(self, interaction: discord.Interaction[TTSBot]) -> None:
         assert interaction.guild is not None
-        before = await self.bot.db.get_guild(interaction.guild.id)
-        await self.bot.db.update_guild(interaction.guild.id, narration_channel_id=None)
+        before = await self.bot.services.storage.get_guild(interaction.guild.id)
+        await self.bot.services.storage.update_guild(
+            interaction.guild.id, narration_channel_id=None
+        )
         message = (
             "📕 Narration stopped."
             if before.narration_channel_id
@@ -109,11 +111,11 @@ class Narration(commands.Cog):
         guild = message.guild
         if guild is None or message.webhook_id is not None or message.author.bot:
             return
-        voice_channel = self.bot.voice.connected_channel(guild)
-        player = self.bot.voice.player(guild.id)
+        voice_channel = self.bot.playback.connected_channel(guild)
+        player = self.bot.playback.player(guild.id)
         if voice_channel is None or player is None:
             return
-        settings = await self.bot.db.get_guild(guild.id)
+        settings = await self.bot.services.storage.get_guild(guild.id)
         if settings.narration_channel_id != message.channel.id:
             return
         rules = NarrationRules.from_guild(settings)
@@ -138,24 +140,20 @@ class Narration(commands.Cog):
         )
         if not text:
             return
-        ctx = await self.bot.speech.context(caller_of(author, guild.id), guild=settings)
         try:
-            requests = self.bot.speech.prepare_chunks(
+            stream = await self.bot.services.speech.begin(
+                caller_of(author, guild.id),
                 text,
-                voice=member_voice(ctx.member),
-                first_max=self.bot.settings.first_chunk_chars,
-                ctx=ctx,
+                destination=Destination.NARRATION,
+                guild=settings,
             )
-            await self.bot.speech.check(ctx, voice=True, calls=len(requests))
-            requester = Requester(author.id, guild.id, cooldown=0)
-            stream = await self.bot.speech.stream(requester, requests)
         except BotError as exc:
             log.info("Not reading message %s: %s", message.id, exc)
             return
         utterance = Utterance(
             label=f"{author.display_name} (narration)",
             user_id=author.id,
-            clips=self.bot.speech.ogg_clips(stream.audio(), requests[0]),
+            clips=self.bot.services.speech.ogg_clips(stream.audio(), stream.requests[0]),
             on_close=stream.cancel,
         )
         try:

@@ -42,7 +42,7 @@ class Voice(commands.Cog):
         if channel is None:
             raise NotInVoiceError()
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.bot.voice.join(channel)
+        await self.bot.playback.join(channel)
         await interaction.edit_original_response(
             content=f"🔊 Joined {channel.mention}. Use /speak, or /narrate to read a channel aloud."
         )
@@ -50,14 +50,14 @@ class Voice(commands.Cog):
     @app_commands.command(name="leave", description="Make the bot leave its voice channel")
     async def leave(self, interaction: discord.Interaction[TTSBot]) -> None:
         assert interaction.guild is not None
-        if not await self.bot.voice.leave(interaction.guild, f"/leave by {interaction.user.id}"):
+        if not await self.bot.playback.leave(interaction.guild, f"/leave by {interaction.user.id}"):
             raise NotConnectedError()
         await self._reply(interaction, "👋 Left the voice channel.")
 
     @app_commands.command(name="skip", description="Skip what is being said now")
     async def skip(self, interaction: discord.Interaction[TTSBot]) -> None:
         assert interaction.guild_id is not None
-        player = self.bot.voice.player(interaction.guild_id)
+        player = self.bot.playback.player(interaction.guild_id)
         if player is None:
             raise NotConnectedError()
         await self._reply(interaction, "⏭️ Skipped." if player.skip() else "Nothing is playing.")
@@ -65,7 +65,7 @@ class Voice(commands.Cog):
     @app_commands.command(name="stop", description="Stop speaking and clear the queue")
     async def stop(self, interaction: discord.Interaction[TTSBot]) -> None:
         assert interaction.guild_id is not None
-        player = self.bot.voice.player(interaction.guild_id)
+        player = self.bot.playback.player(interaction.guild_id)
         if player is None:
             raise NotConnectedError()
         dropped = await player.stop()
@@ -74,7 +74,7 @@ class Voice(commands.Cog):
     @app_commands.command(name="queue", description="What the bot is about to say")
     async def queue(self, interaction: discord.Interaction[TTSBot]) -> None:
         assert interaction.guild_id is not None
-        player = self.bot.voice.player(interaction.guild_id)
+        player = self.bot.playback.player(interaction.guild_id)
         if player is None:
             raise NotConnectedError()
         lines = []
@@ -87,7 +87,7 @@ class Voice(commands.Cog):
     async def on_voice_state_update(
         self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState
     ) -> None:
-        await self.bot.voice.on_voice_state_update(member, before, after)
+        await self.bot.playback.on_voice_state_update(member, before, after)
 
 
 async def setup(bot: TTSBot) -> None:

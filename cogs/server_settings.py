@@ -104,7 +104,7 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
         if not changes:
             raise InvalidRequestError("Give at least one setting to change.")
         try:
-            settings = await self.bot.db.update_guild(interaction.guild_id, **changes)
+            settings = await self.bot.services.storage.update_guild(interaction.guild_id, **changes)
         except ValueError as exc:
             raise InvalidRequestError(str(exc)) from None
         await self._show(interaction, settings, "Saved.")
@@ -124,7 +124,9 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
     @app_commands.command(name="show", description="See every speech setting of this server")
     async def show(self, interaction: discord.Interaction[TTSBot]) -> None:
         assert interaction.guild_id is not None
-        await self._show(interaction, await self.bot.db.get_guild(interaction.guild_id))
+        await self._show(
+            interaction, await self.bot.services.storage.get_guild(interaction.guild_id)
+        )
 
     @app_commands.command(name="narration", description="How a text channel is read aloud")
     @app_commands.describe(
@@ -207,7 +209,7 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
         defaults = GuildSettings.defaults(interaction.guild_id)
         fields = RESETTABLE[setting.value].split()
         changes = {name: getattr(defaults, name) for name in fields}
-        settings = await self.bot.db.update_guild(interaction.guild_id, **changes)
+        settings = await self.bot.services.storage.update_guild(interaction.guild_id, **changes)
         await self._show(interaction, settings, f"Reset {setting.value.replace('_', ' ')}.")
 
 

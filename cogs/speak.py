@@ -16,10 +16,9 @@ from discord.ext import commands
 from bot.errors import BotError, NotInVoiceError
 from bot.playback.connections import VoiceTarget
 from bot.playback.player import Utterance
-from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest
-from bot.storage import GuildSettings
 from bot.synthesis.scheduler import Ticket
+from bot.synthesis.service import Destination, SpeakOptions
 from bot.synthesis.stream import SpeechStream
 from bot.tree import NO_MENTIONS, send_error
 from cogs._shared import caller_of, style_autocomplete, voice_autocomplete
@@ -139,16 +138,10 @@ class Speak(commands.Cog):
         play: bool | None = None,
         fresh: bool = False,
     ) -> None:
-        await self.respond(
-            interaction,
-            text,
-            voice=voice,
-            voice_2=voice_2,
-            temperature=temperature,
-            style=style,
-            play=play,
-            fresh=fresh,
+        options = SpeakOptions(
+            voice=voice, voice_2=voice_2, temperature=temperature, style=style, fresh=fresh
         )
+        await self.respond(interaction, text, options, play=play)
 
     async def speak_message(
         self, interaction: discord.Interaction[TTSBot], message: discord.Message
@@ -156,58 +149,30 @@ class Speak(commands.Cog):
         text = message.clean_content.strip()
         if not text:
             raise BotError(user_message="That message has no text to speak.")
-        await self.respond(interaction, text, source=message.jump_url)
+        await self.respond(interaction, text, SpeakOptions(), source=message.jump_url)
 
     async def respond(
         self,
         interaction: discord.Interaction[TTSBot],
         text: str,
+        options: SpeakOptions,
         *,
-        voice: str | None = None,
-        voice_2: str | None = None,
-        temperature: float | None = None,
-        style: str | None = None,
         play: bool | None = None,
-        fresh: bool = False,
         source: str | None = None,
     ) -> None:
-        """Every way of asking goes through here, so each gets the member's defaults and the
-        server's rules, all checked before anything is spent."""
-        ctx = await self.bot.speech.context(caller_of(interaction.user, interaction.guild_id))
+        """Both commands land here: the pipeline applies the member's defaults and the
+        server's rules, then this defers within Discord's 3 s, shows progress, and plays or
+        posts the audio."""
         target = self.voice_target(interaction, play)
-        requests = self.bot.speech.prepare_chunks(
-            text,
-            voice=voice,
-            voice_2=voice_2,
-            temperature=temperature,
-            style=style,
-            first_max=self.bot.settings.first_chunk_chars if target else None,
-            ctx=ctx,
-        )
-        await self.bot.speech.check(ctx, voice=target is not None, calls=len(requests))
-        await self.deliver(
-            interaction, requests, source=source, target=target, guild=ctx.guild, fresh=fresh
-        )
-
-    async def deliver(
-        self,
-        interaction: discord.Interaction[TTSBot],
-        requests: list[SpeechRequest],
-        *,
-        source: str | None = None,
-        target: VoiceTarget | None = None,
-        guild: GuildSettings | None = None,
-        fresh: bool = False,
-    ) -> None:
-        """Queue, defer within Discord's 3 s, show progress, then play or post the audio."""
         with self.bot.responding():
-            # Refusals (cooldown, full queue, paused) raise here: private, and free.
-            requester = Requester(
-                interaction.user.id,
-                guild.guild_id if guild else None,
-                guild.user_cooldown if guild else None,
+            # Refusals (input, rules, quota, cooldown, full queue) raise here: private, free.
+            stream = await self.bot.services.speech.begin(
+                caller_of(interaction.user, interaction.guild_id),
+                text,
+                options,
+                destination=Destination.VOICE if target else Destination.CHAT,
             )
-            stream = await self.bot.speech.stream(requester, requests, fresh=fresh)
+            requests = stream.requests
             try:
                 await interaction.response.defer(thinking=True)
             except BaseException:
@@ -221,7 +186,7 @@ class Speak(commands.Cog):
                 else:
                     audios = await stream.collect()
                     await progress.stop()
-                    clip = await self.bot.speech.render_many(audios, requests[0])
+                    clip = await self.bot.services.speech.render_many(audios, requests[0])
                     await interaction.edit_original_response(
                         content=result_line(requests[0], clip.duration, source),
                         attachments=[discord.File(io.BytesIO(clip.data), filename=clip.filename)],
@@ -245,7 +210,8 @@ class Speak(commands.Cog):
         if play is True and channel is None:
             raise NotInVoiceError()
         if play is True or (
-            channel is not None and self.bot.voice.connected_channel(interaction.guild) == channel
+            channel is not None
+            and self.bot.playback.connected_channel(interaction.guild) == channel
         ):
             return channel
         return None
@@ -258,16 +224,16 @@ class Speak(commands.Cog):
         audios = stream.audio()
         first = await anext(audios)
         request = stream.requests[0]
-        first_clip = await self.bot.speech.render(first, request)
+        first_clip = await self.bot.services.speech.render(first, request)
 
         async def clips() -> AsyncIterator[bytes]:
             yield first_clip.data
-            async for clip in self.bot.speech.ogg_clips(audios, request):
+            async for clip in self.bot.services.speech.ogg_clips(audios, request):
                 yield clip
 
-        player = self.bot.voice.player(channel.guild.id)
-        if player is None or self.bot.voice.connected_channel(channel.guild) != channel:
-            player = await self.bot.voice.join(channel)
+        player = self.bot.playback.player(channel.guild.id)
+        if player is None or self.bot.playback.connected_channel(channel.guild) != channel:
+            player = await self.bot.playback.join(channel)
         label = f"{interaction.user.display_name}: {request.text[:60]}"
         place = player.enqueue(
             Utterance(

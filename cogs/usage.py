@@ -41,11 +41,11 @@ class Usage(commands.GroupCog, group_name="usage"):
     @app_commands.command(name="me", description="Your own use of speech today")
     async def me(self, interaction: discord.Interaction[TTSBot]) -> None:
         assert interaction.guild_id is not None
-        today = await self.bot.db.usage(
+        today = await self.bot.services.storage.usage(
             since=day_start(), guild_id=interaction.guild_id, user_id=interaction.user.id
         )
         lines = [f"Today in this server: {summary_line(today)}."]
-        guild = await self.bot.db.get_guild(interaction.guild_id)
+        guild = await self.bot.services.storage.get_guild(interaction.guild_id)
         if guild.daily_quota is not None:
             left = max(0, guild.daily_quota - paid_calls(today))
             lines.append(f"Left today: {left} of {guild.daily_quota} (resets at midnight UTC).")
@@ -60,11 +60,13 @@ class Usage(commands.GroupCog, group_name="usage"):
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
         since_today = day_start()
-        today = await self.bot.db.usage(since=since_today, guild_id=interaction.guild_id)
-        month = await self.bot.db.usage(
+        today = await self.bot.services.storage.usage(
+            since=since_today, guild_id=interaction.guild_id
+        )
+        month = await self.bot.services.storage.usage(
             since=since_today - timedelta(days=29), guild_id=interaction.guild_id
         )
-        top = await self.bot.db.top_users(interaction.guild_id, since_today, limit=5)
+        top = await self.bot.services.storage.top_users(interaction.guild_id, since_today, limit=5)
         embed = discord.Embed(title="Speech use in this server", colour=0x5865F2)
         for name, summary in (("Today (UTC)", today), ("Last 30 days", month)):
             embed.add_field(
@@ -86,10 +88,10 @@ class Usage(commands.GroupCog, group_name="usage"):
 
     async def _credits(self) -> str:
         """The API key's balance: the last one an answer reported, else a free check."""
-        remaining = self.bot.segmind.remaining_credits
+        remaining = self.bot.services.client.remaining_credits
         if remaining is None:
             try:
-                remaining = (await self.bot.segmind.get_credits()).total
+                remaining = (await self.bot.services.client.get_credits()).total
             except SegmindError as exc:
                 log.info("Credits check failed: %s", exc)
                 return "Remaining credits: unknown (the balance check failed)"

@@ -64,7 +64,7 @@ class MemberSettingsCog(commands.Cog, name="Member settings"):
         if not changes:
             raise InvalidRequestError("Choose a voice, a temperature or a style to set.")
         try:
-            settings = await self.bot.db.update_member(interaction.user.id, **changes)
+            settings = await self.bot.services.storage.update_member(interaction.user.id, **changes)
         except ValueError as exc:
             raise InvalidRequestError(str(exc)) from None
         await self._reply(
@@ -74,13 +74,13 @@ class MemberSettingsCog(commands.Cog, name="Member settings"):
 
     @voice.command(name="show", description="See your voice settings")
     async def show(self, interaction: discord.Interaction[TTSBot]) -> None:
-        settings = await self.bot.db.get_member(interaction.user.id)
+        settings = await self.bot.services.storage.get_member(interaction.user.id)
         await self._reply(interaction, describe_member(settings, self.bot.settings.default_voice))
 
     @voice.command(name="reset", description="Forget your voice settings")
     async def reset(self, interaction: discord.Interaction[TTSBot]) -> None:
-        await self.bot.db.reset_member(interaction.user.id)
-        settings = await self.bot.db.get_member(interaction.user.id)
+        await self.bot.services.storage.reset_member(interaction.user.id)
+        settings = await self.bot.services.storage.get_member(interaction.user.id)
         await self._reply(
             interaction,
             "Reset.\n" + describe_member(settings, self.bot.settings.default_voice),
@@ -90,7 +90,7 @@ class MemberSettingsCog(commands.Cog, name="Member settings"):
         name="forget-me", description="Delete everything the bot stores about you"
     )
     async def forget_me(self, interaction: discord.Interaction[TTSBot]) -> None:
-        deleted = await self.bot.db.forget_member(interaction.user.id)
+        deleted = await self.bot.services.storage.forget_member(interaction.user.id)
         await self._reply(
             interaction,
             f"🧹 Done: deleted your settings and usage records ({deleted} in all). "

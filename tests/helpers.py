@@ -58,16 +58,22 @@ def mock_interaction(user_id: int = 1, *, done: bool = False) -> Any:
 
 
 def mock_bot(settings: Any) -> Any:
-    """The bot spec'd from TTSBot, with a spec'd speech service and scheduler."""
+    """The bot spec'd from TTSBot, with spec'd services (pipeline, scheduler, client)."""
     from bot.app import TTSBot
     from bot.playback.connections import VoiceManager
+    from bot.services import Services
+    from bot.synthesis.client import SegmindClient
     from bot.synthesis.scheduler import Scheduler
     from bot.synthesis.service import SpeechService
 
     bot = create_autospec(TTSBot, instance=True)
     bot.settings = settings
-    bot.speech = create_autospec(SpeechService, instance=True)
-    bot.scheduler = create_autospec(Scheduler, instance=True)
-    bot.voice = create_autospec(VoiceManager, instance=True)
+    services = create_autospec(Services, instance=True)
+    services.settings = settings
+    services.speech = create_autospec(SpeechService, instance=True)
+    services.scheduler = create_autospec(Scheduler, instance=True)
+    services.client = create_autospec(SegmindClient, instance=True)
+    bot.services = services
+    bot.playback = create_autospec(VoiceManager, instance=True)
     bot.responding.return_value = contextlib.nullcontext()
     return bot

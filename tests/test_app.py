@@ -72,8 +72,8 @@ async def test_a_broken_cog_is_logged_and_the_rest_load(
             assert any(broken_cog in r.getMessage() for r in caplog.records)
         finally:
             await bot.close()
-    assert bot.http_session is not None
-    assert bot.http_session.closed
+    assert bot.services.session is not None
+    assert bot.services.session.closed
     assert TOKEN not in caplog.text
 
 
@@ -178,6 +178,6 @@ async def test_refused_message_content_intent_restarts_without_narration(
     assert attempts == [False]
 
 
-def test_storage_is_refused_before_it_is_open(make_settings: Callable[..., Settings]) -> None:
+def test_services_are_refused_before_they_are_open(make_settings: Callable[..., Settings]) -> None:
     with pytest.raises(RuntimeError, match="not open yet"):
-        _ = create_bot(make_settings()).db
+        _ = create_bot(make_settings()).services

@@ -38,6 +38,8 @@ def say(
     monkeypatch.setenv("SEGMIND_BASE_URL", fake.base_url)
     monkeypatch.setenv("SEGMIND_API_KEY", TEST_API_KEY)
     monkeypatch.setenv("BACKOFF_BASE", "0.01")
+    # The scheduler backs off a 429 without reset headers by one slot (60 s / rpm).
+    monkeypatch.setenv("SEGMIND_RPM", "600")
     monkeypatch.setenv("LOG_LEVEL", "WARNING")
 
     def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:

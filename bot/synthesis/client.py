@@ -11,10 +11,9 @@ import base64
 import binascii
 import json
 import logging
-import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +34,7 @@ from bot.errors import (
     error_class_for_status,
 )
 from bot.speech.request import SpeechRequest
-from bot.synthesis.backoff import backoff_delay, retry_after_seconds
+from bot.synthesis.backoff import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -60,25 +59,16 @@ _DATA_URI = re.compile(r"^data:(?P<type>[\w/.+-]+)?(?:;[^,]*)?;base64,", re.IGNO
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How hard one synthesis tries before it gives up."""
+class Timeouts:
+    """How long one call may take: the scheduler owns every retry, so there is no loop here."""
 
-    max_attempts: int = 4
-    deadline: float = 300.0
     request_timeout: float = 90.0
     connect_timeout: float = 10.0
-    backoff_base: float = 1.0
-    backoff_max: float = 60.0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RetryPolicy:
+    def from_settings(cls, settings: Settings) -> Timeouts:
         return cls(
-            max_attempts=settings.max_attempts,
-            deadline=settings.retry_deadline,
-            request_timeout=settings.request_timeout,
-            connect_timeout=settings.connect_timeout,
-            backoff_base=settings.backoff_base,
-            backoff_max=settings.backoff_max,
+            request_timeout=settings.request_timeout, connect_timeout=settings.connect_timeout
         )
 
 
@@ -114,22 +104,18 @@ class SegmindClient:
         api_key: SecretStr | str,
         base_url: str = "https://api.segmind.com/v1",
         model: str = "gemini-2.5-flash-tts",
-        policy: RetryPolicy | None = None,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        timeouts: Timeouts | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        rng: Callable[[], float] = random.random,
         executor: Executor | None = None,
     ) -> None:
         self._session = session
         self._key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
         self._base_url = base_url.rstrip("/")
         self._model = model.strip("/")
-        self.policy = policy or RetryPolicy()
-        self._sleep = sleep
+        self.timeouts = timeouts or Timeouts()
         self._clock = clock
         self._wall_clock = wall_clock
-        self._rng = rng
         self._executor = executor
         self._listeners: list[Callable[[CallRecord], None]] = []
         #: The balance the last answer reported, if it did (`x-remaining-credits`).
@@ -144,7 +130,7 @@ class SegmindClient:
             api_key=settings.segmind_api_key,
             base_url=settings.segmind_base_url,
             model=settings.segmind_model,
-            policy=RetryPolicy.from_settings(settings),
+            timeouts=Timeouts.from_settings(settings),
         )
 
     @property
@@ -155,51 +141,15 @@ class SegmindClient:
         """Be told of every HTTP attempt (usage and cost accounting)."""
         self._listeners.append(listener)
 
-    async def synthesize(self, request: SpeechRequest, *, retry: bool = True) -> Audio:
-        """Turn `request` into audio, retrying what is worth retrying within the policy.
+    async def synthesize(self, request: SpeechRequest) -> Audio:
+        """Make exactly one attempt and raise every failure as a typed `SegmindError` (a 429
+        with its `retry_after`): the scheduler, which paces every caller under one rate
+        limit, owns every retry, for Discord and the terminal alike."""
+        return await self._attempt(request)
 
-        With `retry=False` it makes exactly one attempt and raises every failure (a 429 with its
-        `retry_after`), so a scheduler that paces all callers under one rate limit owns every
-        retry instead of each request alone.
-        """
-        policy = self.policy
-        deadline = self._clock() + policy.deadline
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._attempt(request, deadline)
-            except SegmindError as exc:
-                exc.attempts = attempt
-                if not exc.retryable or not retry:
-                    raise
-                wait = self._wait_for(exc, attempt)
-                if attempt >= policy.max_attempts or self._clock() + wait >= deadline:
-                    raise
-                log.warning(
-                    "Segmind attempt %d/%d failed (%s); retrying in %.1f s",
-                    attempt,
-                    policy.max_attempts,
-                    exc,
-                    wait,
-                )
-                await self._sleep(wait)
-
-    def _wait_for(self, exc: SegmindError, attempt: int) -> float:
-        if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
-            # A little jitter after the reset so a crowd of clients does not land at once.
-            return exc.retry_after + self._rng() * min(1.0, self.policy.backoff_base)
-        return backoff_delay(
-            attempt, base=self.policy.backoff_base, cap=self.policy.backoff_max, rng=self._rng
-        )
-
-    async def _attempt(self, request: SpeechRequest, deadline: float) -> Audio:
-        remaining = deadline - self._clock()
-        if remaining <= 0:
-            raise SegmindTimeoutError("the overall deadline passed")
+    async def _attempt(self, request: SpeechRequest) -> Audio:
         timeout = aiohttp.ClientTimeout(
-            total=min(self.policy.request_timeout, remaining),
-            sock_connect=self.policy.connect_timeout,
+            total=self.timeouts.request_timeout, sock_connect=self.timeouts.connect_timeout
         )
         started = self._clock()
         status: int | None = None
@@ -350,7 +300,7 @@ class SegmindClient:
     async def get_credits(self) -> Credits:
         """The account's balance; free of charge, so it doubles as a key check."""
         timeout = aiohttp.ClientTimeout(
-            total=self.policy.request_timeout, sock_connect=self.policy.connect_timeout
+            total=self.timeouts.request_timeout, sock_connect=self.timeouts.connect_timeout
         )
         try:
             async with self._session.get(

@@ -1,5 +1,7 @@
-"""What `/speak`, narration and their siblings share: member defaults and server rules,
-validation and chunking, starting a stream, rendering for chat.
+"""The one request pipeline: every way of asking for speech (`/speak`, "Speak this message",
+narration) goes through `SpeechService.begin`, so each gets the member's saved defaults,
+validation, splitting, the server's rules and quota, and the stream, in that order and
+before anything is spent.
 
 Cogs translate Discord to these calls and back; the logic lives here, with no Discord types.
 """
@@ -11,6 +13,7 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
+from enum import StrEnum
 
 from bot import audio as audio_mod
 from bot.audio import Audio
@@ -18,10 +21,11 @@ from bot.config import Settings
 from bot.errors import QuotaExceededError
 from bot.speech.access import Caller, Requester, check_access
 from bot.speech.chunking import split_text
+from bot.speech.narration import member_voice
 from bot.speech.request import SpeechRequest, build_request
 from bot.speech.styles import apply_style
 from bot.storage import GuildSettings, MemberSettings, Storage
-from bot.synthesis.cache import AudioCache
+from bot.synthesis.cache import Cache
 from bot.synthesis.scheduler import Scheduler
 from bot.synthesis.stream import SpeechSource, SpeechStream
 from bot.synthesis.usage import UsageRecorder, day_start, next_reset, paid_calls
@@ -34,6 +38,35 @@ class Clip:
     data: bytes
     duration: float
     filename: str
+
+
+class Destination(StrEnum):
+    """Where the speech goes, which decides the rules that apply to it.
+
+    Chat needs speech files allowed; voice and narration need voice allowed and start with a
+    short first chunk so the first words are heard sooner. Narration reads every message (no
+    cooldown), in the member's own voice or the one their id always gets.
+    """
+
+    CHAT = "chat"
+    VOICE = "voice"
+    NARRATION = "narration"
+
+    @property
+    def in_voice(self) -> bool:
+        return self is not Destination.CHAT
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakOptions:
+    """What the member chose for this request; anything left out comes from their defaults."""
+
+    voice: str | None = None
+    voice_2: str | None = None
+    temperature: float | None = None
+    style: str | None = None
+    #: A new take: skip the cache and any identical call in flight.
+    fresh: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +86,7 @@ class SpeechService:
         *,
         storage: Storage | None = None,
         usage: UsageRecorder | None = None,
-        cache: AudioCache | None = None,
+        cache: Cache | None = None,
         executor: Executor | None = None,
     ) -> None:
         self.settings = settings
@@ -66,6 +99,42 @@ class SpeechService:
             usage=usage,
             executor=executor,
         )
+
+    async def begin(
+        self,
+        caller: Caller,
+        text: str,
+        options: SpeakOptions = SpeakOptions(),
+        *,
+        destination: Destination = Destination.CHAT,
+        guild: GuildSettings | None = None,
+    ) -> SpeechStream:
+        """Start making `text` into speech for `caller`, or raise a `BotError` saying why not.
+
+        Every refusal (invalid input, the server's rules, the daily quota, a cooldown, a full
+        queue) raises here, before any call is made. `guild` passes server settings the
+        caller already loaded, so they are not read twice.
+        """
+        ctx = await self.context(caller, guild=guild)
+        voice = options.voice
+        if destination is Destination.NARRATION and not voice:
+            voice = member_voice(ctx.member)
+        requests = self.prepare_chunks(
+            text,
+            voice=voice,
+            voice_2=options.voice_2,
+            temperature=options.temperature,
+            style=options.style,
+            first_max=self.settings.first_chunk_chars if destination.in_voice else None,
+            ctx=ctx,
+        )
+        await self.check(ctx, voice=destination.in_voice, calls=len(requests))
+        if destination is Destination.NARRATION:
+            cooldown: float | None = 0.0
+        else:
+            cooldown = ctx.guild.user_cooldown if ctx.guild is not None else None
+        requester = Requester(caller.user_id, caller.guild_id, cooldown)
+        return await self.stream(requester, requests, fresh=options.fresh)
 
     async def context(self, caller: Caller, *, guild: GuildSettings | None = None) -> SpeakContext:
         """The member's saved defaults and the server's rules (defaults without storage).

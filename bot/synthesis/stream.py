@@ -17,7 +17,7 @@ from bot import audio as audio_mod
 from bot.audio import Audio
 from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest
-from bot.synthesis.cache import AudioCache, cache_key
+from bot.synthesis.cache import Cache, NullCache, cache_key
 from bot.synthesis.scheduler import Scheduler, Ticket
 from bot.synthesis.usage import UsageRecorder
 
@@ -72,13 +72,13 @@ class SpeechSource:
         scheduler: Scheduler,
         *,
         model: str,
-        cache: AudioCache | None = None,
+        cache: Cache | None = None,
         usage: UsageRecorder | None = None,
         executor: Executor | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.model = model
-        self.cache = cache
+        self.cache: Cache = cache if cache is not None else NullCache()
         self.usage = usage
         self._executor = executor
         self._flights: dict[str, _Flight] = {}
@@ -98,7 +98,7 @@ class SpeechSource:
         """Start getting `request`'s audio; a refusal (cooldown, full queue) raises here."""
         key = cache_key(request, model=self.model)
         if not fresh:
-            hit = await self.cache.get(key) if self.cache is not None else None
+            hit = await self.cache.get(key)
             if hit is not None:
                 self.cache_hits += 1
                 if self.usage is not None:
@@ -134,8 +134,7 @@ class SpeechSource:
             if self._flights.get(flight.key) is flight:
                 del self._flights[flight.key]
         flight.future.set_result(audio)
-        if self.cache is not None:
-            await self.cache.put(flight.key, audio)
+        await self.cache.put(flight.key, audio)
 
     async def normalize(self, audio: Audio) -> Audio:
         """Ogg Opus, off the event loop: decoding and encoding take milliseconds per second."""

@@ -13,7 +13,6 @@ from bot.config import Settings
 from bot.errors import NarrationDisabledError, QueueFullError
 from bot.playback.player import GuildPlayer, Utterance
 from bot.speech.access import Requester
-from bot.speech.request import build_request
 from bot.speech.voices import voice_for_user
 from bot.storage import SQLiteStorage
 from bot.synthesis.service import SpeechService
@@ -40,13 +39,16 @@ class Scene:
         self.guild.id = GUILD
         self.voice_channel = create_autospec(discord.VoiceChannel, instance=True)
         self.player = create_autospec(GuildPlayer, instance=True)
-        bot.voice.connected_channel.return_value = self.voice_channel
-        bot.voice.player.return_value = self.player
-        bot.speech.prepare_chunks.side_effect = lambda text, **kw: [
-            build_request(text, voice=kw.get("voice"))
-        ]
+        bot.playback.connected_channel.return_value = self.voice_channel
+        bot.playback.player.return_value = self.player
         self.stream = create_autospec(SpeechStream, instance=True)
-        bot.speech.stream.return_value = self.stream
+        # The pipeline is real up to its last step: what would be queued is recorded here.
+        self.queued = create_autospec(bot.services.speech.stream, side_effect=self._queue)
+        bot.services.speech.stream = self.queued
+
+    def _queue(self, requester: Any, requests: Any, *, fresh: bool = False) -> Any:
+        self.stream.requests = list(requests)
+        return self.stream
 
     def message(
         self, content: str, *, author_id: int = ALICE, channel_id: int = TEXT, **extra: Any
@@ -75,17 +77,15 @@ class Scene:
         return message
 
     def spoken(self) -> list[str]:
-        return [c.args[0] for c in self.bot.speech.prepare_chunks.call_args_list]
+        return [request.text for c in self.queued.call_args_list for request in c.args[1]]
 
 
 @pytest.fixture
 async def scene(make_settings: Callable[..., Settings], storage: SQLiteStorage) -> Scene:
     bot = mock_bot(make_settings())
-    bot.db = storage
-    # The rules themselves are real: context and checks read the real database.
-    real = SpeechService(bot.settings, bot.scheduler, storage=storage)
-    bot.speech.context.side_effect = real.context
-    bot.speech.check.side_effect = real.check
+    bot.services.storage = storage
+    # The pipeline is real: defaults, rules and quota read the real database.
+    bot.services.speech = SpeechService(bot.settings, bot.services.scheduler, storage=storage)
     await storage.update_guild(GUILD, narration_channel_id=TEXT)
     return Scene(bot)
 
@@ -94,11 +94,10 @@ async def test_a_message_is_read_in_the_members_stable_voice(scene: Scene) -> No
     cog = Narration(scene.bot)
     await cog.on_message(scene.message("hello everyone"))
     assert scene.spoken() == ["Alice said: hello everyone"]
-    kwargs = scene.bot.speech.prepare_chunks.call_args.kwargs
-    assert kwargs["voice"] == voice_for_user(ALICE).name
-    assert kwargs["first_max"] == scene.bot.settings.first_chunk_chars
+    requester, (request,) = scene.queued.call_args.args
+    assert request.voice == voice_for_user(ALICE).name
     # Narration reads every message: no cooldown, usage under the server.
-    assert scene.bot.speech.stream.call_args.args[0] == Requester(ALICE, GUILD, cooldown=0)
+    assert requester == Requester(ALICE, GUILD, cooldown=0)
     (utterance,) = scene.player.enqueue.call_args.args
     assert isinstance(utterance, Utterance)
     assert utterance.user_id == ALICE
@@ -110,10 +109,8 @@ async def test_the_members_chosen_voice_and_style_are_used(
     scene: Scene, storage: SQLiteStorage
 ) -> None:
     await storage.update_member(ALICE, voice="Sulafat", temperature=0.9, style="calm")
-    real = SpeechService(scene.bot.settings, scene.bot.scheduler, storage=storage)
-    scene.bot.speech.prepare_chunks.side_effect = real.prepare_chunks
     await Narration(scene.bot).on_message(scene.message("hi"))
-    ((request,),) = [c.args[1] for c in scene.bot.speech.stream.call_args_list]
+    ((request,),) = [c.args[1] for c in scene.queued.call_args_list]
     assert (request.voice, request.temperature) == ("Sulafat", 0.9)
     assert request.text == "Say calmly and slowly: Alice said: hi"
 
@@ -132,14 +129,14 @@ async def test_the_members_chosen_voice_and_style_are_used(
 async def test_messages_that_are_not_read(scene: Scene, change: dict[str, Any]) -> None:
     content = change.pop("content", "hello")
     await Narration(scene.bot).on_message(scene.message(content, **change))
-    scene.bot.speech.stream.assert_not_called()
+    scene.queued.assert_not_called()
     scene.player.enqueue.assert_not_called()
 
 
 async def test_nothing_is_read_when_the_bot_is_not_in_voice(scene: Scene) -> None:
-    scene.bot.voice.connected_channel.return_value = None
+    scene.bot.playback.connected_channel.return_value = None
     await Narration(scene.bot).on_message(scene.message("hello"))
-    scene.bot.speech.stream.assert_not_called()
+    scene.queued.assert_not_called()
 
 
 async def test_members_outside_voice_are_read_when_the_server_allows(
@@ -157,7 +154,7 @@ async def test_a_full_player_queue_withdraws_the_synthesis(scene: Scene) -> None
 
 
 async def test_refused_by_the_scheduler_is_skipped_quietly(scene: Scene) -> None:
-    scene.bot.speech.stream.side_effect = QueueFullError(per_user=True, limit=3)
+    scene.queued.side_effect = QueueFullError(per_user=True, limit=3)
     await Narration(scene.bot).on_message(scene.message("spam"))
     scene.player.enqueue.assert_not_called()
 
@@ -208,7 +205,7 @@ async def test_start_joins_and_remembers_the_channel_stop_forgets_it(
     text.id, text.mention = TEXT, f"<#{TEXT}>"
     start: Any = Narration.start.callback
     await start(cog, interaction, text)
-    scene.bot.voice.join.assert_awaited_once_with(scene.voice_channel)
+    scene.bot.playback.join.assert_awaited_once_with(scene.voice_channel)
     assert (await storage.get_guild(GUILD)).narration_channel_id == TEXT
     assert "Reading <#20> aloud" in interaction.edit_original_response.await_args.kwargs["content"]
     stop: Any = Narration.stop.callback
@@ -228,7 +225,7 @@ async def test_server_rules_and_quota_apply_to_narration(
     await storage.update_guild(GUILD, allow_voice=True, daily_quota=1)
     await storage.record_usage(UsageRecord(GUILD, ALICE, datetime.now(UTC), 200, 1.0, 2.0, 0.005))
     await Narration(scene.bot).on_message(scene.message("over quota"))
-    scene.bot.speech.stream.assert_not_called()
+    scene.queued.assert_not_called()
     await storage.update_guild(GUILD, daily_quota=5)
     await Narration(scene.bot).on_message(scene.message("fine now"))
-    assert scene.bot.speech.stream.call_count == 1
+    assert scene.queued.call_count == 1

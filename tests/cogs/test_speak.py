@@ -13,11 +13,10 @@ import pytest
 from bot import audio
 from bot.config import Settings
 from bot.errors import CooldownError, InvalidRequestError, OutOfCreditsError
-from bot.speech.access import Requester
+from bot.speech.access import Caller
 from bot.speech.request import build_request
-from bot.storage import MemberSettings
 from bot.synthesis.scheduler import Ticket
-from bot.synthesis.service import Clip, SpeakContext
+from bot.synthesis.service import Clip, Destination, SpeakOptions
 from bot.synthesis.stream import SpeechStream
 from cogs._shared import style_autocomplete, voice_autocomplete
 from cogs.speak import Speak, progress_line, result_line
@@ -50,29 +49,24 @@ async def run_speak(cog: Speak, interaction: Any, *args: Any) -> None:
 @pytest.fixture
 def bot(make_settings: Callable[..., Settings]) -> Any:
     bot = mock_bot(make_settings())
-    bot.speech.context.side_effect = lambda caller: SpeakContext(
-        caller, MemberSettings.defaults(caller.user_id), None
-    )
-    bot.speech.prepare_chunks.return_value = [REQUEST]
-    bot.speech.render_many.return_value = CLIP
+    bot.services.speech.begin.return_value = finished_stream()
+    bot.services.speech.render_many.return_value = CLIP
     return bot
 
 
 async def test_speak_validates_queues_defers_and_posts_the_clip(bot: Any) -> None:
-    stream = finished_stream()
-    bot.speech.stream.return_value = stream
     interaction = mock_interaction(user_id=7)
     await run_speak(Speak(bot), interaction, "Hello there", "kore", None, 0.7, "calm", False)
 
-    ctx = bot.speech.prepare_chunks.call_args.kwargs.pop("ctx")
-    assert ctx.caller.user_id == 7
-    bot.speech.prepare_chunks.assert_called_once_with(
-        "Hello there", voice="kore", voice_2=None, temperature=0.7, style="calm", first_max=None
+    # One call into the pipeline: who asks, what they wrote and chose, and where it goes.
+    bot.services.speech.begin.assert_awaited_once_with(
+        Caller(user_id=7, guild_id=42),
+        "Hello there",
+        SpeakOptions(voice="kore", temperature=0.7, style="calm"),
+        destination=Destination.CHAT,
     )
-    bot.speech.check.assert_awaited_once_with(ctx, voice=False, calls=1)
-    bot.speech.stream.assert_awaited_once_with(Requester(7), [REQUEST], fresh=False)
     interaction.response.defer.assert_awaited_once_with(thinking=True)
-    bot.speech.render_many.assert_awaited_once_with([AUDIO], REQUEST)
+    bot.services.speech.render_many.assert_awaited_once_with([AUDIO], REQUEST)
     final = interaction.edit_original_response.await_args_list[-1]
     assert final.kwargs["content"] == "🔊 **Kore** · 1.0 s"
     (file,) = final.kwargs["attachments"]
@@ -83,44 +77,42 @@ async def test_speak_validates_queues_defers_and_posts_the_clip(bot: Any) -> Non
 
 
 async def test_long_text_chunks_are_joined_into_one_file(bot: Any) -> None:
-    two = [REQUEST, REQUEST]
-    bot.speech.prepare_chunks.return_value = two
-    bot.speech.stream.return_value = finished_stream([AUDIO, AUDIO])
+    bot.services.speech.begin.return_value = finished_stream([AUDIO, AUDIO])
     interaction = mock_interaction()
     await run_speak(Speak(bot), interaction, "long text", None, None, None, None, None)
-    bot.speech.render_many.assert_awaited_once_with([AUDIO, AUDIO], REQUEST)
+    bot.services.speech.render_many.assert_awaited_once_with([AUDIO, AUDIO], REQUEST)
     assert len(interaction.edit_original_response.await_args_list[-1].kwargs["attachments"]) == 1
 
 
 async def test_refusals_happen_before_deferring_and_propagate_to_the_tree(bot: Any) -> None:
-    bot.speech.stream.side_effect = CooldownError(12.0)
+    bot.services.speech.begin.side_effect = CooldownError(12.0)
     interaction = mock_interaction()
     with pytest.raises(CooldownError):
         await run_speak(Speak(bot), interaction, "hi", None, None, None, None)
     interaction.response.defer.assert_not_awaited()
 
-    bot.speech.prepare_chunks.side_effect = InvalidRequestError("no")
+    bot.services.speech.begin.side_effect = InvalidRequestError("no")
     with pytest.raises(InvalidRequestError):
         await run_speak(Speak(bot), interaction, "hi", None, None, None, None)
-    assert bot.speech.stream.call_count == 1  # Not even queued.
+    interaction.response.defer.assert_not_awaited()
 
 
 async def test_a_failed_request_replaces_the_placeholder_with_its_reason(bot: Any) -> None:
     stream = finished_stream(error=OutOfCreditsError(status=406))
-    bot.speech.stream.return_value = stream
+    bot.services.speech.begin.return_value = stream
     interaction = mock_interaction(done=True)
     await run_speak(Speak(bot), interaction, "hi", None, None, None, None)
     interaction.response.defer.assert_awaited_once()
     final = interaction.edit_original_response.await_args_list[-1]
     assert "out of credits" in final.kwargs["content"]
     assert final.kwargs["attachments"] == []
-    bot.speech.render_many.assert_not_awaited()
+    bot.services.speech.render_many.assert_not_awaited()
     stream.cancel.assert_called_once_with()
 
 
 async def test_if_deferring_fails_the_message_is_withdrawn(bot: Any) -> None:
     stream = finished_stream()
-    bot.speech.stream.return_value = stream
+    bot.services.speech.begin.return_value = stream
     interaction = mock_interaction()
     response = create_autospec(aiohttp.ClientResponse, instance=True)
     response.status, response.reason = 404, "Not Found"
@@ -136,19 +128,18 @@ async def test_asking_to_play_without_being_in_voice_is_refused_for_free(bot: An
     interaction.user.voice = None
     with pytest.raises(Exception, match="Join a voice channel first"):
         await run_speak(Speak(bot), interaction, "hi", None, None, None, None, True)
-    bot.speech.prepare_chunks.assert_not_called()
-    bot.speech.stream.assert_not_called()
+    bot.services.speech.begin.assert_not_called()
 
 
 async def test_speak_this_message_uses_the_clean_content(bot: Any) -> None:
-    bot.speech.stream.return_value = finished_stream()
     message = create_autospec(discord.Message, instance=True)
     message.clean_content = "  @Alice look at this  "
     message.jump_url = "https://discord.com/channels/1/2/3"
     interaction = mock_interaction()
     await Speak(bot).speak_message(interaction, message)
-    assert bot.speech.prepare_chunks.call_args.args == ("@Alice look at this",)
-    assert bot.speech.prepare_chunks.call_args.kwargs["first_max"] is None
+    _, text, options = bot.services.speech.begin.call_args.args
+    assert (text, options) == ("@Alice look at this", SpeakOptions())
+    assert bot.services.speech.begin.call_args.kwargs == {"destination": Destination.CHAT}
     final = interaction.edit_original_response.await_args_list[-1]
     assert final.kwargs["content"].startswith("🔊 https://discord.com/channels/1/2/3 · **Kore**")
 
@@ -158,7 +149,7 @@ async def test_an_empty_message_is_refused_without_queueing(bot: Any) -> None:
     message.clean_content = "   "
     with pytest.raises(Exception, match="no text to speak"):
         await Speak(bot).speak_message(mock_interaction(), message)
-    bot.speech.stream.assert_not_called()
+    bot.services.speech.begin.assert_not_called()
 
 
 async def test_context_menu_is_registered_and_removed_with_the_cog(bot: Any) -> None:
@@ -206,10 +197,10 @@ async def test_in_voice_the_message_is_queued_after_its_first_chunk(bot: Any) ->
     interaction = mock_interaction(user_id=7)
     interaction.user.voice.channel = channel
     interaction.user.display_name = "Alice"
-    bot.voice.connected_channel.return_value = channel
+    bot.playback.connected_channel.return_value = channel
     player = create_autospec(GuildPlayer, instance=True)
     player.enqueue.return_value = 1
-    bot.voice.player.return_value = player
+    bot.playback.player.return_value = player
     made: list[int] = []
 
     async def chunks() -> Any:
@@ -220,19 +211,18 @@ async def test_in_voice_the_message_is_queued_after_its_first_chunk(bot: Any) ->
     stream = finished_stream()
     stream.requests, stream.total = [REQUEST] * 3, 3
     stream.audio.return_value = chunks()
-    bot.speech.stream.return_value = stream
-    bot.speech.prepare_chunks.return_value = [REQUEST] * 3
-    bot.speech.render.return_value = CLIP
+    bot.services.speech.begin.return_value = stream
+    bot.services.speech.render.return_value = CLIP
 
     async def ogg_clips(audios: Any, request: Any) -> Any:
         async for _ in audios:
             yield CLIP.data
 
-    bot.speech.ogg_clips.side_effect = ogg_clips
+    bot.services.speech.ogg_clips.side_effect = ogg_clips
 
     await run_speak(Speak(bot), interaction, "long", None, None, None, None, None)
 
-    assert bot.speech.prepare_chunks.call_args.kwargs["first_max"] == 200
+    assert bot.services.speech.begin.call_args.kwargs == {"destination": Destination.VOICE}
     assert made == [0]  # Only the first chunk was waited for before queueing.
     (utterance,) = player.enqueue.call_args.args
     assert isinstance(utterance, Utterance)
@@ -243,4 +233,4 @@ async def test_in_voice_the_message_is_queued_after_its_first_chunk(bot: Any) ->
     stream.cancel.assert_called_once_with()
     content = interaction.edit_original_response.await_args_list[-1].kwargs["content"]
     assert content == "🔊 Playing in <#55> · **Kore** · 3 parts"
-    bot.voice.join.assert_not_awaited()  # Already there.
+    bot.playback.join.assert_not_awaited()  # Already there.

@@ -570,7 +570,7 @@ async def test_a_failed_read_does_not_drop_the_entry_written_meanwhile(
 ) -> None:
     await AudioCache(disk_dir=tmp_path).put(key(1), clip(0.2, 200))
     path = path_of(tmp_path, key(1))
-    with GatedExecutor("_read_entry") as pool:
+    with GatedExecutor("read_entry") as pool:
         cache_ = AudioCache(memory_bytes=0, disk_dir=tmp_path, executor=pool)
         await cache_.open()
         if damage == "deleted":
@@ -578,9 +578,9 @@ async def test_a_failed_read_does_not_drop_the_entry_written_meanwhile(
         else:
             path.write_bytes(b"TTSC junk")
         reading = asyncio.create_task(cache_.get(key(1)))
-        await pool.wait_done("_read_entry")
+        await pool.wait_done("read_entry")
         await cache_.put(key(1), clip(0.2, 300))  # lands while the failed read is pending
-        pool.gate["_read_entry"].set()
+        pool.gate["read_entry"].set()
         assert await reading is None
         assert cache_.stats.corrupt == (damage == "corrupt")
         assert cache_.stats.disk_items == 1
@@ -591,18 +591,18 @@ async def test_a_failed_read_does_not_drop_the_entry_written_meanwhile(
 async def test_dropping_a_damaged_file_waits_for_a_write_in_progress(tmp_path: Path) -> None:
     await AudioCache(disk_dir=tmp_path).put(key(1), clip(0.2, 200))
     path = path_of(tmp_path, key(1))
-    with GatedExecutor("_read_entry", "_write_entry") as pool:
+    with GatedExecutor("read_entry", "write_entry") as pool:
         cache_ = AudioCache(memory_bytes=0, disk_dir=tmp_path, executor=pool)
         await cache_.open()
         path.write_bytes(b"TTSC junk")
         reading = asyncio.create_task(cache_.get(key(1)))
-        await pool.wait_done("_read_entry")  # it read the damaged file
+        await pool.wait_done("read_entry")  # it read the damaged file
         writing = asyncio.create_task(cache_.put(key(1), clip(0.2, 300)))
-        await pool.wait_done("_write_entry")  # the good file is in place, not yet indexed
-        pool.gate["_read_entry"].set()
+        await pool.wait_done("write_entry")  # the good file is in place, not yet indexed
+        pool.gate["read_entry"].set()
         done, _ = await asyncio.wait([reading], timeout=0.1)
         assert not done  # waiting for the write, not deleting its file
-        pool.gate["_write_entry"].set()
+        pool.gate["write_entry"].set()
         await writing
         assert await reading is None
         assert cache_.stats.corrupt == 1
@@ -611,15 +611,15 @@ async def test_dropping_a_damaged_file_waits_for_a_write_in_progress(tmp_path: P
 
 
 async def test_a_cancelled_put_still_finishes_and_indexes_its_write(tmp_path: Path) -> None:
-    with GatedExecutor("_write_entry") as pool:
+    with GatedExecutor("write_entry") as pool:
         cache_ = AudioCache(disk_dir=tmp_path, executor=pool)
         await cache_.open()
         putting = asyncio.create_task(cache_.put(key(1), clip()))
-        await pool.wait_done("_write_entry")
+        await pool.wait_done("write_entry")
         putting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await putting
-        pool.gate["_write_entry"].set()
+        pool.gate["write_entry"].set()
         await cache_.put(key(2), clip(0.2, 300))  # queues behind the first write
         assert cache_.stats.disk_items == 2
         assert_disk_consistent(cache_, tmp_path)
@@ -656,7 +656,7 @@ async def test_superseded_writes_are_skipped(tmp_path: Path) -> None:
         await cache_.open()
         await asyncio.gather(*(cache_.put(key(1), c) for c in clips))
     # Each would replace the one before: only the newest is worth writing.
-    assert 1 <= pool.calls.count("_write_entry") <= 2
+    assert 1 <= pool.calls.count("write_entry") <= 2
     assert await AudioCache(disk_dir=tmp_path).get(key(1)) == clips[-1]
 
 

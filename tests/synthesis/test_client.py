@@ -1,4 +1,5 @@
-"""The Segmind client against aioresponses: every response shape, status and retry rule."""
+"""The Segmind client against aioresponses: every response shape and status, one attempt per
+call; and the retry rules it feeds, through the real scheduler the bot and the terminal share."""
 
 from __future__ import annotations
 
@@ -24,14 +25,17 @@ from bot.errors import (
     OutOfCreditsError,
     PermissionDeniedError,
     RateLimitedError,
+    RequestExpiredError,
     SegmindConnectionError,
     SegmindError,
     SegmindTimeoutError,
     ServerError,
     UnexpectedStatusError,
 )
+from bot.speech.access import Requester
 from bot.speech.request import build_request
-from bot.synthesis.client import CallRecord, RetryPolicy, SegmindClient
+from bot.synthesis.client import CallRecord, SegmindClient, Timeouts
+from bot.synthesis.scheduler import Scheduler, SchedulerConfig
 from tests.conftest import TEST_API_KEY
 from tests.signals import tone
 
@@ -74,19 +78,14 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 def make_client(session: aiohttp.ClientSession, clock: FakeTime) -> Callable[..., SegmindClient]:
-    def build(**policy: Any) -> SegmindClient:
-        policy.setdefault("max_attempts", 4)
-        policy.setdefault("backoff_base", 1.0)
-        policy.setdefault("backoff_max", 30.0)
+    def build(**timeouts: Any) -> SegmindClient:
         return SegmindClient(
             session,
             api_key=TEST_API_KEY,
             base_url=BASE,
-            policy=RetryPolicy(**policy),
-            sleep=clock.sleep,
+            timeouts=Timeouts(**timeouts),
             clock=clock.monotonic,
             wall_clock=clock.wall,
-            rng=lambda: 0.5,
         )
 
     return build
@@ -271,7 +270,7 @@ def test_bad_request_shows_the_upstream_reason_to_members() -> None:
         ({"x-rate-limit-reset-at-utc": str(int(NOW) + 15)}, 15.0),
     ],
 )
-async def test_429_waits_until_the_reset_the_headers_give(
+async def test_429_carries_the_reset_the_headers_give(
     mocked: Any,
     make_client: Callable[..., SegmindClient],
     clock: FakeTime,
@@ -279,74 +278,109 @@ async def test_429_waits_until_the_reset_the_headers_give(
     wait: float,
 ) -> None:
     mocked.post(URL_TTS, status=429, headers=headers, payload={"error": "slow down"})
-    mocked.post(URL_TTS, body=WAV, headers={"Content-Type": "audio/wav"})
-    result = await make_client().synthesize(REQUEST)
-    assert result.format is AudioFormat.WAV
-    assert len(calls(mocked)) == 2
-    # The reset, plus at most one second of jitter (rng is 0.5 here).
-    assert clock.sleeps == [pytest.approx(wait + 0.5)]
+    with pytest.raises(RateLimitedError) as info:
+        await make_client().synthesize(REQUEST)
+    assert info.value.retry_after == pytest.approx(wait)
+    assert info.value.retryable
+    assert len(calls(mocked)) == 1
+    assert clock.sleeps == []  # The scheduler waits, for everyone; the client never does.
 
 
-async def test_429_without_reset_headers_backs_off_exponentially(
-    mocked: Any, make_client: Callable[..., SegmindClient], clock: FakeTime
+async def test_429_without_reset_headers_leaves_the_wait_to_the_scheduler(
+    mocked: Any, make_client: Callable[..., SegmindClient]
 ) -> None:
-    for _ in range(3):
-        mocked.post(URL_TTS, status=429)
-    mocked.post(URL_TTS, body=WAV, headers={"Content-Type": "audio/wav"})
-    await make_client().synthesize(REQUEST)
-    assert len(calls(mocked)) == 4
-    # Equal jitter with rng=0.5: 3/4 of 1, 2, 4 s.
-    assert clock.sleeps == [0.75, 1.5, 3.0]
+    mocked.post(URL_TTS, status=429)
+    with pytest.raises(RateLimitedError) as info:
+        await make_client().synthesize(REQUEST)
+    assert info.value.retry_after is None
+    assert len(calls(mocked)) == 1
 
 
-async def test_single_attempt_mode_hands_every_failure_to_a_scheduler(
+async def test_every_call_is_exactly_one_attempt(
     mocked: Any, make_client: Callable[..., SegmindClient], clock: FakeTime
 ) -> None:
     mocked.post(URL_TTS, status=429, headers={"Retry-After": "30"})
     mocked.post(URL_TTS, status=502)
     client = make_client()
     with pytest.raises(RateLimitedError) as info:
-        await client.synthesize(REQUEST, retry=False)
+        await client.synthesize(REQUEST)
     assert info.value.retry_after == 30.0
     with pytest.raises(ServerError):
-        await client.synthesize(REQUEST, retry=False)
+        await client.synthesize(REQUEST)
     assert len(calls(mocked)) == 2
     assert clock.sleeps == []
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
-async def test_server_errors_retry_with_backoff_then_succeed(
-    mocked: Any, make_client: Callable[..., SegmindClient], clock: FakeTime, status: int
+async def test_server_errors_are_typed_as_worth_retrying(
+    mocked: Any, make_client: Callable[..., SegmindClient], status: int
 ) -> None:
     mocked.post(URL_TTS, status=status, body=b"<html>bad gateway</html>", content_type="text/html")
-    mocked.post(URL_TTS, status=status)
+    with pytest.raises(ServerError) as info:
+        await make_client().synthesize(REQUEST)
+    assert info.value.retryable
+    assert not info.value.operator_problem
+    assert info.value.status == status
+    assert len(calls(mocked)) == 1
+
+
+def scheduled(client: SegmindClient, **config: Any) -> Scheduler:
+    """The client behind the real scheduler, with quick back-off: the one retry engine."""
+    config.setdefault("rpm", 600)
+    config.setdefault("backoff_base", 0.01)
+    config.setdefault("backoff_max", 0.05)
+    config.setdefault("user_cooldown", 0)
+    scheduler = Scheduler(client.synthesize, SchedulerConfig(**config))
+    scheduler.start()
+    return scheduler
+
+
+async def test_through_the_scheduler_server_errors_are_retried_then_succeed(
+    mocked: Any, session: aiohttp.ClientSession
+) -> None:
+    mocked.post(URL_TTS, status=502, body=b"<html>bad gateway</html>", content_type="text/html")
+    mocked.post(URL_TTS, status=503)
     mocked.post(URL_TTS, body=WAV, headers={"Content-Type": "audio/wav"})
-    await make_client().synthesize(REQUEST)
+    scheduler = scheduled(SegmindClient(session, api_key=TEST_API_KEY, base_url=BASE))
+    try:
+        ticket = scheduler.submit(REQUEST, Requester(1))
+        result = await asyncio.wait_for(ticket.result(), 10)
+    finally:
+        await scheduler.close(grace=0)
+    assert result.format is AudioFormat.WAV
     assert len(calls(mocked)) == 3
-    assert clock.sleeps == [0.75, 1.5]
+    assert ticket.attempts == 3
 
 
-async def test_server_errors_are_bounded_by_attempts(
-    mocked: Any, make_client: Callable[..., SegmindClient], clock: FakeTime
+async def test_through_the_scheduler_server_errors_are_bounded_by_attempts(
+    mocked: Any, session: aiohttp.ClientSession
 ) -> None:
     mocked.post(URL_TTS, status=502, repeat=True)
-    with pytest.raises(ServerError) as info:
-        await make_client(max_attempts=3).synthesize(REQUEST)
+    client = SegmindClient(session, api_key=TEST_API_KEY, base_url=BASE)
+    scheduler = scheduled(client, max_attempts=3)
+    try:
+        with pytest.raises(ServerError) as info:
+            await asyncio.wait_for(scheduler.submit(REQUEST, Requester(1)).result(), 10)
+    finally:
+        await scheduler.close(grace=0)
     assert len(calls(mocked)) == 3
     assert info.value.attempts == 3
     assert "HTTP 502 (bad gateway)" in str(info.value)
     assert "after 3 attempts" in str(info.value)
 
 
-async def test_retries_stop_at_the_overall_deadline(
-    mocked: Any, make_client: Callable[..., SegmindClient], clock: FakeTime
+async def test_through_the_scheduler_a_request_ends_at_its_deadline(
+    mocked: Any, session: aiohttp.ClientSession
 ) -> None:
     mocked.post(URL_TTS, status=429, headers={"Retry-After": "40"}, repeat=True)
-    with pytest.raises(RateLimitedError):
-        await make_client(max_attempts=10, deadline=100.0).synthesize(REQUEST)
-    # Waits of 40.5 s each: after two the next would cross the 100 s deadline.
-    assert len(calls(mocked)) == 3
-    assert sum(clock.sleeps) < 100.0
+    client = SegmindClient(session, api_key=TEST_API_KEY, base_url=BASE)
+    scheduler = scheduled(client, job_timeout=0.3)
+    try:
+        with pytest.raises(RequestExpiredError):
+            await asyncio.wait_for(scheduler.submit(REQUEST, Requester(1)).result(), 10)
+    finally:
+        await scheduler.close(grace=0)
+    assert len(calls(mocked)) == 1  # Paused for the 40 s reset; no call was wasted meanwhile.
 
 
 @pytest.mark.parametrize(
@@ -361,19 +395,26 @@ async def test_retries_stop_at_the_overall_deadline(
 )
 async def test_timeouts_and_dropped_connections_are_retried(
     mocked: Any,
+    session: aiohttp.ClientSession,
     make_client: Callable[..., SegmindClient],
     exception: Exception,
     error: type[SegmindError],
 ) -> None:
-    mocked.post(URL_TTS, exception=exception, repeat=True)
-    with pytest.raises(error):
-        await make_client(max_attempts=2).synthesize(REQUEST)
-    assert len(calls(mocked)) == 2
+    mocked.post(URL_TTS, exception=exception)
+    with pytest.raises(error) as info:
+        await make_client().synthesize(REQUEST)
+    assert info.value.retryable
+    assert len(calls(mocked)) == 1
 
     mocked.clear()
     mocked.post(URL_TTS, exception=exception)
     mocked.post(URL_TTS, body=WAV, headers={"Content-Type": "audio/wav"})
-    assert (await make_client().synthesize(REQUEST)).format is AudioFormat.WAV
+    scheduler = scheduled(SegmindClient(session, api_key=TEST_API_KEY, base_url=BASE))
+    try:
+        result = await asyncio.wait_for(scheduler.submit(REQUEST, Requester(1)).result(), 10)
+    finally:
+        await scheduler.close(grace=0)
+    assert result.format is AudioFormat.WAV
 
 
 async def test_remaining_credits_and_call_records(
@@ -393,6 +434,8 @@ async def test_remaining_credits_and_call_records(
     client = make_client()
     records: list[CallRecord] = []
     client.add_listener(records.append)
+    with pytest.raises(ServerError):
+        await client.synthesize(REQUEST)
     await client.synthesize(REQUEST)
     assert client.remaining_credits == pytest.approx(12.345)
     assert [(r.status, r.request_id, r.error) for r in records] == [
@@ -433,7 +476,7 @@ async def test_the_api_key_never_leaks(
         mocked.clear()
         mocked.post(URL_TTS, repeat=True, **scenario)
         try:
-            await make_client(max_attempts=2).synthesize(REQUEST)
+            await make_client().synthesize(REQUEST)
         except SegmindError as exc:
             failures.append(exc)
     assert len(failures) == len(scenarios)
@@ -449,14 +492,13 @@ async def test_the_api_key_never_leaks(
 async def test_cancellation_is_not_swallowed(
     session: aiohttp.ClientSession,
 ) -> None:
-    gate = asyncio.Event()
-
-    async def never(seconds: float) -> None:
-        await gate.wait()
+    async def slow(url: Any, **kwargs: Any) -> None:
+        await asyncio.sleep(10)
 
     with aioresponses() as m:
-        m.post(URL_TTS, status=503, repeat=True)
-        client = SegmindClient(session, api_key=TEST_API_KEY, base_url=BASE, sleep=never)
+        # A slow upstream: cancelling the caller must cancel the call, not be swallowed.
+        m.post(URL_TTS, callback=slow)
+        client = SegmindClient(session, api_key=TEST_API_KEY, base_url=BASE)
         task = asyncio.create_task(client.synthesize(REQUEST))
         await asyncio.sleep(0.05)
         task.cancel()

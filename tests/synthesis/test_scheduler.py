@@ -8,7 +8,6 @@ the fake Segmind server in real time.
 from __future__ import annotations
 
 import asyncio
-import functools
 import heapq
 import itertools
 import time
@@ -776,7 +775,7 @@ def real_scheduler(client: SegmindClient, **config: Any) -> Scheduler:
     # can lag their recorded starts by tens of milliseconds. (Production: 0.5 s of 60 s.)
     config.setdefault("safety_margin", 0.2)
     config.setdefault("max_waiting_per_user", 10)
-    return Scheduler(functools.partial(client.synthesize, retry=False), SchedulerConfig(**config))
+    return Scheduler(client.synthesize, SchedulerConfig(**config))
 
 
 async def test_real_client_three_members_all_delivered_without_429(
@@ -843,7 +842,7 @@ async def test_real_client_out_of_credits_halts_and_probe_resumes(
             return (await client.get_credits()).total > 0
 
         scheduler = Scheduler(
-            functools.partial(client.synthesize, retry=False),
+            client.synthesize,
             SchedulerConfig(user_cooldown=0, halt_probe_interval=0.05),
             probe=probe,
             on_halt=on_halt,

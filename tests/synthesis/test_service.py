@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest.mock import create_autospec
 
 import pytest
 
@@ -15,9 +16,11 @@ from bot.config import Settings
 from bot.errors import AccessDeniedError, QuotaExceededError
 from bot.speech.access import Caller, Requester
 from bot.speech.request import SpeechRequest, build_request
+from bot.speech.voices import voice_for_user
 from bot.storage import SQLiteStorage, UsageRecord
 from bot.synthesis.scheduler import Scheduler, SchedulerConfig
-from bot.synthesis.service import SpeechService, clip_filename
+from bot.synthesis.service import Destination, SpeakOptions, SpeechService, clip_filename
+from bot.synthesis.stream import SpeechStream
 from tests.signals import tone
 
 SENTENCE = "This sentence is here to make the text long enough to need several chunks. "
@@ -224,3 +227,78 @@ async def test_context_reuses_server_settings_already_loaded(
     ctx = await speech.context(Caller(1, guild_id=9), guild=loaded)
     assert ctx.guild is loaded
     assert (await speech.context(Caller(1, guild_id=9))).guild == loaded
+
+
+# -- begin: the one pipeline every way of asking uses ------------------------------------
+
+
+def queued_by(speech: SpeechService) -> Any:
+    """Record what `begin` would queue, instead of queueing it."""
+    recorder = create_autospec(speech.stream, return_value=create_autospec(SpeechStream))
+    speech.stream = recorder  # type: ignore[method-assign]
+    return recorder
+
+
+async def test_begin_applies_defaults_and_rules_then_queues(
+    stored: tuple[SpeechService, SQLiteStorage],
+) -> None:
+    speech, storage = stored
+    recorder = queued_by(speech)
+    await storage.update_member(1, voice="Kore", style="excited")
+    await storage.update_guild(9, user_cooldown=42.0)
+    stream = await speech.begin(Caller(1, guild_id=9), "hi", SpeakOptions(temperature=1.0))
+    assert stream is recorder.return_value
+    requester, (request,) = recorder.call_args.args
+    assert requester == Requester(1, 9, cooldown=42.0)
+    assert (request.voice, request.temperature, request.text) == ("Kore", 1.0, "Say excitedly: hi")
+    assert recorder.call_args.kwargs == {"fresh": False}
+    await speech.begin(Caller(1), "hi", SpeakOptions(fresh=True))  # A DM: operator's cooldown.
+    assert recorder.call_args.args[0] == Requester(1, None, cooldown=None)
+    assert recorder.call_args.kwargs == {"fresh": True}
+
+
+async def test_begin_in_voice_starts_with_a_short_chunk_and_checks_voice_rules(
+    stored: tuple[SpeechService, SQLiteStorage],
+) -> None:
+    speech, storage = stored
+    recorder = queued_by(speech)
+    text = SENTENCE * 5  # Over first_chunk_chars (200), under chunk_chars (500).
+    await speech.begin(Caller(1, guild_id=9), text, destination=Destination.CHAT)
+    (whole,) = recorder.call_args.args[1]  # Chat: one file, one call (under chunk_chars).
+    await speech.begin(Caller(1, guild_id=9), text, destination=Destination.VOICE)
+    parts = recorder.call_args.args[1]
+    assert len(parts) > 1
+    assert len(parts[0].text) <= speech.settings.first_chunk_chars
+    await storage.update_guild(9, allow_voice=False)
+    with pytest.raises(AccessDeniedError, match="voice channels"):
+        await speech.begin(Caller(1, guild_id=9), "hi", destination=Destination.VOICE)
+    await speech.begin(Caller(1, guild_id=9), "hi", destination=Destination.CHAT)
+    assert whole.text == text.strip()
+
+
+async def test_begin_for_narration_reads_in_the_members_voice_without_cooldown(
+    stored: tuple[SpeechService, SQLiteStorage],
+) -> None:
+    speech, storage = stored
+    recorder = queued_by(speech)
+    await storage.update_guild(9, user_cooldown=42.0)
+    await speech.begin(Caller(5, guild_id=9), "Bob said: hi", destination=Destination.NARRATION)
+    requester, (request,) = recorder.call_args.args
+    assert requester == Requester(5, 9, cooldown=0.0)
+    assert request.voice == voice_for_user(5).name
+    await storage.update_member(5, voice="Sulafat")
+    await speech.begin(Caller(5, guild_id=9), "again", destination=Destination.NARRATION)
+    assert recorder.call_args.args[1][0].voice == "Sulafat"
+
+
+async def test_begin_refuses_before_queueing_anything(
+    stored: tuple[SpeechService, SQLiteStorage],
+) -> None:
+    speech, storage = stored
+    recorder = queued_by(speech)
+    await storage.update_guild(9, daily_quota=0)
+    with pytest.raises(QuotaExceededError):
+        await speech.begin(Caller(1, guild_id=9), "hi")
+    with pytest.raises(Exception, match="no text to speak"):
+        await speech.begin(Caller(1, guild_id=9), "   ")
+    recorder.assert_not_called()

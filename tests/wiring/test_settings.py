@@ -87,7 +87,7 @@ async def test_server_settings_refuse_non_managers(started: Any) -> None:
     assert refused.json is not None
     assert refused.json["data"]["flags"] & df.EPHEMERAL
     assert "Manage Guild permission" in content(refused)
-    assert (await wired.bot.storage.get_guild(df.GUILD_ID)).daily_quota is None
+    assert (await wired.bot.services.storage.get_guild(df.GUILD_ID)).daily_quota is None
     (shown,) = await wired.invoke(df.slash_command("settings", subcommand="show", user_id=ALICE))
     assert "Requests per member per day: unlimited" in content(shown)
 
@@ -116,9 +116,11 @@ async def test_every_api_call_is_counted_and_costed(started: Any) -> None:
     wired = await started()
     wired.segmind.enqueue(fs.status(502))
     await wired.invoke(df.slash_command("speak", user_id=ALICE, text="Counting calls."))
-    await wired.bot.usage.drain()
+    await wired.bot.services.usage.drain()
     since = datetime.now(UTC) - timedelta(hours=1)
-    summary = await wired.bot.storage.usage(since=since, guild_id=df.GUILD_ID, user_id=ALICE)
+    summary = await wired.bot.services.storage.usage(
+        since=since, guild_id=df.GUILD_ID, user_id=ALICE
+    )
     assert (summary.calls, summary.failures) == (2, 1)  # The 502 and the retry that worked.
     assert summary.cost == pytest.approx(0.005)
     assert summary.audio_seconds == pytest.approx(
@@ -134,12 +136,12 @@ async def test_forget_me_deletes_settings_and_usage(started: Any) -> None:
     wired = await started()
     await wired.invoke(df.slash_command("voice", subcommand="set", user_id=ALICE, voice="Kore"))
     await wired.invoke(df.slash_command("speak", user_id=ALICE, text="Remember me?"))
-    await wired.bot.usage.drain()
+    await wired.bot.services.usage.drain()
     (reply,) = await wired.invoke(df.slash_command("forget-me", user_id=ALICE))
     assert "deleted your settings and usage records (2 in all)" in content(reply)
-    assert (await wired.bot.storage.get_member(ALICE)).voice is None
+    assert (await wired.bot.services.storage.get_member(ALICE)).voice is None
     since = datetime.now(UTC) - timedelta(hours=1)
-    assert (await wired.bot.storage.usage(since=since, user_id=ALICE)).calls == 0
+    assert (await wired.bot.services.storage.usage(since=since, user_id=ALICE)).calls == 0
 
 
 async def test_narration_settings_and_reset(started: Any) -> None:
@@ -155,5 +157,5 @@ async def test_narration_settings_and_reset(started: Any) -> None:
         df.slash_command("settings", subcommand="reset", user_id=ALICE, setting="narration")
     )
     assert "Skip prefix: `;`" in content(reset)
-    guild = await wired.bot.storage.get_guild(df.GUILD_ID)
+    guild = await wired.bot.services.storage.get_guild(df.GUILD_ID)
     assert (guild.narration_skip_prefix, guild.narration_emoji) == (";", "name")

@@ -119,7 +119,7 @@ async def test_a_429_from_the_api_delays_then_delivers(wired: Wired) -> None:
 async def test_cooldown_is_private_with_a_relative_timestamp(
     wired: Wired,
 ) -> None:
-    object.__setattr__(wired.bot.scheduler.config, "user_cooldown", 30.0)
+    object.__setattr__(wired.bot.services.scheduler.config, "user_cooldown", 30.0)
     await wired.invoke(df.slash_command("speak", user_id=ALICE, text="one"))
     (call,) = await wired.invoke(df.slash_command("speak", user_id=ALICE, text="two"))
     assert call.json is not None
@@ -201,7 +201,7 @@ async def test_long_text_in_chat_is_made_in_chunks_and_posted_as_one_file(
 
 async def test_a_repeated_speak_is_free_and_identical_unless_fresh(wired: Wired) -> None:
     first = await wired.invoke(df.slash_command("speak", user_id=ALICE, text="Hello again!"))
-    await wired.bot.speech.source.drain()
+    await wired.bot.services.speech.source.drain()
     second = await wired.invoke(df.slash_command("speak", user_id=BOB, text="Hello again!"))
     assert wired.segmind.tts_calls == 1
     assert second[-1].files == first[-1].files

@@ -59,7 +59,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: One attempt at speech, raising `SegmindError` subclasses (`client.synthesize(retry=False)`).
+#: One attempt at speech, raising `SegmindError` subclasses (`SegmindClient.synthesize`).
 Synthesize = Callable[[SpeechRequest], Awaitable[Audio]]
 TicketState = Literal["queued", "running", "done", "failed"]
 

@@ -1,0 +1,156 @@
+"""Everything the bot runs on, built from settings by one function and closed in one place.
+
+Discord-TTS/Bot keeps its state in one `Data` struct; this is ours. The Discord bot, the
+tests and the benches build it with `open_services`, so what is measured and tested is what
+members use, and nothing is half-built: every field is there once the function returns.
+Closing happens in two steps: stop taking work (waiting members are told), then release
+what was opened in reverse order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from bot import __version__
+from bot.config import Settings
+from bot.errors import SegmindError
+from bot.storage import Storage, open_storage
+from bot.synthesis.cache import AudioCache, Cache, NullCache
+from bot.synthesis.client import SegmindClient
+from bot.synthesis.scheduler import Scheduler, SchedulerConfig, Synthesize
+from bot.synthesis.service import SpeechService
+from bot.synthesis.usage import UsageRecorder
+
+__all__ = ["Alerts", "Services", "build_scheduler", "open_cache", "open_services"]
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"gemini-tts-bot/{__version__}"
+
+
+@dataclass(frozen=True, slots=True)
+class Alerts:
+    """How the operator hears that speech stopped for everyone, and that it came back.
+
+    The Discord bot sends these to a channel or the owner's DMs; elsewhere they are logged.
+    """
+
+    on_halt: Callable[[SegmindError], Awaitable[None]] | None = None
+    on_resume: Callable[[], Awaitable[None]] | None = None
+
+
+@dataclass(eq=False)
+class Services:
+    """The one state container: settings, storage, the API, pacing, cache and the pipeline."""
+
+    settings: Settings
+    storage: Storage
+    usage: UsageRecorder
+    session: aiohttp.ClientSession
+    client: SegmindClient
+    scheduler: Scheduler
+    cache: Cache
+    speech: SpeechService
+    _stack: contextlib.AsyncExitStack = field(repr=False)
+
+    async def stop_intake(self) -> None:
+        """Refuse new requests and fail the queued ones (their members are told), giving
+        running calls the configured grace. Safe to call more than once."""
+        await self.scheduler.close(grace=self.settings.shutdown_grace)
+
+    async def close(self) -> None:
+        """Stop taking work, then close everything in the reverse order it was opened."""
+        await self.stop_intake()
+        await self._stack.aclose()
+
+
+def build_scheduler(
+    settings: Settings,
+    client: SegmindClient,
+    *,
+    alerts: Alerts | None = None,
+    usage: UsageRecorder | None = None,
+    synthesize: Synthesize | None = None,
+) -> Scheduler:
+    """The scheduler every way of asking shares, the terminal's `say` included: one retry
+    engine, one pacing of the key. It is started before it is returned."""
+    alerts = alerts or Alerts()
+
+    async def account_works() -> bool:
+        try:
+            credits = await client.get_credits()
+        except SegmindError as exc:
+            log.info("Segmind still unavailable: %s", exc)
+            return False
+        return credits.total > 0
+
+    scheduler = Scheduler(
+        synthesize or client.synthesize,
+        SchedulerConfig.from_settings(settings),
+        probe=account_works,
+        on_halt=alerts.on_halt,
+        on_resume=alerts.on_resume,
+        on_attempt=usage.record_attempt if usage is not None else None,
+    )
+    scheduler.start()
+    return scheduler
+
+
+async def open_cache(settings: Settings) -> Cache:
+    """The audio cache the settings ask for: memory plus disk, memory alone, or none."""
+    if not settings.cache_enabled:
+        return NullCache()
+    disk = settings.data_dir / "cache" if settings.cache_disk_mb > 0 else None
+    cache = AudioCache(
+        memory_bytes=settings.cache_memory_mb * 1024 * 1024,
+        disk_dir=disk,
+        disk_bytes=settings.cache_disk_mb * 1024 * 1024,
+    )
+    await cache.open()
+    return cache
+
+
+async def open_services(
+    settings: Settings,
+    *,
+    alerts: Alerts | None = None,
+    synthesize: Synthesize | None = None,
+    user_agent: str = USER_AGENT,
+) -> Services:
+    """Open storage, the HTTP session, the client, the scheduler, the cache and the pipeline.
+
+    `synthesize` replaces the client's call (benches and tests that fake the API in-process).
+    If any step fails, what was already opened is closed again before the error propagates.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        storage = await open_storage(settings)
+        stack.push_async_callback(storage.close)
+        usage = UsageRecorder(storage, price_per_call=settings.price_per_call)
+        stack.push_async_callback(usage.drain)
+        session = aiohttp.ClientSession(headers={"User-Agent": user_agent})
+        stack.push_async_callback(session.close)
+        client = SegmindClient.from_settings(session, settings)
+        scheduler = build_scheduler(
+            settings, client, alerts=alerts, usage=usage, synthesize=synthesize
+        )
+        stack.push_async_callback(scheduler.close, grace=0)
+        cache = await open_cache(settings)
+        speech = SpeechService(settings, scheduler, storage=storage, usage=usage, cache=cache)
+        stack.push_async_callback(speech.source.drain)
+        return Services(
+            settings=settings,
+            storage=storage,
+            usage=usage,
+            session=session,
+            client=client,
+            scheduler=scheduler,
+            cache=cache,
+            speech=speech,
+            _stack=stack.pop_all(),
+        )
+    raise AssertionError("unreachable: the block above returns or raises")
