@@ -18,7 +18,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import audio
 from bot.audio import (
     DISCORD_CHANNELS,
     DISCORD_FRAME_MS,
@@ -41,6 +40,7 @@ from bot.audio import (
     sniff_format,
     to_discord_pcm,
 )
+from bot.audio import decoding as audio_decode
 from bot.errors import AudioError
 from tests.signals import tone
 
@@ -602,7 +602,7 @@ def test_rejects_pcm_that_is_not_whole_frames() -> None:
 
 
 def test_rejects_audio_longer_than_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(audio, "MAX_DECODED_SECONDS", 0.1)
+    monkeypatch.setattr(audio_decode, "MAX_DECODED_SECONDS", 0.1)
     with pytest.raises(AudioError, match="over"):
         decode(encoded(WAV), WAV)
 
