@@ -289,17 +289,20 @@ class RestApi:
         answer = []
         for command in commands:
             name = command.get("name", "")
-            if not re.fullmatch(r"[-_\w]{1,32}", name) or name != name.lower():
+            chat_input = command.get("type", 1) == 1  # Menu commands may have spaces, capitals.
+            valid = re.fullmatch(r"[-_\w]{1,32}", name) and name == name.lower()
+            if not 1 <= len(name) <= 32 or (chat_input and not valid):
                 raise _invalid("name", "APPLICATION_COMMAND_INVALID_NAME", "Invalid name")
             synced = {
                 "id": str(snowflake()),
                 "application_id": str(APP_ID),
                 "version": str(snowflake()),
                 "default_member_permissions": None,
-                "type": 1,
                 "nsfw": False,
                 **command,
             }
+            synced.setdefault("type", 1)
+            synced.setdefault("description", "")
             if guild is not None:
                 synced["guild_id"] = guild
             answer.append(synced)
