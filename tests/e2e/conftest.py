@@ -26,7 +26,9 @@ async def segmind() -> AsyncIterator[FakeSegmind]:
 
 
 @pytest.fixture
-async def bot(emulator: Emulator, segmind: FakeSegmind, tmp_path: Path) -> AsyncIterator[BotProcess]:
+async def bot(
+    emulator: Emulator, segmind: FakeSegmind, tmp_path: Path
+) -> AsyncIterator[BotProcess]:
     process = await start_bot(emulator, segmind, tmp_path)
     try:
         yield process

@@ -14,10 +14,10 @@ from tests.fake_segmind import FakeSegmind
 
 
 def ogg_duration(data: bytes) -> float:
-    with av.open(io.BytesIO(data), format="ogg") as container:
+    with av.open(io.BytesIO(data), mode="r", format="ogg") as container:
         stream = container.streams.audio[0]
         assert stream.codec_context.name == "opus"
-        samples = sum(frame.samples for frame in container.decode(stream))
+        samples: int = sum(frame.samples for frame in container.decode(stream))
         return samples / 48_000
 
 

@@ -68,9 +68,7 @@ async def test_narration_reads_a_members_message_aloud(
     assert audio.problems == []
 
 
-async def test_bot_leaves_when_the_last_member_leaves(
-    bot: BotProcess, emulator: Emulator
-) -> None:
+async def test_bot_leaves_when_the_last_member_leaves(bot: BotProcess, emulator: Emulator) -> None:
     await join(emulator)
     await emulator.member_voice(ALICE, None)
     await emulator.wait_for(

@@ -122,6 +122,7 @@ class Gateway:
             await session.ws.close(code=4001, message=b"Unknown opcode")
 
     async def _identify(self, session: GatewaySession, data: dict[str, Any]) -> None:
+        self.emu.identifies.append(data)  # Refused ones too: tests look at what was asked.
         if session.identified:
             await session.ws.close(code=4005, message=b"Already authenticated")
             return
@@ -139,7 +140,6 @@ class Gateway:
         session.session_id = secrets.token_hex(16)
         session.identified = True
         self.by_id[session.session_id] = session
-        self.emu.identifies.append(data)
         world = self.emu.world
         await session.dispatch(
             "READY",
