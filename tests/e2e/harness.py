@@ -74,7 +74,8 @@ def bot_environment(emulator: Emulator, segmind: FakeSegmind, data_dir: Path) ->
         DATA_DIR=str(data_dir),
         DEV_GUILD_ID=str(GUILD_ID),
         USER_COOLDOWN="0",
-        LOG_LEVEL="INFO",
+        # E2E_BOT_LOG_LEVEL=DEBUG shows discord.py's voice and gateway traffic in failures.
+        LOG_LEVEL=os.environ.get("E2E_BOT_LOG_LEVEL", "INFO"),
         SSL_CERT_FILE=str(emulator.certificate.cert),
     )
     return env
