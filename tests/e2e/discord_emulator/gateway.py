@@ -115,6 +115,10 @@ class Gateway:
         elif not session.identified:
             await session.ws.close(code=4003, message=b"Not authenticated")
         elif op == VOICE_STATE:
+            # discord.py records that it asked only after its send returns, so an answer in
+            # microseconds is dropped (voice connect then hangs 20 s; leaving waits 20 s for a
+            # confirmation it already got). Real Discord is never that fast: model the network.
+            await asyncio.sleep(self.emu.gateway_latency)
             await self.emu.voice_state_from_bot(session, data or {})
         elif op == PRESENCE:
             pass

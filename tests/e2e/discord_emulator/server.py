@@ -47,6 +47,8 @@ class Emulator:
         self.allowed_privileged_intents = allowed_privileged_intents
         self.upload_limit = upload_limit
         self.token_ttl = token_ttl
+        #: Seconds before the gateway answers an opcode 4, as a real network round trip takes.
+        self.gateway_latency = 0.02
         self.cert_dir = cert_dir
         self.certificate: Certificate | None = None
         self.clock = Clock()
