@@ -120,6 +120,7 @@ class Gateway:
             # confirmation it already got). Real Discord is never that fast: model the network.
             await asyncio.sleep(self.emu.gateway_latency)
             await self.emu.voice_state_from_bot(session, data or {})
+            self.emu.changes.notify()
         elif op == PRESENCE:
             pass
         else:
