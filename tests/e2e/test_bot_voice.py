@@ -72,8 +72,10 @@ async def test_bot_leaves_when_the_last_member_leaves(bot: BotProcess, emulator:
     await join(emulator)
     await emulator.member_voice(ALICE, None)
     left = await emulator.wait_for(
-        lambda: any(op.get("channel_id") is None for op in emulator.gateway.voice_state_ops())
-        and emulator.bot_voice_channel() is None,
+        lambda: (
+            any(op.get("channel_id") is None for op in emulator.gateway.voice_state_ops())
+            and emulator.bot_voice_channel() is None
+        ),
         within=10,
     )
     assert left
