@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import discord
+import yarl
 from discord.ext import commands
 
 import cogs
@@ -176,6 +177,28 @@ def create_bot(settings: Settings, **options: Any) -> TTSBot:
     return cls(settings, **options)
 
 
+async def apply_discord_base_url(settings: Settings) -> None:
+    """Send discord.py's REST calls to DISCORD_API_BASE_URL (a REST proxy, or an emulator).
+
+    discord.py builds every REST URL, webhooks and interaction callbacks included, from the
+    class attribute `Route.BASE`. A non-sharded client then opens its hard-coded gateway
+    rather than asking for one, so the gateway is asked of the same base (`GET /gateway/bot`,
+    as sharded clients already do): through a proxy that is Discord's own gateway.
+    """
+    base = settings.discord_api_base_url
+    if not base or settings.discord_token is None:
+        return
+    discord.http.Route.BASE = base
+    http = discord.http.HTTPClient(asyncio.get_running_loop())
+    try:
+        await http.static_login(settings.discord_token.get_secret_value())
+        _, gateway, _ = await http.get_bot_gateway()
+    finally:
+        await http.close()
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)
+    log.info("Discord REST base %s, gateway %s", base, gateway)
+
+
 async def run_bot(settings: Settings) -> None:
     """Run until stopped; SIGTERM (docker stop) and Ctrl-C both shut down gracefully.
 
@@ -183,6 +206,7 @@ async def run_bot(settings: Settings) -> None:
     again without narration rather than not at all.
     """
     require(settings, "discord_token", "segmind_api_key")
+    await apply_discord_base_url(settings)
     try:
         await _run_once(settings)
     except discord.PrivilegedIntentsRequired:
@@ -218,6 +242,7 @@ async def sync_commands(settings: Settings, guild_id: int | None) -> list[str]:
     """Push the command list to Discord: to one guild (instant) or globally (up to an hour)."""
     require(settings, "discord_token", "segmind_api_key")
     assert settings.discord_token is not None
+    await apply_discord_base_url(settings)
     bot = create_bot(settings, sync_on_start=False)
     async with bot:
         await bot.login(settings.discord_token.get_secret_value())

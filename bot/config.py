@@ -68,6 +68,7 @@ class Settings(BaseSettings):
 
     # Discord.
     dev_guild_id: int | None = None
+    discord_api_base_url: str | None = None
     alert_channel_id: int | None = None
     sharded: bool = False
     shutdown_grace: float = Field(10.0, ge=0, le=120)
@@ -80,10 +81,14 @@ class Settings(BaseSettings):
     @field_validator("segmind_base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
+        return _http_url(value)
+
+    @field_validator("discord_api_base_url")
+    @classmethod
+    def _optional_http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return _http_url(value)
 
     @field_validator("default_voice")
     @classmethod
@@ -104,6 +109,13 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
+
+
+def _http_url(value: str) -> str:
+    value = value.strip().rstrip("/")
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value
 
 
 def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:

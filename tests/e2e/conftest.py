@@ -1,0 +1,38 @@
+"""Fixtures for the end-to-end tier: the Discord emulator, the fake Segmind server, and the
+real bot process between them, all on 127.0.0.1 and on the test's event loop."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.discord_emulator import Emulator
+from tests.e2e.harness import BotProcess, start_bot
+from tests.fake_segmind import FakeSegmind, Shape
+
+
+@pytest.fixture
+async def emulator(tmp_path: Path) -> AsyncIterator[Emulator]:
+    async with Emulator(tmp_path / "certs") as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def segmind() -> AsyncIterator[FakeSegmind]:
+    async with FakeSegmind(api_key="sk-e2e-fake", shape=Shape.OGG, latency=0.05) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def bot(
+    emulator: Emulator, segmind: FakeSegmind, tmp_path: Path
+) -> AsyncIterator[BotProcess]:
+    process = await start_bot(emulator, segmind, tmp_path)
+    try:
+        yield process
+    finally:
+        if process.process.returncode is None:
+            await process.terminate(within=15)
+        print(f"--- bot output ---\n{process.log()}")

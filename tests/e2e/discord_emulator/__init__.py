@@ -1,0 +1,36 @@
+"""An emulator of the parts of Discord a bot touches, on 127.0.0.1, for end-to-end tests.
+
+Emulated:
+- REST API v10 (`rest`): login (`/users/@me`), `/gateway/bot`, application info, command
+  sync (global and guild), interaction callbacks (types 1, 4-10, 12), interaction webhooks
+  (follow-ups, GET/PATCH/DELETE `@original` and follow-up messages, JSON or multipart with
+  files), channel messages and DMs. Every request is recorded with its JSON and uploads.
+- Gateway (`gateway`): HELLO, IDENTIFY, READY, GUILD_CREATE of one guild (text, voice and
+  stage channels, roles, members, voice states), heartbeats, RESUME, zlib-stream transport
+  compression, opcode 4 answered with VOICE_STATE_UPDATE and VOICE_SERVER_UPDATE, and helpers
+  to dispatch INTERACTION_CREATE, MESSAGE_CREATE/UPDATE/DELETE and members' voice states.
+- Voice (`voice`, `rtp`): the v8 voice gateway over TLS (a throwaway certificate, `certs`),
+  UDP IP discovery with a few milliseconds of network delay, transport-encrypted RTP
+  (aead_xchacha20_poly1305_rtpsize; AES-GCM only where libsodium offers it), decrypted and
+  decoded to PCM with PyAV; forced voice server changes and slow handshakes.
+
+Refused as Discord refuses them, with its error JSON (`code`, `message`, `errors`): a missing
+or wrong `Authorization: Bot <token>` (401), unknown routes (404), content over 2,000
+characters and more than 25 autocomplete choices (400/50035), empty messages (50006), a
+callback after 3 s (404/10062), a second callback (400/40060), interaction webhooks after the
+token's 15 minutes (401/50027, ttl injectable), uploads over the limit (413/40005, 10 MiB by
+default); on the gateway: a bad token (4004), privileged intents not allowed (4014).
+
+Not emulated: DAVE, Discord's end-to-end encrypted voice. Its MLS group handshake needs a real
+peer group and Discord's external sender, so the voice server always answers with
+`dave_protocol_version: 0` (transport encryption only), as Discord does when a call cannot use
+DAVE. Rate limits are announced (`X-RateLimit-*` headers with plenty of room) but never hit.
+"""
+
+from __future__ import annotations
+
+from tests.e2e.discord_emulator.records import Interaction, RestRequest, Upload
+from tests.e2e.discord_emulator.rtp import ReceivedAudio
+from tests.e2e.discord_emulator.server import Emulator
+
+__all__ = ["Emulator", "Interaction", "ReceivedAudio", "RestRequest", "Upload"]

@@ -1,0 +1,322 @@
+"""The emulator: REST and gateway on one HTTP port, voice servers on their own TLS/UDP ports,
+plus the helpers a test uses to play Discord's side (members typing, joining, leaving)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import web
+
+from tests.e2e.discord_emulator import rest
+from tests.e2e.discord_emulator.certs import Certificate, make_certificate
+from tests.e2e.discord_emulator.gateway import Gateway, GatewaySession
+from tests.e2e.discord_emulator.records import Interaction, RestRequest
+from tests.e2e.discord_emulator.rtp import ReceivedAudio
+from tests.e2e.discord_emulator.state import (
+    APP_ID,
+    BOT_ID,
+    INTENT_MESSAGE_CONTENT,
+    TEXT_CHANNEL_ID,
+    Changes,
+    Clock,
+    World,
+    snowflake,
+    timestamp,
+)
+from tests.e2e.discord_emulator.voice import VoiceServer
+
+_OPTION_TYPES = {str: 3, int: 4, bool: 5, float: 10}
+
+
+class Emulator:
+    def __init__(
+        self,
+        cert_dir: Path,
+        *,
+        token: str = "emulated.bot-token.0123456789",
+        allowed_privileged_intents: int = INTENT_MESSAGE_CONTENT,
+        upload_limit: int = 10 * 1024 * 1024,
+        token_ttl: float = rest.TOKEN_TTL,
+    ) -> None:
+        self.token = token
+        self.allowed_privileged_intents = allowed_privileged_intents
+        self.upload_limit = upload_limit
+        self.token_ttl = token_ttl
+        #: Seconds before the gateway answers an opcode 4, as a real network round trip takes.
+        self.gateway_latency = 0.02
+        self.cert_dir = cert_dir
+        self.certificate: Certificate | None = None
+        self.clock = Clock()
+        self.changes = Changes()
+        self.world = World()
+        self.rest = rest.RestApi(self)
+        self.gateway = Gateway(self)
+        self.requests: list[RestRequest] = []
+        self.interactions: dict[int, Interaction] = {}
+        self.commands: dict[int | None, list[dict[str, Any]]] = {}
+        self.channel_messages: list[dict[str, Any]] = []
+        self.identifies: list[dict[str, Any]] = []
+        self.voice_servers: list[VoiceServer] = []
+        self.current_voice: dict[int, VoiceServer] = {}
+        self.audio: dict[int, ReceivedAudio] = {}
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{rest.PREFIX}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
+    async def start(self) -> None:
+        self.certificate = await asyncio.to_thread(make_certificate, self.cert_dir)
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/gateway", self.gateway.handle)
+        app.router.add_route("*", "/{tail:.*}", self.rest.handle)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.gateway.close_all()
+        for server in self.voice_servers:
+            await server.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def wait_for(self, predicate: Any, within: float = 10.0) -> Any:
+        """Wait until `predicate()` is truthy (re-checked whenever anything is recorded)."""
+        return await self.changes.wait_for(predicate, within)
+
+    def audio_for(self, guild_id: int) -> ReceivedAudio:
+        return self.audio.setdefault(guild_id, ReceivedAudio())
+
+    # -- voice, Discord's side ------------------------------------------------------------
+
+    async def _voice_server(self, guild_id: int) -> VoiceServer:
+        server = self.current_voice.get(guild_id)
+        if server is None:
+            assert self.certificate is not None
+            server = VoiceServer(self, self.certificate)
+            await server.start()
+            self.voice_servers.append(server)
+            self.current_voice[guild_id] = server
+        return server
+
+    async def voice_state_from_bot(self, session: GatewaySession, data: dict[str, Any]) -> None:
+        """Opcode 4: the bot joins, moves or leaves; Discord answers with its voice state and,
+        when joining, where its voice server is."""
+        guild_id = int(data.get("guild_id") or 0)
+        if guild_id != self.world.guild_id:
+            return
+        raw = data.get("channel_id")
+        channel_id = int(raw) if raw else None
+        if channel_id is not None and channel_id not in self.world.voice_channels:
+            return
+        state = self.world.set_voice(BOT_ID, channel_id, session.session_id)
+        state.self_deaf = bool(data.get("self_deaf"))
+        state.self_mute = bool(data.get("self_mute"))
+        await session.dispatch("VOICE_STATE_UPDATE", state.payload(guild_id, self.world.bot))
+        server = await self._voice_server(guild_id)
+        server.revoke(guild_id)
+        if channel_id is None:
+            return
+        grant = server.grant(guild_id, BOT_ID, session.session_id)
+        await session.dispatch(
+            "VOICE_SERVER_UPDATE",
+            {"token": grant.token, "guild_id": str(guild_id), "endpoint": server.endpoint},
+        )
+
+    async def move_voice_server(
+        self,
+        guild_id: int,
+        *,
+        close_code: int | None = 4006,
+        close_after: float = 0.5,
+        identify_delay: float = 0.0,
+    ) -> VoiceServer:
+        """Move the guild's voice to a new server, as Discord does when one is drained: a new
+        VOICE_SERVER_UPDATE, then, if the bot has not left the old one, the old one closes."""
+        old = self.current_voice.pop(guild_id)
+        new = await self._voice_server(guild_id)
+        new.identify_delay = identify_delay
+        old.revoke(guild_id)
+        state = self.world.voice_states[BOT_ID]
+        grant = new.grant(guild_id, BOT_ID, state.session_id)
+        await self.gateway.dispatch(
+            "VOICE_SERVER_UPDATE",
+            {"token": grant.token, "guild_id": str(guild_id), "endpoint": new.endpoint},
+        )
+        if close_code is not None:
+
+            async def close_old() -> None:
+                await asyncio.sleep(close_after)
+                await old.close_guild(guild_id, close_code)
+
+            task = asyncio.create_task(close_old())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return new
+
+    async def member_voice(self, user_id: int, channel_id: int | None) -> None:
+        """A member joins, moves or leaves voice."""
+        state = self.world.set_voice(user_id, channel_id, secrets.token_hex(16))
+        member = self.world.members[user_id]
+        await self.gateway.dispatch(
+            "VOICE_STATE_UPDATE", state.payload(self.world.guild_id, member)
+        )
+
+    def bot_voice_channel(self) -> int | None:
+        state = self.world.voice_states.get(BOT_ID)
+        return state.channel_id if state else None
+
+    # -- interactions and messages --------------------------------------------------------
+
+    def interaction_payload(
+        self, kind: int, data: dict[str, Any], user_id: int, channel_id: int
+    ) -> dict[str, Any]:
+        interaction_id = snowflake()
+        member = self.world.members[user_id].payload()
+        member["permissions"] = str(self.world.member_permissions(user_id))
+        return {
+            "id": str(interaction_id),
+            "application_id": str(APP_ID),
+            "type": kind,
+            "token": f"aW50ZXJhY3Rpb24.{secrets.token_urlsafe(24)}",
+            "version": 1,
+            "guild_id": str(self.world.guild_id),
+            "guild": {"id": str(self.world.guild_id), "locale": "en-US", "features": []},
+            "channel_id": str(channel_id),
+            "channel": self.world.channel_payload(channel_id),
+            "member": member,
+            "app_permissions": str(self.world.member_permissions(BOT_ID)),
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(self.world.guild_id)},
+            "context": 0,
+            "attachment_size_limit": self.upload_limit,
+            "data": data,
+        }
+
+    async def interact(
+        self,
+        name: str,
+        *,
+        user_id: int,
+        subcommand: str | None = None,
+        channel_id: int = TEXT_CHANNEL_ID,
+        focused: str | None = None,
+        **options: Any,
+    ) -> Interaction:
+        """A member runs a slash command (or types in one of its options, with `focused`)."""
+        given = []
+        for option, value in options.items():
+            entry = {"name": option, "type": _OPTION_TYPES[type(value)], "value": value}
+            if option == focused:
+                entry["focused"] = True
+            given.append(entry)
+        if subcommand is not None:
+            given = [{"name": subcommand, "type": 1, "options": given}]
+        command = self._command(name)
+        data = {
+            "id": command["id"] if command else str(snowflake()),
+            "name": name,
+            "type": 1,
+            "options": given,
+            "guild_id": str(self.world.guild_id),
+        }
+        kind = 4 if focused else 2
+        payload = self.interaction_payload(kind, data, user_id, channel_id)
+        interaction = Interaction(
+            int(payload["id"]), payload["token"], kind, self.clock.now(), payload
+        )
+        self.interactions[interaction.id] = interaction
+        await self.gateway.dispatch("INTERACTION_CREATE", payload)
+        return interaction
+
+    def _command(self, name: str) -> dict[str, Any] | None:
+        for commands in self.commands.values():
+            for command in commands:
+                if command.get("name") == name:
+                    return command
+        return None
+
+    def requests_for(self, interaction: Interaction) -> list[RestRequest]:
+        """The REST calls made to answer one interaction, in order."""
+        keys = (f"/{interaction.id}/", f"/{interaction.token}/", f"/{interaction.token}")
+        return [r for r in self.requests if any(k in r.path + "/" for k in keys)]
+
+    def _message(self, content: str, author_id: int, channel_id: int) -> dict[str, Any]:
+        member = self.world.members[author_id]
+        partial = member.payload()
+        partial.pop("user")
+        return {
+            "id": str(snowflake()),
+            "channel_id": str(channel_id),
+            "guild_id": str(self.world.guild_id),
+            "author": member.user(),
+            "member": partial,
+            "content": content,
+            "timestamp": timestamp(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "components": [],
+            "pinned": False,
+            "type": 0,
+            "flags": 0,
+            "nonce": str(snowflake()),
+        }
+
+    async def send_message(
+        self, content: str, *, author_id: int, channel_id: int = TEXT_CHANNEL_ID
+    ) -> dict[str, Any]:
+        """A member posts in a channel (MESSAGE_CREATE)."""
+        message = self._message(content, author_id, channel_id)
+        await self.gateway.dispatch("MESSAGE_CREATE", message)
+        return message
+
+    async def edit_message(self, message: dict[str, Any], content: str) -> dict[str, Any]:
+        edited = {**message, "content": content, "edited_timestamp": timestamp()}
+        await self.gateway.dispatch("MESSAGE_UPDATE", edited)
+        return edited
+
+    async def delete_message(self, message: dict[str, Any]) -> None:
+        await self.gateway.dispatch(
+            "MESSAGE_DELETE",
+            {
+                "id": message["id"],
+                "channel_id": message["channel_id"],
+                "guild_id": message["guild_id"],
+            },
+        )
+
+
+__all__ = ["Emulator", "contextlib"]

@@ -1,0 +1,322 @@
+"""The emulated world: one guild with its channels, roles, members and voice states.
+
+Payloads follow Discord's API v10 shapes closely enough for discord.py's parsers and its
+permission arithmetic (roles plus channel overwrites), which the bot's checks rely on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+APP_ID = 710000000000000001
+BOT_ID = APP_ID  # A bot user's id is its application's id, as on Discord.
+OWNER_ID = 710000000000000002
+GUILD_ID = 710000000000000003
+TEXT_CHANNEL_ID = 710000000000000004
+VOICE_CHANNEL_ID = 710000000000000005
+STAGE_CHANNEL_ID = 710000000000000006
+BOT_ROLE_ID = 710000000000000007
+ALICE = 710000000000000011
+BOB = 710000000000000012
+
+# Permission bits (https://discord.com/developers/docs/topics/permissions).
+VIEW_CHANNEL = 1 << 10
+SEND_MESSAGES = 1 << 11
+EMBED_LINKS = 1 << 14
+ATTACH_FILES = 1 << 15
+READ_MESSAGE_HISTORY = 1 << 16
+CONNECT = 1 << 20
+SPEAK = 1 << 21
+USE_VAD = 1 << 25
+USE_APPLICATION_COMMANDS = 1 << 31
+MANAGE_GUILD = 1 << 5
+ADMINISTRATOR = 1 << 3
+#: What @everyone may do on a fresh server, roughly.
+EVERYONE_PERMISSIONS = (
+    VIEW_CHANNEL
+    | SEND_MESSAGES
+    | EMBED_LINKS
+    | ATTACH_FILES
+    | READ_MESSAGE_HISTORY
+    | CONNECT
+    | SPEAK
+    | USE_VAD
+    | USE_APPLICATION_COMMANDS
+)
+ALL_PERMISSIONS = (1 << 53) - 1
+
+# Privileged intents: refused unless enabled "in the portal" (Emulator option).
+INTENT_GUILD_MEMBERS = 1 << 1
+INTENT_GUILD_PRESENCES = 1 << 8
+INTENT_MESSAGE_CONTENT = 1 << 15
+PRIVILEGED_INTENTS = INTENT_GUILD_MEMBERS | INTENT_GUILD_PRESENCES | INTENT_MESSAGE_CONTENT
+
+_ids = itertools.count(720000000000000000)
+
+
+def snowflake() -> int:
+    return next(_ids)
+
+
+def timestamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+
+
+class Clock:
+    """Monotonic seconds, shiftable, so a test can jump past Discord's 3 s and 15 min limits
+    without waiting for them."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+class Changes:
+    """Wakes waiters whenever the emulator records something, so tests wait on conditions
+    rather than on sleeps."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+
+    async def wait_for(self, predicate: Callable[[], Any], within: float) -> Any:
+        async with asyncio.timeout(within):
+            while True:
+                result = predicate()
+                if result:
+                    return result
+                self._event.clear()
+                await self._event.wait()
+
+
+def user_payload(user_id: int, name: str, *, bot: bool = False) -> dict[str, Any]:
+    return {
+        "id": str(user_id),
+        "username": name,
+        "global_name": None if bot else name,
+        "discriminator": "0",
+        "avatar": None,
+        "bot": bot,
+        "public_flags": 0,
+    }
+
+
+@dataclass
+class Member:
+    user_id: int
+    name: str
+    bot: bool = False
+    roles: list[int] = field(default_factory=list)
+
+    def user(self) -> dict[str, Any]:
+        return user_payload(self.user_id, self.name, bot=self.bot)
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "user": self.user(),
+            "nick": None,
+            "roles": [str(role) for role in self.roles],
+            "joined_at": "2025-01-01T00:00:00+00:00",
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "pending": False,
+            "communication_disabled_until": None,
+        }
+
+
+@dataclass
+class VoiceState:
+    user_id: int
+    channel_id: int | None
+    session_id: str
+    self_deaf: bool = False
+    self_mute: bool = False
+
+    def payload(self, guild_id: int | None = None, member: Member | None = None) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "user_id": str(self.user_id),
+            "channel_id": str(self.channel_id) if self.channel_id else None,
+            "session_id": self.session_id,
+            "deaf": False,
+            "mute": False,
+            "self_deaf": self.self_deaf,
+            "self_mute": self.self_mute,
+            "self_video": False,
+            "suppress": False,
+            "request_to_speak_timestamp": None,
+        }
+        if guild_id is not None:
+            data["guild_id"] = str(guild_id)
+        if member is not None:
+            data["member"] = member.payload()
+        return data
+
+
+class World:
+    """One guild, as the gateway describes it to the bot and REST refers to it."""
+
+    def __init__(self, *, bot_name: str = "TTS") -> None:
+        self.guild_id = GUILD_ID
+        self.bot = Member(BOT_ID, bot_name, bot=True, roles=[BOT_ROLE_ID])
+        self.members: dict[int, Member] = {
+            BOT_ID: self.bot,
+            ALICE: Member(ALICE, "alice"),
+            BOB: Member(BOB, "bob"),
+            OWNER_ID: Member(OWNER_ID, "owner"),
+        }
+        self.voice_states: dict[int, VoiceState] = {}
+        self.text_channels = {TEXT_CHANNEL_ID}
+        self.voice_channels = {VOICE_CHANNEL_ID, STAGE_CHANNEL_ID}
+        self.dm_channels: dict[int, int] = {}  # channel id -> recipient
+
+    def channel_exists(self, channel_id: int) -> bool:
+        return (
+            channel_id in self.text_channels
+            or channel_id in self.voice_channels
+            or channel_id in self.dm_channels
+        )
+
+    def application(self) -> dict[str, Any]:
+        return {
+            "id": str(APP_ID),
+            "name": "TTS",
+            "description": "",
+            "icon": None,
+            "bot_public": True,
+            "bot_require_code_grant": False,
+            "owner": user_payload(OWNER_ID, "owner"),
+            "team": None,
+            "verify_key": "0" * 64,
+            "flags": 1 << 19,  # GATEWAY_MESSAGE_CONTENT_LIMITED
+            "summary": "",
+        }
+
+    def roles(self) -> list[dict[str, Any]]:
+        def role(role_id: int, name: str, permissions: int, position: int) -> dict[str, Any]:
+            return {
+                "id": str(role_id),
+                "name": name,
+                "color": 0,
+                "hoist": False,
+                "position": position,
+                "permissions": str(permissions),
+                "managed": role_id == BOT_ROLE_ID,
+                "mentionable": False,
+                "flags": 0,
+            }
+
+        return [
+            role(self.guild_id, "@everyone", EVERYONE_PERMISSIONS, 0),
+            role(BOT_ROLE_ID, "TTS", EVERYONE_PERMISSIONS, 1),
+        ]
+
+    def channels(self) -> list[dict[str, Any]]:
+        def channel(channel_id: int, kind: int, name: str, position: int) -> dict[str, Any]:
+            data: dict[str, Any] = {
+                "id": str(channel_id),
+                "type": kind,
+                "guild_id": str(self.guild_id),
+                "name": name,
+                "position": position,
+                "permission_overwrites": [],
+                "nsfw": False,
+                "parent_id": None,
+                "last_message_id": None,
+                "rate_limit_per_user": 0,
+            }
+            if kind in (2, 13):
+                data.update(bitrate=64000, user_limit=0, rtc_region=None)
+            else:
+                data["topic"] = None
+            return data
+
+        return [
+            channel(TEXT_CHANNEL_ID, 0, "general", 0),
+            channel(VOICE_CHANNEL_ID, 2, "Voice", 1),
+            channel(STAGE_CHANNEL_ID, 13, "Stage", 2),
+        ]
+
+    def channel_payload(self, channel_id: int) -> dict[str, Any] | None:
+        for channel in self.channels():
+            if int(channel["id"]) == channel_id:
+                return channel
+        recipient = self.dm_channels.get(channel_id)
+        if recipient is None:
+            return None
+        return {
+            "id": str(channel_id),
+            "type": 1,
+            "recipients": [self.members[recipient].user()],
+            "last_message_id": None,
+        }
+
+    def guild_create(self) -> dict[str, Any]:
+        return {
+            "id": str(self.guild_id),
+            "name": "Emulated",
+            "icon": None,
+            "splash": None,
+            "discovery_splash": None,
+            "owner_id": str(OWNER_ID),
+            "afk_channel_id": None,
+            "afk_timeout": 300,
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "roles": self.roles(),
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "mfa_level": 0,
+            "application_id": None,
+            "system_channel_id": None,
+            "system_channel_flags": 0,
+            "rules_channel_id": None,
+            "vanity_url_code": None,
+            "description": None,
+            "banner": None,
+            "premium_tier": 0,
+            "premium_subscription_count": 0,
+            "preferred_locale": "en-US",
+            "public_updates_channel_id": None,
+            "nsfw_level": 0,
+            "premium_progress_bar_enabled": False,
+            "joined_at": "2025-01-01T00:00:00+00:00",
+            "large": False,
+            "unavailable": False,
+            "member_count": len(self.members),
+            "members": [member.payload() for member in self.members.values()],
+            "voice_states": [state.payload() for state in self.voice_states.values()],
+            "channels": self.channels(),
+            "threads": [],
+            "presences": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+        }
+
+    def member_permissions(self, user_id: int) -> int:
+        if user_id == OWNER_ID:
+            return ALL_PERMISSIONS
+        return EVERYONE_PERMISSIONS
+
+    def set_voice(self, user_id: int, channel_id: int | None, session_id: str) -> VoiceState:
+        state = VoiceState(user_id, channel_id, session_id)
+        if channel_id is None:
+            self.voice_states.pop(user_id, None)
+        else:
+            self.voice_states[user_id] = state
+        return state

@@ -1,0 +1,204 @@
+"""The emulator itself: it must refuse what Discord refuses, or e2e tests prove nothing.
+
+Driven with plain aiohttp (REST, raw gateway) and with a bare discord.py client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import discord
+import pytest
+import yarl
+
+from tests.e2e.discord_emulator import Emulator, Interaction
+from tests.e2e.discord_emulator.state import ALICE, GUILD_ID, TEXT_CHANNEL_ID, VOICE_CHANNEL_ID
+
+
+@pytest.fixture
+async def http(emulator: Emulator) -> AsyncIterator[aiohttp.ClientSession]:
+    headers = {"Authorization": f"Bot {emulator.token}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        yield session
+
+
+async def call(
+    session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any
+) -> tuple[int, Any]:
+    async with session.request(method, url, **kwargs) as response:
+        if response.status == 204:
+            return 204, None
+        assert response.headers["Content-Type"] == "application/json"  # No charset.
+        assert "X-RateLimit-Remaining" in response.headers
+        return response.status, await response.json()
+
+
+def callback_url(emulator: Emulator, interaction: Interaction) -> str:
+    return f"{emulator.base_url}/interactions/{interaction.id}/{interaction.token}/callback"
+
+
+def original_url(emulator: Emulator, interaction: Interaction) -> str:
+    app = interaction.payload["application_id"]
+    return f"{emulator.base_url}/webhooks/{app}/{interaction.token}/messages/@original"
+
+
+async def test_wrong_or_missing_token_is_unauthorized(emulator: Emulator) -> None:
+    async with aiohttp.ClientSession() as anonymous:
+        assert await call(anonymous, "GET", f"{emulator.base_url}/users/@me") == (
+            401,
+            {"message": "401: Unauthorized", "code": 0},
+        )
+        wrong = {"Authorization": "Bot not-the-token"}
+        status, _ = await call(anonymous, "GET", f"{emulator.base_url}/users/@me", headers=wrong)
+        assert status == 401
+
+
+async def test_unknown_route_is_404(emulator: Emulator, http: aiohttp.ClientSession) -> None:
+    status, body = await call(http, "GET", f"{emulator.base_url}/guilds/1/bans")
+    assert (status, body["code"]) == (404, 0)
+
+
+async def test_content_over_2000_characters_is_invalid_form_body(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    url = f"{emulator.base_url}/channels/{TEXT_CHANNEL_ID}/messages"
+    status, body = await call(http, "POST", url, json={"content": "x" * 2001})
+    assert (status, body["code"]) == (400, 50035)
+    assert body["errors"]["content"]["_errors"][0]["code"] == "BASE_TYPE_MAX_LENGTH"
+    assert (await call(http, "POST", url, json={"content": "x" * 2000}))[0] == 200
+    assert emulator.channel_messages[-1]["content"] == "x" * 2000
+
+
+async def test_callback_after_3_seconds_is_unknown_interaction(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    interaction = await emulator.interact("speak", user_id=ALICE, text="hi")
+    emulator.clock.advance(3.1)
+    status, body = await call(http, "POST", callback_url(emulator, interaction), json={"type": 5})
+    assert (status, body["code"]) == (404, 10062)
+
+
+async def test_second_callback_is_already_acknowledged(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    interaction = await emulator.interact("speak", user_id=ALICE, text="hi")
+    url = callback_url(emulator, interaction) + "?with_response=1"
+    status, body = await call(http, "POST", url, json={"type": 5})
+    assert status == 200
+    assert body["interaction"]["response_message_loading"] is True
+    status, body = await call(http, "POST", url, json={"type": 4, "data": {"content": "x"}})
+    assert (status, body["code"]) == (400, 40060)
+
+
+async def test_more_than_25_autocomplete_choices_are_refused(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    interaction = await emulator.interact("speak", user_id=ALICE, focused="voice", voice="k")
+    choices = [{"name": str(n), "value": str(n)} for n in range(26)]
+    payload: dict[str, Any] = {"type": 8, "data": {"choices": choices}}
+    status, body = await call(http, "POST", callback_url(emulator, interaction), json=payload)
+    assert (status, body["code"]) == (400, 50035)
+    payload = {"type": 8, "data": {"choices": choices[:25]}}
+    assert (await call(http, "POST", callback_url(emulator, interaction), json=payload))[0] == 204
+
+
+def multipart(payload: dict[str, Any], size: int) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    form.add_field("payload_json", json.dumps(payload), content_type="application/json")
+    form.add_field("files[0]", b"\0" * size, filename="speech.ogg", content_type="audio/ogg")
+    return form
+
+
+async def test_uploads_are_recorded_and_oversize_ones_refused(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    interaction = await emulator.interact("speak", user_id=ALICE, text="hi")
+    await call(http, "POST", callback_url(emulator, interaction), json={"type": 5})
+    url = original_url(emulator, interaction)
+    too_big = multipart({"content": "big"}, emulator.upload_limit + 1)
+    status, body = await call(http, "PATCH", url, data=too_big)
+    assert (status, body["code"]) == (413, 40005)
+    status, body = await call(http, "PATCH", url, data=multipart({"content": "ok"}, 1000))
+    assert status == 200
+    assert body["attachments"][0]["filename"] == "speech.ogg"
+    (upload,) = emulator.requests[-1].files
+    assert (upload.filename, upload.data) == ("speech.ogg", b"\0" * 1000)
+    assert emulator.requests[-1].json == {"content": "ok"}
+
+
+async def test_editing_the_original_after_the_token_expires_is_refused(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    interaction = await emulator.interact("speak", user_id=ALICE, text="hi")
+    await call(http, "POST", callback_url(emulator, interaction), json={"type": 5})
+    url = original_url(emulator, interaction)
+    assert (await call(http, "PATCH", url, json={"content": "in time"}))[0] == 200
+    emulator.clock.advance(15 * 60 + 1)
+    status, body = await call(http, "PATCH", url, json={"content": "too late"})
+    assert (status, body["code"]) == (401, 50027)
+
+
+async def test_gateway_frames_are_one_zlib_stream_flushed_per_message(
+    emulator: Emulator,
+) -> None:
+    url = yarl.URL(emulator.gateway_url).with_query(v=10, encoding="json", compress="zlib-stream")
+    inflate = zlib.decompressobj()
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        hello = await ws.receive_bytes(timeout=5)
+        assert hello.endswith(b"\x00\x00\xff\xff")
+        assert json.loads(inflate.decompress(hello))["op"] == 10
+        await ws.send_json({"op": 2, "d": {"token": "wrong", "intents": 1, "properties": {}}})
+        closing = await ws.receive(timeout=5)
+        assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, 4004)
+
+
+async def test_bare_discord_py_client_logs_in_and_sees_the_guild(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(discord.http.Route, "BASE", emulator.base_url)
+    gateway = yarl.URL(emulator.gateway_url)
+    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", gateway)
+    await emulator.member_voice(ALICE, VOICE_CHANNEL_ID)  # Before the bot: in GUILD_CREATE.
+    intents = discord.Intents.none()
+    intents.guilds = intents.voice_states = True
+    client = discord.Client(intents=intents)
+    ready = asyncio.Event()
+    client.event(_set_on_ready(ready))
+    runner = asyncio.create_task(client.start(emulator.token))
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        guild = client.get_guild(GUILD_ID)
+        assert guild is not None
+        voice = guild.get_channel(VOICE_CHANNEL_ID)
+        assert isinstance(voice, discord.VoiceChannel)
+        assert [m.id for m in voice.members] == [ALICE]
+        permissions = voice.permissions_for(guild.me)
+        assert permissions.connect
+        assert permissions.speak
+        assert not permissions.manage_guild
+        assert isinstance(guild.get_channel(TEXT_CHANNEL_ID), discord.TextChannel)
+        assert emulator.gateway.sessions[0].compressor is not None  # zlib-stream was asked.
+    finally:
+        await client.close()
+        await asyncio.wait_for(runner, 5)
+
+
+def _set_on_ready(ready: asyncio.Event) -> Any:
+    async def on_ready() -> None:
+        ready.set()
+
+    return on_ready
+
+
+async def test_bare_client_with_a_wrong_token_cannot_log_in(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(discord.http.Route, "BASE", emulator.base_url)
+    client = discord.Client(intents=discord.Intents.none())
+    with pytest.raises(discord.LoginFailure):
+        await client.login("not-the-token")
+    await client.close()
