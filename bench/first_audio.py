@@ -1,8 +1,8 @@
 """Time to first audio for a long text: chunked (first chunk small) versus one request.
 
-Runs the real SpeechService, Scheduler and SegmindClient against the local fake Segmind server,
-whose latency grows with the text's length, as synthesis time does. "First audio" is the
-moment the first playable Ogg Opus clip is ready for voice.
+Runs the bot's own services (`open_services`: the pipeline, scheduler and client) against
+the local fake Segmind server, whose latency grows with the text's length, as synthesis
+does. "First audio" is the moment the first playable Ogg Opus clip is ready for voice.
 
     python -m bench.first_audio [--chars 1500] [--base-latency 0.3] [--per-char 0.002]
 """
@@ -12,16 +12,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
-
-import aiohttp
+from pathlib import Path
 
 from bot.config import load_settings
-from bot.speech.access import Requester
-from bot.synthesis.client import SegmindClient
-from bot.synthesis.scheduler import Scheduler, SchedulerConfig
-from bot.synthesis.service import SpeechService
+from bot.services import open_services
+from bot.speech.access import Caller
+from bot.synthesis.service import Destination
 from tests.fake_segmind import FakeSegmind
 
 KEY = "bench-key"
@@ -48,35 +47,31 @@ async def first_audio(
     fake: FakeSegmind, text: str, *, chunk_chars: int, first_chunk_chars: int
 ) -> tuple[float, float, int]:
     """Seconds to the first clip, seconds to the whole text, and API calls made."""
-    settings = load_settings(
-        env_file=None,
-        segmind_api_key=KEY,
-        segmind_base_url=fake.base_url,
-        segmind_rpm=1000,
-        max_text_length=20_000,
-        chunk_chars=chunk_chars,
-        first_chunk_chars=first_chunk_chars,
-    )
-    calls_before = fake.tts_calls
-    async with aiohttp.ClientSession() as session:
-        client = SegmindClient.from_settings(session, settings)
-        scheduler = Scheduler(
-            client.synthesize,
-            SchedulerConfig.from_settings(settings),
+    with tempfile.TemporaryDirectory() as data:
+        settings = load_settings(
+            env_file=None,
+            segmind_api_key=KEY,
+            segmind_base_url=fake.base_url,
+            segmind_rpm=1000,
+            max_text_length=20_000,
+            chunk_chars=chunk_chars,
+            first_chunk_chars=first_chunk_chars,
+            cache_enabled=False,  # Both runs must make their calls.
+            data_dir=Path(data),
         )
-        scheduler.start()
+        calls_before = fake.tts_calls
+        services = await open_services(settings)
         try:
-            speech = SpeechService(settings, scheduler)
+            speech = services.speech
             started = time.perf_counter()
-            requests = speech.prepare_chunks(text, first_max=first_chunk_chars)
-            stream = await speech.stream(Requester(1), requests)
+            stream = await speech.begin(Caller(1), text, destination=Destination.VOICE)
             first = 0.0
-            async for _clip in speech.ogg_clips(stream.audio(), requests[0]):
+            async for _clip in speech.ogg_clips(stream.audio(), stream.requests[0]):
                 if not first:
                     first = time.perf_counter() - started
             whole = time.perf_counter() - started
         finally:
-            await scheduler.close(grace=0)
+            await services.close()
     return first, whole, fake.tts_calls - calls_before
 
 

@@ -21,14 +21,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import aiohttp
-
 from bot import audio
 from bot.config import load_settings
-from bot.speech.access import Requester
-from bot.synthesis.cache import AudioCache
+from bot.services import open_services
+from bot.speech.access import Caller
 from bot.synthesis.client import SegmindClient
-from bot.synthesis.scheduler import Scheduler, SchedulerConfig
 from bot.synthesis.service import SpeechService
 from tests.signals import tone
 
@@ -139,29 +136,18 @@ async def run(args: argparse.Namespace) -> int:
                 max_waiting_per_user=50,
                 data_dir=Path(data),
             )
-            async with aiohttp.ClientSession() as session:
-                client = SegmindClient.from_settings(session, settings)
-                scheduler = Scheduler(
-                    client.synthesize,
-                    SchedulerConfig.from_settings(settings),
-                )
-                scheduler.start()
-                cache = AudioCache(disk_dir=Path(data) / "cache")
-                await cache.open()
-                speech = SpeechService(settings, scheduler, cache=cache)
-                try:
-                    return await measure(args, speech, client)
-                finally:
-                    await speech.source.drain()
-                    await scheduler.close(grace=0)
+            services = await open_services(settings)
+            try:
+                return await measure(args, services.speech, services.client)
+            finally:
+                await services.close()
 
 
 async def one(speech: SpeechService, user: int, text: str) -> tuple[float, float, int]:
     """Seconds from command to attachment bytes ready, the clip's length, and its size."""
     started = time.perf_counter()
-    requests = speech.prepare_chunks(text)
-    stream = await speech.stream(Requester(user), requests)
-    clip = await speech.render_many(await stream.collect(), requests[0])
+    stream = await speech.begin(Caller(user), text)
+    clip = await speech.render_many(await stream.collect(), stream.requests[0])
     return time.perf_counter() - started, clip.duration, len(clip.data)
 
 
