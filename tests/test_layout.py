@@ -1,0 +1,114 @@
+"""The house's layout, kept true: which layer may import which, and modules that stay small.
+
+The Discord boundary itself is ruff's banned-api rule (TID251, in pyproject.toml); the first
+test proves that rule bites where it should and nowhere else.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: What each layer may import from the project, besides itself. Anything else is a mistake:
+#: a pure layer reaching for I/O, or a lower layer reaching up.
+ALLOWED: dict[str, set[str]] = {
+    "bot.errors": set(),
+    # Rules read the stored settings' plain models; stored values are checked by the same
+    # rules (a saved voice must be one of the 30): the two share data, not behaviour.
+    "bot.speech": {"bot.errors", "bot.storage"},
+    "bot.audio": {"bot.errors"},
+    "bot.storage": {"bot.errors", "bot.config", "bot.speech"},
+    "bot.config": {"bot.errors", "bot.speech"},
+    "bot.synthesis": {"bot.errors", "bot.config", "bot.speech", "bot.audio", "bot.storage"},
+    "bot.services": {
+        "bot.__version__",
+        "bot.errors",
+        "bot.config",
+        "bot.storage",
+        "bot.synthesis",
+    },
+}
+
+
+def modules(package: str) -> list[Path]:
+    base = ROOT.joinpath(*package.split("."))
+    if base.with_suffix(".py").is_file():
+        return [base.with_suffix(".py")]
+    return sorted(base.rglob("*.py"))
+
+
+def project_imports(path: Path) -> set[str]:
+    """The project modules a file imports, at any depth (TYPE_CHECKING blocks included)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module in {"bot", "cogs"}:
+            names = [f"{node.module}.{alias.name}" for alias in node.names]  # submodules
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        else:
+            continue
+        found.update(n for n in names if n.split(".")[0] in {"bot", "cogs"})
+    return found
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "bot" and len(parts) > 1 else parts[0]
+
+
+def test_the_discord_ban_bites_in_the_core_and_not_in_the_adapters() -> None:
+    def ruff(filename: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ruff", "check", "--select", "TID251", "--stdin-filename"]
+            + [filename, "-"],
+            input="from discord import app_commands\n",
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+
+    for core in ("bot/synthesis/stream.py", "bot/speech/cleanup.py", "bot/services.py"):
+        result = ruff(core)
+        assert result.returncode == 1, core
+        assert "TID251" in result.stdout
+    for adapter in ("bot/app.py", "bot/playback/player.py", "cogs/speak.py"):
+        assert ruff(adapter).returncode == 0, adapter
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_each_layer_imports_only_what_it_may(layer: str) -> None:
+    allowed = ALLOWED[layer] | {layer}
+    wrong = {
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in modules(layer)
+        for name in project_imports(path)
+        if layer_of(name) not in allowed and name not in allowed
+    }
+    assert not wrong, sorted(wrong)
+
+
+def test_only_the_app_loads_the_cogs() -> None:
+    reaching = [
+        str(path.relative_to(ROOT))
+        for path in modules("bot")
+        if any(name.split(".")[0] == "cogs" for name in project_imports(path))
+    ]
+    assert reaching == ["bot/app.py"]
+
+
+def test_no_module_grows_past_500_lines() -> None:
+    long = {
+        str(path.relative_to(ROOT)): n
+        for folder in ("bot", "cogs")
+        for path in (ROOT / folder).rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > 500
+    }
+    assert not long
