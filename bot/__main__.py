@@ -1,3 +1,5 @@
+"""`python -m bot`: the command line (see `bot.cli`)."""
+
 from __future__ import annotations
 
 import sys

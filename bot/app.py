@@ -28,6 +28,18 @@ from bot.playback.connections import VoiceManager
 from bot.services import Alerts, Services, open_services
 from bot.tree import TTSCommandTree
 
+__all__ = [
+    "USER_AGENT",
+    "ShardedTTSBot",
+    "TTSBot",
+    "apply_discord_base_url",
+    "create_bot",
+    "extension_names",
+    "intents_for",
+    "run_bot",
+    "sync_commands",
+]
+
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"gemini-tts-bot/{__version__} (+discord.py {discord.__version__})"

@@ -27,6 +27,17 @@ from bot.speech.request import SpeechRequest, build_request
 from bot.speech.voices import VOICES
 from bot.synthesis.client import SegmindClient
 
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "TERMINAL_USER",
+    "CliError",
+    "build_parser",
+    "main",
+]
+
 log = logging.getLogger("bot")
 
 EXIT_OK = 0

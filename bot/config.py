@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot.errors import SettingsError
 from bot.speech.voices import DEFAULT_VOICE, get_voice
 
+__all__ = ["ENV_EXAMPLE", "Settings", "load_settings", "require"]
+
 ENV_EXAMPLE = ".env.example"
 
 

@@ -7,6 +7,40 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+__all__ = [
+    "AccessDeniedError",
+    "AudioError",
+    "AuthenticationError",
+    "BadAudioError",
+    "BadRequestError",
+    "BotError",
+    "CooldownError",
+    "DatabaseURLError",
+    "InvalidRequestError",
+    "ModelNotFoundError",
+    "NarrationDisabledError",
+    "NewerDatabaseError",
+    "NotConnectedError",
+    "NotInVoiceError",
+    "OutOfCreditsError",
+    "PermissionDeniedError",
+    "QueueFullError",
+    "QuotaExceededError",
+    "RateLimitedError",
+    "RequestExpiredError",
+    "SchedulerClosedError",
+    "SegmindConnectionError",
+    "SegmindError",
+    "SegmindTimeoutError",
+    "ServerError",
+    "SettingsError",
+    "StorageError",
+    "UnexpectedStatusError",
+    "UnsupportedBackendError",
+    "VoicePermissionError",
+    "error_class_for_status",
+]
+
 
 class BotError(Exception):
     """Base of every error the bot expects; `user_message` is safe to show in Discord."""

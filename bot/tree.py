@@ -16,6 +16,8 @@ from discord import app_commands
 
 from bot.errors import BotError, CooldownError, QuotaExceededError
 
+__all__ = ["NO_MENTIONS", "TTSCommandTree", "describe_error", "send_error"]
+
 log = logging.getLogger(__name__)
 
 NO_MENTIONS = discord.AllowedMentions.none()

@@ -11,6 +11,8 @@ from bot.speech.access import Caller
 from bot.speech.styles import search_styles
 from bot.speech.voices import search as search_voices
 
+__all__ = ["caller_of", "style_autocomplete", "voice_autocomplete"]
+
 
 def caller_of(user: discord.User | discord.Member, guild_id: int | None) -> Caller:
     """The core's view of a member: id, server, roles, and whether they manage the server."""

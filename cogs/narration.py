@@ -25,6 +25,8 @@ from cogs.playback import caller_channel
 if TYPE_CHECKING:
     from bot.app import TTSBot
 
+__all__ = ["Narration", "facts_from_message", "setup"]
+
 log = logging.getLogger(__name__)
 
 

@@ -15,6 +15,8 @@ from bot.tree import NO_MENTIONS
 if TYPE_CHECKING:
     from bot.app import TTSBot
 
+__all__ = ["Playback", "caller_channel", "setup"]
+
 
 def caller_channel(interaction: discord.Interaction[TTSBot]) -> VoiceTarget | None:
     """The voice channel the member who ran the command is in, if any."""
@@ -27,7 +29,7 @@ def caller_channel(interaction: discord.Interaction[TTSBot]) -> VoiceTarget | No
 
 
 @app_commands.guild_only()
-class Voice(commands.Cog):
+class Playback(commands.Cog):
     def __init__(self, bot: TTSBot) -> None:
         self.bot = bot
 
@@ -91,4 +93,4 @@ class Voice(commands.Cog):
 
 
 async def setup(bot: TTSBot) -> None:
-    await bot.add_cog(Voice(bot))
+    await bot.add_cog(Playback(bot))

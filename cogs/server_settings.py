@@ -19,6 +19,8 @@ from bot.tree import NO_MENTIONS
 if TYPE_CHECKING:
     from bot.app import TTSBot
 
+__all__ = ["RESETTABLE", "ServerSettings", "settings_embed", "setup"]
+
 #: What `/settings reset` can put back to its default.
 RESETTABLE = {
     "narration_channel": "narration_channel_id",

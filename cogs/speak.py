@@ -27,6 +27,15 @@ from cogs.playback import caller_channel
 if TYPE_CHECKING:
     from bot.app import TTSBot
 
+__all__ = [
+    "PROGRESS_EDIT_INTERVAL",
+    "ProgressReporter",
+    "Speak",
+    "progress_line",
+    "result_line",
+    "setup",
+]
+
 log = logging.getLogger(__name__)
 
 #: Discord allows 5 edits per 5 s per message; a queue position does not need more than this.

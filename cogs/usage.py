@@ -18,6 +18,8 @@ from bot.tree import NO_MENTIONS
 if TYPE_CHECKING:
     from bot.app import TTSBot
 
+__all__ = ["Usage", "setup", "summary_line"]
+
 log = logging.getLogger(__name__)
 
 

@@ -18,6 +18,8 @@ from cogs._shared import style_autocomplete, voice_autocomplete
 if TYPE_CHECKING:
     from bot.app import TTSBot
 
+__all__ = ["VoiceSettings", "describe_member", "setup"]
+
 
 def describe_member(settings: MemberSettings, default_voice: str) -> str:
     """What a member's settings mean in practice, in a few lines."""
@@ -31,7 +33,7 @@ def describe_member(settings: MemberSettings, default_voice: str) -> str:
     return f"🗣️ Voice: {voice}\n🌡️ Temperature: {temperature}\n🎭 Style: {style}"
 
 
-class MemberSettingsCog(commands.Cog, name="Member settings"):
+class VoiceSettings(commands.Cog, name="Voice settings"):
     voice = app_commands.Group(name="voice", description="Your own voice for /speak and narration")
 
     def __init__(self, bot: TTSBot) -> None:
@@ -99,4 +101,4 @@ class MemberSettingsCog(commands.Cog, name="Member settings"):
 
 
 async def setup(bot: TTSBot) -> None:
-    await bot.add_cog(MemberSettingsCog(bot))
+    await bot.add_cog(VoiceSettings(bot))

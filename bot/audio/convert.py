@@ -17,6 +17,8 @@ from bot.audio.pcm import (
     layout,
 )
 
+__all__ = ["concat", "resample", "to_discord_pcm"]
+
 
 def _upmix_mono(data: bytes, channels: int) -> bytes:
     """Copy a mono signal to every channel at full level.

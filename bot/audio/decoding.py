@@ -23,6 +23,8 @@ from bot.audio.pcm import (
 )
 from bot.errors import AudioError
 
+__all__ = ["decode", "decode_audio", "probe"]
+
 _DEMUXERS: dict[AudioFormat, str] = {
     AudioFormat.WAV: "wav",
     AudioFormat.MP3: "mp3",

@@ -22,6 +22,17 @@ from bot.audio.pcm import (
     layout,
 )
 
+__all__ = [
+    "OPUS_BITRATE",
+    "OPUS_COMPLEXITY",
+    "encode",
+    "encode_mp3",
+    "encode_ogg_opus",
+    "encode_wav",
+    "is_ogg_opus",
+    "to_ogg_opus",
+]
+
 # Sample rates libmp3lame accepts, ascending; others are resampled to one of these.
 _MP3_RATES = (8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000)
 

@@ -15,6 +15,24 @@ from fractions import Fraction
 import av
 import av.error
 
+__all__ = [
+    "CHUNK_FRAMES",
+    "DISCORD_CHANNELS",
+    "DISCORD_FRAME_MS",
+    "DISCORD_SAMPLE_RATE",
+    "GEMINI_CHANNELS",
+    "GEMINI_SAMPLE_RATE",
+    "MAX_CHANNELS",
+    "MAX_DECODED_SECONDS",
+    "SAMPLE_BYTES",
+    "Audio",
+    "AudioFormat",
+    "Pcm",
+    "frame_bytes",
+    "frames",
+    "layout",
+]
+
 GEMINI_SAMPLE_RATE = 24_000
 GEMINI_CHANNELS = 1
 DISCORD_SAMPLE_RATE = 48_000

@@ -13,6 +13,8 @@ from bot.audio.pcm import (
     AudioFormat,
 )
 
+__all__ = ["pcm_params", "sniff_format"]
+
 _CONTENT_TYPES: dict[str, AudioFormat] = {
     "audio/wav": AudioFormat.WAV,
     "audio/x-wav": AudioFormat.WAV,

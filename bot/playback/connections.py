@@ -15,6 +15,8 @@ from bot.errors import BotError, VoicePermissionError
 from bot.playback.player import GuildPlayer, Utterance
 from bot.playback.source import dave_supported
 
+__all__ = ["VoiceManager", "VoiceTarget", "humans_in"]
+
 log = logging.getLogger(__name__)
 
 VoiceTarget = discord.VoiceChannel | discord.StageChannel

@@ -20,6 +20,8 @@ import discord
 from bot.errors import BotError, QueueFullError
 from bot.playback.source import OggOpusSource
 
+__all__ = ["GuildPlayer", "Utterance", "VoiceOutput", "single_clip"]
+
 log = logging.getLogger(__name__)
 
 _ids = itertools.count(1)

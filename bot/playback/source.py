@@ -13,6 +13,8 @@ from discord.oggparse import OggError, OggStream
 
 from bot.errors import AudioError
 
+__all__ = ["FRAME_SECONDS", "OggOpusSource", "dave_supported"]
+
 FRAME_SECONDS = 0.020
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from bot.errors import AccessDeniedError
 from bot.storage import GuildSettings
 
+__all__ = ["Caller", "Requester", "check_access"]
+
 
 @dataclass(frozen=True, slots=True)
 class Caller:

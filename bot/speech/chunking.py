@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+__all__ = ["DEFAULT_FIRST_MAX", "split_text"]
+
 DEFAULT_FIRST_MAX = 200
 
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’»)\]]*\s+|[。！？]+[」』”’）)]*\s*|\n\s*")

@@ -13,6 +13,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "MORE_MARKER",
+    "CleanupOptions",
+    "MessageFacts",
+    "SpeakerPrefixer",
+    "clean_message",
+    "clean_name",
+    "with_prefix",
+]
+
 MAX_NAME_LENGTH = 32
 #: Spoken where a long message is cut, so listeners know they did not hear all of it.
 MORE_MARKER = " … and more"

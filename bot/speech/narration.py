@@ -21,6 +21,8 @@ from bot.speech.cleanup import (
 from bot.speech.voices import voice_for_user
 from bot.storage import GuildSettings, MemberSettings
 
+__all__ = ["SAME_SPEAKER_WINDOW", "NarrationRules", "Narrator", "member_voice", "skip_reason"]
+
 #: "Alice said" is skipped when Alice also spoke in the channel within this many seconds.
 SAME_SPEAKER_WINDOW = 60.0
 

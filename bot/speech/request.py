@@ -10,6 +10,14 @@ from bot.errors import InvalidRequestError
 from bot.speech.styles import apply_style
 from bot.speech.voices import DEFAULT_VOICE, UnknownVoiceError, get_voice
 
+__all__ = [
+    "DEFAULT_TEMPERATURE",
+    "MAX_TEMPERATURE",
+    "MIN_TEMPERATURE",
+    "SpeechRequest",
+    "build_request",
+]
+
 MIN_TEMPERATURE = 0.0
 MAX_TEMPERATURE = 2.0
 DEFAULT_TEMPERATURE = 0.4

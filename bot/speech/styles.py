@@ -10,6 +10,8 @@ import re
 
 from bot.errors import InvalidRequestError
 
+__all__ = ["MAX_STYLE_LENGTH", "PRESETS", "apply_style", "search_styles", "style_direction"]
+
 MAX_STYLE_LENGTH = 100
 
 #: Preset name -> direction. Shown in autocomplete; free text is accepted too.

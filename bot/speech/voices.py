@@ -6,6 +6,17 @@ import difflib
 import hashlib
 from dataclasses import dataclass
 
+__all__ = [
+    "DEFAULT_VOICE",
+    "VOICES",
+    "UnknownVoiceError",
+    "Voice",
+    "find_voice",
+    "get_voice",
+    "search",
+    "voice_for_user",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class Voice:

@@ -7,6 +7,8 @@ from typing import Any, Protocol
 
 from bot.storage.models import GuildSettings, MemberSettings, UsageRecord, UsageSummary
 
+__all__ = ["Storage"]
+
 
 class Storage(Protocol):
     """Settings and usage behind async calls. Updates are partial and atomic: concurrent updates

@@ -12,6 +12,8 @@ from bot.storage.sqlite import SQLiteStorage
 if TYPE_CHECKING:
     from bot.config import Settings
 
+__all__ = ["DEFAULT_FILE", "open_storage", "sqlite_path"]
+
 DEFAULT_FILE = "bot.db"
 
 

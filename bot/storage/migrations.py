@@ -15,6 +15,16 @@ import aiosqlite
 
 from bot.errors import NewerDatabaseError
 
+__all__ = [
+    "LATEST_VERSION",
+    "MIGRATIONS",
+    "Migration",
+    "migrate",
+    "rollback",
+    "schema_version",
+    "statements",
+]
+
 
 class Migration(NamedTuple):
     version: int

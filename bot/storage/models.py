@@ -6,6 +6,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+__all__ = [
+    "GuildSettings",
+    "MemberSettings",
+    "NarrationEmoji",
+    "UsageRecord",
+    "UsageSummary",
+    "epoch",
+]
+
 NarrationEmoji = Literal["name", "drop"]
 
 

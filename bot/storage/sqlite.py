@@ -31,6 +31,8 @@ from bot.storage.models import (
 )
 from bot.storage.validation import guild_changes, member_changes
 
+__all__ = ["MIN_SQLITE", "SQLiteStorage"]
+
 log = logging.getLogger(__name__)
 
 #: Upserts (3.24) are what make partial updates atomic.

@@ -12,6 +12,16 @@ from bot.speech.styles import MAX_STYLE_LENGTH
 from bot.speech.voices import get_voice
 from bot.storage.models import NarrationEmoji
 
+__all__ = [
+    "GUILD_CHECKS",
+    "MAX_SKIP_PREFIX",
+    "MAX_SNOWFLAKE",
+    "MEMBER_CHECKS",
+    "Check",
+    "guild_changes",
+    "member_changes",
+]
+
 Check = Callable[[str, Any], Any]
 
 MAX_SNOWFLAKE = 2**63 - 1

@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+__all__ = ["MAX_HONOURED_WAIT", "backoff_delay", "parse_moment", "retry_after_seconds"]
+
 #: Waits beyond this are treated as nonsense rather than honoured for hours.
 MAX_HONOURED_WAIT = 900.0
 

@@ -36,6 +36,8 @@ from bot.errors import (
 from bot.speech.request import SpeechRequest
 from bot.synthesis.backoff import retry_after_seconds
 
+__all__ = ["MAX_BODY_BYTES", "CallRecord", "Credits", "SegmindClient", "Timeouts"]
+
 log = logging.getLogger(__name__)
 
 #: Two minutes of 24 kHz mono WAV is under 6 MB; anything far larger is not a speech clip.

@@ -30,6 +30,8 @@ from bot.synthesis.scheduler import Scheduler
 from bot.synthesis.stream import SpeechSource, SpeechStream
 from bot.synthesis.usage import UsageRecorder, day_start, next_reset, paid_calls
 
+__all__ = ["Clip", "Destination", "SpeakContext", "SpeakOptions", "SpeechService", "clip_filename"]
+
 
 @dataclass(frozen=True, slots=True)
 class Clip:

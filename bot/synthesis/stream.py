@@ -21,6 +21,8 @@ from bot.synthesis.cache import Cache, NullCache, cache_key
 from bot.synthesis.scheduler import Scheduler, Ticket
 from bot.synthesis.usage import UsageRecorder
 
+__all__ = ["Pending", "SpeechSource", "SpeechStream"]
+
 log = logging.getLogger(__name__)
 
 

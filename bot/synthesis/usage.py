@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from bot.storage import Storage, UsageRecord, UsageSummary
 from bot.synthesis.scheduler import Attempt
 
+__all__ = ["UsageRecorder", "day_start", "next_reset", "paid_calls"]
+
 log = logging.getLogger(__name__)
 
 

@@ -11,6 +11,8 @@ from typing import Protocol
 from bot.audio import Audio
 from bot.synthesis.cache.store import CacheStats
 
+__all__ = ["Cache", "NullCache"]
+
 
 class Cache(Protocol):
     """Finished speech by key; a lookup never raises, a damaged entry is a miss."""

@@ -22,6 +22,18 @@ from typing import Any
 from bot.audio import Audio, AudioFormat
 from bot.synthesis.cache.key import CACHE_FORMAT_VERSION
 
+__all__ = [
+    "KEY",
+    "SUFFIX",
+    "TEMP_SUFFIX",
+    "CorruptEntryError",
+    "read_entry",
+    "scan",
+    "unlink_all",
+    "wipe",
+    "write_entry",
+]
+
 log = logging.getLogger(__name__)
 
 SUFFIX = ".tts"

@@ -7,6 +7,8 @@ import json
 
 from bot.speech.request import SpeechRequest
 
+__all__ = ["CACHE_FORMAT_VERSION", "cache_key"]
+
 #: Part of every key and every file header: bump it when keys or the file layout change, and
 #: old entries simply stop matching (and age out of the disk bound).
 CACHE_FORMAT_VERSION = 1

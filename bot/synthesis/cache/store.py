@@ -27,6 +27,8 @@ from bot.audio import Audio
 from bot.synthesis.cache import files
 from bot.synthesis.cache.files import KEY, SUFFIX, CorruptEntryError
 
+__all__ = ["ENTRY_OVERHEAD", "AudioCache", "CacheStats"]
+
 log = logging.getLogger(__name__)
 
 #: Bytes charged per memory entry on top of its audio, for the key, the object and the index,
