@@ -16,7 +16,7 @@ from discord import app_commands
 
 from bot.errors import BotError, CooldownError, QuotaExceededError
 
-__all__ = ["NO_MENTIONS", "TTSCommandTree", "describe_error", "send_error"]
+__all__ = ["NO_MENTIONS", "TTSCommandTree", "describe_error", "requires_guild", "send_error"]
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,27 @@ async def send_error(interaction: discord.Interaction[Any], message: str) -> Non
         log.info("Could not deliver an error message: %s", exc)
 
 
+def requires_guild(command: object) -> bool:
+    """Whether a command (or the top-level group it belongs to) is declared guild-only.
+
+    discord.py only publishes the flag; Discord hides such commands in DMs, but a stale
+    client or a command list synced before the flag was set still sends them. The tree
+    checks it on every use, so no DM ever reaches a command that needs a server.
+    """
+    root = getattr(command, "root_parent", None) or command
+    contexts = getattr(root, "allowed_contexts", None)
+    if contexts is not None and (contexts.dm_channel or contexts.private_channel):
+        return False
+    return bool(getattr(root, "guild_only", False))
+
+
 class TTSCommandTree(app_commands.CommandTree[Any]):
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        """Refuse guild-only commands outside a server before they run (nothing is spent)."""
+        if interaction.guild_id is None and requires_guild(interaction.command):
+            raise app_commands.NoPrivateMessage()
+        return True
+
     async def on_error(
         self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
     ) -> None:

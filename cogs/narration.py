@@ -51,6 +51,7 @@ class Narration(commands.Cog):
         name="narrate",
         description="Read a text channel aloud in voice",
         guild_only=True,
+        allowed_contexts=app_commands.AppCommandContext(guild=True),
         default_permissions=discord.Permissions(manage_guild=True),
     )
 

@@ -28,7 +28,6 @@ def caller_channel(interaction: discord.Interaction[TTSBot]) -> VoiceTarget | No
     return None
 
 
-@app_commands.guild_only()
 class Playback(commands.Cog):
     def __init__(self, bot: TTSBot) -> None:
         self.bot = bot
@@ -38,6 +37,7 @@ class Playback(commands.Cog):
             message, ephemeral=True, allowed_mentions=NO_MENTIONS
         )
 
+    @app_commands.guild_only()
     @app_commands.command(name="join", description="Bring the bot into your voice channel")
     async def join(self, interaction: discord.Interaction[TTSBot]) -> None:
         channel = caller_channel(interaction)
@@ -49,6 +49,7 @@ class Playback(commands.Cog):
             content=f"🔊 Joined {channel.mention}. Use /speak, or /narrate to read a channel aloud."
         )
 
+    @app_commands.guild_only()
     @app_commands.command(name="leave", description="Make the bot leave its voice channel")
     async def leave(self, interaction: discord.Interaction[TTSBot]) -> None:
         assert interaction.guild is not None
@@ -56,6 +57,7 @@ class Playback(commands.Cog):
             raise NotConnectedError()
         await self._reply(interaction, "👋 Left the voice channel.")
 
+    @app_commands.guild_only()
     @app_commands.command(name="skip", description="Skip what is being said now")
     async def skip(self, interaction: discord.Interaction[TTSBot]) -> None:
         assert interaction.guild_id is not None
@@ -64,6 +66,7 @@ class Playback(commands.Cog):
             raise NotConnectedError()
         await self._reply(interaction, "⏭️ Skipped." if player.skip() else "Nothing is playing.")
 
+    @app_commands.guild_only()
     @app_commands.command(name="stop", description="Stop speaking and clear the queue")
     async def stop(self, interaction: discord.Interaction[TTSBot]) -> None:
         assert interaction.guild_id is not None
@@ -73,6 +76,7 @@ class Playback(commands.Cog):
         dropped = await player.stop()
         await self._reply(interaction, f"⏹️ Stopped; cleared {dropped} waiting.")
 
+    @app_commands.guild_only()
     @app_commands.command(name="queue", description="What the bot is about to say")
     async def queue(self, interaction: discord.Interaction[TTSBot]) -> None:
         assert interaction.guild_id is not None

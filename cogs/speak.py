@@ -123,6 +123,7 @@ class Speak(commands.Cog):
             self.speak_message_menu.name, type=self.speak_message_menu.type
         )
 
+    @app_commands.guild_only()
     @app_commands.command(name="speak", description="Turn text into lifelike speech")
     @app_commands.describe(
         text="What to say. For two speakers write “Name1: … / Name2: …”",
@@ -152,6 +153,7 @@ class Speak(commands.Cog):
         )
         await self.respond(interaction, text, options, play=play)
 
+    @app_commands.guild_only()
     async def speak_message(
         self, interaction: discord.Interaction[TTSBot], message: discord.Message
     ) -> None:

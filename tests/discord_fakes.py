@@ -171,6 +171,22 @@ def slash_command(
     return _interaction(2, data, user_id, permissions)
 
 
+def in_dm(payload: dict[str, Any]) -> dict[str, Any]:
+    """The same interaction, sent from the member's DMs with the bot: no server, no member,
+    a DM channel, and the bot-DM context (1), as Discord delivers it."""
+    payload = dict(payload)
+    member = payload.pop("member")
+    payload.pop("guild_id")
+    payload.pop("guild_locale", None)
+    payload["user"] = member["user"]
+    payload["channel_id"] = str(DM_CHANNEL_ID)
+    payload["channel"] = {"id": str(DM_CHANNEL_ID), "type": 1, "recipients": [member["user"]]}
+    payload["context"] = 1
+    payload["authorizing_integration_owners"] = {"0": str(payload["user"]["id"])}
+    payload["data"] = {k: v for k, v in payload["data"].items() if k != "guild_id"}
+    return payload
+
+
 def autocomplete(name: str, focused: str, *, user_id: int, **options: Any) -> dict[str, Any]:
     data = {"id": str(snowflake()), "name": name, "type": 1, "options": _options(options, focused)}
     return _interaction(4, data, user_id)

@@ -46,3 +46,18 @@ async def test_speak_defers_then_attaches_ogg_opus_of_the_right_length(
     assert ogg_duration(upload.data) == pytest.approx(segmind.expected_duration(text), abs=0.05)
     assert interaction.original is not None
     assert interaction.original["attachments"][0]["size"] == len(upload.data)
+
+
+async def test_speak_in_a_dm_is_refused_at_no_cost(
+    bot: BotProcess, emulator: Emulator, segmind: FakeSegmind
+) -> None:
+    interaction = await emulator.interact("speak", user_id=ALICE, text="Free speech?", dm=True)
+    await emulator.wait_for(lambda: interaction.callback_type is not None, within=10)
+    (answer,) = emulator.requests_for(interaction)
+    assert answer.status in (200, 204)
+    assert answer.json is not None
+    assert answer.json["type"] == 4
+    assert answer.json["data"]["flags"] & 64  # Only the member sees it.
+    assert "only in a server" in answer.json["data"]["content"]
+    assert segmind.tts_calls == 0
+    assert "Traceback" not in bot.log()

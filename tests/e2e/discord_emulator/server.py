@@ -194,6 +194,38 @@ class Emulator:
 
     # -- interactions and messages --------------------------------------------------------
 
+    def dm_channel(self, user_id: int) -> int:
+        """The DM channel between a member and the bot (made on first use)."""
+        world = self.world
+        channel_id = next((c for c, r in world.dm_channels.items() if r == user_id), None)
+        if channel_id is None:
+            channel_id = snowflake()
+            world.dm_channels[channel_id] = user_id
+        return channel_id
+
+    def dm_interaction_payload(
+        self, kind: int, data: dict[str, Any], user_id: int
+    ) -> dict[str, Any]:
+        """An interaction from the member's DMs with the bot: no guild, no member, context 1."""
+        channel_id = self.dm_channel(user_id)
+        return {
+            "id": str(snowflake()),
+            "application_id": str(APP_ID),
+            "type": kind,
+            "token": f"aW50ZXJhY3Rpb24.{secrets.token_urlsafe(24)}",
+            "version": 1,
+            "channel_id": str(channel_id),
+            "channel": self.world.channel_payload(channel_id),
+            "user": self.world.members[user_id].user(),
+            "app_permissions": str(self.world.member_permissions(BOT_ID)),
+            "locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(user_id)},
+            "context": 1,
+            "attachment_size_limit": self.upload_limit,
+            "data": data,
+        }
+
     def interaction_payload(
         self, kind: int, data: dict[str, Any], user_id: int, channel_id: int
     ) -> dict[str, Any]:
@@ -229,9 +261,11 @@ class Emulator:
         subcommand: str | None = None,
         channel_id: int = TEXT_CHANNEL_ID,
         focused: str | None = None,
+        dm: bool = False,
         **options: Any,
     ) -> Interaction:
-        """A member runs a slash command (or types in one of its options, with `focused`)."""
+        """A member runs a slash command (or types in one of its options, with `focused`);
+        `dm` sends it from their DMs with the bot instead of the server."""
         given = []
         for option, value in options.items():
             entry = {"name": option, "type": _OPTION_TYPES[type(value)], "value": value}
@@ -246,10 +280,13 @@ class Emulator:
             "name": name,
             "type": 1,
             "options": given,
-            "guild_id": str(self.world.guild_id),
         }
         kind = 4 if focused else 2
-        payload = self.interaction_payload(kind, data, user_id, channel_id)
+        if dm:
+            payload = self.dm_interaction_payload(kind, data, user_id)
+        else:
+            data["guild_id"] = str(self.world.guild_id)
+            payload = self.interaction_payload(kind, data, user_id, channel_id)
         interaction = Interaction(
             int(payload["id"]), payload["token"], kind, self.clock.now(), payload
         )
