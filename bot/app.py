@@ -82,7 +82,10 @@ class TTSBot(commands.Bot):
         self._services: Services | None = None
         #: Discord voice connections and a player per server.
         self.playback = VoiceManager(
-            self, idle_timeout=settings.voice_idle_timeout, max_queue=settings.voice_max_queue
+            self,
+            idle_timeout=settings.voice_idle_timeout,
+            max_queue=settings.voice_max_queue,
+            reconnect_timeout=settings.voice_reconnect_timeout,
         )
         #: Extensions that failed to load, with why; a cog can show them to the operator.
         self.extension_errors: dict[str, BaseException] = {}

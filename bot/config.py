@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     narration_enabled: bool = True
     voice_idle_timeout: float = Field(300.0, gt=0, le=86_400)
     voice_max_queue: int = Field(50, ge=1, le=1000)
+    voice_reconnect_timeout: float = Field(30.0, gt=0, le=600)
 
     @field_validator("segmind_base_url")
     @classmethod

@@ -14,6 +14,7 @@ __all__ = [
     "BadAudioError",
     "BadRequestError",
     "BotError",
+    "ChannelFullError",
     "CooldownError",
     "DatabaseURLError",
     "InvalidRequestError",
@@ -330,6 +331,14 @@ class VoicePermissionError(BotError):
     def __init__(self, channel_mention: str) -> None:
         super().__init__(
             user_message=f"I need the Connect and Speak permissions in {channel_mention}."
+        )
+
+
+class ChannelFullError(BotError):
+    def __init__(self, channel_mention: str) -> None:
+        super().__init__(
+            user_message=f"{channel_mention} is full, so I can't join it. Make room, or raise "
+            "its user limit."
         )
 
 

@@ -2,28 +2,57 @@
 
 The bot leaves when no human is left in its channel or after an idle time, follows a move,
 and cleans up when it is disconnected, so no player or connection leaks.
+
+"In a channel" means the bot has a voice client there, connected or re-handshaking: on
+Discord a voice server change or a resume takes a round trip or several, and the bot is
+still in the channel for everyone listening. Joins are serialised per server, so two at the
+same moment cannot disconnect each other.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
 import discord
 
-from bot.errors import BotError, VoicePermissionError
-from bot.playback.player import GuildPlayer, Utterance
+from bot.errors import BotError, ChannelFullError, VoicePermissionError
+from bot.playback.player import GuildPlayer, Utterance, wait_until_connected
 from bot.playback.source import dave_supported
 
-__all__ = ["VoiceManager", "VoiceTarget", "humans_in"]
+__all__ = ["DISCONNECTED", "VoiceManager", "VoiceTarget", "check_joinable", "humans_in"]
 
 log = logging.getLogger(__name__)
 
 VoiceTarget = discord.VoiceChannel | discord.StageChannel
 
+#: Told to members whose messages were waiting when someone disconnected the bot.
+DISCONNECTED = "I was disconnected from the voice channel, so your message was not played."
+
 
 def humans_in(channel: VoiceTarget) -> list[discord.Member]:
     return [member for member in channel.members if not member.bot]
+
+
+def check_joinable(channel: VoiceTarget) -> None:
+    """Raise why the bot cannot speak in `channel`, before anything is spent on speech.
+
+    Connect is needed everywhere, Speak in a voice channel; a full channel lets in only
+    members who may move others. On a Stage the bot becomes a speaker by itself with Mute
+    Members, and otherwise raises its hand; either way it needs to be able to connect.
+    """
+    guild = channel.guild
+    permissions = channel.permissions_for(guild.me)
+    if not permissions.connect or (
+        isinstance(channel, discord.VoiceChannel) and not permissions.speak
+    ):
+        raise VoicePermissionError(channel.mention)
+    if guild.me in channel.members:
+        return
+    limit = channel.user_limit
+    if limit and len(channel.members) >= limit and not permissions.move_members:
+        raise ChannelFullError(channel.mention)
 
 
 class VoiceManager:
@@ -33,13 +62,16 @@ class VoiceManager:
         *,
         idle_timeout: float = 300.0,
         max_queue: int = 50,
+        reconnect_timeout: float = 30.0,
         on_error: Callable[[Utterance, BotError], Awaitable[None]] | None = None,
     ) -> None:
         self.client = client
         self.idle_timeout = idle_timeout
         self.max_queue = max_queue
+        self.reconnect_timeout = reconnect_timeout
         self._on_error = on_error
         self.players: dict[int, GuildPlayer] = {}
+        self._joining: dict[int, asyncio.Lock] = {}
         if not dave_supported():
             log.warning("The davey package is missing: end-to-end encrypted voice will fail")
 
@@ -51,42 +83,77 @@ class VoiceManager:
         return player
 
     def connected_channel(self, guild: discord.Guild) -> VoiceTarget | None:
+        """The channel the bot is in: connected, or re-handshaking (a voice server change,
+        a resume, its own move), which is still "in the channel" for its listeners."""
         client = guild.voice_client
-        if isinstance(client, discord.VoiceClient) and client.is_connected():
+        if isinstance(client, discord.VoiceClient):
             channel = client.channel
             if isinstance(channel, discord.VoiceChannel | discord.StageChannel):
                 return channel
         return None
 
     async def join(self, channel: VoiceTarget) -> GuildPlayer:
-        """Connect (or move) to `channel` and return its server's player."""
+        """Connect (or move) to `channel` and return its server's player; one at a time per
+        server."""
+        lock = self._joining.setdefault(channel.guild.id, asyncio.Lock())
+        async with lock:
+            return await self._join(channel)
+
+    async def _join(self, channel: VoiceTarget) -> GuildPlayer:
         guild = channel.guild
-        permissions = channel.permissions_for(guild.me)
-        if not (permissions.connect and permissions.speak):
-            raise VoicePermissionError(channel.mention)
+        check_joinable(channel)
         client = guild.voice_client
+        if isinstance(client, discord.VoiceClient) and not client.is_connected():
+            # Re-handshaking, or dead without an event: give it the reconnect bound.
+            await wait_until_connected(client, self.reconnect_timeout)
         if isinstance(client, discord.VoiceClient) and client.is_connected():
             if client.channel != channel:
                 await client.move_to(channel)
         else:
-            if client is not None:  # A half-dead connection from before: clear it first.
+            if client is not None:  # Dead past the bound: clear it before connecting anew.
                 await client.disconnect(force=True)
             client = await channel.connect(self_deaf=True, timeout=20.0, reconnect=True)
         player = self.player(guild.id)
         if player is None or player.voice is not client:
             if player is not None:
-                await player.close()
+                await player.close(DISCONNECTED)
             player = GuildPlayer(
                 guild.id,
                 client,
                 idle_timeout=self.idle_timeout,
                 max_queue=self.max_queue,
+                reconnect_timeout=self.reconnect_timeout,
                 on_idle=self._idle,
                 on_error=self._on_error,
+                on_gone=self._gone,
             )
             self.players[guild.id] = player
         log.info("Guild %s: in voice channel %s", guild.id, channel.id)
         return player
+
+    async def take_the_stage(self, channel: VoiceTarget) -> str | None:
+        """On a Stage, become a speaker (with Mute Members) or raise the bot's hand.
+
+        Returns a line for the member when the bot could not simply start speaking.
+        """
+        if not isinstance(channel, discord.StageChannel):
+            return None
+        me = channel.guild.me
+        try:
+            if channel.permissions_for(me).mute_members:
+                await me.edit(suppress=False)
+                return None
+            await me.request_to_speak()
+        except discord.HTTPException as exc:
+            log.info("Guild %s: could not speak on the stage: %s", channel.guild.id, exc)
+            return (
+                f"I can't become a speaker on {channel.mention}: a stage moderator must invite "
+                "me to speak (or give me the Mute Members permission there)."
+            )
+        return (
+            f"I raised my hand on {channel.mention}: a stage moderator must invite me to speak "
+            "before anyone hears me."
+        )
 
     async def leave(self, guild: discord.Guild, reason: str = "asked") -> bool:
         """Close the player and disconnect; True if there was something to leave."""
@@ -95,7 +162,7 @@ class VoiceManager:
             await player.close()
         client = guild.voice_client
         if client is not None:
-            await client.disconnect(force=False)
+            await client.disconnect(force=True)
         if player is not None or client is not None:
             log.info("Guild %s: left voice (%s)", guild.id, reason)
             return True
@@ -108,6 +175,16 @@ class VoiceManager:
         else:
             self.players.pop(player.guild_id, None)
 
+    async def _gone(self, player: GuildPlayer) -> None:
+        """The player's connection never came back: forget it and clear the dead client."""
+        if self.players.get(player.guild_id) is player:
+            del self.players[player.guild_id]
+        guild = self.client.get_guild(player.guild_id)
+        client = guild.voice_client if guild is not None else None
+        voice: object = player.voice
+        if client is not None and client is voice:
+            await client.disconnect(force=True)
+
     async def on_voice_state_update(
         self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState
     ) -> None:
@@ -116,7 +193,7 @@ class VoiceManager:
             if after.channel is None:  # Kicked, or the channel was deleted.
                 player = self.players.pop(guild.id, None)
                 if player is not None:
-                    await player.close()
+                    await player.close(DISCONNECTED)
                     log.info("Guild %s: disconnected from voice; player cleaned up", guild.id)
             return
         channel = self.connected_channel(guild)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 from unittest.mock import create_autospec
 
 import discord
 import pytest
 
-from bot.errors import VoicePermissionError
-from bot.playback.connections import VoiceManager
+from bot.errors import ChannelFullError, VoicePermissionError
+from bot.playback.connections import DISCONNECTED, VoiceManager
+from bot.playback.player import Utterance
 
 BOT_ID = 1
 
@@ -45,8 +47,11 @@ class World:
         self.voice_client: Any = None
         self.connects = 0
 
+        self.connect_delay = 0.0
+
         async def connect(**kwargs: Any) -> Any:
             # Like discord.py: every connect makes a new VoiceClient.
+            await asyncio.sleep(self.connect_delay)
             client = create_autospec(discord.VoiceClient, instance=True)
             client.is_connected.return_value = True
             client.channel = self.general
@@ -73,6 +78,7 @@ class World:
         channel.guild = self.guild
         channel.mention = f"<#{channel_id}>"
         channel.members = []
+        channel.user_limit = 0
         permissions = discord.Permissions.none()
         permissions.update(connect=True, speak=True)
         channel.permissions_for.return_value = permissions
@@ -156,17 +162,101 @@ async def test_being_disconnected_cleans_up_the_player(world: World) -> None:
     await manager.close()
 
 
-async def test_a_stale_connection_is_replaced(world: World) -> None:
-    manager = VoiceManager(world.client, idle_timeout=60)
+async def test_a_re_handshaking_connection_is_kept_and_counts_as_in_the_channel(
+    world: World,
+) -> None:
+    manager = VoiceManager(world.client, idle_timeout=60, reconnect_timeout=10)
+    first = await manager.join(world.general)
+    client = world.voice_client
+    client.is_connected.return_value = False  # A voice server change: a round trip or two.
+    assert manager.connected_channel(world.guild) == world.general
+
+    async def back() -> None:
+        await asyncio.sleep(0.2)
+        client.is_connected.return_value = True
+
+    task = asyncio.create_task(back())
+    assert await manager.join(world.general) is first
+    await task
+    client.disconnect.assert_not_awaited()
+    assert world.connects == 1
+    assert not first.closed
+    await manager.close()
+
+
+async def test_a_connection_dead_past_the_bound_is_replaced(world: World) -> None:
+    manager = VoiceManager(world.client, idle_timeout=60, reconnect_timeout=0.1)
     first = await manager.join(world.general)
     stale = world.voice_client
-    stale.is_connected.return_value = False  # Dropped without an event.
+    stale.is_connected.return_value = False  # Dropped without an event, never back.
     second = await manager.join(world.general)
     assert second is not first
     assert first.closed
     stale.disconnect.assert_awaited_once_with(force=True)  # Cleared before reconnecting.
     assert world.connects == 2
     await manager.close()
+
+
+async def test_two_joins_at_the_same_moment_connect_once(world: World) -> None:
+    world.connect_delay = 0.1
+    manager = VoiceManager(world.client, idle_timeout=60)
+    one, two = await asyncio.gather(manager.join(world.general), manager.join(world.general))
+    assert one is two
+    assert world.connects == 1
+    world.voice_client.disconnect.assert_not_awaited()
+    await manager.close()
+
+
+async def test_a_full_channel_is_refused_before_connecting(world: World) -> None:
+    world.general.user_limit = 2
+    world.general.members = [member(2), member(3)]
+    manager = VoiceManager(world.client)
+    with pytest.raises(ChannelFullError):
+        await manager.join(world.general)
+    world.general.connect.assert_not_awaited()
+    # Members who may move others may also fill a channel past its limit.
+    world.general.permissions_for.return_value.update(move_members=True)
+    await manager.join(world.general)
+    await manager.close()
+
+
+async def test_on_a_stage_the_bot_becomes_a_speaker_or_raises_its_hand(world: World) -> None:
+    stage = create_autospec(discord.StageChannel, instance=True)
+    stage.guild, stage.mention = world.guild, "<#200>"
+    manager = VoiceManager(world.client)
+    stage.permissions_for.return_value = discord.Permissions(mute_members=True, connect=True)
+    assert await manager.take_the_stage(stage) is None
+    world.guild.me.edit.assert_awaited_once_with(suppress=False)
+    stage.permissions_for.return_value = discord.Permissions(connect=True)
+    line = await manager.take_the_stage(stage)
+    assert line is not None
+    assert "raised my hand" in line
+    world.guild.me.request_to_speak.assert_awaited_once_with()
+    assert await manager.take_the_stage(world.general) is None
+
+
+async def test_being_disconnected_tells_the_members_who_were_waiting(world: World) -> None:
+    manager = VoiceManager(world.client, idle_timeout=60)
+    player = await manager.join(world.general)
+    world.voice_client.is_connected.return_value = False  # Nothing plays: all stay queued.
+    lines: list[str] = []
+
+    async def notify(line: str) -> None:
+        lines.append(line)
+
+    player.enqueue(Utterance(label="a", user_id=2, clips=_no_clips(), notify=notify))
+    world.guild.voice_client = None
+    await manager.on_voice_state_update(
+        world.guild.me, voice_state(world.general), voice_state(None)
+    )
+    assert player.closed
+    assert lines == [f"⚠️ {DISCONNECTED}"]
+
+
+async def _no_clips() -> AsyncIterator[bytes]:
+    nothing: list[bytes] = []
+    for clip in nothing:
+        yield clip
 
 
 async def test_idle_timeout_leaves(world: World) -> None:

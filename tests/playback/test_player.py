@@ -14,7 +14,7 @@ import pytest
 
 from bot import audio
 from bot.errors import AudioError, QueueFullError, ServerError
-from bot.playback.player import GuildPlayer, Utterance, single_clip
+from bot.playback.player import CONNECTION_LOST, GuildPlayer, Utterance, single_clip
 from bot.playback.source import FRAME_SECONDS, OggOpusSource, dave_supported
 from tests.signals import tone
 
@@ -183,15 +183,85 @@ async def test_idle_player_asks_to_leave() -> None:
     assert player.closed
 
 
-async def test_a_lost_connection_ends_the_player_without_playing_on() -> None:
+class Told:
+    """Utterances that record being closed and what their member was told."""
+
+    def __init__(self) -> None:
+        self.closed: list[str] = []
+        self.lines: dict[str, list[str]] = {}
+
+    def utterance(self, name: str, *clips: bytes | BaseException) -> Utterance:
+        async def gen() -> AsyncIterator[bytes]:
+            for item in clips:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+
+        async def notify(line: str) -> None:
+            self.lines.setdefault(name, []).append(line)
+
+        return Utterance(
+            label=name,
+            user_id=1,
+            clips=gen(),
+            on_close=lambda: self.closed.append(name),
+            notify=notify,
+        )
+
+
+async def test_a_reconnect_is_waited_out_and_every_queued_message_plays() -> None:
+    # A voice server change or resume: is_connected() is False for a round trip or several
+    # while the bot still sits in the channel.
+    voice = FakeVoice()
+    voice.client.is_connected.return_value = False
+    player = GuildPlayer(1, voice.client, idle_timeout=5, reconnect_timeout=10)
+    told = Told()
+    player.enqueue(told.utterance("one", clip(0.1)))
+    player.enqueue(told.utterance("two", clip(0.1)))
+    await asyncio.sleep(0.3)
+    assert voice.played == []
+    assert not player.closed
+    voice.client.is_connected.return_value = True
+    await _eventually(lambda: player.played == 2)
+    assert told.lines == {}
+    assert not player.closed
+    await player.close()
+
+
+async def test_a_connection_that_never_returns_closes_the_queue_and_tells_each_member() -> None:
     voice = FakeVoice(packet_delay=0.002)
-    player = GuildPlayer(1, voice.client, idle_timeout=5)
-    player.enqueue(single_clip("one", 1, clip(0.3)))
-    player.enqueue(single_clip("two", 1, clip(0.3)))
+    gone: list[GuildPlayer] = []
+
+    async def on_gone(player: GuildPlayer) -> None:
+        gone.append(player)
+
+    player = GuildPlayer(1, voice.client, idle_timeout=5, reconnect_timeout=0.2, on_gone=on_gone)
+    told = Told()
+    player.enqueue(told.utterance("one", clip(0.3)))
+    player.enqueue(told.utterance("two", clip(0.3)))
+    player.enqueue(told.utterance("three", clip(0.3)))
     await _eventually(lambda: len(voice.played) == 1)
     voice.client.is_connected.return_value = False
     await _eventually(lambda: player.closed)
     assert len(voice.played) == 1
+    assert gone == [player]
+    # Each waiting message was withdrawn (its unpaid calls too) and its member told.
+    assert sorted(told.closed) == ["one", "three", "two"]
+    assert set(told.lines) == {"two", "three"}
+    assert all(CONNECTION_LOST in lines[0] for lines in told.lines.values())
+
+
+async def test_a_later_chunk_failing_is_reported_to_its_member() -> None:
+    voice = FakeVoice()
+    player = GuildPlayer(1, voice.client, idle_timeout=5)
+    told = Told()
+    player.enqueue(told.utterance("long", clip(0.1), ServerError(status=502)))
+    player.enqueue(told.utterance("next", clip(0.1)))
+    await _eventually(lambda: player.played == 1 and "long" in told.lines)
+    (line,) = told.lines["long"]
+    assert line.startswith("⚠️ Part 2 of your message could not be made")
+    assert len(voice.played) == 2
+    await player.close()
 
 
 async def test_play_refused_after_a_disconnect_is_survived() -> None:
