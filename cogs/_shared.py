@@ -8,10 +8,11 @@ import discord
 from discord import app_commands
 
 from bot.speech.access import Caller
+from bot.speech.cleanup import MessageFacts
 from bot.speech.styles import search_styles
 from bot.speech.voices import search as search_voices
 
-__all__ = ["caller_of", "style_autocomplete", "voice_autocomplete"]
+__all__ = ["caller_of", "facts_from_message", "style_autocomplete", "voice_autocomplete"]
 
 
 def caller_of(user: discord.User | discord.Member, guild_id: int | None) -> Caller:
@@ -24,6 +25,22 @@ def caller_of(user: discord.User | discord.Member, guild_id: int | None) -> Call
             manager=user.guild_permissions.manage_guild,
         )
     return Caller(user_id=user.id, guild_id=guild_id)
+
+
+def facts_from_message(message: discord.Message) -> MessageFacts:
+    """The Discord-free view of a message that the clean-up works on."""
+    return MessageFacts(
+        content=message.content,
+        users={user.id: user.display_name for user in message.mentions},
+        roles={role.id: role.name for role in message.role_mentions},
+        channels={
+            channel.id: getattr(channel, "name", "a channel")
+            for channel in message.channel_mentions
+        },
+        attachments=[a.content_type or a.filename for a in message.attachments],
+        stickers=[sticker.name for sticker in message.stickers],
+        is_reply=message.reference is not None,
+    )
 
 
 async def voice_autocomplete(

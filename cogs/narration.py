@@ -15,35 +15,18 @@ from discord.ext import commands
 
 from bot.errors import BotError, NarrationDisabledError, NotInVoiceError
 from bot.playback.player import Utterance
-from bot.speech.cleanup import MessageFacts
 from bot.speech.narration import NarrationRules, Narrator, skip_reason
 from bot.synthesis.service import Destination
 from bot.tree import NO_MENTIONS
-from cogs._shared import caller_of
+from cogs._shared import caller_of, facts_from_message
 from cogs.playback import caller_channel
 
 if TYPE_CHECKING:
     from bot.app import TTSBot
 
-__all__ = ["Narration", "facts_from_message", "setup"]
+__all__ = ["Narration", "setup"]
 
 log = logging.getLogger(__name__)
-
-
-def facts_from_message(message: discord.Message) -> MessageFacts:
-    """The Discord-free view of a message that the clean-up works on."""
-    return MessageFacts(
-        content=message.content,
-        users={user.id: user.display_name for user in message.mentions},
-        roles={role.id: role.name for role in message.role_mentions},
-        channels={
-            channel.id: getattr(channel, "name", "a channel")
-            for channel in message.channel_mentions
-        },
-        attachments=[a.content_type or a.filename for a in message.attachments],
-        stickers=[sticker.name for sticker in message.stickers],
-        is_reply=message.reference is not None,
-    )
 
 
 class Narration(commands.Cog):

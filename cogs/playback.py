@@ -1,21 +1,38 @@
-"""Voice channel commands: /join, /leave, /skip, /stop, /queue, and auto-leave."""
+"""Voice channel commands: /join, /leave, /skip, /stop, /queue, and auto-leave.
+
+The session belongs to who is listening (`bot.speech.control`): these commands translate a
+Discord member into a `Seat` and ask the rule; every refusal is free and private.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.errors import NotConnectedError, NotInVoiceError
-from bot.playback.connections import VoiceTarget
+from bot.errors import AccessDeniedError, NotConnectedError, NotInVoiceError
+from bot.playback.connections import VoiceTarget, check_joinable, humans_in
+from bot.playback.player import GuildPlayer
+from bot.speech.control import Action, Seat, control_refusal, queue_line
 from bot.tree import NO_MENTIONS
 
 if TYPE_CHECKING:
     from bot.app import TTSBot
 
-__all__ = ["Playback", "caller_channel", "setup"]
+__all__ = [
+    "Playback",
+    "bring_bot",
+    "caller_channel",
+    "check_may",
+    "check_voice_target",
+    "seat_of",
+    "setup",
+]
+
+log = logging.getLogger(__name__)
 
 
 def caller_channel(interaction: discord.Interaction[TTSBot]) -> VoiceTarget | None:
@@ -28,6 +45,44 @@ def caller_channel(interaction: discord.Interaction[TTSBot]) -> VoiceTarget | No
     return None
 
 
+def seat_of(user: discord.User | discord.Member, channel: VoiceTarget, author_id: int = 0) -> Seat:
+    """Where `user` stands relative to the bot's session in `channel`."""
+    listening = isinstance(user, discord.Member) and user in channel.members
+    moves = isinstance(user, discord.Member) and channel.permissions_for(user).move_members
+    others = [member for member in humans_in(channel) if member.id != user.id]
+    return Seat(
+        listening=listening,
+        moves_members=moves,
+        author=author_id == user.id,
+        others_listening=len(others),
+    )
+
+
+def check_may(action: Action, user: discord.User | discord.Member, channel: VoiceTarget) -> None:
+    """Raise, for free, if `user` may not do `action` to the bot's session in `channel`."""
+    refusal = control_refusal(action, seat_of(user, channel), channel.mention)
+    if refusal is not None:
+        raise AccessDeniedError(refusal)
+
+
+def check_voice_target(
+    bot: TTSBot, user: discord.User | discord.Member, target: VoiceTarget
+) -> None:
+    """Everything that would stop the bot speaking in `target`, checked before speech is made
+    and paid for: permissions, a full channel, and listeners it would be pulled away from."""
+    current = bot.playback.connected_channel(target.guild)
+    if current is not None and current != target:
+        check_may(Action.MOVE, user, current)
+    check_joinable(target)
+
+
+async def bring_bot(bot: TTSBot, target: VoiceTarget) -> tuple[GuildPlayer, str | None]:
+    """Join (or move to) `target`; on a Stage, ask to speak. Returns the player and a line
+    for the member when the bot cannot simply be heard there yet."""
+    player = await bot.playback.join(target)
+    return player, await bot.playback.take_the_stage(target)
+
+
 class Playback(commands.Cog):
     def __init__(self, bot: TTSBot) -> None:
         self.bot = bot
@@ -37,56 +92,77 @@ class Playback(commands.Cog):
             message, ephemeral=True, allowed_mentions=NO_MENTIONS
         )
 
+    def _session(self, interaction: discord.Interaction[TTSBot]) -> tuple[VoiceTarget, GuildPlayer]:
+        guild = interaction.guild
+        assert guild is not None
+        channel = self.bot.playback.connected_channel(guild)
+        player = self.bot.playback.player(guild.id)
+        if channel is None or player is None:
+            raise NotConnectedError()
+        return channel, player
+
     @app_commands.guild_only()
     @app_commands.command(name="join", description="Bring the bot into your voice channel")
     async def join(self, interaction: discord.Interaction[TTSBot]) -> None:
         channel = caller_channel(interaction)
         if channel is None:
             raise NotInVoiceError()
+        check_voice_target(self.bot, interaction.user, channel)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.bot.playback.join(channel)
+        _, note = await bring_bot(self.bot, channel)
+        line = f"🔊 Joined {channel.mention}. Use /speak, or /narrate to read a channel aloud."
         await interaction.edit_original_response(
-            content=f"🔊 Joined {channel.mention}. Use /speak, or /narrate to read a channel aloud."
+            content=line + (f"\n⚠️ {note}" if note else ""), allowed_mentions=NO_MENTIONS
         )
 
     @app_commands.guild_only()
     @app_commands.command(name="leave", description="Make the bot leave its voice channel")
     async def leave(self, interaction: discord.Interaction[TTSBot]) -> None:
-        assert interaction.guild is not None
-        if not await self.bot.playback.leave(interaction.guild, f"/leave by {interaction.user.id}"):
+        guild = interaction.guild
+        assert guild is not None
+        channel = self.bot.playback.connected_channel(guild)
+        if channel is None and self.bot.playback.player(guild.id) is None:
             raise NotConnectedError()
-        await self._reply(interaction, "👋 Left the voice channel.")
+        if channel is not None:
+            check_may(Action.LEAVE, interaction.user, channel)
+        # Answer first: disconnecting waits for Discord's confirmation, which can take longer
+        # than the 3 s an interaction may wait for its answer.
+        await self._reply(interaction, "👋 Leaving the voice channel.")
+        await self.bot.playback.leave(guild, f"/leave by {interaction.user.id}")
 
     @app_commands.guild_only()
     @app_commands.command(name="skip", description="Skip what is being said now")
     async def skip(self, interaction: discord.Interaction[TTSBot]) -> None:
-        assert interaction.guild_id is not None
-        player = self.bot.playback.player(interaction.guild_id)
-        if player is None:
-            raise NotConnectedError()
+        channel, player = self._session(interaction)
+        current = player.current
+        if current is None:
+            await self._reply(interaction, "Nothing is playing.")
+            return
+        seat = seat_of(interaction.user, channel, author_id=current.user_id)
+        refusal = control_refusal(Action.SKIP, seat, channel.mention)
+        if refusal is not None:
+            raise AccessDeniedError(refusal)
         await self._reply(interaction, "⏭️ Skipped." if player.skip() else "Nothing is playing.")
 
     @app_commands.guild_only()
     @app_commands.command(name="stop", description="Stop speaking and clear the queue")
     async def stop(self, interaction: discord.Interaction[TTSBot]) -> None:
-        assert interaction.guild_id is not None
-        player = self.bot.playback.player(interaction.guild_id)
-        if player is None:
-            raise NotConnectedError()
+        channel, player = self._session(interaction)
+        check_may(Action.STOP, interaction.user, channel)
         dropped = await player.stop()
         await self._reply(interaction, f"⏹️ Stopped; cleared {dropped} waiting.")
 
     @app_commands.guild_only()
-    @app_commands.command(name="queue", description="What the bot is about to say")
+    @app_commands.command(name="queue", description="Who is about to be heard, and how long")
     async def queue(self, interaction: discord.Interaction[TTSBot]) -> None:
-        assert interaction.guild_id is not None
-        player = self.bot.playback.player(interaction.guild_id)
-        if player is None:
-            raise NotConnectedError()
+        _, player = self._session(interaction)
         lines = []
         if player.current is not None:
-            lines.append(f"▶️ {player.current.label}")
-        lines += [f"{n}. {item.label}" for n, item in enumerate(player.queue, start=1)]
+            lines.append(f"▶️ {queue_line(player.current.label, player.current.seconds)}")
+        lines += [
+            f"{n}. {queue_line(item.label, item.seconds)}"
+            for n, item in enumerate(player.queue, start=1)
+        ]
         await self._reply(interaction, "\n".join(lines[:20]) or "The queue is empty.")
 
     @commands.Cog.listener()

@@ -7,6 +7,7 @@ import io
 import logging
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import discord
@@ -16,13 +17,17 @@ from discord.ext import commands
 from bot.errors import BotError, NotInVoiceError
 from bot.playback.connections import VoiceTarget
 from bot.playback.player import Utterance
+from bot.speech.cleanup import CleanupOptions, clean_message
+from bot.speech.control import estimate_seconds
 from bot.speech.request import SpeechRequest
+from bot.storage import GuildSettings
+from bot.synthesis.deadline import DELIVERY_MARGIN
 from bot.synthesis.scheduler import Ticket
-from bot.synthesis.service import Destination, SpeakOptions
+from bot.synthesis.service import Clip, Destination, SpeakOptions
 from bot.synthesis.stream import SpeechStream
 from bot.tree import NO_MENTIONS, send_error
-from cogs._shared import caller_of, style_autocomplete, voice_autocomplete
-from cogs.playback import caller_channel
+from cogs._shared import caller_of, facts_from_message, style_autocomplete, voice_autocomplete
+from cogs.playback import bring_bot, caller_channel, check_voice_target
 
 if TYPE_CHECKING:
     from bot.app import TTSBot
@@ -32,14 +37,20 @@ __all__ = [
     "ProgressReporter",
     "Speak",
     "progress_line",
+    "reply_window",
     "result_line",
     "setup",
+    "token_expired",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Discord allows 5 edits per 5 s per message; a queue position does not need more than this.
 PROGRESS_EDIT_INTERVAL = 2.0
+#: Seconds an interaction token can edit its reply.
+TOKEN_LIFETIME = 15 * 60
+#: Discord's error code for an expired (or unknown) interaction token.
+INVALID_WEBHOOK_TOKEN = 50027
 
 
 def progress_line(
@@ -54,6 +65,19 @@ def progress_line(
     if ticket is not None and ticket.state == "queued" and ticket.position:
         return f"⏳ Queued{of}: #{ticket.position} in line{ready}."
     return f"🎙️ Making speech{of}{ready}…"
+
+
+def reply_window(interaction: discord.Interaction[TTSBot]) -> float:
+    """Seconds left to make a chat reply: the token's 15 minutes from the interaction, less
+    the time kept for joining and uploading the file."""
+    expires = interaction.created_at + timedelta(seconds=TOKEN_LIFETIME)
+    left = (expires - datetime.now(UTC)).total_seconds()
+    return max(0.0, left - DELIVERY_MARGIN)
+
+
+def token_expired(error: discord.HTTPException) -> bool:
+    """Discord's answer to a webhook call with an expired interaction token."""
+    return error.code == INVALID_WEBHOOK_TOKEN or error.status == 401
 
 
 def result_line(request: SpeechRequest, duration: float | None, source: str | None = None) -> str:
@@ -157,10 +181,18 @@ class Speak(commands.Cog):
     async def speak_message(
         self, interaction: discord.Interaction[TTSBot], message: discord.Message
     ) -> None:
-        text = message.clean_content.strip()
+        # The same clean-up narration uses: spoilers and code are not read, custom emoji by
+        # name, mentions by name; a long message is read from its start, "… and more".
+        assert interaction.guild_id is not None
+        guild = await self.bot.services.storage.get_guild(interaction.guild_id)
+        limit = self.bot.services.speech.text_limit(guild)
+        text = clean_message(
+            facts_from_message(message),
+            CleanupOptions(emoji=guild.narration_emoji, max_length=limit),
+        )
         if not text:
-            raise BotError(user_message="That message has no text to speak.")
-        await self.respond(interaction, text, SpeakOptions(), source=message.jump_url)
+            raise BotError(user_message="That message has nothing to speak.")
+        await self.respond(interaction, text, SpeakOptions(), source=message.jump_url, guild=guild)
 
     async def respond(
         self,
@@ -170,6 +202,7 @@ class Speak(commands.Cog):
         *,
         play: bool | None = None,
         source: str | None = None,
+        guild: GuildSettings | None = None,
     ) -> None:
         """Both commands land here: the pipeline applies the member's defaults and the
         server's rules, then this defers within Discord's 3 s, shows progress, and plays or
@@ -182,6 +215,8 @@ class Speak(commands.Cog):
                 text,
                 options,
                 destination=Destination.VOICE if target else Destination.CHAT,
+                guild=guild,
+                within=None if target else reply_window(interaction),
             )
             requests = stream.requests
             try:
@@ -198,10 +233,8 @@ class Speak(commands.Cog):
                     audios = await stream.collect()
                     await progress.stop()
                     clip = await self.bot.services.speech.render_many(audios, requests[0])
-                    await interaction.edit_original_response(
-                        content=result_line(requests[0], clip.duration, source),
-                        attachments=[discord.File(io.BytesIO(clip.data), filename=clip.filename)],
-                        allowed_mentions=NO_MENTIONS,
+                    await self.deliver(
+                        interaction, result_line(requests[0], clip.duration, source), clip
                     )
             except BotError as exc:
                 stream.cancel()
@@ -210,11 +243,42 @@ class Speak(commands.Cog):
             finally:
                 await progress.stop()
 
+    async def deliver(
+        self, interaction: discord.Interaction[TTSBot], content: str, clip: Clip
+    ) -> None:
+        """Attach the file to the placeholder; if the token has expired anyway (a message that
+        took the whole window), post it in the channel instead, naming the member."""
+
+        def file() -> discord.File:
+            return discord.File(io.BytesIO(clip.data), filename=clip.filename)
+
+        try:
+            await interaction.edit_original_response(
+                content=content, attachments=[file()], allowed_mentions=NO_MENTIONS
+            )
+            return
+        except discord.HTTPException as exc:
+            if not token_expired(exc):
+                raise
+            log.info("Interaction token expired; delivering in the channel instead")
+        channel = interaction.channel
+        if not isinstance(channel, discord.abc.Messageable):
+            raise BotError(user_message="Your speech was ready too late to deliver here.")
+        user = interaction.user
+        await channel.send(
+            content=f"{user.mention} {content}",
+            file=file(),
+            allowed_mentions=discord.AllowedMentions(
+                everyone=False, roles=False, users=[user], replied_user=False
+            ),
+        )
+
     def voice_target(
         self, interaction: discord.Interaction[TTSBot], play: bool | None
     ) -> VoiceTarget | None:
         """Where to play, decided before anything is spent: a member who asks to hear it in
-        voice but is in no voice channel is told so for free."""
+        voice but is in no voice channel, or where the bot cannot speak or may not go, is
+        told so for free."""
         channel = caller_channel(interaction)
         if play is False or interaction.guild is None:
             return None
@@ -224,6 +288,8 @@ class Speak(commands.Cog):
             channel is not None
             and self.bot.playback.connected_channel(interaction.guild) == channel
         ):
+            assert channel is not None
+            check_voice_target(self.bot, interaction.user, channel)
             return channel
         return None
 
@@ -243,12 +309,21 @@ class Speak(commands.Cog):
                 yield clip
 
         player = self.bot.playback.player(channel.guild.id)
+        note = None
         if player is None or self.bot.playback.connected_channel(channel.guild) != channel:
-            player = await self.bot.playback.join(channel)
-        label = f"{interaction.user.display_name}: {request.text[:60]}"
+            player, note = await bring_bot(self.bot, channel)
+
+        async def notify(line: str) -> None:
+            await interaction.followup.send(line, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
         place = player.enqueue(
             Utterance(
-                label=label, user_id=interaction.user.id, clips=clips(), on_close=stream.cancel
+                label=interaction.user.display_name,
+                user_id=interaction.user.id,
+                clips=clips(),
+                on_close=stream.cancel,
+                notify=notify,
+                seconds=sum(estimate_seconds(r.text) for r in stream.requests),
             )
         )
         where = f"in {channel.mention}" + (f", #{place} in line" if place > 1 else "")
@@ -257,8 +332,9 @@ class Speak(commands.Cog):
         parts = f" · {stream.total} parts" if several else ""
         duration = None if several else first_clip.duration
         details = result_line(request, duration).removeprefix("🔊 ")
+        warning = f"\n⚠️ {note}" if note else ""
         await interaction.edit_original_response(
-            content=f"🔊 Playing {where} · {details}{parts}", allowed_mentions=NO_MENTIONS
+            content=f"🔊 Playing {where} · {details}{parts}{warning}", allowed_mentions=NO_MENTIONS
         )
 
 

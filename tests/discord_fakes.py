@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,13 +26,18 @@ GUILD_ID = 700000000000000003
 CHANNEL_ID = 700000000000000004
 OWNER_ID = 700000000000000005
 DM_CHANNEL_ID = 700000000000000006
-_ids = itertools.count(800000000000000000)
+_ids = itertools.count()
+#: Discord's epoch (2015-01-01) in Unix milliseconds: snowflakes carry their creation time.
+DISCORD_EPOCH_MS = 1_420_070_400_000
 
 EPHEMERAL = 1 << 6
 
 
 def snowflake() -> int:
-    return next(_ids)
+    """A fresh id whose timestamp is now, as Discord's are (discord.py reads `created_at`,
+    and an interaction's token lifetime, from it)."""
+    now_ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+    return (now_ms << 22) | (next(_ids) & 0x3FFFFF)
 
 
 def user_payload(user_id: int, name: str, *, bot: bool = False) -> dict[str, Any]:

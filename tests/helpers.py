@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 from unittest.mock import create_autospec
 
@@ -53,6 +54,7 @@ def mock_interaction(user_id: int = 1, *, done: bool = False) -> Any:
     interaction.user.roles = []
     interaction.user.guild_permissions = discord.Permissions.none()
     interaction.guild_id = 42
+    interaction.created_at = datetime.now(UTC)
     interaction.command = None
     return interaction
 

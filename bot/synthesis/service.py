@@ -26,6 +26,7 @@ from bot.speech.request import SpeechRequest, build_request
 from bot.speech.styles import apply_style
 from bot.storage import GuildSettings, MemberSettings, Storage
 from bot.synthesis.cache import Cache
+from bot.synthesis.deadline import estimate_seconds, too_slow
 from bot.synthesis.scheduler import Scheduler
 from bot.synthesis.stream import SpeechSource, SpeechStream
 from bot.synthesis.usage import UsageRecorder, day_start, next_reset, paid_calls
@@ -110,12 +111,15 @@ class SpeechService:
         *,
         destination: Destination = Destination.CHAT,
         guild: GuildSettings | None = None,
+        within: float | None = None,
     ) -> SpeechStream:
         """Start making `text` into speech for `caller`, or raise a `BotError` saying why not.
 
         Every refusal (invalid input, the server's rules, the daily quota, a cooldown, a full
         queue) raises here, before any call is made. `guild` passes server settings the
-        caller already loaded, so they are not read twice.
+        caller already loaded, so they are not read twice. `within` is the seconds the whole
+        message must be made in (a chat reply's window): refused up front if the queue cannot
+        plausibly meet it, and what is left unmade when it passes is withdrawn.
         """
         ctx = await self.context(caller, guild=guild)
         voice = options.voice
@@ -131,12 +135,24 @@ class SpeechService:
             ctx=ctx,
         )
         await self.check(ctx, voice=destination.in_voice, calls=len(requests))
+        deadline = None
+        if within is not None:
+            refusal = too_slow(self.estimate(len(requests)), within, len(requests))
+            if refusal is not None:
+                raise refusal
+            deadline = asyncio.get_running_loop().time() + within
         if destination is Destination.NARRATION:
             cooldown: float | None = 0.0
         else:
             cooldown = ctx.guild.user_cooldown if ctx.guild is not None else None
         requester = Requester(caller.user_id, caller.guild_id, cooldown)
-        return await self.stream(requester, requests, fresh=options.fresh)
+        return await self.stream(requester, requests, fresh=options.fresh, deadline=deadline)
+
+    def text_limit(self, guild: GuildSettings | None) -> int:
+        """The longest text one request may speak here: the server's limit, else the bot's."""
+        if guild is not None and guild.max_text_length is not None:
+            return guild.max_text_length
+        return self.settings.max_text_length
 
     async def context(self, caller: Caller, *, guild: GuildSettings | None = None) -> SpeakContext:
         """The member's saved defaults and the server's rules (defaults without storage).
@@ -224,8 +240,25 @@ class SpeechService:
             return [whole]
         return [replace(whole, text=apply_style(piece, style)) for piece in pieces]
 
+    def estimate(self, calls: int) -> float:
+        """Roughly how long `calls` more calls take behind what is queued now."""
+        scheduler = self.source.scheduler
+        return estimate_seconds(
+            queued=len(scheduler.queue_snapshot()),
+            calls=calls,
+            rpm=scheduler.effective_rpm,
+            window=scheduler.config.window,
+            latency=scheduler.config.initial_latency,
+            parallel=self.settings.chunk_parallelism,
+        )
+
     async def stream(
-        self, requester: Requester, requests: Sequence[SpeechRequest], *, fresh: bool = False
+        self,
+        requester: Requester,
+        requests: Sequence[SpeechRequest],
+        *,
+        fresh: bool = False,
+        deadline: float | None = None,
     ) -> SpeechStream:
         """Start making a message; a refusal for its first chunk raises here, before anything
         is spent. `fresh` skips the cache and any identical call in flight, for a new take.
@@ -236,6 +269,7 @@ class SpeechService:
             requests,
             parallel=self.settings.chunk_parallelism,
             fresh=fresh,
+            deadline=deadline,
         )
         return await stream.start()
 

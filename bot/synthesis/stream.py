@@ -18,6 +18,7 @@ from bot.audio import Audio
 from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest
 from bot.synthesis.cache import Cache, NullCache, cache_key
+from bot.synthesis.deadline import DeadlineError
 from bot.synthesis.scheduler import Scheduler, Ticket
 from bot.synthesis.usage import UsageRecorder
 
@@ -172,6 +173,7 @@ class SpeechStream:
         *,
         parallel: int = 2,
         fresh: bool = False,
+        deadline: float | None = None,
     ) -> None:
         if not requests:
             raise ValueError("nothing to say")
@@ -183,6 +185,8 @@ class SpeechStream:
         self.pending: list[Pending] = []
         self.index = 0
         self.closed = False
+        #: Event-loop time by which every chunk must be made; what is left then is withdrawn.
+        self.deadline = deadline
         self._listeners: list[Callable[[SpeechStream], None]] = []
 
     async def start(self) -> SpeechStream:
@@ -220,7 +224,7 @@ class SpeechStream:
             while self.index < self.total and not self.closed:
                 while len(self.pending) < min(self.total, self.index + self._parallel):
                     self.pending.append(await self._begin(len(self.pending)))
-                result = await self.pending[self.index].result()
+                result = await self._result(self.pending[self.index])
                 self.index += 1
                 for listener in self._listeners:
                     listener(self)
@@ -228,6 +232,23 @@ class SpeechStream:
         finally:
             if self.index < self.total:
                 self.cancel()
+
+    async def _result(self, pending: Pending) -> Audio:
+        if self.deadline is None:
+            return await pending.result()
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                return await pending.result()
+        except TimeoutError:
+            self.cancel()
+            log.info("Message for user %s missed its deadline", self.requester.user_id)
+            raise DeadlineError(
+                "message deadline passed",
+                user_message=(
+                    "Your message could not be made within Discord's reply window, so the "
+                    "rest of it was cancelled. Please try again, or a shorter text."
+                ),
+            ) from None
 
     async def collect(self) -> list[Audio]:
         return [audio async for audio in self.audio()]

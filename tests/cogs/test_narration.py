@@ -17,7 +17,8 @@ from bot.speech.voices import voice_for_user
 from bot.storage import SQLiteStorage
 from bot.synthesis.service import SpeechService
 from bot.synthesis.stream import SpeechStream
-from cogs.narration import Narration, facts_from_message
+from cogs._shared import facts_from_message
+from cogs.narration import Narration
 from tests.helpers import mock_bot, mock_interaction
 
 GUILD, TEXT, OTHER_TEXT = 10, 20, 21
@@ -46,7 +47,7 @@ class Scene:
         self.queued = create_autospec(bot.services.speech.stream, side_effect=self._queue)
         bot.services.speech.stream = self.queued
 
-    def _queue(self, requester: Any, requests: Any, *, fresh: bool = False) -> Any:
+    def _queue(self, requester: Any, requests: Any, **_: Any) -> Any:
         self.stream.requests = list(requests)
         return self.stream
 

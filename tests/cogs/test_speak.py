@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from unittest.mock import call, create_autospec
+from unittest.mock import ANY, call, create_autospec
 
 import aiohttp
 import discord
@@ -12,9 +12,10 @@ import pytest
 
 from bot import audio
 from bot.config import Settings
-from bot.errors import CooldownError, InvalidRequestError, OutOfCreditsError
+from bot.errors import BotError, CooldownError, InvalidRequestError, OutOfCreditsError
 from bot.speech.access import Caller
 from bot.speech.request import build_request
+from bot.storage import GuildSettings, Storage
 from bot.synthesis.scheduler import Ticket
 from bot.synthesis.service import Clip, Destination, SpeakOptions
 from bot.synthesis.stream import SpeechStream
@@ -64,7 +65,12 @@ async def test_speak_validates_queues_defers_and_posts_the_clip(bot: Any) -> Non
         "Hello there",
         SpeakOptions(voice="kore", temperature=0.7, style="calm"),
         destination=Destination.CHAT,
+        guild=None,
+        within=ANY,
     )
+    # A chat reply must be made within the token's 15 minutes, less time to upload it.
+    within = bot.services.speech.begin.await_args.kwargs["within"]
+    assert 15 * 60 - 70 < within <= 15 * 60 - 60
     interaction.response.defer.assert_awaited_once_with(thinking=True)
     bot.services.speech.render_many.assert_awaited_once_with([AUDIO], REQUEST)
     final = interaction.edit_original_response.await_args_list[-1]
@@ -131,24 +137,60 @@ async def test_asking_to_play_without_being_in_voice_is_refused_for_free(bot: An
     bot.services.speech.begin.assert_not_called()
 
 
-async def test_speak_this_message_uses_the_clean_content(bot: Any) -> None:
+def a_message(content: str) -> Any:
     message = create_autospec(discord.Message, instance=True)
-    message.clean_content = "  @Alice look at this  "
+    message.content = content
     message.jump_url = "https://discord.com/channels/1/2/3"
+    alice = create_autospec(discord.Member, instance=True)
+    alice.id, alice.display_name = 5, "Alice"
+    message.mentions, message.role_mentions, message.channel_mentions = [alice], [], []
+    message.attachments, message.stickers, message.reference = [], [], None
+    return message
+
+
+@pytest.fixture
+def guild_rules(bot: Any) -> GuildSettings:
+    bot.services.storage = create_autospec(Storage, instance=True)
+    rules = GuildSettings.defaults(42)
+    bot.services.storage.get_guild.return_value = rules
+    bot.services.speech.text_limit.return_value = 2000
+    return rules
+
+
+async def test_speak_this_message_gets_the_same_clean_up_as_narration(
+    bot: Any, guild_rules: GuildSettings
+) -> None:
+    message = a_message(
+        "<@5> look <:partyblob:123456789012345678> ||the ending|| ```print('secret')``` now"
+    )
     interaction = mock_interaction()
     await Speak(bot).speak_message(interaction, message)
     _, text, options = bot.services.speech.begin.call_args.args
-    assert (text, options) == ("@Alice look at this", SpeakOptions())
-    assert bot.services.speech.begin.call_args.kwargs == {"destination": Destination.CHAT}
+    assert options == SpeakOptions()
+    assert "Alice" in text
+    assert "partyblob" in text
+    for unspoken in ("123456789012345678", "ending", "secret", "||", "```", "<"):
+        assert unspoken not in text
+    assert bot.services.speech.begin.call_args.kwargs["guild"] is guild_rules
     final = interaction.edit_original_response.await_args_list[-1]
     assert final.kwargs["content"].startswith("🔊 https://discord.com/channels/1/2/3 · **Kore**")
 
 
-async def test_an_empty_message_is_refused_without_queueing(bot: Any) -> None:
-    message = create_autospec(discord.Message, instance=True)
-    message.clean_content = "   "
-    with pytest.raises(Exception, match="no text to speak"):
-        await Speak(bot).speak_message(mock_interaction(), message)
+async def test_a_long_message_is_read_from_its_start_within_the_servers_limit(
+    bot: Any, guild_rules: GuildSettings
+) -> None:
+    bot.services.speech.text_limit.return_value = 100
+    await Speak(bot).speak_message(mock_interaction(), a_message("word " * 200))
+    _, text, _ = bot.services.speech.begin.call_args.args
+    assert len(text) <= 100
+    assert text.endswith("and more")
+
+
+async def test_a_message_with_nothing_speakable_is_refused_without_queueing(
+    bot: Any, guild_rules: GuildSettings
+) -> None:
+    with pytest.raises(BotError, match="nothing to speak"):
+        await Speak(bot).speak_message(mock_interaction(), a_message("   "))
     bot.services.speech.begin.assert_not_called()
 
 
@@ -194,6 +236,7 @@ async def test_in_voice_the_message_is_queued_after_its_first_chunk(bot: Any) ->
 
     channel = create_autospec(discord.VoiceChannel, instance=True)
     channel.mention = "<#55>"
+    channel.members, channel.user_limit = [], 0
     interaction = mock_interaction(user_id=7)
     interaction.user.voice.channel = channel
     interaction.user.display_name = "Alice"
@@ -222,11 +265,15 @@ async def test_in_voice_the_message_is_queued_after_its_first_chunk(bot: Any) ->
 
     await run_speak(Speak(bot), interaction, "long", None, None, None, None, None)
 
-    assert bot.services.speech.begin.call_args.kwargs == {"destination": Destination.VOICE}
+    assert bot.services.speech.begin.call_args.kwargs == {
+        "destination": Destination.VOICE,
+        "guild": None,
+        "within": None,  # Voice has no reply to make in time; the player has its own queue.
+    }
     assert made == [0]  # Only the first chunk was waited for before queueing.
     (utterance,) = player.enqueue.call_args.args
     assert isinstance(utterance, Utterance)
-    assert utterance.label.startswith("Alice: ")
+    assert utterance.label == "Alice"  # Who, never what: /queue shows no text.
     assert [clip async for clip in utterance.clips] == [CLIP.data] * 3
     assert made == [0, 1, 2]
     utterance.on_close()  # type: ignore[misc]
@@ -234,3 +281,56 @@ async def test_in_voice_the_message_is_queued_after_its_first_chunk(bot: Any) ->
     content = interaction.edit_original_response.await_args_list[-1].kwargs["content"]
     assert content == "🔊 Playing in <#55> · **Kore** · 3 parts"
     bot.playback.join.assert_not_awaited()  # Already there.
+
+
+async def test_a_file_ready_after_the_token_expired_is_posted_in_the_channel(bot: Any) -> None:
+    interaction = mock_interaction(user_id=7)
+    interaction.user.mention = "<@7>"
+    response = create_autospec(aiohttp.ClientResponse, instance=True)
+    response.status, response.reason = 401, "Unauthorized"
+    expired = discord.HTTPException(response, {"code": 50027, "message": "Invalid Webhook Token"})
+
+    async def edit(**kwargs: Any) -> None:
+        if kwargs.get("attachments"):
+            raise expired
+
+    interaction.edit_original_response.side_effect = edit
+    interaction.channel = create_autospec(discord.TextChannel, instance=True)
+    await run_speak(Speak(bot), interaction, "Hello there", None, None, None, None, False)
+    sent = interaction.channel.send.await_args
+    assert sent.kwargs["content"] == "<@7> 🔊 **Kore** · 1.0 s"
+    assert sent.kwargs["file"].filename == "kore-hello-there.ogg"
+    mentions = sent.kwargs["allowed_mentions"].to_dict()
+    assert mentions["parse"] == []
+    assert mentions["users"] == [7]  # Only the member is pinged.
+
+
+async def test_in_voice_a_failure_after_queueing_is_told_to_the_member_privately(
+    bot: Any,
+) -> None:
+    from bot.playback.player import GuildPlayer
+
+    channel = create_autospec(discord.VoiceChannel, instance=True)
+    channel.members, channel.user_limit = [], 0
+    interaction = mock_interaction(user_id=7)
+    interaction.followup = create_autospec(discord.Webhook, instance=True)
+    interaction.user.voice.channel = channel
+    bot.playback.connected_channel.return_value = channel
+    player = create_autospec(GuildPlayer, instance=True)
+    player.enqueue.return_value = 1
+    bot.playback.player.return_value = player
+    stream = finished_stream()
+    stream.audio.return_value = _one(AUDIO)
+    bot.services.speech.begin.return_value = stream
+    bot.services.speech.render.return_value = CLIP
+    await run_speak(Speak(bot), interaction, "hi", None, None, None, None, True)
+    (utterance,) = player.enqueue.call_args.args
+    assert utterance.notify is not None
+    await utterance.notify("⚠️ Part 2 of your message could not be made: busy")
+    interaction.followup.send.assert_awaited_once_with(
+        "⚠️ Part 2 of your message could not be made: busy", ephemeral=True, allowed_mentions=ANY
+    )
+
+
+async def _one(item: Any) -> Any:
+    yield item

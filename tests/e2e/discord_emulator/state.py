@@ -56,11 +56,16 @@ INTENT_GUILD_PRESENCES = 1 << 8
 INTENT_MESSAGE_CONTENT = 1 << 15
 PRIVILEGED_INTENTS = INTENT_GUILD_MEMBERS | INTENT_GUILD_PRESENCES | INTENT_MESSAGE_CONTENT
 
-_ids = itertools.count(720000000000000000)
+_ids = itertools.count()
+#: Discord's epoch (2015-01-01) in Unix milliseconds: snowflakes carry their creation time.
+DISCORD_EPOCH_MS = 1_420_070_400_000
 
 
 def snowflake() -> int:
-    return next(_ids)
+    """A fresh id whose timestamp is now, as Discord's are (discord.py reads `created_at`,
+    and an interaction's token lifetime, from it)."""
+    now_ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+    return (now_ms << 22) | (next(_ids) & 0x3FFFFF)
 
 
 def timestamp() -> str:
