@@ -12,7 +12,25 @@ from bot.speech.cleanup import MessageFacts
 from bot.speech.styles import search_styles
 from bot.speech.voices import search as search_voices
 
-__all__ = ["caller_of", "facts_from_message", "style_autocomplete", "voice_autocomplete"]
+__all__ = [
+    "CLEAR_WORDS",
+    "caller_of",
+    "cleared",
+    "facts_from_message",
+    "style_autocomplete",
+    "voice_autocomplete",
+]
+
+#: Typed in a text option to clear a setting: Discord clients never submit an empty string,
+#: so "empty text clears it" cannot be done from Discord.
+CLEAR_WORDS = frozenset({"none", "off", "clear"})
+
+
+def cleared(value: str | None) -> str | None:
+    """ "" for a word that clears the setting, the value itself otherwise (None: not given)."""
+    if value is not None and value.strip().casefold() in CLEAR_WORDS:
+        return ""
+    return value
 
 
 def caller_of(user: discord.User | discord.Member, guild_id: int | None) -> Caller:

@@ -2,10 +2,16 @@
 
 Needs the privileged Message Content intent; without it the commands say so and nothing else
 in the bot is affected.
+
+Messages are read in the order they were written (one at a time per server up to the
+queue, so a cache hit cannot overtake a slower message), follow their message while they
+wait (a delete withdraws, an edit re-reads in place), and are read only from the channel
+chosen: a text channel or a voice channel's own chat.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -14,12 +20,20 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import BotError, NarrationDisabledError, NotInVoiceError
-from bot.playback.player import Utterance
-from bot.speech.narration import NarrationRules, Narrator, skip_reason
+from bot.playback.player import GuildPlayer, Utterance
+from bot.speech.control import estimate_seconds
+from bot.speech.narration import (
+    AUTO,
+    AutoPrefix,
+    NarrationRules,
+    Narrator,
+    Reading,
+    skip_reason,
+)
 from bot.synthesis.service import Destination
 from bot.tree import NO_MENTIONS
 from cogs._shared import caller_of, facts_from_message
-from cogs.playback import caller_channel
+from cogs.playback import bring_bot, caller_channel, check_voice_target
 
 if TYPE_CHECKING:
     from bot.app import TTSBot
@@ -27,6 +41,15 @@ if TYPE_CHECKING:
 __all__ = ["Narration", "setup"]
 
 log = logging.getLogger(__name__)
+
+
+#: Message types a member writes; every other type is Discord's (joins, pins, new threads).
+READABLE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+#: At most one "not read aloud" notice per channel in this many seconds.
+NOTICE_INTERVAL = 60.0
+NOT_READ = "📕 Some messages here were not read aloud: {reason}"
+
+NarrationChannel = discord.TextChannel | discord.VoiceChannel
 
 
 class Narration(commands.Cog):
@@ -41,13 +64,19 @@ class Narration(commands.Cog):
     def __init__(self, bot: TTSBot) -> None:
         self.bot = bot
         self.narrator = Narrator()
+        self._locks: dict[int, asyncio.Lock] = {}
+        #: Messages waiting to be read, by message id: their utterance and what it says.
+        self._queued: dict[int, tuple[Utterance, Reading]] = {}
+        self._noticed: dict[int, float] = {}
 
     @narrate.command(name="start", description="Join your voice channel and read a channel aloud")
-    @app_commands.describe(channel="The text channel to read (default: this one)")
+    @app_commands.describe(
+        channel="The text channel, or a voice channel's chat, to read (default: this one)"
+    )
     async def start(
         self,
         interaction: discord.Interaction[TTSBot],
-        channel: discord.TextChannel | None = None,
+        channel: NarrationChannel | None = None,
     ) -> None:
         if not self.bot.intents.message_content:
             raise NarrationDisabledError()
@@ -55,23 +84,25 @@ class Narration(commands.Cog):
         if voice_channel is None:
             raise NotInVoiceError()
         text_channel = channel or interaction.channel
-        if not isinstance(text_channel, discord.TextChannel | discord.VoiceChannel):
+        if not isinstance(text_channel, NarrationChannel):
             raise BotError(user_message="Pick a text channel to read.")
         assert interaction.guild is not None
         if not text_channel.permissions_for(interaction.guild.me).read_messages:
             raise BotError(user_message=f"I can't read {text_channel.mention}.")
+        check_voice_target(self.bot, interaction.user, voice_channel)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.bot.playback.join(voice_channel)
+        _, note = await bring_bot(self.bot, voice_channel)
         guild = await self.bot.services.storage.update_guild(
             interaction.guild.id, narration_channel_id=text_channel.id
         )
         skip = guild.narration_skip_prefix
         hint = f" Messages starting with `{skip}` are skipped." if skip else ""
         who = "members in the voice channel" if guild.narration_voice_only else "everyone"
+        warning = f"\n⚠️ {note}" if note else ""
         await interaction.edit_original_response(
             content=(
                 f"📖 Reading {text_channel.mention} aloud in {voice_channel.mention} "
-                f"for {who}.{hint} Use /narrate stop to end."
+                f"for {who}.{hint} Use /narrate stop to end.{warning}"
             ),
             allowed_mentions=NO_MENTIONS,
         )
@@ -92,19 +123,75 @@ class Narration(commands.Cog):
             message, ephemeral=True, allowed_mentions=NO_MENTIONS
         )
 
+    def _lock(self, guild_id: int) -> asyncio.Lock:
+        return self._locks.setdefault(guild_id, asyncio.Lock())
+
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
         guild = message.guild
         if guild is None or message.webhook_id is not None or message.author.bot:
             return
+        # Taken before the first await, and asyncio's lock is first come first served: each
+        # message is queued in the order it was written, however fast its audio comes.
+        async with self._lock(guild.id):
+            prepared = await self._prepare(message, AUTO)
+            if prepared is None:
+                return
+            player, utterance, reading = prepared
+            try:
+                player.enqueue(utterance)
+            except BotError as exc:
+                await utterance.close()
+                log.info("Not reading message %s: %s", message.id, exc)
+                return
+            self.narrator.heard(message.channel.id, message.author.id)
+            self._queued[message.id] = (utterance, reading)
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        """A message deleted before its turn is not read (nor, if still unmade, paid for)."""
+        queued = self._queued.get(payload.message_id)
+        if queued is None or payload.guild_id is None:
+            return
+        player = self.bot.playback.player(payload.guild_id)
+        if player is not None and await player.withdraw(queued[0]):
+            log.debug("Message %s deleted before its turn: withdrawn", payload.message_id)
+
+    @commands.Cog.listener()
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        """A message edited before its turn is read as it is now, in the same place."""
+        queued = self._queued.get(payload.message_id)
+        if queued is None or payload.guild_id is None:
+            return
+        async with self._lock(payload.guild_id):
+            old, reading = queued
+            player = self.bot.playback.player(payload.guild_id)
+            if player is None or player.find(payload.message_id) is not old:
+                return  # Already playing or gone: what is said stays said.
+            prepared = await self._prepare(payload.message, reading.prefix)
+            if prepared is None:  # Now empty, or now skipped: read nothing.
+                await player.withdraw(old)
+                return
+            _, new, new_reading = prepared
+            if await player.replace(old, new):
+                self._queued[payload.message_id] = (new, new_reading)
+            else:
+                await new.close()
+
+    async def _prepare(
+        self, message: discord.Message, prefix: str | AutoPrefix | None
+    ) -> tuple[GuildPlayer, Utterance, Reading] | None:
+        """What reading `message` takes, with its speech begun; None if it is not read."""
+        guild = message.guild
+        assert guild is not None
         voice_channel = self.bot.playback.connected_channel(guild)
         player = self.bot.playback.player(guild.id)
         if voice_channel is None or player is None:
-            return
+            return None
         settings = await self.bot.services.storage.get_guild(guild.id)
         if settings.narration_channel_id != message.channel.id:
-            return
-        rules = NarrationRules.from_guild(settings)
+            return None
+        rules = NarrationRules.from_guild(settings, text_limit=self.bot.settings.max_text_length)
         author = message.author
         in_voice = (
             isinstance(author, discord.Member)
@@ -112,41 +199,66 @@ class Narration(commands.Cog):
             and author.voice.channel == voice_channel
         )
         reason = skip_reason(
-            message.content, author_is_bot=author.bot, author_in_voice=in_voice, rules=rules
+            message.content,
+            author_is_bot=author.bot,
+            author_in_voice=in_voice,
+            rules=rules,
+            system=message.type not in READABLE_TYPES,
+            silent=message.flags.suppress_notifications,
         )
         if reason is not None:
             log.debug("Not reading message %s: %s", message.id, reason)
-            return
-        text = self.narrator.compose(
+            return None
+        reading = self.narrator.compose(
             facts_from_message(message),
             channel_id=message.channel.id,
             author_id=author.id,
             author_name=author.display_name,
             rules=rules,
+            prefix=prefix,
         )
-        if not text:
-            return
+        if not reading.text:
+            return None
         try:
             stream = await self.bot.services.speech.begin(
                 caller_of(author, guild.id),
-                text,
+                reading.text,
                 destination=Destination.NARRATION,
                 guild=settings,
             )
         except BotError as exc:
             log.info("Not reading message %s: %s", message.id, exc)
-            return
+            return None
+        message_id, channel = message.id, message.channel
+        utterance: Utterance
+
+        def closed() -> None:
+            stream.cancel()
+            if self._queued.get(message_id, (None,))[0] is utterance:
+                del self._queued[message_id]
+
+        async def notify(line: str) -> None:
+            await self._notice(channel, line.removeprefix("⚠️ "))
+
         utterance = Utterance(
-            label=f"{author.display_name} (narration)",
+            label=author.display_name,
             user_id=author.id,
             clips=self.bot.services.speech.ogg_clips(stream.audio(), stream.requests[0]),
-            on_close=stream.cancel,
+            on_close=closed,
+            notify=notify,
+            seconds=estimate_seconds(reading.text),
+            source_id=message_id,
         )
-        try:
-            player.enqueue(utterance)
-        except BotError as exc:
-            stream.cancel()
-            log.info("Not reading message %s: %s", message.id, exc)
+        return player, utterance, reading
+
+    async def _notice(self, channel: discord.abc.Messageable, reason: str) -> None:
+        """Tell the channel, once a minute at most, that some messages were not read."""
+        key = getattr(channel, "id", 0)
+        now = asyncio.get_running_loop().time()
+        if now - self._noticed.get(key, -NOTICE_INTERVAL) < NOTICE_INTERVAL:
+            return
+        self._noticed[key] = now
+        await channel.send(NOT_READ.format(reason=reason), allowed_mentions=NO_MENTIONS)
 
 
 async def setup(bot: TTSBot) -> None:

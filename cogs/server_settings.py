@@ -15,6 +15,7 @@ from discord.ext import commands
 from bot.errors import InvalidRequestError
 from bot.storage import GuildSettings
 from bot.tree import NO_MENTIONS
+from cogs._shared import cleared
 
 if TYPE_CHECKING:
     from bot.app import TTSBot
@@ -25,7 +26,7 @@ __all__ = ["RESETTABLE", "ServerSettings", "settings_embed", "setup"]
 RESETTABLE = {
     "narration_channel": "narration_channel_id",
     "narration": "narration_voice_only narration_skip_prefix narration_max_length "
-    "narration_emoji narration_say_names",
+    "narration_emoji narration_say_names narration_skip_silent",
     "max_text_length": "max_text_length",
     "cooldown": "user_cooldown",
     "daily_quota": "daily_quota",
@@ -52,6 +53,7 @@ def settings_embed(
             f"Channel: {channel}\n"
             f"Only members in voice: {yes(settings.narration_voice_only)}\n"
             f"Skip prefix: {skip}\n"
+            f"Skip @silent messages: {yes(settings.narration_skip_silent)}\n"
             f"Longest message read: {settings.narration_max_length} characters\n"
             f"Custom emoji: {'read by name' if settings.narration_emoji == 'name' else 'dropped'}\n"
             f"“Name said”: {yes(settings.narration_say_names)}"
@@ -132,9 +134,10 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
 
     @app_commands.command(name="narration", description="How a text channel is read aloud")
     @app_commands.describe(
-        channel="The text channel to read while the bot is in voice",
+        channel="The text channel, or a voice channel's chat, to read while the bot is in voice",
         voice_only="Read only members who are in the bot's voice channel",
-        skip_prefix="Messages starting with this are not read (e.g. ;)",
+        skip_prefix="Messages starting with this are not read (e.g. ;); none reads every message",
+        skip_silent="Skip messages sent with @silent",
         max_length="Longest message read, in characters; longer ones are cut",
         emoji="Read custom emoji by name, or drop them",
         say_names="Say “Alice said” before a new speaker",
@@ -142,21 +145,23 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
     async def narration(
         self,
         interaction: discord.Interaction[TTSBot],
-        channel: discord.TextChannel | None = None,
+        channel: discord.TextChannel | discord.VoiceChannel | None = None,
         voice_only: bool | None = None,
-        skip_prefix: app_commands.Range[str, 0, 10] | None = None,
+        skip_prefix: app_commands.Range[str, 1, 10] | None = None,
         max_length: app_commands.Range[int, 1, 4000] | None = None,
         emoji: Literal["name", "drop"] | None = None,
         say_names: bool | None = None,
+        skip_silent: bool | None = None,
     ) -> None:
         await self._update(
             interaction,
             narration_channel_id=channel.id if channel else None,
             narration_voice_only=voice_only,
-            narration_skip_prefix=skip_prefix,
+            narration_skip_prefix=cleared(skip_prefix),
             narration_max_length=max_length,
             narration_emoji=emoji,
             narration_say_names=say_names,
+            narration_skip_silent=skip_silent,
         )
 
     @app_commands.command(name="limits", description="Text length, cooldown and daily quota")

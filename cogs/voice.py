@@ -13,7 +13,7 @@ from bot.speech.narration import member_voice
 from bot.speech.voices import get_voice
 from bot.storage import MemberSettings
 from bot.tree import NO_MENTIONS
-from cogs._shared import style_autocomplete, voice_autocomplete
+from cogs._shared import cleared, style_autocomplete, voice_autocomplete
 
 if TYPE_CHECKING:
     from bot.app import TTSBot
@@ -46,7 +46,7 @@ class VoiceSettings(commands.Cog, name="Voice settings"):
     @app_commands.describe(
         voice="Your voice (type to search the 30 voices)",
         temperature="0 to 2: 0.4 is steady, 0.7 lively",
-        style="How you are read: cheerful, calm, like a pirate… (empty text clears it)",
+        style="How you are read: cheerful, calm, like a pirate… (none clears it)",
     )
     @app_commands.autocomplete(voice=voice_autocomplete, style=style_autocomplete)
     async def set_voice(
@@ -62,7 +62,7 @@ class VoiceSettings(commands.Cog, name="Voice settings"):
         if temperature is not None:
             changes["temperature"] = temperature
         if style is not None:
-            changes["style"] = style
+            changes["style"] = cleared(style)
         if not changes:
             raise InvalidRequestError("Choose a voice, a temperature or a style to set.")
         try:

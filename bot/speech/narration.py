@@ -7,21 +7,25 @@ server's settings, the voice from the member's (or a stable one picked from thei
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from bot.speech.cleanup import (
-    CleanupOptions,
-    MessageFacts,
-    SpeakerPrefixer,
-    clean_message,
-    with_prefix,
-)
+from bot.speech.cleanup import CleanupOptions, MessageFacts, clean_message, clean_name, with_prefix
 from bot.speech.voices import voice_for_user
 from bot.storage import GuildSettings, MemberSettings
 
-__all__ = ["SAME_SPEAKER_WINDOW", "NarrationRules", "Narrator", "member_voice", "skip_reason"]
+__all__ = [
+    "AUTO",
+    "SAME_SPEAKER_WINDOW",
+    "AutoPrefix",
+    "NarrationRules",
+    "Narrator",
+    "Reading",
+    "member_voice",
+    "skip_reason",
+]
 
 #: "Alice said" is skipped when Alice also spoke in the channel within this many seconds.
 SAME_SPEAKER_WINDOW = 60.0
@@ -34,24 +38,45 @@ class NarrationRules:
     max_length: int = 300
     emoji: Literal["name", "drop"] = "name"
     say_names: bool = True
+    #: Skip messages sent with @silent (Discord's "suppress notifications").
+    skip_silent: bool = False
+    #: The longest text one request may speak in this server: a message longer than this,
+    #: "Alice said" included, is read from its start, "… and more", never dropped.
+    text_limit: int = 2000
 
     @classmethod
-    def from_guild(cls, guild: GuildSettings) -> NarrationRules:
+    def from_guild(cls, guild: GuildSettings, *, text_limit: int = 2000) -> NarrationRules:
         return cls(
             skip_prefix=guild.narration_skip_prefix,
             voice_only=guild.narration_voice_only,
             max_length=guild.narration_max_length,
             emoji=guild.narration_emoji,
             say_names=guild.narration_say_names,
+            skip_silent=guild.narration_skip_silent,
+            text_limit=guild.max_text_length or text_limit,
         )
 
 
 def skip_reason(
-    content: str, *, author_is_bot: bool, author_in_voice: bool, rules: NarrationRules
+    content: str,
+    *,
+    author_is_bot: bool,
+    author_in_voice: bool,
+    rules: NarrationRules,
+    system: bool = False,
+    silent: bool = False,
 ) -> str | None:
-    """Why a message is not read, or None to read it."""
+    """Why a message is not read, or None to read it.
+
+    System messages (a thread was created, a member joined, a pin) are Discord's words, not a
+    member's: reading them would speak a thread's name or a join notice aloud.
+    """
+    if system:
+        return "a system message"
     if author_is_bot:
         return "written by a bot"
+    if silent and rules.skip_silent:
+        return "sent with @silent"
     if rules.skip_prefix and content.lstrip().startswith(rules.skip_prefix):
         return "starts with the skip prefix"
     if rules.voice_only and not author_in_voice:
@@ -64,14 +89,35 @@ def member_voice(settings: MemberSettings) -> str:
     return settings.voice or voice_for_user(settings.user_id).name
 
 
+class AutoPrefix:
+    """Marker: decide "Alice said" from who was heard last in the channel."""
+
+
+AUTO = AutoPrefix()
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What is said for one message: the words, and the "Alice said" they start with."""
+
+    text: str
+    prefix: str | None = None
+
+
 class Narrator:
-    """Composes what is said for each message, remembering who spoke last in each channel."""
+    """Composes what is said for each message, remembering who was last heard per channel.
+
+    A turn is remembered only once the message is accepted for reading (`heard`): a message
+    that is refused (quota, full queue) was never heard, so the next one from the same member
+    still says "Alice said".
+    """
 
     def __init__(
         self, *, window: float = SAME_SPEAKER_WINDOW, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._prefixer = SpeakerPrefixer(window)
+        self.window = window
         self._clock = clock
+        self._last: OrderedDict[int, tuple[int, float]] = OrderedDict()
 
     def compose(
         self,
@@ -81,17 +127,39 @@ class Narrator:
         author_id: int,
         author_name: str,
         rules: NarrationRules,
-    ) -> str:
-        """The words to speak ("Alice said: …"), or "" when nothing is worth reading."""
-        options = CleanupOptions(emoji=rules.emoji, max_length=rules.max_length)
+        prefix: str | AutoPrefix | None = AUTO,
+    ) -> Reading:
+        """The words to speak ("Alice said: …"); empty text when nothing is worth reading.
+
+        `prefix` re-uses the one a message got when it arrived (an edit keeps its place).
+        """
+        if isinstance(prefix, AutoPrefix):
+            prefix = self._prefix(channel_id, author_id, author_name, facts.is_reply, rules)
+        room = rules.text_limit - (len(prefix) + 2 if prefix else 0)
+        options = CleanupOptions(emoji=rules.emoji, max_length=max(1, min(rules.max_length, room)))
         text = clean_message(facts, options)
         if not text:
-            return ""
-        prefix = (
-            self._prefixer.prefix(
-                channel_id, author_id, author_name, self._clock(), reply=facts.is_reply
-            )
-            if rules.say_names
-            else None
-        )
-        return with_prefix(prefix, text)
+            return Reading("")
+        return Reading(with_prefix(prefix, text), prefix)
+
+    def heard(self, channel_id: int, author_id: int) -> None:
+        """Remember that `author_id` was the last one read in `channel_id`."""
+        now = self._clock()
+        while self._last:  # Forget channels quiet for longer than the window.
+            oldest, (_, at) = next(iter(self._last.items()))
+            if at >= now - self.window:
+                break
+            del self._last[oldest]
+        self._last.pop(channel_id, None)
+        self._last[channel_id] = (author_id, now)
+
+    def _prefix(
+        self, channel_id: int, author_id: int, author_name: str, reply: bool, rules: NarrationRules
+    ) -> str | None:
+        if not rules.say_names:
+            return None
+        last = self._last.get(channel_id)
+        if last is not None and last[0] == author_id and self._clock() - last[1] <= self.window:
+            return None
+        verb = "replied" if reply else "said"
+        return f"{clean_name(author_name) or 'someone'} {verb}"

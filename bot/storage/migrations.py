@@ -81,6 +81,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX usage_user_at ON usage (user_id, at);
         """,
     ),
+    Migration(
+        3,
+        "narration can skip @silent messages",
+        """
+        ALTER TABLE guild_settings
+            ADD COLUMN narration_skip_silent INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -46,6 +46,8 @@ class GuildSettings:
     narration_max_length: int = 300
     narration_emoji: NarrationEmoji = "name"
     narration_say_names: bool = True
+    #: Skip messages sent with @silent (they asked not to notify anyone).
+    narration_skip_silent: bool = False
     max_text_length: int | None = None
     user_cooldown: float | None = None
     #: Requests per member per day; None is unlimited.

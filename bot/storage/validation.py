@@ -105,6 +105,7 @@ GUILD_CHECKS: dict[str, Check] = {
     "narration_max_length": _whole(1, 4000),
     "narration_emoji": _emoji,
     "narration_say_names": _flag,
+    "narration_skip_silent": _flag,
     "max_text_length": _optional(_whole(1, 20_000)),
     "user_cooldown": _optional(_number(0, 3600)),
     "daily_quota": _optional(_whole(0, 1_000_000)),

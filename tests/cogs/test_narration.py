@@ -39,6 +39,8 @@ class Scene:
         self.guild = create_autospec(discord.Guild, instance=True)
         self.guild.id = GUILD
         self.voice_channel = create_autospec(discord.VoiceChannel, instance=True)
+        self.voice_channel.members, self.voice_channel.user_limit = [], 0
+        bot.playback.take_the_stage.return_value = None
         self.player = create_autospec(GuildPlayer, instance=True)
         bot.playback.connected_channel.return_value = self.voice_channel
         bot.playback.player.return_value = self.player
@@ -57,7 +59,9 @@ class Scene:
         message = create_autospec(discord.Message, instance=True)
         message.guild = self.guild
         message.webhook_id = None
-        message.id = 555
+        message.id = extra.pop("message_id", 555)
+        message.type = extra.pop("type", discord.MessageType.default)
+        message.flags = discord.MessageFlags(suppress_notifications=extra.pop("silent", False))
         message.content = content
         message.channel = create_autospec(discord.TextChannel, instance=True)
         message.channel.id = channel_id
@@ -230,3 +234,100 @@ async def test_server_rules_and_quota_apply_to_narration(
     await storage.update_guild(GUILD, daily_quota=5)
     await Narration(scene.bot).on_message(scene.message("fine now"))
     assert scene.queued.call_count == 1
+
+
+# -- issue 10, defect 6: narration that follows its messages ---------------------------------
+
+
+async def test_system_and_silent_messages(scene: Scene, storage: SQLiteStorage) -> None:
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("New thread name", type=discord.MessageType.thread_created))
+    scene.queued.assert_not_called()  # Discord's words, not a member's.
+    await cog.on_message(scene.message("quietly", silent=True))
+    assert scene.spoken() == ["Alice said: quietly"]  # Read unless the server says otherwise.
+    await storage.update_guild(GUILD, narration_skip_silent=True)
+    await cog.on_message(scene.message("quietly again", silent=True))
+    assert scene.spoken() == ["Alice said: quietly"]
+
+
+async def test_a_message_deleted_before_its_turn_is_withdrawn(scene: Scene) -> None:
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("oops, wrong channel", message_id=777))
+    (utterance,) = scene.player.enqueue.call_args.args
+    scene.player.withdraw.return_value = True
+    await cog.on_raw_message_delete(
+        discord.RawMessageDeleteEvent({"id": "777", "channel_id": str(TEXT), "guild_id": "10"})
+    )
+    scene.player.withdraw.assert_awaited_once_with(utterance)
+
+
+async def test_a_message_edited_before_its_turn_is_read_as_edited_in_its_place(
+    scene: Scene,
+) -> None:
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("teh typo", message_id=778))
+    (old,) = scene.player.enqueue.call_args.args
+    scene.player.find.return_value = old
+    scene.player.replace.return_value = True
+    edit = create_autospec(discord.RawMessageUpdateEvent, instance=True)
+    edit.message_id, edit.guild_id = 778, GUILD
+    edit.message = scene.message("the fix", message_id=778)
+    await cog.on_raw_message_edit(edit)
+    assert scene.spoken() == ["Alice said: teh typo", "Alice said: the fix"]
+    ((replaced, new),) = [c.args for c in scene.player.replace.await_args_list]
+    assert replaced is old
+    assert new.source_id == 778
+    scene.player.enqueue.assert_called_once()  # Same place in line, not a new one.
+
+
+async def test_a_refused_message_does_not_use_up_alice_said(
+    scene: Scene, storage: SQLiteStorage
+) -> None:
+    from datetime import UTC, datetime
+
+    from bot.storage import UsageRecord
+
+    await storage.update_guild(GUILD, daily_quota=1)
+    await storage.record_usage(UsageRecord(GUILD, ALICE, datetime.now(UTC), 200, 1.0, 2.0, 0.005))
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("refused: over the quota"))
+    await storage.update_guild(GUILD, daily_quota=None)
+    await cog.on_message(scene.message("heard"))
+    assert scene.spoken() == ["Alice said: heard"]
+
+
+async def test_messages_are_queued_in_the_order_they_were_written(scene: Scene) -> None:
+    import asyncio
+
+    gate = asyncio.Event()
+    first_call = True
+
+    async def slow_first(requester: Any, requests: Any, **_: Any) -> Any:
+        nonlocal first_call
+        if first_call:  # The first message's audio is slower (the second is a cache hit).
+            first_call = False
+            await gate.wait()
+        stream = create_autospec(SpeechStream, instance=True)
+        stream.requests = list(requests)
+        return stream
+
+    scene.queued.side_effect = slow_first
+    cog = Narration(scene.bot)
+    first = asyncio.create_task(cog.on_message(scene.message("one", message_id=1)))
+    second = asyncio.create_task(cog.on_message(scene.message("two", message_id=2)))
+    await asyncio.sleep(0.05)
+    gate.set()
+    await asyncio.gather(first, second)
+    order = [c.args[0].source_id for c in scene.player.enqueue.call_args_list]
+    assert order == [1, 2]
+
+
+async def test_a_long_message_under_a_low_server_limit_is_read_from_its_start(
+    scene: Scene, storage: SQLiteStorage
+) -> None:
+    await storage.update_guild(GUILD, max_text_length=60)
+    await Narration(scene.bot).on_message(scene.message("word " * 100))
+    (spoken,) = scene.spoken()
+    assert len(spoken) <= 60
+    assert spoken.startswith("Alice said: word")
+    assert spoken.endswith("and more")

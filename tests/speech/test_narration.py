@@ -41,9 +41,11 @@ def test_name_said_once_per_minute_of_talking() -> None:
     narrator = Narrator(clock=lambda: now[0])
 
     def say(author: int, name: str, content: str, rules: NarrationRules = RULES) -> str:
-        return narrator.compose(
+        reading = narrator.compose(
             MessageFacts(content), channel_id=5, author_id=author, author_name=name, rules=rules
         )
+        narrator.heard(5, author)
+        return reading.text
 
     assert say(1, "Alice", "hi all") == "Alice said: hi all"
     now[0] = 20
@@ -65,13 +67,13 @@ def test_compose_cleans_and_caps() -> None:
         author_id=2,
         author_name="Dan",
         rules=NarrationRules(max_length=60),
-    )
+    ).text
     assert text.startswith("Dan said: Carol look a link spoiler")
     assert "secret" not in text
     assert (
         narrator.compose(
             MessageFacts("   "), channel_id=1, author_id=2, author_name="Dan", rules=RULES
-        )
+        ).text
         == ""
     )
 
@@ -79,3 +81,53 @@ def test_compose_cleans_and_caps() -> None:
 def test_member_voice_is_chosen_or_stable() -> None:
     assert member_voice(MemberSettings(user_id=7, voice="Kore")) == "Kore"
     assert member_voice(MemberSettings.defaults(7)) == voice_for_user(7).name
+
+
+@pytest.mark.parametrize(
+    ("system", "silent", "rules", "reason"),
+    [
+        (True, False, RULES, "a system message"),
+        (False, True, RULES, None),  # Read by default: the server decides.
+        (False, True, NarrationRules(skip_silent=True), "sent with @silent"),
+    ],
+)
+def test_system_and_silent_messages(
+    system: bool, silent: bool, rules: NarrationRules, reason: str | None
+) -> None:
+    assert (
+        skip_reason(
+            "Thread name",
+            author_is_bot=False,
+            author_in_voice=True,
+            rules=rules,
+            system=system,
+            silent=silent,
+        )
+        == reason
+    )
+
+
+def test_a_message_that_was_never_heard_does_not_use_up_the_name() -> None:
+    narrator = Narrator(clock=lambda: 0.0)
+
+    def compose(content: str) -> str:
+        return narrator.compose(
+            MessageFacts(content), channel_id=5, author_id=1, author_name="Alice", rules=RULES
+        ).text
+
+    assert compose("first, refused by the quota") == "Alice said: first, refused by the quota"
+    assert compose("second") == "Alice said: second"  # Nobody heard the first.
+    narrator.heard(5, 1)
+    assert compose("third") == "third"
+
+
+def test_a_long_message_under_a_low_server_limit_is_read_from_its_start() -> None:
+    guild = GuildSettings(1, max_text_length=80, narration_max_length=300)
+    rules = NarrationRules.from_guild(guild, text_limit=2000)
+    assert rules.text_limit == 80
+    reading = Narrator().compose(
+        MessageFacts("word " * 100), channel_id=5, author_id=1, author_name="Alice", rules=rules
+    )
+    assert len(reading.text) <= 80  # The whole request, "Alice said" included, fits.
+    assert reading.text.startswith("Alice said: word word")
+    assert reading.text.endswith("and more")

@@ -43,7 +43,7 @@ def _user_version(path: Path) -> int:
 
 def test_migrations_are_numbered_one_by_one() -> None:
     assert [step.version for step in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
-    assert LATEST_VERSION == 2
+    assert LATEST_VERSION == 3
     assert all(step.description and step.script.strip() for step in MIGRATIONS)
 
 
@@ -144,15 +144,15 @@ async def test_a_failing_step_leaves_the_previous_version(
     async with SQLiteStorage(path):
         pass
     broken = Migration(
-        3, "broken", "CREATE TABLE half (x INTEGER); INSERT INTO nowhere VALUES (1);"
+        4, "broken", "CREATE TABLE half (x INTEGER); INSERT INTO nowhere VALUES (1);"
     )
     monkeypatch.setattr(migrations, "MIGRATIONS", (*MIGRATIONS, broken))
-    monkeypatch.setattr(migrations, "LATEST_VERSION", 3)
+    monkeypatch.setattr(migrations, "LATEST_VERSION", 4)
     async with aiosqlite.connect(path, isolation_level=None) as db:
         with pytest.raises(sqlite3.OperationalError, match="nowhere"):
-            await migrate(db, target=3)
+            await migrate(db, target=4)
         assert not db.in_transaction
-    assert _user_version(path) == 2
+    assert _user_version(path) == 3
     assert "half" not in _tables(path)
 
 

@@ -159,3 +159,34 @@ async def test_narration_settings_and_reset(started: Any) -> None:
     assert "Skip prefix: `;`" in content(reset)
     guild = await wired.bot.services.storage.get_guild(df.GUILD_ID)
     assert (guild.narration_skip_prefix, guild.narration_emoji) == (";", "name")
+
+
+async def test_settings_that_clear_can_be_cleared_from_discord(started: Any) -> None:
+    # Discord clients never send an empty string, so a word clears instead (issue 10, 9).
+    wired = await started()
+    await wired.invoke(df.slash_command("voice", subcommand="set", user_id=ALICE, style="calm"))
+    assert (await wired.bot.services.storage.get_member(ALICE)).style == "calm"
+    await wired.invoke(df.slash_command("voice", subcommand="set", user_id=ALICE, style="none"))
+    assert (await wired.bot.services.storage.get_member(ALICE)).style is None
+    (saved,) = await wired.invoke(
+        df.slash_command("settings", subcommand="narration", user_id=ALICE, skip_prefix="None")
+    )
+    assert "Skip prefix: none" in content(saved)
+    guild = await wired.bot.services.storage.get_guild(df.GUILD_ID)
+    assert guild.narration_skip_prefix == ""
+
+
+async def test_silent_messages_and_voice_channel_chat_are_server_settings(started: Any) -> None:
+    wired = await started()
+    (saved,) = await wired.invoke(
+        df.slash_command("settings", subcommand="narration", user_id=ALICE, skip_silent=True)
+    )
+    assert "Skip @silent messages: yes" in content(saved)
+    narration = next(c for c in wired.bot.tree.get_commands() if c.name == "settings")
+    channel_option = next(
+        option
+        for option in narration.to_dict(wired.bot.tree)["options"]
+        if option["name"] == "narration"
+    )["options"][0]
+    assert channel_option["name"] == "channel"
+    assert {0, 2} <= set(channel_option["channel_types"])  # Text, and a voice channel's chat.
