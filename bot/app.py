@@ -13,6 +13,7 @@ import logging
 import pkgutil
 import signal
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -31,18 +32,41 @@ from bot.tree import TTSCommandTree
 __all__ = [
     "USER_AGENT",
     "ShardedTTSBot",
+    "ShutdownPlan",
     "TTSBot",
     "apply_discord_base_url",
     "create_bot",
     "extension_names",
     "intents_for",
     "run_bot",
+    "shutdown_plan",
     "sync_commands",
 ]
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"gemini-tts-bot/{__version__} (+discord.py {discord.__version__})"
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownPlan:
+    """How a shutdown spends its time: running calls get `intake_grace`, then members are
+    told, then the bot leaves voice, keeping `close_reserve` for the gateway and storage."""
+
+    total: float
+    intake_grace: float
+    leave_reserve: float
+    close_reserve: float
+
+
+def shutdown_plan(total: float, grace: float) -> ShutdownPlan:
+    """Fit SHUTDOWN_GRACE (for calls already running) into SHUTDOWN_TIMEOUT, keeping time to
+    tell waiting members, leave voice and close: a budget, not a sum of separate waits."""
+    close_reserve = min(1.0, total * 0.125)
+    leave_reserve = close_reserve + min(1.0, total * 0.125)
+    tell = min(2.0, total * 0.25)
+    intake = max(0.0, min(grace, total - leave_reserve - tell))
+    return ShutdownPlan(total, intake, leave_reserve, close_reserve)
 
 
 def intents_for(settings: Settings) -> discord.Intents:
@@ -122,6 +146,11 @@ class TTSBot(commands.Bot):
             else:
                 log.info("Loaded %s", name)
 
+    async def on_message(self, message: discord.Message, /) -> None:
+        """Every command is a slash command, so no message is parsed as a prefix command: a
+        mention of the bot is just a message (listeners such as narration still get it),
+        not a CommandNotFound with a traceback in the log."""
+
     async def on_ready(self) -> None:
         log.info("Ready as %s in %d servers", self.user, len(self.guilds))
 
@@ -138,15 +167,23 @@ class TTSBot(commands.Bot):
                 self._responders.discard(task)
 
     async def close(self) -> None:
-        """Stop taking requests, tell members whose requests were waiting, then disconnect."""
+        """Stop taking requests, tell members whose requests were waiting, then disconnect;
+        all within SHUTDOWN_TIMEOUT (`docker stop` kills after 10 s)."""
+        loop = asyncio.get_running_loop()
+        plan = shutdown_plan(self.settings.shutdown_timeout, self.settings.shutdown_grace)
+        end = loop.time() + plan.total
         if self._services is not None:
-            await self._services.stop_intake()
+            await self._services.stop_intake(grace=plan.intake_grace)
         current = asyncio.current_task()
         waiting = [task for task in self._responders if task is not current and not task.done()]
         if waiting:
             log.info("Waiting for %d member(s) to be told before closing", len(waiting))
-            await asyncio.wait(waiting, timeout=5)
-        await self.playback.close()
+            await asyncio.wait(waiting, timeout=max(0.1, end - loop.time() - plan.leave_reserve))
+        try:
+            async with asyncio.timeout(max(0.1, end - loop.time() - plan.close_reserve)):
+                await self.playback.close()
+        except TimeoutError:
+            log.warning("Leaving voice took too long; closing anyway")
         await super().close()
         if self._services is not None:
             await self._services.close()

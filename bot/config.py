@@ -73,7 +73,8 @@ class Settings(BaseSettings):
     discord_api_base_url: str | None = None
     alert_channel_id: int | None = None
     sharded: bool = False
-    shutdown_grace: float = Field(10.0, ge=0, le=120)
+    shutdown_grace: float = Field(5.0, ge=0, le=120)
+    shutdown_timeout: float = Field(8.0, ge=1, le=600)
 
     # Voice.
     narration_enabled: bool = True

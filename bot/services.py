@@ -58,10 +58,10 @@ class Services:
     speech: SpeechService
     _stack: contextlib.AsyncExitStack = field(repr=False)
 
-    async def stop_intake(self) -> None:
+    async def stop_intake(self, *, grace: float | None = None) -> None:
         """Refuse new requests and fail the queued ones (their members are told), giving
-        running calls the configured grace. Safe to call more than once."""
-        await self.scheduler.close(grace=self.settings.shutdown_grace)
+        running calls `grace` s (SHUTDOWN_GRACE by default). Safe to call more than once."""
+        await self.scheduler.close(grace=self.settings.shutdown_grace if grace is None else grace)
 
     async def close(self) -> None:
         """Stop taking work, then close everything in the reverse order it was opened."""

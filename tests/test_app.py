@@ -15,7 +15,14 @@ import pytest
 from aioresponses import aioresponses
 
 import cogs
-from bot.app import ShardedTTSBot, TTSBot, create_bot, extension_names, sync_commands
+from bot.app import (
+    ShardedTTSBot,
+    TTSBot,
+    create_bot,
+    extension_names,
+    shutdown_plan,
+    sync_commands,
+)
 from bot.config import Settings
 from tests import discord_fakes as df
 
@@ -181,3 +188,17 @@ async def test_refused_message_content_intent_restarts_without_narration(
 def test_services_are_refused_before_they_are_open(make_settings: Callable[..., Settings]) -> None:
     with pytest.raises(RuntimeError, match="not open yet"):
         _ = create_bot(make_settings()).services
+
+
+@pytest.mark.parametrize(("total", "grace"), [(8, 5), (8, 30), (1, 10), (60, 20), (8, 0)])
+def test_a_shutdown_plan_fits_its_budget(total: float, grace: float) -> None:
+    plan = shutdown_plan(total, grace)
+    assert 0 <= plan.intake_grace <= grace
+    assert plan.intake_grace + plan.leave_reserve < total  # Time left to tell and leave.
+    assert 0 < plan.close_reserve < plan.leave_reserve
+
+
+def test_the_default_shutdown_fits_docker_stop(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    assert settings.shutdown_timeout <= 8
+    assert shutdown_plan(settings.shutdown_timeout, settings.shutdown_grace).intake_grace > 0

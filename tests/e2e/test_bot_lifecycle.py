@@ -38,3 +38,17 @@ async def test_refused_message_content_intent_starts_without_narration(
         assert "Message Content intent" in reply
     finally:
         assert await bot.terminate(within=8) == 0
+
+
+async def test_sigterm_while_speech_is_being_made_tells_the_member_within_8_seconds(
+    bot: BotProcess, emulator: Emulator, segmind: FakeSegmind
+) -> None:
+    # `docker stop` allows 10 s; the bot must be done, members told, well within that.
+    segmind.latency = 60.0  # A call that cannot finish before the shutdown.
+    interaction = await emulator.interact("speak", user_id=ALICE, text="Too late", play=False)
+    await emulator.wait_for(lambda: segmind.tts_calls == 1, within=10)
+    code = await bot.terminate(within=8)
+    assert code == 0, bot.log()
+    told = (interaction.original or {}).get("content") or ""
+    assert "restarting" in told
+    assert "Traceback" not in bot.log()
