@@ -99,3 +99,29 @@ async def test_voice_server_change_mid_clip_keeps_the_audio_coming(
     await wait_for_clip(emulator, expected)
     # Audio lost while reconnecting is tolerated; the clip must not stop at the move.
     assert audio.duration >= expected * 0.8
+
+
+async def test_a_slow_voice_server_change_loses_no_message_written_meanwhile(
+    bot: BotProcess, emulator: Emulator, segmind: FakeSegmind
+) -> None:
+    await emulator.member_voice(ALICE, VOICE_CHANNEL_ID)
+    start = await emulator.interact("narrate", user_id=ALICE, subcommand="start")
+    await emulator.wait_for(lambda: "Reading" in ((start.original or {}).get("content") or ""), 15)
+    # Discord drains the voice server; the new one takes seconds to answer the handshake.
+    new = await emulator.move_voice_server(GUILD_ID, identify_delay=3.0)
+    texts = ["First message while the voice server moves.", "Second one, still moving."]
+    for text in texts:
+        await emulator.send_message(text, author_id=ALICE)
+    # Written while the bot was re-handshaking, not after.
+    assert not any(connection.secret_key for connection in new.connections)
+    await emulator.wait_for(lambda: segmind.tts_calls == len(texts), within=15)
+    spoken = [request.json_body["text"] for request in segmind.requests]
+    assert [text in said for text, said in zip(texts, spoken, strict=True)] == [True, True]
+    expected = sum(segmind.expected_duration(said) for said in spoken)
+    audio = heard(emulator)
+    await emulator.wait_for(
+        lambda: audio.duration >= expected * 0.9 and audio.silence_packets >= 5, within=20
+    )
+    assert audio.duration == pytest.approx(expected, rel=0.10)
+    assert audio.problems == []
+    assert any(connection.secret_key for connection in new.connections)
