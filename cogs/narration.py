@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import discord
@@ -52,6 +53,16 @@ NOT_READ = "📕 Some messages here were not read aloud: {reason}"
 NarrationChannel = discord.TextChannel | discord.VoiceChannel
 
 
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """A message queued to be read: its utterance, what it says, and the content it came
+    from (an edit that changes no words, such as a link preview, changes nothing)."""
+
+    utterance: Utterance
+    reading: Reading
+    content: str
+
+
 class Narration(commands.Cog):
     narrate = app_commands.Group(
         name="narrate",
@@ -66,7 +77,7 @@ class Narration(commands.Cog):
         self.narrator = Narrator()
         self._locks: dict[int, asyncio.Lock] = {}
         #: Messages waiting to be read, by message id: their utterance and what it says.
-        self._queued: dict[int, tuple[Utterance, Reading]] = {}
+        self._queued: dict[int, _Waiting] = {}
         self._noticed: dict[int, float] = {}
 
     @narrate.command(name="start", description="Join your voice channel and read a channel aloud")
@@ -145,7 +156,7 @@ class Narration(commands.Cog):
                 log.info("Not reading message %s: %s", message.id, exc)
                 return
             self.narrator.heard(message.channel.id, message.author.id)
-            self._queued[message.id] = (utterance, reading)
+            self._queued[message.id] = _Waiting(utterance, reading, message.content)
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
@@ -154,7 +165,7 @@ class Narration(commands.Cog):
         if queued is None or payload.guild_id is None:
             return
         player = self.bot.playback.player(payload.guild_id)
-        if player is not None and await player.withdraw(queued[0]):
+        if player is not None and await player.withdraw(queued.utterance):
             log.debug("Message %s deleted before its turn: withdrawn", payload.message_id)
 
     @commands.Cog.listener()
@@ -164,17 +175,21 @@ class Narration(commands.Cog):
         if queued is None or payload.guild_id is None:
             return
         async with self._lock(payload.guild_id):
-            old, reading = queued
+            old, reading = queued.utterance, queued.reading
             player = self.bot.playback.player(payload.guild_id)
             if player is None or player.find(payload.message_id) is not old:
                 return  # Already playing or gone: what is said stays said.
+            if payload.message.content == queued.content:
+                return  # A link preview or a pin, not new words.
             prepared = await self._prepare(payload.message, reading.prefix)
             if prepared is None:  # Now empty, or now skipped: read nothing.
                 await player.withdraw(old)
                 return
             _, new, new_reading = prepared
             if await player.replace(old, new):
-                self._queued[payload.message_id] = (new, new_reading)
+                self._queued[payload.message_id] = _Waiting(
+                    new, new_reading, payload.message.content
+                )
             else:
                 await new.close()
 
@@ -193,6 +208,8 @@ class Narration(commands.Cog):
             return None
         rules = NarrationRules.from_guild(settings, text_limit=self.bot.settings.max_text_length)
         author = message.author
+        if not isinstance(author, discord.Member):  # An edit's payload may lack the member.
+            author = guild.get_member(author.id) or author
         in_voice = (
             isinstance(author, discord.Member)
             and author.voice is not None
@@ -234,7 +251,8 @@ class Narration(commands.Cog):
 
         def closed() -> None:
             stream.cancel()
-            if self._queued.get(message_id, (None,))[0] is utterance:
+            waiting = self._queued.get(message_id)
+            if waiting is not None and waiting.utterance is utterance:
                 del self._queued[message_id]
 
         async def notify(line: str) -> None:

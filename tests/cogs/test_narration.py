@@ -271,6 +271,9 @@ async def test_a_message_edited_before_its_turn_is_read_as_edited_in_its_place(
     scene.player.replace.return_value = True
     edit = create_autospec(discord.RawMessageUpdateEvent, instance=True)
     edit.message_id, edit.guild_id = 778, GUILD
+    edit.message = scene.message("teh typo", message_id=778)  # A link preview: same words.
+    await cog.on_raw_message_edit(edit)
+    scene.player.replace.assert_not_awaited()
     edit.message = scene.message("the fix", message_id=778)
     await cog.on_raw_message_edit(edit)
     assert scene.spoken() == ["Alice said: teh typo", "Alice said: the fix"]
@@ -331,3 +334,16 @@ async def test_a_long_message_under_a_low_server_limit_is_read_from_its_start(
     assert len(spoken) <= 60
     assert spoken.startswith("Alice said: word")
     assert spoken.endswith("and more")
+
+
+async def test_messages_not_read_are_announced_once_in_the_channel(scene: Scene) -> None:
+    cog = Narration(scene.bot)
+    message = scene.message("lost in the reconnect")
+    message.channel.send = create_autospec(discord.TextChannel.send)
+    await cog.on_message(message)
+    (utterance,) = scene.player.enqueue.call_args.args
+    await utterance.report("⚠️ I lost the voice connection and could not get it back.")
+    await utterance.report("⚠️ I lost the voice connection and could not get it back.")
+    message.channel.send.assert_awaited_once()
+    (line,) = message.channel.send.await_args.args
+    assert line.startswith("📕 Some messages here were not read aloud: I lost the voice")
