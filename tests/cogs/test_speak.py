@@ -334,3 +334,31 @@ async def test_in_voice_a_failure_after_queueing_is_told_to_the_member_privately
 
 async def _one(item: Any) -> Any:
     yield item
+
+
+async def test_where_the_bot_cannot_speak_is_found_before_anything_is_spent(bot: Any) -> None:
+    from bot.errors import AccessDeniedError, ChannelFullError, VoicePermissionError
+
+    mine = create_autospec(discord.VoiceChannel, instance=True)
+    mine.members, mine.user_limit, mine.mention = [], 0, "<#1>"
+    interaction = mock_interaction(user_id=7)
+    interaction.user.voice.channel = mine
+    bot.playback.connected_channel.return_value = None
+    mine.permissions_for.return_value = discord.Permissions(connect=True)  # No Speak.
+    with pytest.raises(VoicePermissionError):
+        await run_speak(Speak(bot), interaction, "hi", None, None, None, None, True)
+    mine.permissions_for.return_value = discord.Permissions(connect=True, speak=True)
+    mine.members, mine.user_limit = [create_autospec(discord.Member, instance=True)], 1
+    with pytest.raises(ChannelFullError):
+        await run_speak(Speak(bot), interaction, "hi", None, None, None, None, True)
+    # The bot reads to someone elsewhere: play:true from here does not pull it away.
+    theirs = create_autospec(discord.VoiceChannel, instance=True)
+    listener = create_autospec(discord.Member, instance=True)
+    listener.id, listener.bot = 8, False
+    theirs.members, theirs.mention = [listener], "<#2>"
+    theirs.permissions_for.return_value = discord.Permissions.none()
+    bot.playback.connected_channel.return_value = theirs
+    with pytest.raises(AccessDeniedError):
+        await run_speak(Speak(bot), interaction, "hi", None, None, None, None, True)
+    bot.services.speech.begin.assert_not_awaited()
+    interaction.response.defer.assert_not_awaited()
