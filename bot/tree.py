@@ -83,6 +83,9 @@ def requires_guild(command: object) -> bool:
 
 
 class TTSCommandTree(app_commands.CommandTree[Any]):
+    """The one place a command's failure becomes a member's message: expected errors get
+    their own line, anything else a short reference id that the log line carries too."""
+
     async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
         """Refuse guild-only commands outside a server before they run (nothing is spent)."""
         if interaction.guild_id is None and requires_guild(interaction.command):
