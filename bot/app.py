@@ -68,6 +68,10 @@ def extension_names() -> list[str]:
 
 
 class TTSBot(commands.Bot):
+    """The Discord side of the bot: it owns the command tree, the voice connections and the
+    services container, and turns Discord events into calls on them. It keeps no speech
+    logic of its own, so what it does can be tested without Discord."""
+
     def __init__(self, settings: Settings, *, sync_on_start: bool = True, **options: Any) -> None:
         options.setdefault("intents", intents_for(settings))
         super().__init__(

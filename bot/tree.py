@@ -69,6 +69,9 @@ async def send_error(interaction: discord.Interaction[Any], message: str) -> Non
 
 
 class TTSCommandTree(app_commands.CommandTree[Any]):
+    """The one place a command's failure becomes a member's message: expected errors get
+    their own line, anything else a short reference id that the log line carries too."""
+
     async def on_error(
         self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
     ) -> None:

@@ -81,6 +81,10 @@ class SpeakContext:
 
 
 class SpeechService:
+    """The one way in for speech: `begin` applies a member's defaults and a server's rules
+    before anything is spent, and the render helpers turn the result into what Discord plays
+    or posts. Cogs call it; it never sees a Discord type."""
+
     def __init__(
         self,
         settings: Settings,
