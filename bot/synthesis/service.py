@@ -213,7 +213,9 @@ class SpeechService:
             temperature = ctx.member.temperature if temperature is None else temperature
             style = style if style is not None else ctx.member.style
             if ctx.guild is not None and ctx.guild.max_text_length is not None:
-                max_length = ctx.guild.max_text_length
+                # A server may lower the operator's MAX_TEXT_LENGTH, never raise it: the
+                # operator's limit bounds the work (and the money) one request can cause.
+                max_length = min(max_length, ctx.guild.max_text_length)
         whole = self._validate(
             text,
             voice=voice,
