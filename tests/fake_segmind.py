@@ -32,6 +32,7 @@ from typing import Any, Literal, Self
 from aiohttp import web
 
 from bot.audio import AudioFormat, encode
+from tests.fake_segmind_v2 import V2Protocol
 from tests.signals import tone
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "HOST",
     "PCM_CONTENT_TYPE",
     "TTS_PATH",
+    "V2_TTS_PATH",
     "VOICES",
     "FakeSegmind",
     "Fault",
@@ -57,6 +59,7 @@ __all__ = [
 
 HOST = "127.0.0.1"
 TTS_PATH = "/v1/gemini-2.5-flash-tts"
+V2_TTS_PATH = "/v2/gemini-2.5-flash-tts"
 CREDITS_PATH = "/v1/get-user-credits"
 SAMPLE_RATE = 24_000
 PCM_CONTENT_TYPE = f"audio/L16; rate={SAMPLE_RATE}; channels=1"
@@ -318,6 +321,8 @@ class FakeSegmind:
         self._windows: dict[str, deque[float]] = {}
         self._audio_cache: OrderedDict[tuple[float, AudioFormat], bytes] = OrderedDict()
         self._runner: web.AppRunner | None = None
+        #: The v2 (submit and poll) side of the same server, sharing its key, faults, credits.
+        self.v2 = V2Protocol(self)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -328,6 +333,7 @@ class FakeSegmind:
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_post(TTS_PATH, self._handle_tts)
         app.router.add_get(CREDITS_PATH, self._handle_credits)
+        self.v2.add_routes(app, V2_TTS_PATH)
         app.router.add_get("/files/{name}", self._handle_file)
         app.router.add_route("*", "/v1", self._handle_not_found)
         app.router.add_route("*", "/v1/{tail:.*}", self._handle_not_found)
