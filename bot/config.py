@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     # The speech API.
     segmind_base_url: str = "https://api.segmind.com/v1"
     segmind_model: str = "gemini-2.5-flash-tts"
+    segmind_api: Literal["v1", "v2"] = "v1"
+    segmind_job_timeout: float = Field(600.0, gt=0, le=3600)
     segmind_rpm: int = Field(5, ge=1, le=10_000)
     request_timeout: float = Field(90.0, gt=0, le=600)
     connect_timeout: float = Field(10.0, gt=0, le=120)

@@ -17,7 +17,11 @@ __all__ = [
     "CooldownError",
     "DatabaseURLError",
     "InvalidRequestError",
+    "JobFailedError",
+    "JobTimeoutError",
+    "MethodNotAllowedError",
     "ModelNotFoundError",
+    "ModelRetiredError",
     "NarrationDisabledError",
     "NewerDatabaseError",
     "NotConnectedError",
@@ -199,12 +203,46 @@ class SegmindConnectionError(SegmindError):
     user_message = "The bot could not reach the speech service. Please try again shortly."
 
 
+class MethodNotAllowedError(SegmindError):
+    meaning = "method not allowed (check SEGMIND_BASE_URL and SEGMIND_API)"
+    operator_problem = True
+    user_message = (
+        "The bot is misconfigured: the speech service refused how it was called. The owner "
+        "has been told."
+    )
+
+
+class ModelRetiredError(SegmindError):
+    meaning = "the model was retired: set SEGMIND_MODEL to a current one"
+    operator_problem = True
+    user_message = (
+        "The speech model this bot uses has been retired. The owner has been told to switch."
+    )
+
+
+class JobFailedError(SegmindError):
+    """A 422: the request failed validation upstream (v1), or its v2 job FAILED."""
+
+    meaning = "the request could not be processed"
+    user_message = "The speech service could not make this speech. Try rewording it."
+
+
+class JobTimeoutError(SegmindError):
+    """An accepted v2 job that did not finish in time: polling stops, nothing is re-submitted."""
+
+    meaning = "the job was accepted but did not finish in time"
+    user_message = "The speech service took too long to finish. Please try again."
+
+
 _BY_STATUS: dict[int, type[SegmindError]] = {
     400: BadRequestError,
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: ModelNotFoundError,
+    405: MethodNotAllowedError,
     406: OutOfCreditsError,
+    410: ModelRetiredError,
+    422: JobFailedError,
     429: RateLimitedError,
 }
 

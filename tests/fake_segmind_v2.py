@@ -9,6 +9,7 @@ the money problem v2 solves: the job exists, the client must poll it, not pay ag
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -80,8 +81,12 @@ class V2Protocol:
         record.body = await request.read()
         with contextlib.suppress(ValueError):
             record.json_body = json.loads(record.body)
+        if fault is not None and fault.before > 0:
+            await asyncio.sleep(fault.before)
         if fault is not None and fault.kind is FaultKind.DROP:
             return _drop(request)
+        if fault is not None and fault.kind is FaultKind.DELAY:
+            await asyncio.sleep(fault.seconds)
         answer = fake._canned(fault) if fault is not None else None
         if answer is not None:
             record.status = answer.status

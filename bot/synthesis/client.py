@@ -66,11 +66,18 @@ class Timeouts:
 
     request_timeout: float = 90.0
     connect_timeout: float = 10.0
+    #: v2: how long an accepted job may take before polling stops (results live an hour).
+    job_timeout: float = 600.0
+    #: v2: the first wait between polls, growing to `last_poll` (Segmind's SDK polls each 1 s).
+    first_poll: float = 1.0
+    last_poll: float = 5.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Timeouts:
         return cls(
-            request_timeout=settings.request_timeout, connect_timeout=settings.connect_timeout
+            request_timeout=settings.request_timeout,
+            connect_timeout=settings.connect_timeout,
+            job_timeout=settings.segmind_job_timeout,
         )
 
 
@@ -125,8 +132,13 @@ class SegmindClient:
 
     @classmethod
     def from_settings(cls, session: aiohttp.ClientSession, settings: Settings) -> SegmindClient:
+        """The client for SEGMIND_API: v1 (one synchronous call) or v2 (submit and poll)."""
         if settings.segmind_api_key is None:
             raise ValueError("SEGMIND_API_KEY is not set")
+        if settings.segmind_api == "v2" and cls is SegmindClient:
+            from bot.synthesis.client_v2 import SegmindV2Client  # v2 builds on this module
+
+            cls = SegmindV2Client
         return cls(
             session,
             api_key=settings.segmind_api_key,
