@@ -52,7 +52,7 @@ async def send(
         "allowed_mentions": {"parse": []},
     }
     file = discord.File(io.BytesIO(message.data), filename=VOICE_MESSAGE_FILENAME)
-    form = [
+    form: list[dict[str, Any]] = [
         {"name": "payload_json", "value": json.dumps(payload)},
         {
             "name": "files[0]",
