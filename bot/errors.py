@@ -9,6 +9,7 @@ from typing import ClassVar
 
 __all__ = [
     "AccessDeniedError",
+    "AudioDeadlineError",
     "AudioError",
     "AuthenticationError",
     "BadAudioError",
@@ -295,6 +296,11 @@ class SettingsError(Exception):
 
 class AudioError(Exception):
     """Bytes that were supposed to be audio and are not; the message says why."""
+
+
+class AudioDeadlineError(AudioError):
+    """Decoding was stopped at the call's deadline: a thread cannot be killed, so the decoder
+    checks the clock between packets and gives up with this."""
 
 
 _UNAVAILABLE = "The bot's settings are unavailable right now; please try again later."
