@@ -40,16 +40,19 @@ def _page(packets: list[bytes], granule: int, sequence: int, flags: int) -> byte
     for packet in packets:
         lacing.extend([255] * (len(packet) // 255))
         lacing.append(len(packet) % 255)
-    header = struct.pack(
-        "<4sBBqIIIB", b"OggS", 0, flags, granule, 0x0B0B, sequence, 0, len(lacing)
-    )
+    header = struct.pack("<4sBBqIIIB", b"OggS", 0, flags, granule, 0x0B0B, sequence, 0, len(lacing))
     page = bytearray(header + bytes(lacing) + b"".join(packets))
     struct.pack_into("<I", page, 22, ogg_crc(bytes(page)))
     return bytes(page)
 
 
-def opus_bomb(seconds: float = 1745.0, channels: int = 8) -> bytes:
+def opus_bomb(
+    seconds: float = 1745.0, channels: int = 8, *, claim_seconds: float | None = None
+) -> bytes:
     """Ogg Opus of ``channels`` channels and ``seconds`` of output, in 60 ms empty packets.
+
+    ``claim_seconds`` makes every page's granule position lie: the container then claims that
+    length, so only a running count of what decodes can stop it.
 
     Channel mapping family 1 (Vorbis order) with one stream per channel pair and mono streams
     for the rest; every stream's frame is a SILK 60 ms TOC byte with no data (self-delimited
@@ -73,7 +76,8 @@ def opus_bomb(seconds: float = 1745.0, channels: int = 8) -> bytes:
         batch = min(255, count - done)
         done += batch
         flags = 0x04 if done == count else 0
-        pages.append(_page([packet] * batch, done * 2880, sequence, flags))
+        granule = done * 2880 if claim_seconds is None else round(claim_seconds * 48_000)
+        pages.append(_page([packet] * batch, granule, sequence, flags))
         sequence += 1
     return b"".join(pages)
 

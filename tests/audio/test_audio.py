@@ -468,7 +468,7 @@ def test_ogg_opus_channels(source_channels: int, requested: int | None, expected
 
 
 def test_ogg_opus_stereo_from_mono_keeps_both_sides_equal() -> None:
-    with av.open(io.BytesIO(encode_ogg_opus(tone(0.3), channels=2))) as container:
+    with av.open(io.BytesIO(encode_ogg_opus(tone(0.3), channels=2)), mode="r") as container:
         packed = av.AudioResampler("s16", "stereo", DISCORD_SAMPLE_RATE)
         frames = [out for f in container.decode(audio=0) for out in packed.resample(f)]
     data = b"".join(bytes(memoryview(f.planes[0])[: f.samples * 4]) for f in frames)
@@ -525,7 +525,7 @@ def test_mp3_picks_a_rate_and_layout_lame_supports(
     rate: int, channels: int, mp3_rate: int, mp3_channels: int
 ) -> None:
     data = encode_mp3(tone(0.2, sample_rate=rate, channels=channels))
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), mode="r") as container:
         stream = container.streams.audio[0]
         assert (stream.rate, stream.channels) == (mp3_rate, mp3_channels)
     found = probe(data, MP3)
