@@ -16,6 +16,7 @@ __all__ = [
     "BadRequestError",
     "BotError",
     "CooldownError",
+    "DatabaseFileError",
     "DatabaseURLError",
     "InvalidRequestError",
     "ModelNotFoundError",
@@ -311,6 +312,11 @@ class StorageError(BotError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, user_message=_UNAVAILABLE)
+
+
+class DatabaseFileError(StorageError):
+    """The database file cannot be read or written; the message names the file (a path, never
+    a URL, so no password can appear in it)."""
 
 
 class DatabaseURLError(StorageError, ValueError):
