@@ -11,7 +11,6 @@ import pytest
 
 from bot.errors import DatabaseFileError, StorageError
 from bot.storage import SQLiteStorage, UsageRecord
-from bot.storage import sqlite as sqlite_mod
 
 
 async def test_a_read_only_database_fails_at_startup_naming_the_file(
@@ -27,7 +26,7 @@ async def test_a_read_only_database_fails_at_startup_naming_the_file(
         # show it): open it read-only without complaint, and fail each write later.
         return real_connect(f"file:{database}?mode=ro", uri=True, **kwargs)
 
-    monkeypatch.setattr(sqlite_mod.aiosqlite, "connect", read_only)
+    monkeypatch.setattr(aiosqlite, "connect", read_only)
     storage = SQLiteStorage(path)
     with pytest.raises(DatabaseFileError) as caught:
         await storage.connect()
