@@ -50,7 +50,7 @@ def _decode_pcm(data: bytes, sample_rate: int, channels: int) -> Pcm:
     return Pcm(data, sample_rate, channels)
 
 
-def _check_claimed_length(container: av.container.InputContainer, name: str, rate: int) -> None:
+def _check_claimed_length(container: av.container.InputContainer, name: str) -> None:
     """Refuse before decoding anything when the container itself says it is too long.
 
     The Ogg demuxer reads the last page's granule position, so a bomb that tells the truth
@@ -59,15 +59,20 @@ def _check_claimed_length(container: av.container.InputContainer, name: str, rat
     if container.duration is None or container.duration <= 0:
         return
     seconds = container.duration / av.time_base
-    if seconds * min(rate, MAX_DECODED_RATE) * SAMPLE_BYTES > MAX_DECODED_BYTES:
+    # At the highest rate decoded to: a damaged stream may not say its own.
+    if seconds * MAX_DECODED_RATE * SAMPLE_BYTES > MAX_DECODED_BYTES:
         raise AudioError(f"{name} data claims {seconds:,.0f} s, over the decoding budget")
 
 
-def _decode_container(data: bytes, fmt: AudioFormat, deadline: float | None) -> Pcm:
+def _decode_container(
+    data: bytes, fmt: AudioFormat, deadline: float | None, *, keep: bool = True
+) -> tuple[bytes, int, int]:
     """Decode to mono s16 at no more than 48 kHz, counting output bytes as they stream.
 
     Channels are folded to mono and the rate capped frame by frame, so the budget in decoded
     bytes bounds memory whatever the file claims: eight channels cost what one does.
+    Returns (samples, their size in bytes, rate); with ``keep`` false the samples are only
+    counted, and the bytes returned are empty.
     """
     name = fmt.name
     try:
@@ -81,7 +86,7 @@ def _decode_container(data: bytes, fmt: AudioFormat, deadline: float | None) -> 
         if not container.streams.audio:
             raise AudioError(f"no audio stream in the {name} data")
         stream = container.streams.audio[0]
-        _check_claimed_length(container, name, stream.rate or MAX_DECODED_RATE)
+        _check_claimed_length(container, name)
         chunks: list[bytes] = []
         resampler: av.AudioResampler | None = None
         rate = size = 0
@@ -112,20 +117,22 @@ def _decode_container(data: bytes, fmt: AudioFormat, deadline: float | None) -> 
                             raise AudioError(
                                 f"{name} data decodes to over {MAX_DECODED_BYTES >> 20} MiB"
                             )
-                        chunks.append(chunk)
+                        if keep:
+                            chunks.append(chunk)
             if resampler is not None:
-                chunks.extend(frame_bytes(out) for out in resampler.resample(None))
+                tail = [frame_bytes(out) for out in resampler.resample(None)]
+                size += sum(map(len, tail))
+                if keep:
+                    chunks.extend(tail)
         except (av.error.FFmpegError, ValueError) as exc:
             # Damage past the first good frames is a truncated clip: keep what decoded.
             failure = exc
-            if not chunks:
+            if not size:
                 raise AudioError(f"undecodable {name} data ({_reason(exc)})") from None
-    pcm = b"".join(chunks)
-    del chunks
-    if not pcm:
+    if not size:
         why = f" ({_reason(failure)})" if failure else ""
         raise AudioError(f"no audio samples in the {name} data{why}")
-    return Pcm(pcm, rate, 1)
+    return (b"".join(chunks) if keep else b""), size, rate
 
 
 def decode(
@@ -149,7 +156,8 @@ def decode(
         raise AudioError("empty audio body")
     if fmt is AudioFormat.PCM:
         return _decode_pcm(data, sample_rate, channels)
-    return _decode_container(data, fmt, deadline)
+    pcm, _, rate = _decode_container(data, fmt, deadline)
+    return Pcm(pcm, rate, 1)
 
 
 def probe(
@@ -159,14 +167,23 @@ def probe(
     sample_rate: int = GEMINI_SAMPLE_RATE,
     channels: int = GEMINI_CHANNELS,
     deadline: float | None = None,
+    keep_samples: bool = True,
 ) -> Audio:
     """Check a body really is audio by decoding it all, and measure it; the bytes are kept as-is.
 
     The samples ride along as `Audio.decoded` for the next conversion only: whoever keeps the
-    value for long (the cache) must drop them, or it holds ten times what it counts.
+    value for long (the cache) must drop them, or it holds ten times what it counts. With
+    ``keep_samples`` false (Ogg Opus, which is passed through as it is) they are counted and
+    never gathered, so checking a long answer allocates almost nothing.
     """
-    pcm = decode(data, fmt, sample_rate=sample_rate, channels=channels, deadline=deadline)
-    return Audio(data, fmt, pcm.sample_rate, pcm.channels, pcm.duration, decoded=pcm)
+    if not data:
+        raise AudioError("empty audio body")
+    if fmt is AudioFormat.PCM:
+        pcm = _decode_pcm(data, sample_rate, channels)
+        return Audio(data, fmt, pcm.sample_rate, pcm.channels, pcm.duration, decoded=pcm)
+    samples, size, rate = _decode_container(data, fmt, deadline, keep=keep_samples)
+    decoded = Pcm(samples, rate, 1) if keep_samples else None
+    return Audio(data, fmt, rate, 1, size / SAMPLE_BYTES / rate, decoded=decoded)
 
 
 def decode_audio(audio: Audio) -> Pcm:

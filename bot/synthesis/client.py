@@ -299,7 +299,13 @@ class SegmindClient:
             return await loop.run_in_executor(
                 self._executor,
                 lambda: audio_mod.probe(
-                    body, fmt, sample_rate=rate, channels=channels, deadline=until
+                    body,
+                    fmt,
+                    sample_rate=rate,
+                    channels=channels,
+                    deadline=until,
+                    # Ogg Opus is passed on as it is: its samples would only be thrown away.
+                    keep_samples=not audio_mod.is_ogg_opus(body),
                 ),
             )
         except AudioDeadlineError:
