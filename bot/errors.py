@@ -9,12 +9,14 @@ from typing import ClassVar
 
 __all__ = [
     "AccessDeniedError",
+    "AudioDeadlineError",
     "AudioError",
     "AuthenticationError",
     "BadAudioError",
     "BadRequestError",
     "BotError",
     "CooldownError",
+    "DatabaseFileError",
     "DatabaseURLError",
     "InvalidRequestError",
     "JobFailedError",
@@ -335,6 +337,11 @@ class AudioError(Exception):
     """Bytes that were supposed to be audio and are not; the message says why."""
 
 
+class AudioDeadlineError(AudioError):
+    """Decoding was stopped at the call's deadline: a thread cannot be killed, so the decoder
+    checks the clock between packets and gives up with this."""
+
+
 _UNAVAILABLE = "The bot's settings are unavailable right now; please try again later."
 
 
@@ -343,6 +350,11 @@ class StorageError(BotError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, user_message=_UNAVAILABLE)
+
+
+class DatabaseFileError(StorageError):
+    """The database file cannot be read or written; the message names the file (a path, never
+    a URL, so no password can appear in it)."""
 
 
 class DatabaseURLError(StorageError, ValueError):

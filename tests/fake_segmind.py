@@ -232,9 +232,23 @@ def slow_body(seconds: float) -> Fault:
     return Fault(FaultKind.SLOW_BODY, seconds=seconds)
 
 
-def wrong_content(body: bytes, content_type: str, *, code: int = 200) -> Fault:
-    """A (by default successful) answer whose body is not usable audio: HTML, empty, garbage."""
-    return Fault(FaultKind.WRONG_CONTENT, code=code, body=body, content_type=content_type)
+def wrong_content(
+    body: bytes,
+    content_type: str,
+    *,
+    code: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> Fault:
+    """A (by default successful) answer whose body is not usable audio: HTML, empty, garbage,
+    a JSON answer linking anywhere; ``headers`` adds raw ones (``Content-Encoding: gzip`` on a
+    compression bomb: the body is sent as given)."""
+    return Fault(
+        FaultKind.WRONG_CONTENT,
+        code=code,
+        body=body,
+        content_type=content_type,
+        headers=tuple((headers or {}).items()),
+    )
 
 
 def drop() -> Fault:
@@ -315,6 +329,8 @@ class FakeSegmind:
         self.credit_checks = 0
         self.file_fetches = 0
         self.files: dict[str, bytes] = {}
+        #: Extra headers per served file (e.g. ``Content-Encoding`` for a compression bomb).
+        self.file_headers: dict[str, dict[str, str]] = {}
         self._port = port
         self._shutdown_timeout = shutdown_timeout
         self._script: deque[Fault] = deque()
@@ -590,10 +606,13 @@ class FakeSegmind:
 
     async def _handle_file(self, request: web.Request) -> web.Response:
         self.file_fetches += 1
-        audio = self.files.get(request.match_info["name"])
+        name = request.match_info["name"]
+        audio = self.files.get(name)
         if audio is None:
             return _to_response(_error(404, "No such file"))
-        return web.Response(body=audio, content_type="audio/wav")
+        response = web.Response(body=audio, content_type="audio/wav")
+        response.headers.update(self.file_headers.get(name, {}))
+        return response
 
     async def _handle_not_found(self, request: web.Request) -> web.Response:
         return _to_response(_error(404, f"Model or endpoint not found: {request.path}"))
