@@ -57,7 +57,7 @@ class SegmindV2Client(SegmindClient):
         while polling are polled through; the job is never submitted again.
         """
         started = self._clock()
-        deadline = started + self.timeouts.job_timeout
+        deadline = asyncio.get_running_loop().time() + self.timeouts.job_timeout
         record: dict[str, Any] = {"status": None, "request_id": None, "cost": None}
         result: Audio | None = None
         error: SegmindError | None = None
@@ -69,8 +69,7 @@ class SegmindV2Client(SegmindClient):
             if credits is not None:
                 self.remaining_credits = credits
             body = json.dumps({"output": document.get("output")}).encode()
-            timeout = self._timeout(deadline)
-            result = await self._audio_from_body(body, "application/json", timeout)
+            result = await self._audio_from_body(body, "application/json", deadline)
             return result
         except SegmindError as exc:
             exc.request_id = exc.request_id or record["request_id"]
@@ -88,13 +87,6 @@ class SegmindV2Client(SegmindClient):
                 )
             )
 
-    def _timeout(self, deadline: float) -> aiohttp.ClientTimeout:
-        left = max(0.001, deadline - self._clock())
-        return aiohttp.ClientTimeout(
-            total=min(self.timeouts.request_timeout, left),
-            sock_connect=self.timeouts.connect_timeout,
-        )
-
     async def _submit(self, request: SpeechRequest, record: dict[str, Any]) -> dict[str, str]:
         """The one billable request. A submit that fails before a job id came back follows the
         usual rules (a drop or a 5xx may be retried by the scheduler, as in v1)."""
@@ -105,7 +97,7 @@ class SegmindV2Client(SegmindClient):
             async with self._session.post(
                 self.endpoint,
                 json=request.payload(),
-                headers=self._headers(),
+                headers=self._headers(self.endpoint),
                 timeout=timeout,
                 allow_redirects=False,
             ) as response:
@@ -126,8 +118,9 @@ class SegmindV2Client(SegmindClient):
         status_url = self._same_origin(job.get("status_url"), f"/v2/requests/{job['id']}/status")
         result_url = self._same_origin(job.get("response_url"), f"/v2/requests/{job['id']}")
         wait = self.timeouts.first_poll
+        loop = asyncio.get_running_loop()
         while True:
-            left = deadline - self._clock()
+            left = deadline - loop.time()
             if left <= 0:
                 raise JobTimeoutError(f"job {job['id']} still unfinished at the deadline")
             await asyncio.sleep(min(wait, left))
@@ -138,7 +131,9 @@ class SegmindV2Client(SegmindClient):
                 if document is None:
                     continue
                 if str(document.get("status", "")).upper() == "FAILED":
-                    raise JobFailedError("the job FAILED", upstream_message=self._message(document))
+                    raise JobFailedError(
+                        "the job FAILED", upstream_message=self._job_message(document)
+                    )
                 if document.get("status") == "COMPLETED":
                     return document
 
@@ -152,7 +147,10 @@ class SegmindV2Client(SegmindClient):
         5xx, 202); errors that polling cannot fix (key, expiry, a failed job) raise."""
         try:
             async with self._session.get(
-                url, headers=self._headers(), timeout=self._timeout(deadline), allow_redirects=False
+                url,
+                headers=self._headers(url),
+                timeout=self._poll_timeout(deadline),
+                allow_redirects=False,
             ) as response:
                 if response.status == 202:
                     return None
@@ -183,7 +181,15 @@ class SegmindV2Client(SegmindClient):
             return url
         return f"{self.root}{path}"
 
-    def _message(self, document: dict[str, Any]) -> str | None:
+    def _poll_timeout(self, deadline: float) -> aiohttp.ClientTimeout:
+        """One poll may take REQUEST_TIMEOUT at most, and never past the job's deadline."""
+        left = max(0.001, deadline - asyncio.get_running_loop().time())
+        return aiohttp.ClientTimeout(
+            total=min(self.timeouts.request_timeout, left),
+            sock_connect=self.timeouts.connect_timeout,
+        )
+
+    def _job_message(self, document: dict[str, Any]) -> str | None:
         for key in ("error", "message", "detail"):
             value = document.get(key)
             if isinstance(value, str) and value.strip():
