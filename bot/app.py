@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import discord
 import yarl
-from pydantic import SecretStr
 from discord.ext import commands
+from pydantic import SecretStr
 
 import cogs
 from bot import __version__
@@ -171,7 +171,11 @@ class TTSBot(commands.Bot):
         """For the metrics: voice connections, and utterances waiting to be played."""
         players = [p for p in self.playback.players.values() if not p.closed]
         return VoiceFigures(
-            connections=sum(1 for client in self.voice_clients if client.is_connected()),
+            connections=sum(
+                1
+                for client in self.voice_clients
+                if isinstance(client, discord.VoiceClient) and client.is_connected()
+            ),
             backlog=sum(len(player.queue) for player in players),
         )
 
@@ -362,12 +366,13 @@ async def sync_commands(settings: Settings, guild_id: int | None) -> list[str]:
     a placeholder the services hold but never send."""
     require(settings, "discord_token")
     assert settings.discord_token is not None
+    token = settings.discord_token.get_secret_value()
     if settings.segmind_api_key is None or not settings.segmind_api_key.get_secret_value():
         settings = settings.model_copy(update={"segmind_api_key": SecretStr(_SYNC_PLACEHOLDER_KEY)})
     await apply_discord_base_url(settings)
     bot = create_bot(settings, sync_on_start=False)
     async with bot:
-        await bot.login(settings.discord_token.get_secret_value())
+        await bot.login(token)
         if guild_id is not None:
             guild = discord.Object(guild_id)
             bot.tree.copy_global_to(guild=guild)

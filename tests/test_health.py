@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bot.config import Settings
 from bot.health import MAX_AGE, Heartbeat, Status, check, health_path
@@ -33,7 +34,7 @@ async def test_the_health_command_follows_the_heartbeat(
     make_settings: Callable[..., Settings],
 ) -> None:
     settings = make_settings()
-    state = {"connected": True, "halted": None}
+    state: dict[str, Any] = {"connected": True, "halted": None}
     beat = Heartbeat(
         health_path(settings),
         lambda: Status(gateway_connected=bool(state["connected"]), halted=state["halted"]),

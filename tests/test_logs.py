@@ -62,4 +62,3 @@ def test_json_is_one_object_per_line(make_settings: Callable[..., Settings]) -> 
 def test_log_format_is_checked(make_settings: Callable[..., Settings]) -> None:
     with pytest.raises(Exception, match="LOG_FORMAT"):
         make_settings(log_format="xml")
-
