@@ -29,6 +29,9 @@ class Settings(BaseSettings):
         extra="ignore",
         case_sensitive=False,
         validate_default=True,
+        # `NAME=` (an uncommented `.env.example` line, or `docker run --env-file`) means
+        # "not set": the default applies, rather than "" failing as an integer.
+        env_ignore_empty=True,
     )
 
     # Secrets.
@@ -67,6 +70,9 @@ class Settings(BaseSettings):
 
     # Operation.
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    metrics_port: int | None = Field(None, ge=1, le=65_535)
+    metrics_host: str = "127.0.0.1"
     data_dir: Path = Path("data")
     database_url: str = ""
 
