@@ -3,9 +3,11 @@ answers instantly, so everything measured is the bot (validation, queueing, HTTP
 decoding, Ogg Opus encoding, caching).
 
 Prints per-request overhead p50/p99 (and for ~20-second clips alone), event-loop lag p99 and
-max over the run and while 20 clips are transcoded at once, peak RSS, and cache-hit latency.
+max over the run and while 20 clips are transcoded at once, peak RSS, and cache-hit latency,
+once for each upstream shape (WAV, MP3 and Ogg Opus by default), each with a fresh fake server
+in a process of its own and fresh services.
 
-    python -m bench.overhead [--requests 200] [--concurrency 1]
+    python -m bench.overhead [--requests 200] [--concurrency 1] [--shape wav,mp3,ogg]
 """
 
 from __future__ import annotations
@@ -124,8 +126,8 @@ class ServerProcess:
             await self.process.wait()
 
 
-async def run(args: argparse.Namespace) -> int:
-    async with ServerProcess(args.shape) as fake:
+async def run(args: argparse.Namespace, shape: str) -> int:
+    async with ServerProcess(shape) as fake:
         with tempfile.TemporaryDirectory() as data:
             settings = load_settings(
                 env_file=None,
@@ -138,7 +140,7 @@ async def run(args: argparse.Namespace) -> int:
             )
             services = await open_services(settings)
             try:
-                return await measure(args, services.speech, services.client)
+                return await measure(args, shape, services.speech, services.client)
             finally:
                 await services.close()
 
@@ -151,7 +153,9 @@ async def one(speech: SpeechService, user: int, text: str) -> tuple[float, float
     return time.perf_counter() - started, clip.duration, len(clip.data)
 
 
-async def measure(args: argparse.Namespace, speech: SpeechService, client: SegmindClient) -> int:
+async def measure(
+    args: argparse.Namespace, shape: str, speech: SpeechService, client: SegmindClient
+) -> int:
     lines = texts(args.requests)
     calls = [0]
     client.add_listener(lambda record: calls.__setitem__(0, calls[0] + 1))
@@ -192,7 +196,8 @@ async def measure(args: argparse.Namespace, speech: SpeechService, client: Segmi
         await one(speech, n, text)
         hits.append(time.perf_counter() - started)
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"requests: {len(results)} (concurrency {args.concurrency}, server shape {args.shape})")
+    print(f"== upstream shape {shape}")
+    print(f"requests: {len(results)} (concurrency {args.concurrency}, server shape {shape})")
     print(f"API calls: {calls[0]} ({len(results)} measured; the 100 repeats made none)")
     print(f"overhead p50: {ms(statistics.median(overheads))}")
     print(f"overhead p99: {ms(pct(overheads, 99))}")
@@ -207,7 +212,7 @@ async def measure(args: argparse.Namespace, speech: SpeechService, client: Segmi
         f"event-loop lag while 20 clips are transcoded: p99 {ms(pct(burst_lags, 99))}, "
         f"max {ms(max(burst_lags))}"
     )
-    print(f"peak RSS: {rss_mib:.0f} MiB")
+    print(f"peak RSS (this process, all shapes so far): {rss_mib:.0f} MiB")
     print(f"cache hit p50: {ms(statistics.median(hits))}, p99: {ms(pct(hits, 99))}")
     met = (
         pct(long_clips, 99) < TARGETS["overhead_p99_20s"]
@@ -225,9 +230,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--concurrency", type=int, default=1, help="members asking at once (2 cores are shared)"
     )
-    parser.add_argument("--shape", default="wav", help="what the fake API answers with")
+    parser.add_argument(
+        "--shape",
+        default="wav,mp3,ogg",
+        help="what the fake API answers with; a comma-separated list runs each in turn",
+    )
     parser.add_argument("--verbose", action="store_true", help="print every ~20 s clip's time")
-    return asyncio.run(run(parser.parse_args(argv)))
+    args = parser.parse_args(argv)
+    failed = 0
+    for shape in [s.strip() for s in args.shape.split(",") if s.strip()]:
+        failed |= asyncio.run(run(args, shape))
+    return failed
 
 
 if __name__ == "__main__":

@@ -3,6 +3,11 @@
 Startup opens the services (`bot.services`), then loads each extension in `cogs/` on its own,
 so one broken cog is logged and the rest still work. Command sync is explicit
 (`python -m bot sync`), except to a development guild.
+
+When Discord cannot be reached at start (DNS, a network not up yet, a 5xx), the bot tries
+again with back-off, one log line per attempt, rather than exiting: in a container a bot
+that exits stays down unless a restart policy catches it, and a network blip is no reason.
+Once connected, discord.py itself reconnects the gateway.
 """
 
 from __future__ import annotations
@@ -10,26 +15,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import pkgutil
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import discord
 import yarl
 from discord.ext import commands
+from pydantic import SecretStr
 
 import cogs
 from bot import __version__
 from bot.config import Settings, require
 from bot.errors import SegmindError
+from bot.health import Heartbeat, Status, health_path
+from bot.metrics import MetricsServer, VoiceFigures, start_metrics
 from bot.playback.connections import VoiceManager
 from bot.services import Alerts, Services, open_services
 from bot.tree import TTSCommandTree
 
 __all__ = [
+    "RECONNECT_FIRST",
+    "RECONNECT_MAX",
     "USER_AGENT",
     "ShardedTTSBot",
     "ShutdownPlan",
@@ -46,6 +58,19 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"gemini-tts-bot/{__version__} (+discord.py {discord.__version__})"
+#: Seconds before the second attempt to reach Discord at start, doubling up to RECONNECT_MAX.
+RECONNECT_FIRST = 1.0
+RECONNECT_MAX = 60.0
+#: Failures that mean "Discord (or the network) is not there yet", worth trying again.
+_UNREACHABLE = (
+    aiohttp.ClientConnectionError,
+    TimeoutError,
+    OSError,
+    discord.GatewayNotFound,
+    discord.DiscordServerError,
+)
+#: `sync` publishes commands and makes no speech call; the services still want a key.
+_SYNC_PLACEHOLDER_KEY = "unused-by-sync"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +117,10 @@ def extension_names() -> list[str]:
 
 
 class TTSBot(commands.Bot):
+    """The Discord side of the bot: it owns the command tree, the voice connections and the
+    services container, and turns Discord events into calls on them. It keeps no speech
+    logic of its own, so what it does can be tested without Discord."""
+
     def __init__(self, settings: Settings, *, sync_on_start: bool = True, **options: Any) -> None:
         options.setdefault("intents", intents_for(settings))
         super().__init__(
@@ -114,6 +143,8 @@ class TTSBot(commands.Bot):
         #: Extensions that failed to load, with why; a cog can show them to the operator.
         self.extension_errors: dict[str, BaseException] = {}
         self._responders: set[asyncio.Task[Any]] = set()
+        self._heartbeat: Heartbeat | None = None
+        self._metrics: MetricsServer | None = None
 
     @property
     def services(self) -> Services:
@@ -130,6 +161,12 @@ class TTSBot(commands.Bot):
             user_agent=USER_AGENT,
         )
         await self.load_cogs()
+        if self.sync_on_start:  # A running bot, not `sync`: tell Docker and Prometheus.
+            self._heartbeat = Heartbeat(health_path(self.settings), self.health_status)
+            self._heartbeat.start()
+            self._metrics = await start_metrics(
+                self._services, voice=self.voice_figures, health=self.health_status
+            )
         if self.sync_on_start and self.settings.dev_guild_id:
             guild = discord.Object(self.settings.dev_guild_id)
             self.tree.copy_global_to(guild=guild)
@@ -153,6 +190,26 @@ class TTSBot(commands.Bot):
 
     async def on_ready(self) -> None:
         log.info("Ready as %s in %d servers", self.user, len(self.guilds))
+        if self._heartbeat is not None:
+            await self._heartbeat.beat()  # Healthy from now, not at the next beat.
+
+    def health_status(self) -> Status:
+        """For the heartbeat and /healthz: connected to the gateway, and speech not paused."""
+        connected = self.is_ready() and not self.is_closed() and math.isfinite(self.latency)
+        halted = self._services.scheduler.halted if self._services is not None else None
+        return Status(gateway_connected=connected, halted=str(halted) if halted else None)
+
+    def voice_figures(self) -> VoiceFigures:
+        """For the metrics: voice connections, and utterances waiting to be played."""
+        players = [p for p in self.playback.players.values() if not p.closed]
+        return VoiceFigures(
+            connections=sum(
+                1
+                for client in self.voice_clients
+                if isinstance(client, discord.VoiceClient) and client.is_connected()
+            ),
+            backlog=sum(len(player.queue) for player in players),
+        )
 
     @contextlib.contextmanager
     def responding(self) -> Iterator[None]:
@@ -185,6 +242,10 @@ class TTSBot(commands.Bot):
         except TimeoutError:
             log.warning("Leaving voice took too long; closing anyway")
         await super().close()
+        if self._metrics is not None:
+            await self._metrics.close()
+        if self._heartbeat is not None:
+            await self._heartbeat.stop()
         if self._services is not None:
             await self._services.close()
 
@@ -255,12 +316,38 @@ async def run_bot(settings: Settings) -> None:
     """Run until stopped; SIGTERM (docker stop) and Ctrl-C both shut down gracefully.
 
     If Discord refuses the Message Content intent (not enabled in the portal), the bot starts
-    again without narration rather than not at all.
+    again without narration rather than not at all. If Discord cannot be reached, it tries
+    again after 1 s, 2 s, 4 s… (at most RECONNECT_MAX), until it can or it is stopped.
     """
     require(settings, "discord_token", "segmind_api_key")
-    await apply_discord_base_url(settings)
+    stop = asyncio.Event()
+    host = urlsplit(settings.discord_api_base_url or "https://discord.com").hostname
+    attempt = 0
+    while True:
+        try:
+            await apply_discord_base_url(settings)
+            await _run_with_intents(settings, stop)
+            return
+        except _UNREACHABLE as exc:
+            if stop.is_set():
+                return
+            attempt += 1
+            delay = min(RECONNECT_MAX, RECONNECT_FIRST * 2 ** (attempt - 1))
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+            log.warning(
+                "Discord unreachable (%s): %s; trying again in %.0f s (attempt %d)",
+                host,
+                detail,
+                delay,
+                attempt,
+            )
+            if await _stopped_within(stop, delay):
+                return
+
+
+async def _run_with_intents(settings: Settings, stop: asyncio.Event) -> None:
     try:
-        await _run_once(settings)
+        await _run_once(settings, stop)
     except discord.PrivilegedIntentsRequired:
         if not settings.narration_enabled:
             raise
@@ -268,17 +355,39 @@ async def run_bot(settings: Settings) -> None:
             "Discord refused the Message Content intent, so narration is off. Enable it in the "
             "Developer Portal (Bot -> Privileged Gateway Intents), or set NARRATION_ENABLED=false."
         )
-        await _run_once(settings.model_copy(update={"narration_enabled": False}))
+        await _run_once(settings.model_copy(update={"narration_enabled": False}), stop)
 
 
-async def _run_once(settings: Settings) -> None:
+async def _stopped_within(stop: asyncio.Event, delay: float) -> bool:
+    """Wait `delay` s between attempts; True if SIGTERM or Ctrl-C came meanwhile."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await asyncio.wait_for(stop.wait(), delay)
+    except TimeoutError:
+        return False
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+    return True
+
+
+async def _run_once(settings: Settings, stop: asyncio.Event) -> None:
     assert settings.discord_token is not None
     bot = create_bot(settings)
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []
+
+    def shut_down() -> None:
+        stop.set()
+        stopping.append(loop.create_task(bot.close()))
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, lambda: stopping.append(loop.create_task(bot.close())))
+            loop.add_signal_handler(sig, shut_down)
     try:
         async with bot:
             await bot.start(settings.discord_token.get_secret_value())
@@ -291,13 +400,19 @@ async def _run_once(settings: Settings) -> None:
 
 
 async def sync_commands(settings: Settings, guild_id: int | None) -> list[str]:
-    """Push the command list to Discord: to one guild (instant) or globally (up to an hour)."""
-    require(settings, "discord_token", "segmind_api_key")
+    """Push the command list to Discord: to one guild (instant) or globally (up to an hour).
+
+    Only DISCORD_TOKEN is needed: no speech is made, so a missing Segmind key is replaced by
+    a placeholder the services hold but never send."""
+    require(settings, "discord_token")
     assert settings.discord_token is not None
+    token = settings.discord_token.get_secret_value()
+    if settings.segmind_api_key is None or not settings.segmind_api_key.get_secret_value():
+        settings = settings.model_copy(update={"segmind_api_key": SecretStr(_SYNC_PLACEHOLDER_KEY)})
     await apply_discord_base_url(settings)
     bot = create_bot(settings, sync_on_start=False)
     async with bot:
-        await bot.login(settings.discord_token.get_secret_value())
+        await bot.login(token)
         if guild_id is not None:
             guild = discord.Object(guild_id)
             bot.tree.copy_global_to(guild=guild)

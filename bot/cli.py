@@ -1,16 +1,22 @@
 """`python -m bot …`: run the bot, or try the API from a terminal before Discord is involved.
 
-Every failure ends in one readable line on stderr and a non-zero exit code, never a traceback.
+Every failure ends in one readable line on stderr and a non-zero exit code, never a traceback:
+that includes standard output itself failing (`voices | head -1` closing the pipe, a full
+disk), which ends quietly with 141 (128 + SIGPIPE, what a shell shows for a closed pipe) or
+one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import discord
@@ -20,7 +26,8 @@ from bot import audio as audio_mod
 from bot.app import run_bot, sync_commands
 from bot.audio import AudioFormat
 from bot.config import Settings, load_settings, require
-from bot.errors import BotError, SegmindError, SettingsError
+from bot.errors import BotError, SegmindConnectionError, SegmindError, SettingsError
+from bot.logs import configure_logging
 from bot.services import USER_AGENT, build_scheduler
 from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest, build_request
@@ -28,6 +35,7 @@ from bot.speech.voices import VOICES
 from bot.synthesis.client import SegmindClient
 
 __all__ = [
+    "EXIT_BROKEN_PIPE",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
@@ -44,6 +52,10 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+#: 128 + SIGPIPE: how a shell reports a writer whose reader went away (`voices | head -1`).
+EXIT_BROKEN_PIPE = 141
+#: What `say` writes; the other formats the audio package knows (raw PCM) have no header.
+SAY_FORMATS = {".ogg": "Ogg Opus", ".opus": "Ogg Opus", ".wav": "WAV", ".mp3": "MP3"}
 #: Who the terminal's requests are for, in the scheduler's fairness and the usage records.
 TERMINAL_USER = 0
 
@@ -57,9 +69,10 @@ class CliError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m bot",
         description="A Discord bot that speaks with Gemini 2.5 Flash TTS on Segmind.",
+        formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
@@ -67,34 +80,113 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    commands.add_parser("run", help="start the Discord bot (the default)")
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=text, description=text, formatter_class=_Formatter)
 
-    say = commands.add_parser("say", help="speak TEXT into an audio file")
-    say.add_argument("text", metavar="TEXT", help="what to say")
-    say.add_argument("-o", "--output", required=True, type=Path, help="file: .ogg, .wav or .mp3")
-    say.add_argument("--voice", help="voice for the first speaker (see `voices`)")
-    say.add_argument("--voice-2", dest="voice_2", help="voice for a second speaker (dialogue)")
-    say.add_argument("--temperature", type=float, help="0 to 2; 0.4 steady, 0.7 lively")
+    command("run", "start the Discord bot (the default)")
 
-    sync = commands.add_parser("sync", help="publish the slash commands to Discord")
-    sync.add_argument(
-        "--guild", type=int, metavar="ID", help="one server only (instant); default: everywhere"
+    say = command("say", "speak TEXT into an audio file, through the bot's own scheduler")
+    say.add_argument("text", metavar="TEXT", help="what to say, or - to read standard input")
+    formats = ", ".join(SAY_FORMATS)
+    say.add_argument("-o", "--output", required=True, type=Path, help=f"file to write: {formats}")
+    say.add_argument(
+        "--voice",
+        help="voice for the first speaker, see `voices` (default: Zephyr, or DEFAULT_VOICE)",
+    )
+    say.add_argument("--voice-2", dest="voice_2", help="voice for a second speaker (default: none)")
+    say.add_argument(
+        "--temperature",
+        type=float,
+        help="0 to 2, 0.4 steady, 0.7 lively (default: 0.4, or DEFAULT_TEMPERATURE)",
+    )
+    say.add_argument(
+        "--style",
+        help="how to say it: a preset (cheerful, whispering, narrator…) or free text "
+        "(default: none)",
     )
 
-    commands.add_parser("voices", help="list the 30 voices")
-    commands.add_parser("credits", help="check the API key and show the account's credits")
+    sync = command("sync", "publish the slash commands to Discord (needs only DISCORD_TOKEN)")
+    sync.add_argument(
+        "--guild", type=int, metavar="ID", help="one server only, at once (default: everywhere)"
+    )
+
+    command("voices", "list the 30 voices")
+    command("credits", "check the API key and show the account's credits")
+    command(
+        "health",
+        "exit 0 if the running bot is connected to Discord and speech is not paused "
+        "(Docker's HEALTHCHECK)",
+    )
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse swallows a failed write of --help (a closed pipe, a full disk) and exits 0;
+    here it fails like every other write to stdout."""
+
+    def _print_message(self, message: str, file: object = None) -> None:
+        if not message:
+            return
+        if file is None or file is sys.stderr:
+            with contextlib.suppress(OSError):
+                sys.stderr.write(message)
+            return
+        _out(message, end="")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's own layout, but every option's default written into its help by hand:
+    the real defaults come from settings (DEFAULT_VOICE…), which argparse cannot know."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command; whatever happens, at most one line on stderr (see the module doc)."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except _StdoutFailed as exc:
+        _silence_stdout()
+        print(f"error: could not write to standard output: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+class _StdoutFailed(Exception):
+    """Writing standard output failed (a full disk): not a failure of the command itself."""
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush at exit cannot fail again
+    and print "Exception ignored…" (the recipe in Python's `signal` documentation)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _out(text: str = "", end: str = "\n") -> None:
+    """Print to stdout at once, so a closed or full stdout fails here, inside `main`."""
+    try:
+        print(text, end=end, flush=True)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise _StdoutFailed(exc.strerror or str(exc)) from None
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
     command = args.command or "run"
     if command == "voices":
         return _voices()
     try:
         settings = load_settings(args.env_file)
-        _configure_logging(settings.log_level)
+        configure_logging(settings)
+        if command == "health":
+            return _health(settings)
         if command == "say":
             return asyncio.run(_say(settings, args))
         if command == "credits":
@@ -102,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "sync":
             return asyncio.run(_sync(settings, args.guild))
         return _run(settings)
+    except (BrokenPipeError, _StdoutFailed):
+        raise
     except (CliError, SettingsError, BotError) as exc:
         code = exc.code if isinstance(exc, CliError) else _exit_code(exc)
         print(f"error: {_one_line(exc)}", file=sys.stderr)
@@ -117,8 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _voices() -> int:
     width = max(len(voice.name) for voice in VOICES)
-    for voice in VOICES:
-        print(f"{voice.name:<{width}}  {voice.character}")
+    _out("\n".join(f"{voice.name:<{width}}  {voice.character}" for voice in VOICES))
     return EXIT_OK
 
 
@@ -146,26 +239,36 @@ async def _sync(settings: Settings, guild_id: int | None) -> int:
             "Discord rejected DISCORD_TOKEN; copy the token again from the portal"
         ) from None
     where = f"server {guild_id}" if guild_id else "every server (may take up to an hour to show)"
-    print(f"Synced {len(names)} commands to {where}: {', '.join(sorted(names))}")
+    _out(f"Synced {len(names)} commands to {where}: {', '.join(sorted(names))}")
     return EXIT_OK
 
 
 async def _say(settings: Settings, args: argparse.Namespace) -> int:
     # Everything that can be checked for free is checked before the call that costs money.
-    try:
-        target = AudioFormat.from_extension(args.output.suffix)
-    except ValueError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
-    if target is AudioFormat.PCM:
-        raise CliError("write .ogg, .wav or .mp3 (raw PCM has no header to play it)", EXIT_USAGE)
-    parent = args.output.resolve().parent
-    if not parent.is_dir():
-        raise CliError(f"the folder {parent} does not exist", EXIT_USAGE)
+    suffix = args.output.suffix.lower()
+    if suffix not in SAY_FORMATS:
+        raise CliError(
+            f"cannot write {args.output.name!r}: name the file {', '.join(SAY_FORMATS)}",
+            EXIT_USAGE,
+        )
+    target = AudioFormat.from_extension(suffix)
+    output: Path = args.output.resolve()
+    if not output.parent.is_dir():
+        raise CliError(f"the folder {output.parent} does not exist", EXIT_USAGE)
+    text = sys.stdin.read() if args.text == "-" else args.text
+    length = len(text.strip())
+    if length > settings.max_text_length:
+        raise CliError(
+            f"that text is {length:,} characters; the limit is {settings.max_text_length:,} "
+            "(MAX_TEXT_LENGTH): shorten it, or raise MAX_TEXT_LENGTH (at most 20,000)",
+            EXIT_USAGE,
+        )
     request = build_request(
-        args.text,
+        text,
         voice=args.voice,
         voice_2=args.voice_2,
         temperature=args.temperature,
+        style=args.style,
         max_length=settings.max_text_length,
         default_voice=settings.default_voice,
         default_temperature=settings.default_temperature,
@@ -173,17 +276,41 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
     require(settings, "segmind_api_key")
     async with aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as session:
         client = SegmindClient.from_settings(session, settings)
-        received = await _through_the_scheduler(settings, client, request)
+        with _naming_the_host(settings):
+            received = await _through_the_scheduler(settings, client, request)
     loop = asyncio.get_running_loop()
     data = await loop.run_in_executor(None, _transcode, received, target)
     try:
-        await loop.run_in_executor(None, args.output.write_bytes, data)
+        await loop.run_in_executor(None, output.write_bytes, data)
     except OSError as exc:
-        raise CliError(f"could not write {args.output}: {exc.strerror or exc}") from None
-    print(_summary(request, args.output, target, received.duration, len(data)))
+        raise CliError(f"could not write {output}: {exc.strerror or exc}") from None
+    _out(_summary(request, output, target, received.duration, len(data)))
     if client.remaining_credits is not None:
-        print(f"Remaining credits: {client.remaining_credits:g}")
+        _out(f"Remaining credits: {client.remaining_credits:g}")
+        _warn_if_empty(client.remaining_credits)
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _naming_the_host(settings: Settings) -> Iterator[None]:
+    """A DNS failure says only "ClientConnectorDNSError": say which host, and which setting."""
+    try:
+        yield
+    except SegmindConnectionError as exc:
+        host = urlsplit(settings.segmind_base_url).hostname or settings.segmind_base_url
+        raise CliError(
+            f"could not reach {host} (SEGMIND_BASE_URL={settings.segmind_base_url}): "
+            f"{_one_line(exc)}"
+        ) from None
+
+
+def _warn_if_empty(credits: float) -> None:
+    if credits <= 0:
+        print(
+            "warning: no credits left: every speech call will fail until you add credits "
+            "at https://cloud.segmind.com",
+            file=sys.stderr,
+        )
 
 
 async def _through_the_scheduler(
@@ -222,18 +349,19 @@ async def _credits(settings: Settings) -> int:
     require(settings, "segmind_api_key")
     async with aiohttp.ClientSession() as session:
         client = SegmindClient.from_settings(session, settings)
-        balance = await client.get_credits()
-    print(f"API key accepted. Credits: {balance.credits:g}, free credits: {balance.free_credits:g}")
+        with _naming_the_host(settings):
+            balance = await client.get_credits()
+    _out(f"API key accepted. Credits: {balance.credits:g}, free credits: {balance.free_credits:g}")
+    _warn_if_empty(balance.total)
     return EXIT_OK
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
+def _health(settings: Settings) -> int:
+    from bot.health import check
+
+    healthy, message = check(settings)
+    _out(message)
+    return EXIT_OK if healthy else EXIT_FAILED
 
 
 def _exit_code(exc: Exception) -> int:

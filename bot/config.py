@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +29,9 @@ class Settings(BaseSettings):
         extra="ignore",
         case_sensitive=False,
         validate_default=True,
+        # `NAME=` (an uncommented `.env.example` line, or `docker run --env-file`) means
+        # "not set": the default applies, rather than "" failing as an integer.
+        env_ignore_empty=True,
     )
 
     # Secrets.
@@ -38,6 +41,8 @@ class Settings(BaseSettings):
     # The speech API.
     segmind_base_url: str = "https://api.segmind.com/v1"
     segmind_model: str = "gemini-2.5-flash-tts"
+    segmind_api: Literal["v1", "v2"] = "v1"
+    segmind_job_timeout: float = Field(600.0, gt=0, le=3600)
     segmind_rpm: int = Field(5, ge=1, le=10_000)
     request_timeout: float = Field(90.0, gt=0, le=600)
     connect_timeout: float = Field(10.0, gt=0, le=120)
@@ -65,6 +70,9 @@ class Settings(BaseSettings):
 
     # Operation.
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    metrics_port: int | None = Field(None, ge=1, le=65_535)
+    metrics_host: str = "127.0.0.1"
     data_dir: Path = Path("data")
     database_url: str = ""
 

@@ -9,6 +9,7 @@ from typing import ClassVar
 
 __all__ = [
     "AccessDeniedError",
+    "AudioDeadlineError",
     "AudioError",
     "AuthenticationError",
     "BadAudioError",
@@ -16,9 +17,14 @@ __all__ = [
     "BotError",
     "ChannelFullError",
     "CooldownError",
+    "DatabaseFileError",
     "DatabaseURLError",
     "InvalidRequestError",
+    "JobFailedError",
+    "JobTimeoutError",
+    "MethodNotAllowedError",
     "ModelNotFoundError",
+    "ModelRetiredError",
     "NarrationDisabledError",
     "NewerDatabaseError",
     "NotConnectedError",
@@ -200,12 +206,46 @@ class SegmindConnectionError(SegmindError):
     user_message = "The bot could not reach the speech service. Please try again shortly."
 
 
+class MethodNotAllowedError(SegmindError):
+    meaning = "method not allowed (check SEGMIND_BASE_URL and SEGMIND_API)"
+    operator_problem = True
+    user_message = (
+        "The bot is misconfigured: the speech service refused how it was called. The owner "
+        "has been told."
+    )
+
+
+class ModelRetiredError(SegmindError):
+    meaning = "the model was retired: set SEGMIND_MODEL to a current one"
+    operator_problem = True
+    user_message = (
+        "The speech model this bot uses has been retired. The owner has been told to switch."
+    )
+
+
+class JobFailedError(SegmindError):
+    """A 422: the request failed validation upstream (v1), or its v2 job FAILED."""
+
+    meaning = "the request could not be processed"
+    user_message = "The speech service could not make this speech. Try rewording it."
+
+
+class JobTimeoutError(SegmindError):
+    """An accepted v2 job that did not finish in time: polling stops, nothing is re-submitted."""
+
+    meaning = "the job was accepted but did not finish in time"
+    user_message = "The speech service took too long to finish. Please try again."
+
+
 _BY_STATUS: dict[int, type[SegmindError]] = {
     400: BadRequestError,
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: ModelNotFoundError,
+    405: MethodNotAllowedError,
     406: OutOfCreditsError,
+    410: ModelRetiredError,
+    422: JobFailedError,
     429: RateLimitedError,
 }
 
@@ -298,6 +338,11 @@ class AudioError(Exception):
     """Bytes that were supposed to be audio and are not; the message says why."""
 
 
+class AudioDeadlineError(AudioError):
+    """Decoding was stopped at the call's deadline: a thread cannot be killed, so the decoder
+    checks the clock between packets and gives up with this."""
+
+
 _UNAVAILABLE = "The bot's settings are unavailable right now; please try again later."
 
 
@@ -306,6 +351,11 @@ class StorageError(BotError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, user_message=_UNAVAILABLE)
+
+
+class DatabaseFileError(StorageError):
+    """The database file cannot be read or written; the message names the file (a path, never
+    a URL, so no password can appear in it)."""
 
 
 class DatabaseURLError(StorageError, ValueError):

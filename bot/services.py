@@ -102,16 +102,28 @@ def build_scheduler(
 
 
 async def open_cache(settings: Settings) -> Cache:
-    """The audio cache the settings ask for: memory plus disk, memory alone, or none."""
+    """The audio cache the settings ask for: memory plus disk, memory alone, or none.
+
+    The cache only saves money and time, so a disk tier that cannot be used (a read-only
+    volume, a file where the directory should be) is logged and left out, never fatal.
+    """
     if not settings.cache_enabled:
         return NullCache()
+    memory = settings.cache_memory_mb * 1024 * 1024
     disk = settings.data_dir / "cache" if settings.cache_disk_mb > 0 else None
     cache = AudioCache(
-        memory_bytes=settings.cache_memory_mb * 1024 * 1024,
-        disk_dir=disk,
-        disk_bytes=settings.cache_disk_mb * 1024 * 1024,
+        memory_bytes=memory, disk_dir=disk, disk_bytes=settings.cache_disk_mb * 1024 * 1024
     )
-    await cache.open()
+    try:
+        await cache.open()
+    except OSError as exc:
+        log.warning(
+            "The audio cache directory %s cannot be used (%s); running with the memory cache "
+            "only. Fix its permissions or set CACHE_DISK_MB=0 to silence this.",
+            disk,
+            exc.strerror or exc,
+        )
+        return AudioCache(memory_bytes=memory)
     return cache
 
 

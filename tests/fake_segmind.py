@@ -32,6 +32,7 @@ from typing import Any, Literal, Self
 from aiohttp import web
 
 from bot.audio import AudioFormat, encode
+from tests.fake_segmind_v2 import V2Protocol
 from tests.signals import tone
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "HOST",
     "PCM_CONTENT_TYPE",
     "TTS_PATH",
+    "V2_TTS_PATH",
     "VOICES",
     "FakeSegmind",
     "Fault",
@@ -57,6 +59,7 @@ __all__ = [
 
 HOST = "127.0.0.1"
 TTS_PATH = "/v1/gemini-2.5-flash-tts"
+V2_TTS_PATH = "/v2/gemini-2.5-flash-tts"
 CREDITS_PATH = "/v1/get-user-credits"
 SAMPLE_RATE = 24_000
 PCM_CONTENT_TYPE = f"audio/L16; rate={SAMPLE_RATE}; channels=1"
@@ -229,9 +232,23 @@ def slow_body(seconds: float) -> Fault:
     return Fault(FaultKind.SLOW_BODY, seconds=seconds)
 
 
-def wrong_content(body: bytes, content_type: str, *, code: int = 200) -> Fault:
-    """A (by default successful) answer whose body is not usable audio: HTML, empty, garbage."""
-    return Fault(FaultKind.WRONG_CONTENT, code=code, body=body, content_type=content_type)
+def wrong_content(
+    body: bytes,
+    content_type: str,
+    *,
+    code: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> Fault:
+    """A (by default successful) answer whose body is not usable audio: HTML, empty, garbage,
+    a JSON answer linking anywhere; ``headers`` adds raw ones (``Content-Encoding: gzip`` on a
+    compression bomb: the body is sent as given)."""
+    return Fault(
+        FaultKind.WRONG_CONTENT,
+        code=code,
+        body=body,
+        content_type=content_type,
+        headers=tuple((headers or {}).items()),
+    )
 
 
 def drop() -> Fault:
@@ -312,12 +329,16 @@ class FakeSegmind:
         self.credit_checks = 0
         self.file_fetches = 0
         self.files: dict[str, bytes] = {}
+        #: Extra headers per served file (e.g. ``Content-Encoding`` for a compression bomb).
+        self.file_headers: dict[str, dict[str, str]] = {}
         self._port = port
         self._shutdown_timeout = shutdown_timeout
         self._script: deque[Fault] = deque()
         self._windows: dict[str, deque[float]] = {}
         self._audio_cache: OrderedDict[tuple[float, AudioFormat], bytes] = OrderedDict()
         self._runner: web.AppRunner | None = None
+        #: The v2 (submit and poll) side of the same server, sharing its key, faults, credits.
+        self.v2 = V2Protocol(self)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -328,6 +349,7 @@ class FakeSegmind:
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_post(TTS_PATH, self._handle_tts)
         app.router.add_get(CREDITS_PATH, self._handle_credits)
+        self.v2.add_routes(app, V2_TTS_PATH)
         app.router.add_get("/files/{name}", self._handle_file)
         app.router.add_route("*", "/v1", self._handle_not_found)
         app.router.add_route("*", "/v1/{tail:.*}", self._handle_not_found)
@@ -584,10 +606,13 @@ class FakeSegmind:
 
     async def _handle_file(self, request: web.Request) -> web.Response:
         self.file_fetches += 1
-        audio = self.files.get(request.match_info["name"])
+        name = request.match_info["name"]
+        audio = self.files.get(name)
         if audio is None:
             return _to_response(_error(404, "No such file"))
-        return web.Response(body=audio, content_type="audio/wav")
+        response = web.Response(body=audio, content_type="audio/wav")
+        response.headers.update(self.file_headers.get(name, {}))
+        return response
 
     async def _handle_not_found(self, request: web.Request) -> web.Response:
         return _to_response(_error(404, f"Model or endpoint not found: {request.path}"))

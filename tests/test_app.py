@@ -168,7 +168,7 @@ async def test_refused_message_content_intent_restarts_without_narration(
     attempts: list[bool] = []
     refuse_all = False
 
-    async def run_once(settings: Settings) -> None:
+    async def run_once(settings: Settings, stop: object) -> None:
         attempts.append(settings.narration_enabled)
         if settings.narration_enabled or refuse_all:
             raise discord.PrivilegedIntentsRequired(None)

@@ -211,7 +211,7 @@ def test_retries_are_bounded_by_max_attempts(
         (["say", "hi", "--temperature", "3", "-o", "{tmp}/a.ogg"], "from 0 to 2"),
         (["say", "x" * 2001, "-o", "{tmp}/a.ogg"], "limit is 2,000"),
         (["say", "hi", "-o", "{tmp}/a.flac"], ".flac"),
-        (["say", "hi", "-o", "{tmp}/a.pcm"], "raw PCM"),
+        (["say", "hi", "-o", "{tmp}/a.pcm"], "cannot write 'a.pcm'"),
         (["say", "hi", "-o", "{tmp}/missing/a.ogg"], "does not exist"),
     ],
 )

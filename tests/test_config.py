@@ -59,3 +59,36 @@ def test_env_example_documents_every_setting() -> None:
     example = (Path(__file__).parent.parent / ".env.example").read_text()
     for name in Settings.model_fields:
         assert f"{name.upper()}=" in example, name
+
+
+def test_every_optional_setting_uncommented_empty_means_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`.env.example`'s `# NAME=` lines, uncommented as shown, must not stop the bot."""
+    example = (Path(__file__).parent.parent / ".env.example").read_text()
+    env = tmp_path / ".env"
+    env.write_text(
+        "\n".join(
+            line.removeprefix("# ").split("=")[0] + "="
+            for line in example.splitlines()
+            if "=" in line and line.removeprefix("# ").split("=")[0].isupper()
+        )
+        + "\n"
+    )
+    assert "DEV_GUILD_ID=\n" in env.read_text()
+    settings = load_settings(env_file=env)
+    assert settings.dev_guild_id is None
+    assert settings.alert_channel_id is None
+    assert settings.segmind_rpm == 5
+    assert settings.discord_token is None
+
+
+def test_empty_environment_values_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`docker run --env-file` sets `ALERT_CHANNEL_ID=` as an empty variable."""
+    for name in ("DEV_GUILD_ID", "ALERT_CHANNEL_ID", "SEGMIND_RPM", "DEFAULT_VOICE"):
+        monkeypatch.setenv(name, "")
+    settings = load_settings(env_file=None)
+    assert settings.dev_guild_id is None
+    assert settings.alert_channel_id is None
+    assert settings.segmind_rpm == 5
+    assert settings.default_voice == "Zephyr"

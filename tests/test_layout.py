@@ -33,6 +33,10 @@ ALLOWED: dict[str, set[str]] = {
         "bot.storage",
         "bot.synthesis",
     },
+    # Operations: they read the services' state; none of them sees Discord.
+    "bot.logs": {"bot.config"},
+    "bot.health": {"bot.config"},
+    "bot.metrics": {"bot.config", "bot.health", "bot.services", "bot.synthesis"},
 }
 
 

@@ -4,6 +4,7 @@ ffmpeg, no temp files), refusing what is not audio with a reason."""
 from __future__ import annotations
 
 import io
+import time
 
 import av
 import av.error
@@ -12,7 +13,8 @@ from bot.audio.pcm import (
     GEMINI_CHANNELS,
     GEMINI_SAMPLE_RATE,
     MAX_CHANNELS,
-    MAX_DECODED_SECONDS,
+    MAX_DECODED_BYTES,
+    MAX_DECODED_RATE,
     MAX_RATE,
     SAMPLE_BYTES,
     Audio,
@@ -21,7 +23,7 @@ from bot.audio.pcm import (
     frame_bytes,
     layout,
 )
-from bot.errors import AudioError
+from bot.errors import AudioDeadlineError, AudioError
 
 __all__ = ["decode", "decode_audio", "probe"]
 
@@ -48,7 +50,30 @@ def _decode_pcm(data: bytes, sample_rate: int, channels: int) -> Pcm:
     return Pcm(data, sample_rate, channels)
 
 
-def _decode_container(data: bytes, fmt: AudioFormat) -> Pcm:
+def _check_claimed_length(container: av.container.InputContainer, name: str) -> None:
+    """Refuse before decoding anything when the container itself says it is too long.
+
+    The Ogg demuxer reads the last page's granule position, so a bomb that tells the truth
+    about its length costs nothing; one that lies is caught by the running count instead.
+    """
+    if container.duration is None or container.duration <= 0:
+        return
+    seconds = container.duration / av.time_base
+    # At the highest rate decoded to: a damaged stream may not say its own.
+    if seconds * MAX_DECODED_RATE * SAMPLE_BYTES > MAX_DECODED_BYTES:
+        raise AudioError(f"{name} data claims {seconds:,.0f} s, over the decoding budget")
+
+
+def _decode_container(
+    data: bytes, fmt: AudioFormat, deadline: float | None, *, keep: bool = True
+) -> tuple[bytes, int, int]:
+    """Decode to mono s16 at no more than 48 kHz, counting output bytes as they stream.
+
+    Channels are folded to mono and the rate capped frame by frame, so the budget in decoded
+    bytes bounds memory whatever the file claims: eight channels cost what one does.
+    Returns (samples, their size in bytes, rate); with ``keep`` false the samples are only
+    counted, and the bytes returned are empty.
+    """
     name = fmt.name
     try:
         # Tags are decoded leniently: a stray byte in an ID3 title is no reason to refuse.
@@ -61,12 +86,15 @@ def _decode_container(data: bytes, fmt: AudioFormat) -> Pcm:
         if not container.streams.audio:
             raise AudioError(f"no audio stream in the {name} data")
         stream = container.streams.audio[0]
+        _check_claimed_length(container, name)
         chunks: list[bytes] = []
         resampler: av.AudioResampler | None = None
-        rate = channels = total = 0
+        rate = size = 0
         failure: Exception | None = None
         try:
             for packet in container.demux(stream):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise AudioDeadlineError(f"decoding {name} data ran past the deadline")
                 try:
                     frames = packet.decode()
                 except av.error.InvalidDataError as exc:
@@ -75,27 +103,36 @@ def _decode_container(data: bytes, fmt: AudioFormat) -> Pcm:
                     continue
                 for frame in frames:
                     if resampler is None:
-                        rate, channels = frame.sample_rate, frame.layout.nb_channels
-                        if not (0 < rate <= MAX_RATE and 0 < channels <= MAX_CHANNELS):
-                            raise AudioError(f"{name} data claims {rate} Hz, {channels} channels")
-                        resampler = av.AudioResampler("s16", layout(channels), rate)
+                        channels = frame.layout.nb_channels
+                        if not (0 < frame.sample_rate <= MAX_RATE and 0 < channels <= MAX_CHANNELS):
+                            raise AudioError(
+                                f"{name} data claims {frame.sample_rate} Hz, {channels} channels"
+                            )
+                        rate = min(frame.sample_rate, MAX_DECODED_RATE)
+                        resampler = av.AudioResampler("s16", layout(1), rate)
                     for out in resampler.resample(frame):
-                        chunks.append(frame_bytes(out))
-                        total += out.samples
-                    if total > MAX_DECODED_SECONDS * rate:
-                        raise AudioError(f"{name} data decodes to over {MAX_DECODED_SECONDS} s")
+                        chunk = frame_bytes(out)
+                        size += len(chunk)
+                        if size > MAX_DECODED_BYTES:
+                            raise AudioError(
+                                f"{name} data decodes to over {MAX_DECODED_BYTES >> 20} MiB"
+                            )
+                        if keep:
+                            chunks.append(chunk)
             if resampler is not None:
-                chunks.extend(frame_bytes(out) for out in resampler.resample(None))
+                tail = [frame_bytes(out) for out in resampler.resample(None)]
+                size += sum(map(len, tail))
+                if keep:
+                    chunks.extend(tail)
         except (av.error.FFmpegError, ValueError) as exc:
             # Damage past the first good frames is a truncated clip: keep what decoded.
             failure = exc
-            if not chunks:
+            if not size:
                 raise AudioError(f"undecodable {name} data ({_reason(exc)})") from None
-    pcm = b"".join(chunks)
-    if not pcm:
+    if not size:
         why = f" ({_reason(failure)})" if failure else ""
         raise AudioError(f"no audio samples in the {name} data{why}")
-    return Pcm(pcm, rate, channels)
+    return (b"".join(chunks) if keep else b""), size, rate
 
 
 def decode(
@@ -104,16 +141,23 @@ def decode(
     *,
     sample_rate: int = GEMINI_SAMPLE_RATE,
     channels: int = GEMINI_CHANNELS,
+    deadline: float | None = None,
 ) -> Pcm:
-    """Decode a whole body to PCM at its own rate and channels, or raise :class:`AudioError`.
+    """Decode a whole body to PCM, or raise :class:`AudioError`.
 
-    ``sample_rate`` and ``channels`` describe headerless PCM only; containers say their own.
+    Containers decode to mono at their own rate (at most 48 kHz): the bot only ever speaks
+    one voice, and folding channels as they stream keeps a many-channel file from costing
+    many times the memory. At most `MAX_DECODED_BYTES` come out. ``deadline`` (a
+    `time.monotonic` value) is checked between packets, since a decoding thread cannot be
+    killed: past it, :class:`AudioDeadlineError`. ``sample_rate`` and ``channels`` describe
+    headerless PCM only, which is taken as it is (it cannot expand).
     """
     if not data:
         raise AudioError("empty audio body")
     if fmt is AudioFormat.PCM:
         return _decode_pcm(data, sample_rate, channels)
-    return _decode_container(data, fmt)
+    pcm, _, rate = _decode_container(data, fmt, deadline)
+    return Pcm(pcm, rate, 1)
 
 
 def probe(
@@ -122,10 +166,24 @@ def probe(
     *,
     sample_rate: int = GEMINI_SAMPLE_RATE,
     channels: int = GEMINI_CHANNELS,
+    deadline: float | None = None,
+    keep_samples: bool = True,
 ) -> Audio:
-    """Check a body really is audio by decoding it all, and measure it; the bytes are kept as-is."""
-    pcm = decode(data, fmt, sample_rate=sample_rate, channels=channels)
-    return Audio(data, fmt, pcm.sample_rate, pcm.channels, pcm.duration, decoded=pcm)
+    """Check a body really is audio by decoding it all, and measure it; the bytes are kept as-is.
+
+    The samples ride along as `Audio.decoded` for the next conversion only: whoever keeps the
+    value for long (the cache) must drop them, or it holds ten times what it counts. With
+    ``keep_samples`` false (Ogg Opus, which is passed through as it is) they are counted and
+    never gathered, so checking a long answer allocates almost nothing.
+    """
+    if not data:
+        raise AudioError("empty audio body")
+    if fmt is AudioFormat.PCM:
+        pcm = _decode_pcm(data, sample_rate, channels)
+        return Audio(data, fmt, pcm.sample_rate, pcm.channels, pcm.duration, decoded=pcm)
+    samples, size, rate = _decode_container(data, fmt, deadline, keep=keep_samples)
+    decoded = Pcm(samples, rate, 1) if keep_samples else None
+    return Audio(data, fmt, rate, 1, size / SAMPLE_BYTES / rate, decoded=decoded)
 
 
 def decode_audio(audio: Audio) -> Pcm:

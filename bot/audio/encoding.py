@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import wave
+from dataclasses import replace
 
 import av
 import av.error
@@ -144,7 +145,8 @@ def is_ogg_opus(data: bytes) -> bool:
 def to_ogg_opus(audio: Audio) -> Audio:
     """The same speech as Ogg Opus, the one form the bot keeps, posts and plays."""
     if audio.format is AudioFormat.OGG and is_ogg_opus(audio.data):
-        return audio
+        # Without the samples a check decoded: whoever keeps the result keeps the bytes only.
+        return replace(audio, decoded=None) if audio.decoded is not None else audio
     pcm = decode_audio(audio)
     return Audio(
         data=encode_ogg_opus(pcm),

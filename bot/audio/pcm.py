@@ -23,7 +23,8 @@ __all__ = [
     "GEMINI_CHANNELS",
     "GEMINI_SAMPLE_RATE",
     "MAX_CHANNELS",
-    "MAX_DECODED_SECONDS",
+    "MAX_DECODED_BYTES",
+    "MAX_DECODED_RATE",
     "SAMPLE_BYTES",
     "Audio",
     "AudioFormat",
@@ -39,9 +40,14 @@ DISCORD_SAMPLE_RATE = 48_000
 DISCORD_CHANNELS = 2
 DISCORD_FRAME_MS = 20
 
-#: Decoding stops with an error past this: a speech clip is minutes long at most, and a small
-#: crafted Ogg Opus file (1-byte packets of 60 ms each) could otherwise expand to gigabytes.
-MAX_DECODED_SECONDS = 30 * 60
+#: Decoding stops with an error past this many bytes of PCM: a small crafted Ogg Opus file
+#: (empty 60 ms packets, eight channels) could otherwise expand to gigabytes. Containers
+#: decode to mono at most 48 kHz, so this is 13 minutes at 48 kHz (26 at Gemini's 24 kHz),
+#: past the longest answer Gemini TTS gives (about 655 s).
+MAX_DECODED_BYTES = 72 * 1024 * 1024
+#: The highest rate a container decodes to: Opus always decodes at 48 kHz, and nothing the bot
+#: plays needs more.
+MAX_DECODED_RATE = 48_000
 
 SAMPLE_BYTES = 2
 MIN_RATE, MAX_RATE = 8_000, 192_000

@@ -56,6 +56,10 @@ def check_joinable(channel: VoiceTarget) -> None:
 
 
 class VoiceManager:
+    """One voice connection and one player per server: joining, moving, leaving when nobody
+    is left to listen or nothing is said for a while, and cleaning up after a lost
+    connection, so cogs ask "play this here" and never handle discord.py's voice state."""
+
     def __init__(
         self,
         client: discord.Client,

@@ -136,6 +136,9 @@ def single_clip(label: str, user_id: int, clip: bytes) -> Utterance:
 
 
 class GuildPlayer:
+    """A server's spoken queue: one message at a time, each streamed clip by clip as its
+    chunks are made, with skip and stop that also withdraw the calls nobody will hear."""
+
     def __init__(
         self,
         guild_id: int,

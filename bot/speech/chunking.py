@@ -14,8 +14,12 @@ __all__ = ["DEFAULT_FIRST_MAX", "split_text"]
 
 DEFAULT_FIRST_MAX = 200
 
-_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’»)\]]*\s+|[。！？]+[」』”’）)]*\s*|\n\s*")
-_CLAUSE_END = re.compile(r"[,;:]+[\"'”’»)\]]*\s+|\s*[—–]\s*|\s+-+\s+|[，、；：]\s*")
+# Only where a piece ends matters (it is cut after each match), so every alternative starts
+# at the first character of its run (the lookbehinds) or at a fixed character: a long run of
+# dots, commas or spaces that is no boundary after all is then scanned once, not once for
+# each of its characters. That keeps splitting linear in the length of the text.
+_SENTENCE_END = re.compile(r"(?<![.!?…])[.!?…]+[\"'”’»)\]]*\s+|[。！？]+[」』”’）)]*\s*|\n\s*")
+_CLAUSE_END = re.compile(r"(?<![,;:])[,;:]+[\"'”’»)\]]*\s+|[—–]\s*|(?<=\s)-+\s+|[，、；：]\s*")
 _SPACE = re.compile(r"\s+")
 _BOUNDARIES = (_SENTENCE_END, _CLAUSE_END, _SPACE)
 
@@ -86,7 +90,8 @@ class _Packer:
 
 
 def _fits(text: str, limit: int) -> bool:
-    return len(text.strip()) <= limit
+    # Stripping only shortens, so the length alone settles most cases without a copy.
+    return len(text) <= limit or len(text.strip()) <= limit
 
 
 def _pieces(text: str, boundary: re.Pattern[str]) -> list[str]:

@@ -7,6 +7,7 @@ reduces a `discord.Message` to `MessageFacts`, so this module stays free of disc
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
@@ -64,7 +65,7 @@ _NO_FACTS = MessageFacts("")
 
 # Leftmost wins, as in Discord: "||a ```b|| c```" is a spoiler followed by plain text.
 _HIDDEN = re.compile(r"```.*?```|\|\|.+?\|\|", re.DOTALL)
-_ESCAPE = re.compile(r"\\+(?=[*_~`|>#\-\[\]()])")
+_ESCAPE = re.compile(r"(?<!\\)\\+(?=[*_~`|>#\-\[\]()])")
 _MASKED_LINK = re.compile(r"\[([^\[\]\n]+)\]\(\s*<?https?://[^\s<>()]+>?\s*\)", re.IGNORECASE)
 _URL = re.compile(
     r"<https?://[^\s<>]+>|(?:https?://|www\.)[^\s<>]*[^\s<>.,!?;:'\")\]}*_~|`]", re.IGNORECASE
@@ -80,7 +81,7 @@ _SILENT = re.compile(r"^\s*@silent\b")
 _LINE_MARKERS = re.compile(r"^[^\S\n]*(?:(?:>{1,3}|-#|#{1,3}|[-*])[^\S\n]+)+", re.MULTILINE)
 _LINK_RUN = re.compile(f"{_LINK}(?:[\\s,]*{_LINK})+")
 # The last line of defence: whatever got through, nothing in the output may ping or parse.
-_PINGABLE = re.compile(r"<+(?=[@#:]|[at]:)|@+(?=everyone|here)", re.IGNORECASE)
+_PINGABLE = re.compile(r"(?<!<)<+(?=[@#:]|[at]:)|(?<!@)@+(?=everyone|here)", re.IGNORECASE)
 
 _ATTACHMENT_WORDS = {
     "image": ("an image", "images"),
@@ -103,7 +104,10 @@ def clean_message(facts: MessageFacts, options: CleanupOptions = _DEFAULT_OPTION
     """
     content = _speakable(facts.content, facts, options)
     description = _describe(facts.attachments, facts.stickers, options)
-    return _speakable(_fit(content, description, options.max_length), _NO_FACTS, options)
+    fitted = _fit(content, description, options.max_length)
+    if fitted == content:
+        return content  # Nothing was cut or joined: it is clean already (cleaning is stable).
+    return _speakable(fitted, _NO_FACTS, options)
 
 
 def clean_name(name: str) -> str:
@@ -111,8 +115,15 @@ def clean_name(name: str) -> str:
     return _clean_name(name, _DEFAULT_OPTIONS)
 
 
+@functools.lru_cache(maxsize=1024)
 def _clean_name(name: str, options: CleanupOptions) -> str:
-    """Names inside a message follow the message's options, so cleaning stays idempotent."""
+    """Names inside a message follow the message's options, so cleaning stays idempotent.
+
+    Cached: a message may mention the same member thousands of times, and each name would
+    otherwise go through every pass again.
+    """
+    if not name:
+        return ""
     return _cap(_speakable(name, _NO_FACTS, options), MAX_NAME_LENGTH)
 
 

@@ -20,7 +20,7 @@ from typing import Any, get_type_hints
 
 import aiosqlite
 
-from bot.errors import StorageError
+from bot.errors import DatabaseFileError, StorageError
 from bot.storage import migrations
 from bot.storage.models import (
     GuildSettings,
@@ -76,9 +76,12 @@ class SQLiteStorage:
             raise StorageError(
                 f"SQLite {sqlite3.sqlite_version} is too old; the bot needs 3.24 or newer."
             )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit: transactions are opened explicitly, never implicitly by the driver.
-        db = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Autocommit: transactions are opened explicitly, never implicitly by the driver.
+            db = await aiosqlite.connect(self.path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._error("cannot be opened", exc) from exc
         try:
             db.row_factory = aiosqlite.Row
             await db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000):d}")
@@ -90,6 +93,10 @@ class SQLiteStorage:
             await db.execute("PRAGMA synchronous = NORMAL")
             await db.execute("PRAGMA foreign_keys = ON")
             version = await migrations.migrate(db)
+            await self._check_writable(db)
+        except sqlite3.Error as exc:
+            await db.close()
+            raise self._error("cannot be used", exc) from exc
         except BaseException:
             await db.close()
             raise
@@ -200,18 +207,44 @@ class SQLiteStorage:
             raise StorageError("Storage is not connected: call connect() first.")
         return self._db
 
+    def _error(self, what: str, exc: BaseException) -> DatabaseFileError:
+        """An error that names the file, so the operator knows which one to fix."""
+        return DatabaseFileError(f"The SQLite database {self.path} {what}: {exc}")
+
+    async def _check_writable(self, db: aiosqlite.Connection) -> None:
+        """Write something and roll it back: SQLite opens a read-only file without complaint
+        and fails every write later, so the problem is found at startup instead."""
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await db.execute("CREATE TABLE _write_check (x INTEGER)")
+        except sqlite3.Error as exc:
+            await migrations.rollback(db)
+            raise self._error(
+                "is read-only (check the file's and its folder's permissions)", exc
+            ) from exc
+        await db.execute("ROLLBACK")
+
     async def _fetch(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         async with self._lock:
-            return list(await self._connection().execute_fetchall(sql, tuple(params)))
+            try:
+                return list(await self._connection().execute_fetchall(sql, tuple(params)))
+            except sqlite3.Error as exc:
+                raise self._error("failed a read", exc) from exc
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._lock:
             db = self._connection()
-            await db.execute("BEGIN IMMEDIATE")
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise self._error("failed a write", exc) from exc
             try:
                 yield db
                 await db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await migrations.rollback(db)
+                raise self._error("failed a write", exc) from exc
             except BaseException:
                 await migrations.rollback(db)
                 raise

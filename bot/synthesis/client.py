@@ -11,20 +11,21 @@ import base64
 import binascii
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
+from aiohttp.http_exceptions import PayloadEncodingError
 from pydantic import SecretStr
+from yarl import URL
 
 from bot import audio as audio_mod
 from bot.audio import Audio, AudioFormat
 from bot.config import Settings
 from bot.errors import (
+    AudioDeadlineError,
     AudioError,
     BadAudioError,
     RateLimitedError,
@@ -34,43 +35,42 @@ from bot.errors import (
     error_class_for_status,
 )
 from bot.speech.request import SpeechRequest
+from bot.synthesis import answers
 from bot.synthesis.backoff import retry_after_seconds
+from bot.synthesis.links import Resolver, UnsafeLinkError, is_loopback_host, pin, system_resolver
 
 __all__ = ["MAX_BODY_BYTES", "CallRecord", "Credits", "SegmindClient", "Timeouts"]
 
 log = logging.getLogger(__name__)
 
+_CONTAINERS = frozenset({AudioFormat.WAV, AudioFormat.OGG, AudioFormat.MP3})
+
 #: Two minutes of 24 kHz mono WAV is under 6 MB; anything far larger is not a speech clip.
 MAX_BODY_BYTES = 64 * 1024 * 1024
-#: Keys under which a JSON answer might carry its audio, most likely first.
-_AUDIO_KEYS = (
-    "audio",
-    "audio_base64",
-    "audioContent",
-    "audio_content",
-    "audio_url",
-    "output",
-    "data",
-    "result",
-    "url",
-    "file",
-)
-_CONTAINERS = frozenset({AudioFormat.WAV, AudioFormat.OGG, AudioFormat.MP3})
-_MESSAGE_KEYS = ("error", "message", "detail", "msg", "errors")
-_DATA_URI = re.compile(r"^data:(?P<type>[\w/.+-]+)?(?:;[^,]*)?;base64,", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """How long one call may take: the scheduler owns every retry, so there is no loop here."""
+    """How long one call may take: the scheduler owns every retry, so there is no loop here.
+
+    `request_timeout` is one hard deadline for the whole call: request, body, the audio
+    link's fetch and the decoding check all end by it.
+    """
 
     request_timeout: float = 90.0
     connect_timeout: float = 10.0
+    #: v2: how long an accepted job may take before polling stops (results live an hour).
+    job_timeout: float = 600.0
+    #: v2: the first wait between polls, growing to `last_poll` (Segmind's SDK polls each 1 s).
+    first_poll: float = 1.0
+    last_poll: float = 5.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Timeouts:
         return cls(
-            request_timeout=settings.request_timeout, connect_timeout=settings.connect_timeout
+            request_timeout=settings.request_timeout,
+            connect_timeout=settings.connect_timeout,
+            job_timeout=settings.segmind_job_timeout,
         )
 
 
@@ -110,10 +110,16 @@ class SegmindClient:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         executor: Executor | None = None,
+        resolve: Resolver = system_resolver,
     ) -> None:
         self._session = session
         self._key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
         self._base_url = base_url.rstrip("/")
+        #: The only origin the API key is ever sent to.
+        self._origin = URL(self._base_url).origin()
+        # Audio links on loopback are fine only when the API itself is (tests, the fake).
+        self._loopback_links = is_loopback_host(URL(self._base_url).host)
+        self._resolve = resolve
         self._model = model.strip("/")
         self.timeouts = timeouts or Timeouts()
         self._clock = clock
@@ -125,8 +131,13 @@ class SegmindClient:
 
     @classmethod
     def from_settings(cls, session: aiohttp.ClientSession, settings: Settings) -> SegmindClient:
+        """The client for SEGMIND_API: v1 (one synchronous call) or v2 (submit and poll)."""
         if settings.segmind_api_key is None:
             raise ValueError("SEGMIND_API_KEY is not set")
+        if settings.segmind_api == "v2" and cls is SegmindClient:
+            from bot.synthesis.client_v2 import SegmindV2Client  # v2 builds on this module
+
+            cls = SegmindV2Client
         return cls(
             session,
             api_key=settings.segmind_api_key,
@@ -150,9 +161,9 @@ class SegmindClient:
         return await self._attempt(request)
 
     async def _attempt(self, request: SpeechRequest) -> Audio:
-        timeout = aiohttp.ClientTimeout(
-            total=self.timeouts.request_timeout, sock_connect=self.timeouts.connect_timeout
-        )
+        limit = self.timeouts.request_timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
         started = self._clock()
         status: int | None = None
         request_id: str | None = None
@@ -160,22 +171,24 @@ class SegmindClient:
         result: Audio | None = None
         error: SegmindError | None = None
         try:
-            async with self._session.post(
-                self.endpoint,
-                json=request.payload(),
-                headers=self._headers(),
-                timeout=timeout,
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-                request_id = response.headers.get("x-request-id")
-                cost = _float_header(response.headers, "x-cost")
-                self._note_credits(response.headers)
-                if not 200 <= status < 300:
-                    raise await self._status_error(response)
-                body = await _read_capped(response)
-                content_type = response.headers.get("Content-Type")
-            result = await self._audio_from_body(body, content_type, timeout)
+            # One deadline for everything below: no step gets a fresh timeout of its own.
+            async with asyncio.timeout_at(deadline):
+                async with self._session.post(
+                    self.endpoint,
+                    json=request.payload(),
+                    headers=self._headers(self.endpoint),
+                    timeout=self._timeout(deadline),
+                    allow_redirects=False,
+                ) as response:
+                    status = response.status
+                    request_id = response.headers.get("x-request-id")
+                    cost = _float_header(response.headers, "x-cost")
+                    self._note_credits(response.headers)
+                    if not 200 <= status < 300:
+                        raise await self._status_error(response)
+                    body = await _read_capped(response)
+                    content_type = response.headers.get("Content-Type")
+                result = await self._audio_from_body(body, content_type, deadline)
             return result
         except SegmindError as exc:
             exc.request_id = exc.request_id or request_id
@@ -183,13 +196,11 @@ class SegmindClient:
             raise
         except TimeoutError:
             error = SegmindTimeoutError(
-                f"no complete answer within {timeout.total:.0f} s", request_id=request_id
+                f"no complete answer within {limit:.0f} s", request_id=request_id
             )
             raise error from None
         except aiohttp.ClientError as exc:
-            error = SegmindConnectionError(
-                self._redact(f"{type(exc).__name__}: {exc}"), request_id=request_id
-            )
+            error = self._client_error(exc, request_id)
             raise error from None
         finally:
             self._emit(
@@ -203,7 +214,30 @@ class SegmindClient:
                 )
             )
 
-    def _headers(self) -> dict[str, str]:
+    def _client_error(self, exc: aiohttp.ClientError, request_id: str | None) -> SegmindError:
+        """A transport failure, typed: a body that decompresses past aiohttp's cap (or will not
+        decompress) is a bad answer, not a connection problem worth retrying."""
+        if _encoding_failure(exc):
+            return BadAudioError(
+                "an answer whose compressed body expands past the size limit or does not "
+                "decompress",
+                request_id=request_id,
+            )
+        return SegmindConnectionError(
+            self._redact(f"{type(exc).__name__}: {exc}"), request_id=request_id
+        )
+
+    def _timeout(self, deadline: float) -> aiohttp.ClientTimeout:
+        """aiohttp's own timeout for one request, ending no later than the call's deadline."""
+        left = max(0.001, deadline - asyncio.get_running_loop().time())
+        return aiohttp.ClientTimeout(
+            total=left, sock_connect=min(left, self.timeouts.connect_timeout)
+        )
+
+    def _headers(self, url: str) -> dict[str, str]:
+        """Headers with the API key, for a URL on the configured origin and nowhere else."""
+        if URL(url).origin() != self._origin:
+            raise SegmindConnectionError("refusing to send the API key outside SEGMIND_BASE_URL")
         return {"x-api-key": self._key.get_secret_value(), "Accept": "audio/*, application/json"}
 
     def _emit(self, record: CallRecord) -> None:
@@ -219,116 +253,162 @@ class SegmindClient:
             self.remaining_credits = credits
 
     async def _status_error(self, response: aiohttp.ClientResponse) -> SegmindError:
+        """The status decides the error; the body only adds a message, and a body that cannot
+        be read or parsed (deeply nested JSON, a broken encoding) adds none."""
+        cls = error_class_for_status(response.status)
+        retry_after = None
+        if cls is RateLimitedError:
+            retry_after = retry_after_seconds(response.headers, now=self._wall_clock())
         try:
             raw = await response.content.read(64 * 1024)
         except (aiohttp.ClientError, TimeoutError):
             raw = b""
-        message = self._redact(_upstream_message(raw, response.headers.get("Content-Type")))
-        cls = error_class_for_status(response.status)
         error = cls(
             status=response.status,
-            upstream_message=message or None,
+            upstream_message=self._message(raw, response.headers.get("Content-Type")),
             request_id=response.headers.get("x-request-id"),
         )
         if isinstance(error, RateLimitedError):
-            error.retry_after = retry_after_seconds(response.headers, now=self._wall_clock())
+            error.retry_after = retry_after
         return error
 
+    def _message(self, raw: bytes, content_type: str | None) -> str | None:
+        """What upstream said, redacted before it is shortened; None if nothing usable."""
+        try:
+            return answers.upstream_message(raw, content_type, self._redact) or None
+        except Exception:  # a hostile body must never turn into an untyped error
+            return None
+
     async def _audio_from_body(
-        self, body: bytes, content_type: str | None, limits: aiohttp.ClientTimeout
+        self, body: bytes, content_type: str | None, deadline: float
     ) -> Audio:
-        media_type = _media_type(content_type)
+        media_type = answers.media_type(content_type)
+        linked = False
         if audio_mod.sniff_format(None, body[:64]) in _CONTAINERS:
             content_type = None  # Unmistakable audio, whatever the label said.
         elif media_type == "application/json" or (
             media_type in ("", "text/plain") and body.lstrip()[:1] in (b"{", b"[")
         ):
-            body, content_type = await self._audio_from_json(body, limits)
+            body, content_type, linked = await self._audio_from_json(body, deadline)
         fmt = audio_mod.sniff_format(content_type, body[:64])
         if fmt is None:
-            shown = media_type or "no content type"
+            shown = answers.media_type(content_type) or "no content type"
+            # What a link returned is never echoed: it may be any page the link reached.
+            said = None if linked else self._message(body, content_type)
             raise BadAudioError(
-                f"a success answer with {shown} and {len(body):,} bytes",
-                upstream_message=self._redact(_upstream_message(body, content_type)) or None,
+                f"a success answer with {shown} and {len(body):,} bytes", upstream_message=said
             )
         rate, channels = audio_mod.pcm_params(content_type)
-        return await self._probe(body, fmt, rate, channels)
+        return await self._probe(body, fmt, rate, channels, deadline)
 
-    async def _probe(self, body: bytes, fmt: AudioFormat, rate: int, channels: int) -> Audio:
+    async def _probe(
+        self, body: bytes, fmt: AudioFormat, rate: int, channels: int, deadline: float
+    ) -> Audio:
         loop = asyncio.get_running_loop()
+        # The thread cannot be killed: it checks this deadline between packets and stops.
+        until = time.monotonic() + max(0.0, deadline - loop.time())
         try:
             return await loop.run_in_executor(
                 self._executor,
-                lambda: audio_mod.probe(body, fmt, sample_rate=rate, channels=channels),
+                lambda: audio_mod.probe(
+                    body,
+                    fmt,
+                    sample_rate=rate,
+                    channels=channels,
+                    deadline=until,
+                    # Ogg Opus is passed on as it is: its samples would only be thrown away.
+                    keep_samples=not audio_mod.is_ogg_opus(body),
+                ),
             )
+        except AudioDeadlineError:
+            raise TimeoutError from None
         except AudioError as exc:
             raise BadAudioError(f"undecodable {fmt.value} audio ({exc})") from None
 
     async def _audio_from_json(
-        self, body: bytes, limits: aiohttp.ClientTimeout
-    ) -> tuple[bytes, str | None]:
+        self, body: bytes, deadline: float
+    ) -> tuple[bytes, str | None, bool]:
+        """The audio a JSON answer carries: (bytes, content type, whether it came from a link)."""
         try:
             document = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise BadAudioError("a JSON answer that does not parse") from None
-        found = _find_audio_value(document)
+        found = answers.find_audio_value(document)
         if found is None:
             raise BadAudioError(
                 "a JSON answer without audio",
-                upstream_message=self._redact(_upstream_message(body, "application/json")) or None,
+                upstream_message=self._message(body, "application/json"),
             )
         if found.startswith(("http://", "https://")):
-            return await self._fetch_url(found, limits)
-        match = _DATA_URI.match(found)
+            data, content_type = await self._fetch_url(found, deadline)
+            return data, content_type, True
+        match = answers.DATA_URI.match(found)
         content_type = match.group("type") if match else None
         encoded = found[match.end() :] if match else found
         try:
-            return base64.b64decode(_pad(encoded), validate=True), content_type
+            return base64.b64decode(answers.pad_base64(encoded), validate=True), content_type, False
         except (binascii.Error, ValueError):
             raise BadAudioError("a JSON answer whose audio is not valid base64") from None
 
-    async def _fetch_url(self, url: str, limits: aiohttp.ClientTimeout) -> tuple[bytes, str | None]:
-        # Never send the API key here: result URLs are usually pre-signed storage links.
+    async def _fetch_url(self, url: str, deadline: float) -> tuple[bytes, str | None]:
+        """Fetch an audio link: public http(s) hosts only, pinned to the checked address, no
+        redirects, never the API key, and nothing it returns copied into errors."""
         try:
-            async with self._session.get(url, timeout=limits) as response:
+            target = await pin(url, allow_loopback=self._loopback_links, resolve=self._resolve)
+        except UnsafeLinkError as exc:
+            raise BadAudioError(f"refused the audio link: {exc}") from None
+        headers = {"Host": target.host, "Accept": "audio/*"}
+        try:
+            async with self._session.get(
+                target.url,
+                headers=headers,
+                timeout=self._timeout(deadline),
+                allow_redirects=False,
+                server_hostname=target.server_hostname,
+            ) as response:
                 if response.status != 200:
                     raise BadAudioError(f"the audio link answered HTTP {response.status}")
                 return await _read_capped(response), response.headers.get("Content-Type")
-        except TimeoutError:
-            raise BadAudioError("the audio link timed out") from None
         except aiohttp.ClientError as exc:
+            if _encoding_failure(exc):
+                raise BadAudioError(
+                    "the audio link's body does not decompress within the limit"
+                ) from None
             raise BadAudioError(f"the audio link failed ({type(exc).__name__})") from None
 
     async def get_credits(self) -> Credits:
         """The account's balance; free of charge, so it doubles as a key check."""
-        timeout = aiohttp.ClientTimeout(
-            total=self.timeouts.request_timeout, sock_connect=self.timeouts.connect_timeout
-        )
+        url = f"{self._base_url}/get-user-credits"
+        deadline = asyncio.get_running_loop().time() + self.timeouts.request_timeout
         try:
-            async with self._session.get(
-                f"{self._base_url}/get-user-credits", headers=self._headers(), timeout=timeout
-            ) as response:
-                if response.status != 200:
-                    raise await self._status_error(response)
-                raw = await _read_capped(response)
+            async with asyncio.timeout_at(deadline):
+                # Never follow a redirect: it would carry the key to wherever it points.
+                async with self._session.get(
+                    url,
+                    headers=self._headers(url),
+                    timeout=self._timeout(deadline),
+                    allow_redirects=False,
+                ) as response:
+                    if response.status != 200:
+                        raise await self._status_error(response)
+                    raw = await _read_capped(response)
         except TimeoutError:
             raise SegmindTimeoutError("the credits check timed out") from None
         except aiohttp.ClientError as exc:
-            raise SegmindConnectionError(self._redact(type(exc).__name__)) from None
+            raise self._client_error(exc, None) from None
         try:
             document = json.loads(raw)
             credits = Credits(
                 credits=float(document.get("credits") or 0),
                 free_credits=float(document.get("free-credits") or 0),
             )
-        except (ValueError, TypeError, AttributeError):
+        except (ValueError, TypeError, AttributeError, RecursionError):
             raise BadAudioError("the credits answer did not parse") from None
         self.remaining_credits = credits.total
         return credits
 
     def _redact(self, text: str) -> str:
-        secret = self._key.get_secret_value()
-        return text.replace(secret, "[redacted]") if secret else text
+        return answers.redact(text, self._key.get_secret_value())
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
@@ -345,10 +425,6 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
     return b"".join(chunks)
 
 
-def _media_type(content_type: str | None) -> str:
-    return (content_type or "").split(";", 1)[0].strip().lower()
-
-
 def _float_header(headers: Mapping[str, str], name: str) -> float | None:
     value = headers.get(name)
     if value is None:
@@ -359,70 +435,13 @@ def _float_header(headers: Mapping[str, str], name: str) -> float | None:
         return None
 
 
-def _pad(encoded: str) -> str:
-    encoded = "".join(encoded.split())
-    return encoded + "=" * (-len(encoded) % 4)
-
-
-def _find_audio_value(document: Any, depth: int = 0) -> str | None:
-    """The first string under a likely audio key, searching nested objects a few levels deep."""
-    if depth > 3:
-        return None
-    if isinstance(document, list):
-        for item in document[:5]:
-            found = _find_audio_value(item, depth + 1)
-            if found:
-                return found
-        return None
-    if isinstance(document, str):
-        return document if len(document) > 16 else None
-    if not isinstance(document, dict):
-        return None
-    for key in _AUDIO_KEYS:
-        if key in document:
-            found = _find_audio_value(document[key], depth + 1)
-            if found:
-                return found
-    return None
-
-
-def _upstream_message(raw: bytes, content_type: str | None) -> str:
-    """A short, printable summary of an error body: its message field, or its first words."""
-    if not raw:
-        return ""
-    media_type = _media_type(content_type)
-    text = raw.decode("utf-8", errors="replace").strip()
-    if media_type == "application/json" or text[:1] in "{[":
-        try:
-            document = json.loads(text)
-        except ValueError:
-            pass
-        else:
-            message = _message_from_json(document)
-            if message:
-                return _shorten(message)
-    if media_type == "text/html" or text[:1] == "<":
-        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
-        return "an HTML page" + (f" titled “{_shorten(title.group(1), 80)}”" if title else "")
-    if media_type.startswith(("audio/", "application/octet-stream")):
-        return ""
-    return _shorten(text)
-
-
-def _message_from_json(document: Any) -> str | None:
-    if isinstance(document, str):
-        return document
-    if isinstance(document, list) and document:
-        return _message_from_json(document[0])
-    if isinstance(document, dict):
-        for key in _MESSAGE_KEYS:
-            if key in document:
-                found = _message_from_json(document[key])
-                if found:
-                    return found
-    return None
-
-
-def _shorten(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _encoding_failure(exc: BaseException) -> bool:
+    """Whether aiohttp failed while decompressing a body (its size cap, or bad data)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, PayloadEncodingError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

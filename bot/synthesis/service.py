@@ -82,6 +82,10 @@ class SpeakContext:
 
 
 class SpeechService:
+    """The one way in for speech: `begin` applies a member's defaults and a server's rules
+    before anything is spent, and the render helpers turn the result into what Discord plays
+    or posts. Cogs call it; it never sees a Discord type."""
+
     def __init__(
         self,
         settings: Settings,
@@ -225,7 +229,9 @@ class SpeechService:
             temperature = ctx.member.temperature if temperature is None else temperature
             style = style if style is not None else ctx.member.style
             if ctx.guild is not None and ctx.guild.max_text_length is not None:
-                max_length = ctx.guild.max_text_length
+                # A server may lower the operator's MAX_TEXT_LENGTH, never raise it: the
+                # operator's limit bounds the work (and the money) one request can cause.
+                max_length = min(max_length, ctx.guild.max_text_length)
         whole = self._validate(
             text,
             voice=voice,

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bot import audio as audio_mod
 from bot.audio import Audio
@@ -111,7 +111,9 @@ class SpeechSource:
             if flight is not None and not flight.future.done():
                 flight.waiters += 1
                 self.coalesced += 1
-                return Pending(flight=flight)
+                pending = Pending(flight=flight)
+                self._count_shared(pending, requester)
+                return pending
         ticket = self.scheduler.submit(request, requester, follow_up=follow_up)
         future: asyncio.Future[Audio] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_consume_error)
@@ -121,6 +123,20 @@ class SpeechSource:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return Pending(flight=flight)
+
+    def _count_shared(self, pending: Pending, requester: Requester) -> None:
+        """A request that joined a call in flight is a use like a cache hit (free): recorded
+        once the shared call delivers, unless this member gave up on it first."""
+        usage = self.usage
+        if usage is None or pending.flight is None:
+            return
+
+        def record(future: asyncio.Future[Audio]) -> None:
+            if pending.released or future.cancelled() or future.exception() is not None:
+                return
+            usage.record_cached(requester.user_id, requester.guild_id, future.result().duration)
+
+        pending.flight.future.add_done_callback(record)
 
     async def _complete(self, flight: _Flight) -> None:
         try:
@@ -140,9 +156,13 @@ class SpeechSource:
         await self.cache.put(flight.key, audio)
 
     async def normalize(self, audio: Audio) -> Audio:
-        """Ogg Opus, off the event loop: decoding and encoding take milliseconds per second."""
+        """Ogg Opus, off the event loop: decoding and encoding take milliseconds per second.
+
+        Passed-through Ogg Opus drops the samples its check decoded: the result is shared,
+        queued and cached, and those samples are ten times its size.
+        """
         if audio.format is audio_mod.AudioFormat.OGG and audio_mod.is_ogg_opus(audio.data):
-            return audio
+            return replace(audio, decoded=None) if audio.decoded is not None else audio
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, audio_mod.to_ogg_opus, audio)
 

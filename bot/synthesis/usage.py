@@ -34,6 +34,10 @@ def paid_calls(summary: UsageSummary) -> int:
 
 
 class UsageRecorder:
+    """Writes every API attempt and cache hit to storage without making a member wait:
+    records are queued as tasks and drained at shutdown, since every call costs money and
+    quotas and `/usage` must count it."""
+
     def __init__(self, storage: Storage, *, price_per_call: float) -> None:
         self.storage = storage
         self.price_per_call = price_per_call

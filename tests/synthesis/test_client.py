@@ -86,9 +86,18 @@ def make_client(session: aiohttp.ClientSession, clock: FakeTime) -> Callable[...
             timeouts=Timeouts(**timeouts),
             clock=clock.monotonic,
             wall_clock=clock.wall,
+            resolve=public_resolver,
         )
 
     return build
+
+
+#: Where the tests' made-up public hosts "resolve" (never contacted: aioresponses answers).
+PUBLIC_ADDRESS = "93.184.216.34"
+
+
+async def public_resolver(host: str, port: int) -> list[str]:
+    return [PUBLIC_ADDRESS]
 
 
 @pytest.fixture
@@ -187,11 +196,17 @@ async def test_json_with_a_link_fetches_it_without_the_api_key(
     mocked.post(
         URL_TTS, body=_json({"audio_url": link}), headers={"Content-Type": "application/json"}
     )
-    mocked.get(link, body=OGG, headers={"Content-Type": "audio/ogg"})
+    # Fetched from the address that was checked, under the link's own name.
+    pinned = f"https://{PUBLIC_ADDRESS}/out/abc.ogg?sig=1"
+    mocked.get(pinned, body=OGG, headers={"Content-Type": "audio/ogg"})
     result = await make_client().synthesize(REQUEST)
     assert result.format is AudioFormat.OGG
-    (fetch,) = calls(mocked, "GET", link)
-    assert "x-api-key" not in (fetch.kwargs.get("headers") or {})
+    (fetch,) = calls(mocked, "GET", pinned)
+    headers = fetch.kwargs.get("headers") or {}
+    assert "x-api-key" not in headers
+    assert headers["Host"] == "files.segmind.test"
+    assert fetch.kwargs["server_hostname"] == "files.segmind.test"
+    assert fetch.kwargs["allow_redirects"] is False
 
 
 @pytest.mark.parametrize(

@@ -180,6 +180,17 @@ async def test_a_servers_text_limit_applies(stored: tuple[SpeechService, SQLiteS
         speech.prepare_chunks("x" * 11, ctx=ctx)
 
 
+async def test_a_servers_text_limit_cannot_exceed_the_operators(
+    stored: tuple[SpeechService, SQLiteStorage],
+) -> None:
+    speech, storage = stored
+    await storage.update_guild(9, max_text_length=20_000)
+    ctx = await speech.context(Caller(1, guild_id=9))
+    limit = speech.settings.max_text_length
+    with pytest.raises(Exception, match=f"the limit is {limit:,}"):
+        speech.prepare_chunks("x" * (limit + 1), ctx=ctx)
+
+
 async def test_allowed_role_and_switches(stored: tuple[SpeechService, SQLiteStorage]) -> None:
     speech, storage = stored
     await storage.update_guild(9, allowed_role_id=555, allow_files=False)

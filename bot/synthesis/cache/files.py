@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import re
+import stat
 import struct
 import uuid
 from collections.abc import Iterable
@@ -27,6 +28,7 @@ __all__ = [
     "SUFFIX",
     "TEMP_SUFFIX",
     "CorruptEntryError",
+    "check_writable",
     "read_entry",
     "scan",
     "unlink_all",
@@ -121,8 +123,25 @@ def _duration(meta: dict[str, Any]) -> float:
     return float(value)
 
 
+def _plain_dir(path: str) -> bool:
+    """A directory that is not a symlink: the cache tree is never followed out of itself."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _inside(path: str) -> None:
+    """Refuse a path whose shard directory is a symlink (it could point anywhere)."""
+    shard = os.path.dirname(path)
+    if os.path.lexists(shard) and not _plain_dir(shard):
+        raise OSError(f"{shard} is not a plain directory (a symlink?); not following it")
+
+
 def read_entry(path: str, key: str, stamp: int) -> Audio:
-    with open(path, "rb") as file:
+    _inside(path)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with open(fd, "rb") as file:
         blob = file.read()
     audio = _decode_entry(blob, key)
     with contextlib.suppress(OSError):  # the LRU stamp is a hint; the hit stands without it
@@ -140,6 +159,7 @@ def write_entry(root: str, key: str, audio: Audio, stamp: int, limit: int) -> in
             os.unlink(final)
         return None
     os.makedirs(shard, exist_ok=True)
+    _inside(final)
     # Unique per write, so two puts of one key never share a temp file.
     temp = os.path.join(shard, f"{key}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
     try:
@@ -155,19 +175,41 @@ def write_entry(root: str, key: str, audio: Audio, stamp: int, limit: int) -> in
 
 
 def unlink_all(paths: Iterable[str]) -> None:
+    """Delete entry files, never through a symlinked shard: eviction must not reach outside
+    the cache directory, whatever was planted in it."""
     for path in paths:
+        try:
+            _inside(path)
+        except OSError as exc:
+            log.warning("audio cache: not deleting %s: %s", os.path.basename(path), exc)
+            continue
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
 
 
+def check_writable(root: str) -> None:
+    """Create the directory if needed and prove a file can be written in it (OSError if not),
+    so an unusable cache directory is found at startup, not on every write."""
+    os.makedirs(root, exist_ok=True)
+    probe = os.path.join(root, f".probe.{uuid.uuid4().hex}{TEMP_SUFFIX}")
+    with open(probe, "xb"):
+        pass
+    os.unlink(probe)
+
+
 def _shards(root: str) -> list[str]:
     with os.scandir(root) as entries:
-        return [e.path for e in entries if _SHARD.fullmatch(e.name) and e.is_dir()]
+        return [
+            e.path for e in entries if _SHARD.fullmatch(e.name) and e.is_dir(follow_symlinks=False)
+        ]
 
 
 def scan(root: str) -> list[tuple[str, int, int]]:
-    """(key, size, mtime_ns) of each entry file, deleting temp files of interrupted writes."""
-    os.makedirs(root, exist_ok=True)
+    """(key, size, mtime_ns) of each entry file, deleting temp files of interrupted writes.
+
+    Symlinked shards are skipped: what they point at is not the cache's to index or delete.
+    """
+    check_writable(root)
     found: list[tuple[str, int, int]] = []
     stray: list[str] = []
     for shard in _shards(root):

@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -259,6 +259,10 @@ class AudioCache:
         return True
 
     def _remember(self, key: str, audio: Audio) -> None:
+        # Only the encoded bytes are kept and charged: samples a check decoded (ten times the
+        # size for Ogg Opus) would make the byte bound a fiction.
+        if audio.decoded is not None:
+            audio = replace(audio, decoded=None)
         old = self._memory.pop(key, None)
         if old is not None:
             self._memory_total -= _cost(old)

@@ -1,0 +1,64 @@
+"""Log output: text or one JSON object a line, and the secrets' values never in either."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Callable
+
+import pytest
+
+from bot.config import Settings
+from bot.logs import REDACTED, make_handler
+from tests.conftest import TEST_API_KEY
+
+TOKEN = "discord-SECRET-token.abc"
+
+
+def logged(settings: Settings, emit: Callable[[logging.Logger], None]) -> str:
+    stream = io.StringIO()
+    logger = logging.getLogger(f"test.logs.{id(stream)}")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(make_handler(settings, stream))
+    emit(logger)
+    return stream.getvalue()
+
+
+def leak(logger: logging.Logger) -> None:
+    logger.info("key is %s", TEST_API_KEY)
+    logger.warning(f"header Authorization: Bot {TOKEN}")
+    try:
+        raise RuntimeError(f"upstream echoed {TEST_API_KEY}")
+    except RuntimeError:
+        logger.exception("failed with %r", {"token": TOKEN})
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_secrets_are_redacted_in_every_format(
+    make_settings: Callable[..., Settings], log_format: str
+) -> None:
+    settings = make_settings(discord_token=TOKEN, log_format=log_format)
+    output = logged(settings, leak)
+    assert TEST_API_KEY not in output
+    assert TOKEN not in output
+    assert output.count(REDACTED) >= 4
+    assert "upstream echoed" in output
+
+
+def test_json_is_one_object_per_line(make_settings: Callable[..., Settings]) -> None:
+    output = logged(make_settings(discord_token=TOKEN, log_format="json"), leak)
+    lines = output.splitlines()
+    assert len(lines) == 3
+    records = [json.loads(line) for line in lines]
+    assert [r["level"] for r in records] == ["INFO", "WARNING", "ERROR"]
+    assert records[0]["message"] == f"key is {REDACTED}"
+    assert "RuntimeError: upstream echoed [redacted]" in records[2]["exception"]
+    assert records[0]["time"].endswith("+00:00")
+    assert {"time", "level", "logger", "message"} <= set(records[0])
+
+
+def test_log_format_is_checked(make_settings: Callable[..., Settings]) -> None:
+    with pytest.raises(Exception, match="LOG_FORMAT"):
+        make_settings(log_format="xml")

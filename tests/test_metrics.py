@@ -1,0 +1,159 @@
+"""The metrics endpoint, scraped over HTTP and parsed with Prometheus' own text parser, after
+real calls through the real services against the fake Segmind server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bot.config import Settings
+from bot.health import Status
+from bot.metrics import Metrics, MetricsServer, VoiceFigures, start_metrics
+from bot.services import Services, open_services
+from bot.speech.access import Requester
+from bot.speech.request import build_request
+from tests import fake_segmind as fs
+from tests.conftest import TEST_API_KEY
+
+Scrape = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[fs.FakeSegmind]:
+    async with fs.FakeSegmind(api_key=TEST_API_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+async def services(
+    fake: fs.FakeSegmind, make_settings: Callable[..., Settings]
+) -> AsyncIterator[Services]:
+    settings = make_settings(
+        segmind_base_url=fake.base_url, segmind_rpm=600, backoff_base=0.01, user_cooldown=0
+    )
+    opened = await open_services(settings)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def scrape(port: int, path: str = "/metrics") -> tuple[int, str, str]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}{path}") as response,
+    ):
+        return response.status, response.headers["Content-Type"], await response.text()
+
+
+def parse(text: str) -> Scrape:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_metrics_after_real_calls(services: Services, fake: fs.FakeSegmind) -> None:
+    server = MetricsServer(
+        Metrics(services, voice=lambda: VoiceFigures(connections=2, backlog=5)),
+        health=lambda: Status(gateway_connected=True),
+    )
+    await server.start("127.0.0.1", 0)
+    try:
+        source = services.speech.source
+        who = Requester(1, cooldown=0)
+        fake.enqueue(fs.rate_limited(retry_after=0.2))
+        request = build_request("Hello there, metrics.")
+        first, second = await asyncio.gather(source.begin(request, who), source.begin(request, who))
+        await first.result()
+        await second.result()
+        await (await source.begin(request, who)).result()  # From the cache: no call.
+        other = build_request("Something else entirely.")
+        await (await source.begin(other, who)).result()
+
+        status, content_type, text = await scrape(server.port)
+        assert status == 200
+        assert content_type.startswith("text/plain")
+        found = parse(text)
+        assert found[("tts_api_calls_total", (("status", "429"),))] == 1
+        assert found[("tts_api_calls_total", (("status", "200"),))] == 2
+        assert found[("tts_api_call_seconds_count", ())] == 3
+        assert found[("tts_requests_total", (("outcome", "served"),))] == 2
+        assert found[("tts_rate_limited_total", ())] == 1
+        assert found[("tts_coalesced_total", ())] == 1
+        assert found[("tts_cache_answered_total", ())] == 1
+        assert found[("tts_cache_hits_total", (("tier", "memory"),))] == 1
+        assert found[("tts_cache_bytes", (("tier", "memory"),))] > 0
+        assert found[("tts_cache_items", (("tier", "memory"),))] == 2
+        assert found[("tts_queue_length", ())] == 0
+        assert found[("tts_queue_oldest_wait_seconds", ())] == 0
+        assert found[("tts_speech_halted", ())] == 0
+        assert found[("tts_credits_remaining", ())] == pytest.approx(fake.credits)
+        assert fake.credits < 100
+        assert found[("tts_voice_connections", ())] == 2
+        assert found[("tts_voice_backlog", ())] == 5
+        assert TEST_API_KEY not in text
+
+        status, _, body = await scrape(server.port, "/healthz")
+        assert status == 200
+        assert '"healthy": true' in body
+    finally:
+        await server.close()
+
+
+async def test_queue_length_and_wait_while_requests_wait(
+    services: Services, fake: fs.FakeSegmind
+) -> None:
+    fake.latency = 0.5
+    server = MetricsServer(Metrics(services))
+    await server.start("127.0.0.1", 0)
+    try:
+        requests = [build_request(f"Request number {n}.") for n in range(30)]
+        tickets = [
+            services.scheduler.submit(request, Requester(n, cooldown=0))
+            for n, request in enumerate(requests)
+        ]
+        await asyncio.sleep(0.3)
+        found = parse((await scrape(server.port))[2])
+        assert found[("tts_queue_length", ())] + found[("tts_calls_running", ())] == 30
+        assert found[("tts_calls_running", ())] == services.settings.max_concurrency
+        assert 0.25 <= found[("tts_queue_oldest_wait_seconds", ())] < 5
+        for ticket in tickets:
+            ticket.cancel()
+    finally:
+        await server.close()
+
+
+async def test_a_halt_is_unhealthy_and_shown(services: Services, fake: fs.FakeSegmind) -> None:
+    fake.enqueue(fs.status(401, "bad key"))
+    server = MetricsServer(
+        Metrics(services),
+        health=lambda: Status(
+            gateway_connected=True,
+            halted=str(services.scheduler.halted) if services.scheduler.halted else None,
+        ),
+    )
+    await server.start("127.0.0.1", 0)
+    try:
+        ticket = services.scheduler.submit(build_request("Hi."), Requester(1, cooldown=0))
+        with pytest.raises(Exception, match="401"):
+            await ticket.result()
+        found = parse((await scrape(server.port))[2])
+        assert found[("tts_speech_halted", ())] == 1
+        assert found[("tts_api_calls_total", (("status", "401"),))] == 1
+        status, _, body = await scrape(server.port, "/healthz")
+        assert status == 503
+        assert "paused" in body
+    finally:
+        await server.close()
+
+
+async def test_off_by_default_and_on_127_0_0_1(services: Services) -> None:
+    assert services.settings.metrics_port is None
+    assert await start_metrics(services) is None
+    assert services.settings.metrics_host == "127.0.0.1"

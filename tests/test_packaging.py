@@ -1,0 +1,45 @@
+"""What ships beside the code: the licence, the image's health check, compose, the README."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_license_file_matches_pyproject() -> None:
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"]
+    assert declared == "MIT"
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License\n")
+
+
+def test_prometheus_client_is_a_dependency() -> None:
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(d.startswith("prometheus-client") for d in dependencies)
+
+
+def test_the_image_checks_the_bots_real_health() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    check = re.search(r"^HEALTHCHECK .*\\\n\s+CMD (.+)$", dockerfile, re.MULTILINE)
+    assert check is not None
+    assert check.group(1) == '["python", "-m", "bot", "health"]'
+
+
+def test_compose_restarts_the_bot_and_keeps_its_data() -> None:
+    compose = (ROOT / "compose.yaml").read_text()
+    assert "restart: unless-stopped" in compose
+    assert "env_file: .env" in compose
+    assert "- tts-data:/data" in compose
+    assert re.search(r"^volumes:\n  tts-data:", compose, re.MULTILINE)
+
+
+def test_readme_runs_docker_with_a_restart_policy_and_its_tables_hold() -> None:
+    readme = (ROOT / "README.md").read_text()
+    runs = [line for line in readme.splitlines() if line.startswith("docker run -d")]
+    assert runs
+    assert all("--restart unless-stopped" in line for line in runs)
+    for line in readme.splitlines():
+        if line.startswith("| `/"):
+            assert line.count(" | ") == 1, line  # Two cells: a stray | breaks the table.
