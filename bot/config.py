@@ -68,7 +68,8 @@ class Settings(BaseSettings):
     # Operation.
     log_level: str = "INFO"
     data_dir: Path = Path("data")
-    database_url: str = ""
+    #: May carry a PostgreSQL password: kept out of the settings' repr.
+    database_url: str = Field("", repr=False)
 
     # Discord.
     dev_guild_id: int | None = None
