@@ -254,16 +254,21 @@ class PostgresStorage:
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
-        """A pooled connection; a lost server becomes a StorageError naming it."""
-        if self._pool is None:
+        """A pooled connection; a lost or unreachable server becomes a StorageError naming it.
+        The pool replaces connections the server dropped, so a restarted server is picked up."""
+        pool = self._pool
+        if pool is None:
             raise StorageError("Storage is not connected: call connect() first.")
         try:
-            async with self._pool.acquire() as conn:
-                yield conn
+            conn = await pool.acquire()
+        except _FAILED as exc:  # Reconnecting: the server, or the database, is gone.
+            raise self._unavailable(exc) from exc
+        try:
+            yield conn
         except _UNAVAILABLE as exc:
-            raise StorageError(
-                f"PostgreSQL at {self.where} is unavailable: {self._reason(exc)}"
-            ) from exc
+            raise self._unavailable(exc) from exc
+        finally:
+            await pool.release(conn)
 
     async def _fetchrow(self, sql: str, *params: Any) -> asyncpg.Record | None:
         async with self._connection() as conn:
@@ -286,6 +291,9 @@ class PostgresStorage:
         )
         assert stored is not None  # RETURNING on an upsert always yields the row.
         return dict(stored)
+
+    def _unavailable(self, exc: BaseException) -> StorageError:
+        return StorageError(f"PostgreSQL at {self.where} is unavailable: {self._reason(exc)}")
 
     def _reason(self, exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -88,6 +88,20 @@ async def test_none_clears_a_server_limit(storage: Storage) -> None:
     assert cleared.narration_skip_prefix == ""
 
 
+async def test_ids_and_fractions_round_trip_exactly(storage: Storage) -> None:
+    """Discord ids need all 64 bits and settings full doubles, whatever the backend's types."""
+    big = 2**63 - 1
+    member = await storage.update_member(big, temperature=0.123456789012345, style="ü ✓ 'q' ;")
+    assert member == MemberSettings(big, None, 0.123456789012345, "ü ✓ 'q' ;")
+    assert await storage.get_member(big) == member
+    guild = await storage.update_guild(
+        big, narration_channel_id=big - 1, allowed_role_id=big - 2, user_cooldown=0.1 + 0.2
+    )
+    assert (guild.narration_channel_id, guild.allowed_role_id) == (big - 1, big - 2)
+    assert guild.user_cooldown == 0.1 + 0.2
+    assert await storage.get_guild(big) == guild
+
+
 async def test_unknown_fields_are_refused_and_nothing_changes(storage: Storage) -> None:
     await storage.update_member(1, voice="Puck")
     with pytest.raises(ValueError, match="Unknown member setting: colour"):
