@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -36,6 +37,9 @@ T = TypeVar("T")
 DEBIAN_BINS = Path("/usr/lib/postgresql")
 #: A cluster plus a few live test databases fit well inside this (Docker's default is 64 MiB).
 SHM_NEEDED = 1 << 30
+PREFIX = "tts-pg-"
+#: Seconds after which a cluster directory without a live server is a killed run's leftover.
+STALE_AFTER = 600
 
 
 class PostgresUnavailable(RuntimeError):
@@ -83,6 +87,24 @@ def _scratch_parent() -> str | None:
     return str(shm) if roomy and os.access(shm, os.W_OK) else None
 
 
+def _sweep_stale(parent: Path) -> None:
+    """Remove clusters left by killed runs (their server died with them, the files did not;
+    in /dev/shm they would hold memory): old, and with no live server."""
+    for directory in parent.glob(f"{PREFIX}*"):
+        try:
+            if time.time() - directory.stat().st_mtime < STALE_AFTER:
+                continue
+            pid_file = directory / "data" / "postmaster.pid"
+            if pid_file.exists():
+                os.kill(int(pid_file.read_text().split()[0]), 0)
+                continue  # Alive: another session's server.
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError, IndexError):
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -126,7 +148,9 @@ class PostgresServer:
     # Lifecycle.
 
     def start(self) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="tts-pg-", dir=_scratch_parent()))
+        parent = _scratch_parent()
+        _sweep_stale(Path(parent or tempfile.gettempdir()))
+        self.directory = Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))
         self._own(self.directory)
         pwfile = self.directory / "password"
         pwfile.write_text(self.password + "\n")
@@ -195,7 +219,7 @@ class PostgresServer:
                 stdin=subprocess.DEVNULL,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
                 **self._as_user(),
             )
         self._process, self.port = process, port

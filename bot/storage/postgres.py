@@ -17,11 +17,11 @@ from dataclasses import asdict
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
 import asyncpg
 
-from bot.errors import StorageError
+from bot.errors import DatabaseURLError, StorageError
 from bot.storage import pg_migrations
 from bot.storage.models import (
     GuildSettings,
@@ -58,8 +58,8 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
 )
-#: What can go wrong while connecting and migrating, bad URLs included.
-_FAILED: tuple[type[BaseException], ...] = (*_UNAVAILABLE, asyncpg.PostgresError, ValueError)
+#: What can go wrong while connecting and migrating.
+_FAILED: tuple[type[BaseException], ...] = (*_UNAVAILABLE, asyncpg.PostgresError)
 
 
 def is_postgres_url(url: str) -> bool:
@@ -69,25 +69,28 @@ def is_postgres_url(url: str) -> bool:
 
 def describe_url(url: str) -> str:
     """user@host:port/database: enough to find the server, and never the password."""
-    _, _, rest = url.strip().partition("://")
-    netloc, _, tail = rest.partition("/")
-    userinfo, at, hosts = netloc.rpartition("@")
-    user = unquote(userinfo.partition(":")[0]) if at else ""
-    path, _, query = tail.partition("?")
+    user, _, hosts, database, query = _parts(url)
     if not hosts:
         hosts = ",".join(parse_qs(query).get("host", [])) or "localhost"
-    database = unquote(path) or user or "the default database"
+    database = database or user or "the default database"
     return f"{user + '@' if user else ''}{hosts}/{database}"
 
 
+def _parts(url: str) -> tuple[str, str, str, str, str]:
+    """User, password, hosts, database and query, split by hand: a password with an unencoded
+    `/`, `?` or `@` must still land in the password, never in what is shown."""
+    _, _, rest = url.strip().partition("://")
+    userinfo, _, location = rest.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    location, _, query = location.partition("?")
+    hosts, _, database = location.partition("/")
+    return unquote(user), password, hosts, unquote(database), query
+
+
 def _secrets(url: str) -> set[str]:
-    """The password as written in the URL and decoded, wherever it appears."""
-    parts = urlsplit(url.strip())
-    found = set(parse_qs(parts.query).get("password", []))
-    userinfo = parts.netloc.rpartition("@")[0]
-    if ":" in userinfo:
-        raw = userinfo.partition(":")[2]
-        found |= {raw, unquote(raw)}
+    """The password as written in the URL and decoded, wherever it is given."""
+    _, password, _, _, query = _parts(url)
+    found = {password, unquote(password), *parse_qs(query).get("password", [])}
     return {secret for secret in found if secret}
 
 
@@ -131,8 +134,14 @@ class PostgresStorage:
                 max_size=self.max_connections,
                 timeout=self.connect_timeout,
             )
+        except ValueError:
+            # Neither quoted nor chained: asyncpg's parse errors quote pieces of the URL,
+            # which may be pieces of the password.
+            raise DatabaseURLError(
+                f"DATABASE_URL for PostgreSQL at {self.where} could not be parsed; "
+                "percent-encode @ : / ? # in the user name and password."
+            ) from None
         except _FAILED as exc:
-            # Not chained: asyncpg's own message may quote the URL, password included.
             raise StorageError(
                 f"Could not connect to PostgreSQL at {self.where}: {self._reason(exc)}"
             ) from None
@@ -144,7 +153,10 @@ class PostgresStorage:
             raise StorageError(
                 f"PostgreSQL at {self.where} could not be brought up to date: {self._reason(exc)}"
             ) from exc
-        except BaseException:
+        except Exception:  # A newer database, refused.
+            await pool.close()
+            raise
+        except BaseException:  # Cancelled: do not wait on the server.
             pool.terminate()
             raise
         log.info("Storage ready: PostgreSQL at %s (schema version %d)", self.where, version)

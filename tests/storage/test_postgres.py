@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from bot.config import Settings
-from bot.errors import NewerDatabaseError, StorageError
+from bot.errors import DatabaseURLError, NewerDatabaseError, StorageError
 from bot.storage import (
     MemberSettings,
     PostgresStorage,
@@ -332,11 +332,26 @@ async def test_open_storage_picks_postgresql(
         ("postgresql:///tts?host=/run/postgresql", "/run/postgresql/tts"),
         (f"postgresql://b%40t:{SECRET}@h1:5432,h2:5433/x", "b@t@h1:5432,h2:5433/x"),
         (f"postgresql://bot:{SECRET}@/tts", "bot@localhost/tts"),
+        (f"postgresql://bot:{SECRET}@db?sslmode=require", "bot@db/bot"),
+        ("postgresql://bot:s/e?c@r:et@db:5432/tts", "bot@db:5432/tts"),  # Not even encoded.
     ],
 )
 def test_urls_are_described_without_the_password(url: str, shown: str) -> None:
     assert describe_url(url) == shown
     assert is_postgres_url(url)
+    assert not {"hunter2", "s/e", "et"} & set(shown.replace("@", " ").replace("/", " ").split())
+
+
+async def test_an_unparsable_url_is_refused_without_quoting_it() -> None:
+    port = _closed_port()
+    storage = PostgresStorage(f"postgresql://bot:s/e?c@r:{SECRET}@127.0.0.1:{port}/tts")
+    assert storage.where == f"bot@127.0.0.1:{port}/tts"
+    with pytest.raises(DatabaseURLError, match="could not be parsed; percent-encode") as info:
+        await storage.connect()
+    for piece in ("s/e", "c@r", SECRET):
+        assert piece not in str(info.value)
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__
 
 
 @pytest.mark.parametrize("url", ["", "sqlite:///bot.db", "postgresql", "mysql://h/db"])
