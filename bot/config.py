@@ -74,7 +74,8 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(None, ge=1, le=65_535)
     metrics_host: str = "127.0.0.1"
     data_dir: Path = Path("data")
-    database_url: str = ""
+    #: May carry a PostgreSQL password: kept out of the settings' repr.
+    database_url: str = Field("", repr=False)
 
     # Discord.
     dev_guild_id: int | None = None

@@ -56,3 +56,13 @@ ensure_project() {
         echo "$want" >"$stamp"
     fi
 }
+
+# The storage tests start their own throwaway PostgreSQL server: only the server's binaries are
+# needed (Debian keeps them in /usr/lib/postgresql/VERSION/bin, off PATH).
+ensure_postgres() {
+    if [ -n "${PG_BIN:-}" ] || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null \
+        || command -v initdb >/dev/null 2>&1; then
+        return 0
+    fi
+    apt_install postgresql
+}

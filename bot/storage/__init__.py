@@ -14,12 +14,14 @@ from bot.storage.models import (
     UsageRecord,
     UsageSummary,
 )
+from bot.storage.postgres import PostgresStorage
 from bot.storage.sqlite import SQLiteStorage
 
 __all__ = [
     "GuildSettings",
     "MemberSettings",
     "NarrationEmoji",
+    "PostgresStorage",
     "SQLiteStorage",
     "Storage",
     "UsageRecord",

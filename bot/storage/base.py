@@ -1,4 +1,4 @@
-"""The one interface cogs use, so a PostgreSQL backend can be added without touching them."""
+"""The one interface cogs use, so the SQLite and PostgreSQL backends are interchangeable."""
 
 from __future__ import annotations
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.errors import DatabaseURLError, UnsupportedBackendError
+from bot.errors import DatabaseURLError
 from bot.storage.base import Storage
+from bot.storage.postgres import PostgresStorage, is_postgres_url
 from bot.storage.sqlite import SQLiteStorage
 
 if TYPE_CHECKING:
@@ -28,23 +29,26 @@ def sqlite_path(settings: Settings) -> Path:
         return settings.data_dir / DEFAULT_FILE
     scheme, separator, rest = url.partition("://")
     scheme = scheme.lower()
-    if scheme in {"postgres", "postgresql"} or scheme.startswith("postgresql+"):
-        raise UnsupportedBackendError(
-            "DATABASE_URL: PostgreSQL support is not built yet; use sqlite "
-            "(leave DATABASE_URL empty for bot.db in DATA_DIR, or sqlite:///path/to/file.db)."
-        )
+    if is_postgres_url(url):
+        raise DatabaseURLError("DATABASE_URL names a PostgreSQL server, not a SQLite file.")
     if not separator or scheme != "sqlite" or (rest and not rest.startswith("/")):
         shown = f" ({scheme}://)" if separator and scheme.isalnum() else ""
         raise DatabaseURLError(
             f"DATABASE_URL is not a database URL the bot supports{shown}: use "
-            "sqlite:///path/to/file.db, or leave it empty for bot.db in DATA_DIR."
+            "sqlite:///path/to/file.db, postgresql://user:password@host/database, or leave it "
+            "empty for bot.db in DATA_DIR."
         )
     path = rest[1:]
     return Path(path) if path else settings.data_dir / DEFAULT_FILE
 
 
 async def open_storage(settings: Settings) -> Storage:
-    """The configured backend, connected and migrated."""
-    storage = SQLiteStorage(sqlite_path(settings))
+    """The configured backend, connected and migrated: PostgreSQL for postgresql:// (or
+    postgres://) URLs, else SQLite."""
+    storage: Storage
+    if is_postgres_url(settings.database_url):
+        storage = PostgresStorage(settings.database_url)
+    else:
+        storage = SQLiteStorage(sqlite_path(settings))
     await storage.connect()
     return storage

@@ -20,6 +20,7 @@ __all__ = [
     "MIGRATIONS",
     "Migration",
     "migrate",
+    "refuse_newer",
     "rollback",
     "schema_version",
     "statements",
@@ -108,7 +109,7 @@ async def migrate(db: aiosqlite.Connection, target: int = LATEST_VERSION) -> int
     steps the first one applied.
     """
     found = await schema_version(db)
-    _refuse_newer(found)
+    refuse_newer(found)
     for step in MIGRATIONS:
         if step.version <= found:
             continue
@@ -117,7 +118,7 @@ async def migrate(db: aiosqlite.Connection, target: int = LATEST_VERSION) -> int
         await db.execute("BEGIN IMMEDIATE")
         try:
             current = await schema_version(db)  # Again, now that no one else can write.
-            _refuse_newer(current)
+            refuse_newer(current)
             if current < step.version:
                 # executescript() would commit first, so run statement by statement.
                 for statement in statements(step.script):
@@ -137,11 +138,14 @@ async def rollback(db: aiosqlite.Connection) -> None:
         await db.execute("ROLLBACK")
 
 
-def _refuse_newer(version: int) -> None:
-    if version > LATEST_VERSION:
+def refuse_newer(version: int, latest: int | None = None) -> None:
+    """Stop before touching a database a newer bot wrote: its schema may mean things this code
+    would corrupt. Every backend refuses with the same words."""
+    latest = LATEST_VERSION if latest is None else latest
+    if version > latest:
         raise NewerDatabaseError(
             f"The database is from a newer version of the bot (schema version {version}; this "
-            f"version knows up to {LATEST_VERSION}). Upgrade the bot, or restore the backup "
+            f"version knows up to {latest}). Upgrade the bot, or restore the backup "
             "made before the upgrade."
         )
 

@@ -1,10 +1,10 @@
-"""The database file itself: migrations, WAL, the privacy of the usage table, choosing the file
-from DATABASE_URL, and a second process writing at the same time."""
+"""The database itself: SQLite's migrations, WAL and the privacy of the usage table (PostgreSQL's
+are in test_postgres.py), choosing the backend from DATABASE_URL, and, on both backends, two
+openers migrating at once and a second process writing at the same time."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -15,7 +15,7 @@ import aiosqlite
 import pytest
 
 from bot.config import Settings
-from bot.errors import DatabaseURLError, NewerDatabaseError, UnsupportedBackendError
+from bot.errors import DatabaseURLError, NewerDatabaseError
 from bot.storage import (
     MemberSettings,
     SQLiteStorage,
@@ -25,8 +25,8 @@ from bot.storage import (
     sqlite_path,
 )
 from bot.storage.migrations import LATEST_VERSION, MIGRATIONS, Migration, migrate, statements
+from tests.storage.backends import Backend
 
-REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 
 
@@ -156,9 +156,10 @@ async def test_a_failing_step_leaves_the_previous_version(
     assert "half" not in _tables(path)
 
 
-async def test_two_storages_opening_a_new_file_at_once_migrate_it_once(tmp_path: Path) -> None:
-    path = tmp_path / "bot.db"
-    first, second = SQLiteStorage(path), SQLiteStorage(path)
+async def test_two_storages_opening_a_new_database_at_once_migrate_it_once(
+    backend: Backend,
+) -> None:
+    first, second = backend.open(), backend.open()
     await asyncio.gather(first.connect(), second.connect())
     try:
         assert await first.schema_version() == await second.schema_version() == LATEST_VERSION
@@ -168,12 +169,13 @@ async def test_two_storages_opening_a_new_file_at_once_migrate_it_once(tmp_path:
 
 
 _WRITER = """
-import asyncio, sys
+import asyncio
 from datetime import UTC, datetime
-from bot.storage import SQLiteStorage, UsageRecord
+from bot.storage import UsageRecord
+from tests.storage.backends import open_from_env
 
 async def main():
-    async with SQLiteStorage(sys.argv[1]) as storage:
+    async with open_from_env() as storage:
         print("ready", flush=True)
         await asyncio.gather(*(
             storage.record_usage(UsageRecord(1, 2, datetime.now(UTC), 200, 1.0, 1.0, 0.005))
@@ -185,15 +187,13 @@ asyncio.run(main())
 """
 
 
-async def test_another_process_writing_at_the_same_time_loses_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "bot.db"
-    async with SQLiteStorage(path) as storage:
+async def test_another_process_writing_at_the_same_time_loses_nothing(backend: Backend) -> None:
+    async with backend.open() as storage:
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
             _WRITER,
-            str(path),
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env=backend.child_env(),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
@@ -235,15 +235,14 @@ def test_the_sqlite_file_comes_from_database_url(
     assert sqlite_path(settings) == Path(expected)
 
 
-def test_postgresql_is_named_as_not_built_without_echoing_the_url(
+def test_a_postgresql_url_has_no_sqlite_file_and_is_not_echoed(
     make_settings: Callable[..., Settings],
 ) -> None:
     for url in ("postgresql://bot:hunter2@db/bot", "postgres://bot:hunter2@db/bot"):
-        with pytest.raises(UnsupportedBackendError) as info:
+        with pytest.raises(DatabaseURLError) as info:
             sqlite_path(make_settings(database_url=url))
-        assert "PostgreSQL support is not built yet; use sqlite" in str(info.value)
+        assert "names a PostgreSQL server, not a SQLite file" in str(info.value)
         assert "hunter2" not in str(info.value)
-        assert isinstance(info.value, NotImplementedError)
 
 
 @pytest.mark.parametrize("url", ["mysql://u:pw@h/db", "bot.db", "sqlite://host/bot.db"])

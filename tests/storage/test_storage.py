@@ -1,5 +1,5 @@
-"""Member and server settings against a real SQLite file: defaults, partial updates, checks,
-and surviving a restart or another process."""
+"""Member and server settings against each real backend (a SQLite file, a PostgreSQL database):
+defaults, partial updates, checks, and surviving a restart or another process."""
 
 from __future__ import annotations
 
@@ -7,10 +7,7 @@ import asyncio
 import dataclasses
 import itertools
 import math
-import os
 import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,19 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.errors import StorageError
-from bot.storage import GuildSettings, MemberSettings, SQLiteStorage
+from bot.storage import GuildSettings, MemberSettings, Storage
 from bot.storage.validation import GUILD_CHECKS, MEMBER_CHECKS
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[SQLiteStorage]:
-    async with SQLiteStorage(tmp_path / "data" / "bot.db") as opened:
-        yield opened
+from tests.storage.backends import Backend
 
 
-async def test_unknown_member_and_server_get_defaults(storage: SQLiteStorage) -> None:
+async def test_unknown_member_and_server_get_defaults(storage: Storage) -> None:
     assert await storage.get_member(1) == MemberSettings(1, None, None, None)
     guild = await storage.get_guild(2)
     assert guild == GuildSettings.defaults(2)
@@ -41,7 +31,7 @@ async def test_unknown_member_and_server_get_defaults(storage: SQLiteStorage) ->
     assert guild.daily_quota is None
 
 
-async def test_member_updates_are_partial_and_canonical(storage: SQLiteStorage) -> None:
+async def test_member_updates_are_partial_and_canonical(storage: Storage) -> None:
     first = await storage.update_member(1, voice="  kore ")
     assert first == MemberSettings(1, "Kore", None, None)
     second = await storage.update_member(1, temperature=1, style="  very   cheerful ")
@@ -51,20 +41,20 @@ async def test_member_updates_are_partial_and_canonical(storage: SQLiteStorage) 
     assert await storage.get_member(2) == MemberSettings.defaults(2)
 
 
-async def test_none_or_blank_clears_a_member_field(storage: SQLiteStorage) -> None:
+async def test_none_or_blank_clears_a_member_field(storage: Storage) -> None:
     await storage.update_member(1, voice="Puck", temperature=0.7, style="calm")
     assert await storage.update_member(1, voice=None, style="   ") == MemberSettings(
         1, None, 0.7, None
     )
 
 
-async def test_update_without_changes_returns_what_is_stored(storage: SQLiteStorage) -> None:
+async def test_update_without_changes_returns_what_is_stored(storage: Storage) -> None:
     await storage.update_member(1, voice="Puck")
     assert await storage.update_member(1) == MemberSettings(1, "Puck")
     assert await storage.update_guild(5) == GuildSettings.defaults(5)
 
 
-async def test_reset_member_returns_to_defaults(storage: SQLiteStorage) -> None:
+async def test_reset_member_returns_to_defaults(storage: Storage) -> None:
     await storage.update_member(1, voice="Puck", temperature=0.9)
     await storage.update_member(2, voice="Kore")
     await storage.reset_member(1)
@@ -73,7 +63,7 @@ async def test_reset_member_returns_to_defaults(storage: SQLiteStorage) -> None:
     assert await storage.get_member(2) == MemberSettings(2, "Kore")
 
 
-async def test_server_updates_are_partial_and_keep_other_defaults(storage: SQLiteStorage) -> None:
+async def test_server_updates_are_partial_and_keep_other_defaults(storage: Storage) -> None:
     updated = await storage.update_guild(7, daily_quota=20, allow_files=False)
     assert updated == dataclasses.replace(
         GuildSettings.defaults(7), daily_quota=20, allow_files=False
@@ -90,7 +80,7 @@ async def test_server_updates_are_partial_and_keep_other_defaults(storage: SQLit
     assert await storage.get_guild(8) == GuildSettings.defaults(8)
 
 
-async def test_none_clears_a_server_limit(storage: SQLiteStorage) -> None:
+async def test_none_clears_a_server_limit(storage: Storage) -> None:
     await storage.update_guild(7, daily_quota=5, allowed_role_id=42, narration_skip_prefix="")
     cleared = await storage.update_guild(7, daily_quota=None, allowed_role_id=None)
     assert cleared.daily_quota is None
@@ -98,7 +88,21 @@ async def test_none_clears_a_server_limit(storage: SQLiteStorage) -> None:
     assert cleared.narration_skip_prefix == ""
 
 
-async def test_unknown_fields_are_refused_and_nothing_changes(storage: SQLiteStorage) -> None:
+async def test_ids_and_fractions_round_trip_exactly(storage: Storage) -> None:
+    """Discord ids need all 64 bits and settings full doubles, whatever the backend's types."""
+    big = 2**63 - 1
+    member = await storage.update_member(big, temperature=0.123456789012345, style="ü ✓ 'q' ;")
+    assert member == MemberSettings(big, None, 0.123456789012345, "ü ✓ 'q' ;")
+    assert await storage.get_member(big) == member
+    guild = await storage.update_guild(
+        big, narration_channel_id=big - 1, allowed_role_id=big - 2, user_cooldown=0.1 + 0.2
+    )
+    assert (guild.narration_channel_id, guild.allowed_role_id) == (big - 1, big - 2)
+    assert guild.user_cooldown == 0.1 + 0.2
+    assert await storage.get_guild(big) == guild
+
+
+async def test_unknown_fields_are_refused_and_nothing_changes(storage: Storage) -> None:
     await storage.update_member(1, voice="Puck")
     with pytest.raises(ValueError, match="Unknown member setting: colour"):
         await storage.update_member(1, voice="Kore", colour="red")
@@ -120,7 +124,7 @@ async def test_unknown_fields_are_refused_and_nothing_changes(storage: SQLiteSto
     ],
 )
 async def test_bad_member_values_are_refused(
-    storage: SQLiteStorage, changes: dict[str, Any], message: str
+    storage: Storage, changes: dict[str, Any], message: str
 ) -> None:
     await storage.update_member(1, voice="Puck", temperature=0.5)
     with pytest.raises(ValueError, match=message):
@@ -148,7 +152,7 @@ async def test_bad_member_values_are_refused(
     ],
 )
 async def test_bad_server_values_are_refused(
-    storage: SQLiteStorage, changes: dict[str, Any], message: str
+    storage: Storage, changes: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
         await storage.update_guild(3, allow_voice=False, **changes)
@@ -163,27 +167,25 @@ def test_every_setting_has_a_check() -> None:
     assert set(GUILD_CHECKS) == guild
 
 
-async def test_settings_survive_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "bot.db"
-    async with SQLiteStorage(path) as first:
+async def test_settings_survive_a_restart(backend: Backend) -> None:
+    async with backend.open() as first:
         await first.update_member(1, voice="Charon", temperature=0.3)
         await first.update_guild(2, daily_quota=10, narration_say_names=False)
-    async with SQLiteStorage(path) as second:
+    async with backend.open() as second:
         assert await second.get_member(1) == MemberSettings(1, "Charon", 0.3)
         guild = await second.get_guild(2)
         assert (guild.daily_quota, guild.narration_say_names) == (10, False)
 
 
-async def test_settings_are_visible_to_another_process(tmp_path: Path) -> None:
-    path = tmp_path / "bot.db"
-    async with SQLiteStorage(path) as storage:
+async def test_settings_are_visible_to_another_process(backend: Backend) -> None:
+    async with backend.open() as storage:
         await storage.update_member(1, voice="Sulafat")
         await storage.update_guild(2, daily_quota=33)
     script = (
-        "import asyncio, sys\n"
-        "from bot.storage import SQLiteStorage\n"
+        "import asyncio\n"
+        "from tests.storage.backends import open_from_env\n"
         "async def main():\n"
-        "    async with SQLiteStorage(sys.argv[1]) as s:\n"
+        "    async with open_from_env() as s:\n"
         "        print((await s.get_member(1)).voice, (await s.get_guild(2)).daily_quota)\n"
         "asyncio.run(main())\n"
     )
@@ -191,8 +193,7 @@ async def test_settings_are_visible_to_another_process(tmp_path: Path) -> None:
         sys.executable,
         "-c",
         script,
-        str(path),
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=backend.child_env(),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -201,8 +202,8 @@ async def test_settings_are_visible_to_another_process(tmp_path: Path) -> None:
     assert out.decode().split() == ["Sulafat", "33"]
 
 
-async def test_methods_need_a_connection(tmp_path: Path) -> None:
-    storage = SQLiteStorage(tmp_path / "bot.db")
+async def test_methods_need_a_connection(backend: Backend) -> None:
+    storage = backend.open()
     with pytest.raises(StorageError, match="not connected"):
         await storage.get_member(1)
     await storage.connect()
@@ -240,12 +241,14 @@ _guild_ids = itertools.count(1)
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(steps=st.lists(st.lists(_GUILD_CHANGE, max_size=4).map(dict), min_size=1, max_size=5))
-def test_partial_server_updates_match_a_model(tmp_path: Path, steps: list[dict[str, Any]]) -> None:
+def test_partial_server_updates_match_a_model(
+    backend: Backend, steps: list[dict[str, Any]]
+) -> None:
     guild_id = next(_guild_ids)
 
     async def run() -> None:
         expected = GuildSettings.defaults(guild_id)
-        async with SQLiteStorage(tmp_path / "model.db") as storage:
+        async with backend.open() as storage:
             for changes in steps:
                 expected = dataclasses.replace(expected, **changes)
                 assert await storage.update_guild(guild_id, **changes) == expected

@@ -1,13 +1,11 @@
-"""Usage accounting and concurrency against a real SQLite file: windows, filters, top members,
+"""Usage accounting and concurrency against each real backend: windows, filters, top members,
 /forget-me, and no lost writes from many tasks or two connections."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,19 +13,14 @@ import pytest
 from bot.storage import (
     GuildSettings,
     MemberSettings,
-    SQLiteStorage,
+    Storage,
     UsageRecord,
     UsageSummary,
 )
+from tests.storage.backends import Backend
 
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 SINCE = NOW - timedelta(days=1)
-
-
-@pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[SQLiteStorage]:
-    async with SQLiteStorage(tmp_path / "bot.db") as opened:
-        yield opened
 
 
 def record(
@@ -43,7 +36,7 @@ def record(
     return UsageRecord(guild_id, user_id, at, status, 1.5, audio, cost, cached)
 
 
-async def test_summaries_filter_by_member_server_and_window(storage: SQLiteStorage) -> None:
+async def test_summaries_filter_by_member_server_and_window(storage: Storage) -> None:
     for item in (
         record(1, at=SINCE - timedelta(seconds=1)),  # Just before the window: left out.
         record(1, at=SINCE),  # Exactly at the start: counted.
@@ -68,21 +61,21 @@ async def test_summaries_filter_by_member_server_and_window(storage: SQLiteStora
     assert await storage.usage(since=NOW + timedelta(seconds=1)) == UsageSummary()
 
 
-async def test_windows_are_absolute_time_whatever_the_zone(storage: SQLiteStorage) -> None:
+async def test_windows_are_absolute_time_whatever_the_zone(storage: Storage) -> None:
     plus_two = timezone(timedelta(hours=2))
     await storage.record_usage(record(1, at=NOW.astimezone(plus_two)))
     assert (await storage.usage(since=NOW)).calls == 1
     assert (await storage.usage(since=(NOW + timedelta(seconds=1)).astimezone(plus_two))).calls == 0
 
 
-async def test_naive_datetimes_are_refused(storage: SQLiteStorage) -> None:
+async def test_naive_datetimes_are_refused(storage: Storage) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         record(1, at=datetime(2025, 1, 1))
     with pytest.raises(ValueError, match="timezone-aware"):
         await storage.usage(since=datetime(2025, 1, 1))
 
 
-async def test_top_users_orders_by_requests_then_cost(storage: SQLiteStorage) -> None:
+async def test_top_users_orders_by_requests_then_cost(storage: Storage) -> None:
     batches = [
         *(record(1) for _ in range(3)),
         *(record(2) for _ in range(5)),
@@ -102,7 +95,7 @@ async def test_top_users_orders_by_requests_then_cost(storage: SQLiteStorage) ->
         await storage.top_users(10, SINCE, limit=0)
 
 
-async def test_forget_member_removes_only_that_member(storage: SQLiteStorage) -> None:
+async def test_forget_member_removes_only_that_member(storage: Storage) -> None:
     for user in (1, 2):
         await storage.update_member(user, voice="Puck", style="calm")
         for guild in (10, 20, None):
@@ -139,7 +132,7 @@ def _all_changed(guild_id: int) -> GuildSettings:
 
 
 async def test_concurrent_partial_updates_and_records_lose_nothing(
-    storage: SQLiteStorage,
+    storage: Storage,
 ) -> None:
     guilds = range(1, 6)
     updates = [
@@ -164,9 +157,8 @@ async def test_concurrent_partial_updates_and_records_lose_nothing(
     assert sum(s.calls for _, s in await storage.top_users(10, SINCE, limit=10)) == 67
 
 
-async def test_two_connections_writing_at_once_lose_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "bot.db"
-    async with SQLiteStorage(path) as first, SQLiteStorage(path) as second:
+async def test_two_connections_writing_at_once_lose_nothing(backend: Backend) -> None:
+    async with backend.open() as first, backend.open() as second:
         names = list(_FIELD_VALUES)
         await asyncio.gather(
             *(
