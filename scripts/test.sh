@@ -11,4 +11,5 @@ export PYTHONDONTWRITEBYTECODE=1
 unset DISCORD_TOKEN SEGMIND_API_KEY SEGMIND_BASE_URL
 echo "== ruff" && "$VENV/bin/ruff" check . && "$VENV/bin/ruff" format --check .
 echo "== mypy" && "$VENV/bin/mypy"
-echo "== pytest" && "$VENV/bin/pytest" "$@"
+# One worker per core (pytest-xdist): the suite's many small servers and processes overlap.
+echo "== pytest" && "$VENV/bin/pytest" -n auto "$@"
