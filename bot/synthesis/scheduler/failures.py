@@ -100,6 +100,7 @@ class SchedulerFailures(SchedulerBase):
             wait,
             "" if exc.retry_after is not None else " (no reset time given)",
         )
+        self._learner.hold_from(now + wait)
         if lowered:
             self._set_rate(self._learner.rpm, "the API key refused calls past that")
         report = self._learner.report

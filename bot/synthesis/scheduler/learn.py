@@ -120,6 +120,10 @@ class LimitLearner:
             return True
         return fresh
 
+    def hold_from(self, moment: float) -> None:
+        """Count the hold from `moment` (the end of a 429 pause): paused time proves nothing."""
+        self._changed_at = max(self._changed_at, moment)
+
     def tick(self, now: float) -> bool:
         """Raise the rate if it held long enough with demand; True if it changed."""
         if self.rpm >= self._config.rpm or now - self._changed_at < self._hold:
