@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -85,6 +86,7 @@ class SchedulerBase:
             resumed=self._wake.set,
         )
 
+        self._last_pause = -math.inf  # when the latest 429 was logged as a warning
         self._served = self._failed = self._rate_limited = 0
         self._retried = self._expired = self._cancelled = 0
 
@@ -120,7 +122,7 @@ class SchedulerBase:
         """Pace at `rpm` calls per span from now on."""
         if rpm == self._window.rpm:
             return
-        log.warning(
+        log.info(
             "Pacing at %d calls per %.0f s (was %d; SEGMIND_RPM says %d): %s",
             rpm,
             self.config.window,

@@ -95,7 +95,11 @@ class SchedulerFailures(SchedulerBase):
         wait = self._window.pause_for_429(
             now, exc.retry_after, jitter, started_at=ticket.started_at
         )
-        log.warning(
+        # One warning per pause, not one per refused call of a burst.
+        level = logging.WARNING if ticket.started_at > self._last_pause else logging.DEBUG
+        self._last_pause = max(self._last_pause, now)
+        log.log(
+            level,
             "Rate limited (429): pausing all calls for %.1f s%s",
             wait,
             "" if exc.retry_after is not None else " (no reset time given)",

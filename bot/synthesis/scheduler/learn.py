@@ -99,7 +99,7 @@ class LimitLearner:
         start.refused = True
         since = start.at - self._config.span
         accepted = sum(1 for s in self._starts if s.at > since and not s.refused)
-        fresh = start.at >= self._decreased_at
+        fresh = start.at > self._decreased_at
         if fresh:  # a new congestion event: cut by the factor, or to what was let through
             target = max(accepted, math.floor(self.rpm * self._config.penalty_factor))
         else:  # the same event: only ever tighten toward what the server let through

@@ -94,7 +94,7 @@ class RateWindow:
         of one burst are one back-off, not forty. `jitter` is added either way.
         """
         config = self._config
-        fresh = started_at is None or started_at >= self._paused_at
+        fresh = started_at is None or started_at > self._paused_at
         if retry_after is not None:
             wait = retry_after + jitter
         else:

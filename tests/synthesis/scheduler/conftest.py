@@ -31,6 +31,7 @@ async def build(clock: FakeClock) -> AsyncIterator[Build]:
         on_halt: Callable[[SegmindError], Awaitable[None]] | None = None,
         on_resume: Callable[[], Awaitable[None]] | None = None,
         on_attempt: Callable[[Attempt], None] | None = None,
+        on_limit_learned: Callable[[int], None] | None = None,
         **config: Any,
     ) -> Scheduler:
         config.setdefault("user_cooldown", 0.0)
@@ -45,6 +46,7 @@ async def build(clock: FakeClock) -> AsyncIterator[Build]:
             on_halt=on_halt,
             on_resume=on_resume,
             on_attempt=on_attempt,
+            on_limit_learned=on_limit_learned,
         )
         if start:
             scheduler.start()
