@@ -6,11 +6,11 @@ keeps a log of call starts and lets a call start whenever fewer than `rpm` start
 `span` (the window plus a safety margin for latency and clock skew): bursts up to the limit go
 at once, so the first results come fast, and no window ever holds more than the limit.
 
-`rpm` is the rate in force, which the scheduler sets from what it has learned of the key's real
-limit (`learn.py`); it starts at the configured rpm. A 429 means the server disagrees: every
-call pauses until the reset, however long (the members who cannot wait that long are told at
-once, see `deadline.py`), or, when no reset was given, for window/configured rpm, doubled for each fresh
-429 in a row (a 429 for a call started after the pause began).
+`rpm` is the rate in force, which the scheduler sets from what it has learned of the key's
+real limit (`learn.py`); it starts at the configured rpm. A 429 means the server disagrees:
+every call pauses until the reset, however long (the members who cannot wait that long are
+told at once, see `deadline.py`), or, when no reset was given, for window/configured rpm,
+doubled for each fresh 429 in a row (a 429 for a call started after the pause began).
 
 Pure bookkeeping: no asyncio and no clock of its own; callers pass the time in.
 """
