@@ -41,6 +41,7 @@ from bot.synthesis.scheduler.base import Synthesize
 from bot.synthesis.scheduler.breaker import fresh
 from bot.synthesis.scheduler.failures import SchedulerFailures
 from bot.synthesis.scheduler.ticket import Attempt, Ticket
+from bot.synthesis.scheduler.window import Stamp
 
 __all__ = ["Scheduler", "SchedulerStats", "Synthesize"]
 
@@ -294,11 +295,11 @@ class Scheduler(SchedulerFailures):
             await first_of(self._wake.wait(), self._clock.sleep(until - self._clock.now()))
 
     def _launch(self, ticket: Ticket, now: float) -> None:
-        self._window.record_start(now)
+        stamp = self._window.record_start(now)
         self._learner.started(ticket.id, now)
         self._idle.clear()
         self._running[ticket] = asyncio.get_running_loop().create_task(
-            self._run(ticket), name=f"speech-ticket-{ticket.id}"
+            self._run(ticket, stamp), name=f"speech-ticket-{ticket.id}"
         )
         self._planner.changed()
         ticket.mark_running(now, ready_at=now + self._latency.seconds)
@@ -310,8 +311,11 @@ class Scheduler(SchedulerFailures):
             now - ticket.submitted_at,
         )
 
-    async def _run(self, ticket: Ticket) -> None:
+    async def _run(self, ticket: Ticket, stamp: Stamp) -> None:
         started = self._clock.now()
+        # The call really begins now: the server will count it from about here.
+        stamp.at = max(stamp.at, started)
+        self._learner.began(ticket.id, started)
         try:
             audio = await self._synthesize(ticket.request)
         except asyncio.CancelledError:

@@ -79,6 +79,12 @@ class LimitLearner:
         while self._starts and self._starts[0].at <= horizon:
             self._starts.popleft()
 
+    def began(self, ticket_id: int, now: float) -> None:
+        """The call for `ticket_id`, launched earlier, really begins at `now`."""
+        start = self._running.get(ticket_id)
+        if start is not None:
+            start.at = now
+
     def ended(self, ticket_id: int) -> None:
         """The call ended with anything but a 429: it was not refused by the limit."""
         self._running.pop(ticket_id, None)

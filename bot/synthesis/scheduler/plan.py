@@ -81,7 +81,7 @@ def plan(
     number of calls that may run at once. Prunes the window's log (as the dispatcher would).
     """
     window.prune(now)
-    starts = list(window.starts)
+    starts = window.starts
     # Running calls end no later than now + latency, and simulated ones after that, so
     # this list stays sorted as simulated finishes are appended.
     finishes = sorted(max(now, t.started_at + latency) for t in running)

@@ -12,6 +12,12 @@ every call pauses until the reset, however long (the members who cannot wait tha
 told at once, see `deadline.py`), or, when no reset was given, for window/configured rpm,
 doubled for each fresh 429 in a row (a 429 for a call started after the pause began).
 
+A start is logged when the dispatcher launches the call (so one step never launches more than
+the limit) and stamped again when the call's task actually begins (`Stamp.at`): a burst of 50
+launches runs its tasks one after another, and on a busy loop the last one goes out a few
+hundred milliseconds after the first. The server counts arrivals, so the log must too, or the
+next window's calls, paced from the launch, arrive while the server still counts the late ones.
+
 Pure bookkeeping: no asyncio and no clock of its own; callers pass the time in.
 """
 
@@ -23,7 +29,16 @@ from collections.abc import Sequence
 
 from bot.synthesis.scheduler.config import SchedulerConfig
 
-__all__ = ["RateWindow"]
+__all__ = ["RateWindow", "Stamp"]
+
+
+class Stamp:
+    """One logged start; `at` moves later once, when the call really begins."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: float) -> None:
+        self.at = at
 
 
 class RateWindow:
@@ -33,24 +48,26 @@ class RateWindow:
         self._config = config
         #: Calls allowed per span now: the configured rpm, or less once a 429 taught us so.
         self.rpm = config.rpm
-        self._starts: deque[float] = deque()  # call start times within the last span
+        self._starts: deque[Stamp] = deque()  # call starts within the last span, oldest first
         self._paused_until: float | None = None
         self._paused_at = -math.inf  # when the latest pause was set
         self._consecutive_429 = 0  # fresh 429s without a reset time since the last success
 
     @property
-    def starts(self) -> Sequence[float]:
-        """Call start times within the last span, oldest first (after `prune`)."""
-        return self._starts
+    def starts(self) -> list[float]:
+        """Call start times within the last span, oldest first (after `prune`), as a copy."""
+        return [stamp.at for stamp in self._starts]
 
-    def record_start(self, now: float) -> None:
-        """A call starts at `now`."""
-        self._starts.append(now)
+    def record_start(self, now: float) -> Stamp:
+        """A call is launched at `now`; restamp the result when it really begins."""
+        stamp = Stamp(now)
+        self._starts.append(stamp)
+        return stamp
 
     def prune(self, now: float) -> None:
         """Forget starts that no longer count at `now`."""
         span = self._config.span
-        while self._starts and self._starts[0] + span <= now:
+        while self._starts and self._starts[0].at + span <= now:
             self._starts.popleft()
 
     def rate_ready(self, earliest: float, starts: Sequence[float] | None = None) -> float:
@@ -59,11 +76,11 @@ class RateWindow:
         `starts` defaults to the real log; planning passes its own, simulated, copy.
         A call at t needs fewer than R starts in (t - span, t], i.e. t >= starts[-R] + span.
         """
-        if starts is None:
-            starts = self._starts
-        n = len(starts)
-        bound = starts[n - self.rpm] + self._config.span if n >= self.rpm else -math.inf
-        return max(earliest, bound)
+        n = len(self._starts) if starts is None else len(starts)
+        if n < self.rpm:
+            return earliest
+        oldest = self._starts[n - self.rpm].at if starts is None else starts[n - self.rpm]
+        return max(earliest, oldest + self._config.span)
 
     def earliest_start(self, now: float) -> float:
         """`now`, or the end of the 429 pause while one is in force."""
