@@ -132,8 +132,10 @@ async def run(args: argparse.Namespace) -> bool:
     def on_attempt(attempt: Attempt) -> None:
         calls.append(Call(time.monotonic() - attempt.elapsed, attempt.status))
         if args.trace:
-            print(f"  call {time.monotonic() - attempt.elapsed - began:7.3f} s "
-                  f"+{attempt.elapsed:.3f} s: {attempt.status}")
+            print(
+                f"  call {time.monotonic() - attempt.elapsed - began:7.3f} s "
+                f"+{attempt.elapsed:.3f} s: {attempt.status}"
+            )
 
     learned: list[int] = []
     began = time.monotonic()
@@ -151,7 +153,7 @@ async def run(args: argparse.Namespace) -> bool:
         concurrency = scheduler.concurrency
         await scheduler.close()
 
-    total = args.users * args.requests
+    total: int = args.users * args.requests
     deliveries = [d for member in per_member for d in member]
     served = sum(d.ok for d in deliveries)
     lost = total - served
@@ -184,7 +186,7 @@ async def run(args: argparse.Namespace) -> bool:
         f"makespan: {makespan:.2f} s; best the limit allows: {bound:.2f} s "
         f"(ratio {makespan / bound:.3f})"
     )
-    met = lost == 0
+    met: bool = lost == 0
     if args.key_rpm and args.key_rpm != args.rpm:
         met = _learned_figures(args, calls, began, key_rpm, learned) and met
     else:
@@ -195,7 +197,7 @@ async def run(args: argparse.Namespace) -> bool:
         else:
             print(f"achieved rate: {rate:.2f} calls per window over the steady part")
             print(f"fraction of the limit: {rate / args.rpm:.1%}")
-        met = (
+        met = bool(
             met
             and refused <= MAX_429_FRACTION * max(1, len(calls))
             and (rate is None or rate / args.rpm >= MIN_RATE_FRACTION)
@@ -221,7 +223,7 @@ def _learned_figures(
         f"of {key_rpm} allowed = {goodput:.1%}"
     )
     print(f"operator told (on_limit_learned): {learned}")
-    return fraction < MAX_LEARNED_429_FRACTION and goodput >= MIN_GOODPUT
+    return bool(fraction < MAX_LEARNED_429_FRACTION and goodput >= MIN_GOODPUT)
 
 
 def main(argv: list[str] | None = None) -> None:
