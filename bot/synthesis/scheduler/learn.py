@@ -4,13 +4,18 @@ The operator says how many calls a minute the key allows; the server knows. When
 50 on a 5-a-minute key, pacing at 50 gets 45 of every 50 calls refused, window after window.
 So the rate the scheduler paces at (`rpm`) is learned, between 1 and the configured rpm:
 
+* **Timing first.** A call paced to the very edge of the window can arrive while the server
+  still counts a late arrival from the window before (a cold burst opens 50 connections one
+  after another). So the first congestion event at a rate is blamed on timing if it refuses
+  only a few calls (at most rpm // TIMING_SHARE, at least one): the pause is honoured, the rate
+  kept. A second event at the same rate, or more refusals than that in the first, is the limit.
 * **Decrease, from what the server accepted.** Each start is logged with its outcome. On a 429
   the refused call's window (`span` before its start, up to now) is counted: the calls in it
   that were not refused are what the server let through, which is the key's limit (or our share
-  of it, if another client uses the key too). A fresh congestion event (the refused call
-  started after the last decrease) cuts the rate to that count, but by no more than the
+  of it, if another client uses the key too). A new congestion event (the refused call started
+  after the previous event began) cuts the rate to that count, but by no more than the
   multiplicative `penalty_factor` (so a stray 429 when we made two calls does not drop a
-  50-a-minute key to 2). The other refusals of the same burst only tighten the rate to the
+  50-a-minute key to 2). The other refusals of the same event only tighten the rate to the
   count, without compounding the factor: while they come back the count falls (a call still in
   flight counts as accepted until its own 429 says otherwise), so 45 refusals of a 50-call
   burst on a 5-a-minute key bring the rate to 5 within that one burst, and never below what
@@ -18,9 +23,10 @@ So the rate the scheduler paces at (`rpm`) is learned, between 1 and the configu
 * **Increase, slowly and only with evidence.** After `hold` seconds at a level without a
   decrease, and only if the rate actually held starts back in that time (so an idle bot does
   not drift back up to a wrong figure), the rate rises by max(1, rpm // 4), toward the
-  configured rpm. That probe costs at most one 429 when the limit really is lower; each failed
-  probe doubles `hold` (from `penalty_seconds`, up to `MAX_HOLD_WINDOWS` windows), so probes
-  get rarer: on a 5-a-minute key configured at 50, about 1 call in 40 after the first window.
+  configured rpm. That probe costs a 429 or two when the limit really is lower (the first is
+  blamed on timing); each failed probe doubles `hold` (from `penalty_seconds`, up to `MAX_HOLD_WINDOWS` windows), so probes
+  get rarer: on a 5-a-minute key configured at 50, a few calls in a hundred after the first
+  window.
   A probe that holds resets the next hold to the base.
 * **Telling the operator once.** A failed probe confirms the limit a second time; then the
   learner reports it (the scheduler logs one WARNING and calls `on_limit_learned`): a single
@@ -37,10 +43,12 @@ from dataclasses import dataclass
 
 from bot.synthesis.scheduler.config import SchedulerConfig
 
-__all__ = ["MAX_HOLD_WINDOWS", "LimitLearner"]
+__all__ = ["MAX_HOLD_WINDOWS", "TIMING_SHARE", "LimitLearner"]
 
 #: Failed probes double the wait before the next one, up to this many windows.
 MAX_HOLD_WINDOWS = 32
+#: Up to rpm // TIMING_SHARE refusals (at least 1) in one event may be blamed on timing.
+TIMING_SHARE = 10
 
 
 @dataclass(slots=True)
@@ -57,7 +65,10 @@ class LimitLearner:
         self.rpm = config.rpm
         self._starts: deque[_Start] = deque()  # starts within two spans, with their outcome
         self._running: dict[int, _Start] = {}  # ticket id -> its current attempt's start
-        self._decreased_at = -math.inf
+        self._event_at = -math.inf  # when the latest congestion event began
+        self._event_refused = 0  # refusals counted in it
+        self._event_excused = False  # blamed on timing so far
+        self._excused = False  # a refusal at the current rate was already blamed on timing
         self._changed_at = -math.inf
         self._hold = config.penalty_seconds
         self._probing = False  # raised since the last decrease, not yet confirmed
@@ -94,24 +105,30 @@ class LimitLearner:
         self._saturated = True
 
     def refused(self, ticket_id: int, now: float) -> bool:
-        """The call for `ticket_id` was answered 429 at `now`; True if the rate was lowered.
-
-        Also True for a fresh congestion event (the call started after the last decrease),
-        which the caller uses to back off afresh when no reset time was given.
-        """
+        """The call for `ticket_id` was answered 429 at `now`; True if the rate was lowered."""
         start = self._running.pop(ticket_id, None)
         if start is None:
             return False
         start.refused = True
         since = start.at - self._config.span
         accepted = sum(1 for s in self._starts if s.at > since and not s.refused)
-        fresh = start.at > self._decreased_at
-        if fresh:  # a new congestion event: cut by the factor, or to what was let through
+        if start.at > self._event_at:  # a new congestion event
+            self._event_at = now
+            self._event_refused = 1
+            self._event_excused = not self._excused
+            if self._event_excused:  # first refusal at this rate: blame timing, once
+                self._excused = True
+                return False
             target = max(accepted, math.floor(self.rpm * self._config.penalty_factor))
-        else:  # the same event: only ever tighten toward what the server let through
-            target = accepted
+        else:  # another refusal of the same event
+            self._event_refused += 1
+            if self._event_excused:
+                if self._event_refused <= max(1, self.rpm // TIMING_SHARE):
+                    return False
+                self._event_excused = False  # too many refusals for timing: it is the limit
+            target = accepted  # only ever tighten toward what the server let through
         target = max(1, min(self.rpm, target))
-        if fresh and self._probing:
+        if self._probing:
             # The raised level was refused: the limit is confirmed, probe less often.
             self._probing = False
             cap = MAX_HOLD_WINDOWS * self._config.window
@@ -121,10 +138,11 @@ class LimitLearner:
                 self.report = target
         if target < self.rpm:
             self.rpm = target
-            self._decreased_at = self._changed_at = now
+            self._changed_at = now
             self._saturated = False
+            self._excused = False
             return True
-        return fresh
+        return False
 
     def hold_from(self, moment: float) -> None:
         """Count the hold from `moment` (the end of a 429 pause): paused time proves nothing."""
@@ -140,6 +158,7 @@ class LimitLearner:
             self._hold = self._config.penalty_seconds
         self.rpm = min(self._config.rpm, self.rpm + max(1, self.rpm // 4))
         self._probing = True
+        self._excused = False
         self._changed_at = now
         self._saturated = False
         return True

@@ -76,13 +76,16 @@ def test_a_burst_of_refusals_brings_the_rate_down_to_what_was_let_through() -> N
     assert limits.rpm == 5  # not 50 * 0.8 ** 45 = 1: one burst, one congestion event
 
 
-def test_a_stray_429_cuts_by_the_factor_not_to_the_calls_we_happened_to_make() -> None:
+def test_a_lone_429_is_blamed_on_timing_once_then_cuts_by_the_factor() -> None:
     limits = learner(rpm=50, window=60.0, penalty_factor=0.8)
     limits.started(1, 0.0)
     limits.ended(1)
     limits.started(2, 5.0)
-    assert limits.refused(2, 6.0)
-    assert limits.rpm == 40
+    assert not limits.refused(2, 6.0)  # one refusal at a new rate: a late arrival, perhaps
+    assert limits.rpm == 50
+    limits.started(3, 7.0)
+    assert limits.refused(3, 8.0)  # again at the same rate: the limit
+    assert limits.rpm == 40  # cut by the factor, not to the 1 call we happened to make
 
 
 def test_the_rate_rises_only_after_a_hold_with_demand_and_failed_probes_wait_longer() -> None:
@@ -90,7 +93,7 @@ def test_the_rate_rises_only_after_a_hold_with_demand_and_failed_probes_wait_lon
     for ticket in range(10):
         limits.started(ticket, 0.0)
     for ticket in range(5, 10):
-        limits.refused(ticket, 0.5)
+        limits.refused(ticket, 0.5)  # five refusals are too many to blame on timing
     assert limits.rpm == 5
     assert not limits.tick(30.0)  # no demand held back: no evidence, no rise
     limits.held_back()
@@ -99,13 +102,15 @@ def test_the_rate_rises_only_after_a_hold_with_demand_and_failed_probes_wait_lon
     assert limits.rpm == 6  # +max(1, 5 // 4)
     for ticket in range(100, 106):
         limits.started(ticket, 21.0)
-    limits.refused(105, 21.5)  # the probe was refused: back to 5, and the limit confirmed
+    assert not limits.refused(105, 21.5)  # the probe's first refusal: timing, perhaps
+    limits.started(106, 22.0)
+    assert limits.refused(106, 22.5)  # a second at the same rate: back to 5, confirmed
     assert limits.rpm == 5
     assert limits.report == 5
     assert limits.hold == 40.0
     limits.held_back()
-    assert not limits.tick(21.5 + 39.0)
-    assert limits.tick(21.5 + 40.0)
+    assert not limits.tick(22.5 + 39.0)
+    assert limits.tick(22.5 + 40.0)
 
 
 def test_probes_never_wait_longer_than_the_cap() -> None:
@@ -116,4 +121,6 @@ def test_probes_never_wait_longer_than_the_cap() -> None:
         limits.tick(at)
         limits.started(ticket, at)
         limits.refused(ticket, at)
+        limits.started(-ticket, at + 1)
+        limits.refused(-ticket, at + 1)
     assert limits.hold == MAX_HOLD_WINDOWS * 10.0

@@ -33,9 +33,9 @@ async def test_a_long_reset_ends_only_who_cannot_wait_and_tells_the_rest(
 ) -> None:
     synth = FakeSynth(clock, latency=1.0)
     synth.plan("0:0", limited(600.0))
-    # Two calls a minute configured; the server let one through before refusing 0:0, so the
-    # rate drops to one: after the pause (until 601) starts come at 601 (0:0 again), 661, 721,
-    # 781, 841...; the deadline is 840, so 3 of the 8 waiting can make it and 5 cannot.
+    # Two calls a minute (a lone 429 is blamed on timing, so the rate stays): after the pause
+    # (until 601) starts come at 601 (0:0 again), 601, 661, 661, 721, 721, 781, 781, 841...;
+    # the deadline is 840, so 7 of the 8 waiting can make it and 1 cannot.
     scheduler = build(synth, rpm=2, window=60.0, job_timeout=840.0, initial_latency=1.0)
     first = scheduler.submit(req("0:0"), Requester(0))
     await clock.advance(0.5)  # 0:0 running (one of the two calls of this minute)
@@ -46,7 +46,7 @@ async def test_a_long_reset_ends_only_who_cannot_wait_and_tells_the_rest(
     await clock.advance_to(1)  # 1:0 ran at 0.5 too; the 429 for 0:0 arrives now
     assert scheduler.paused_until == pytest.approx(clock.origin + 601)
     ended = [t for t in [first, *tickets] if t.state == "failed"]
-    assert len(ended) == 5
+    assert len(ended) == 1
     assert first.state == "queued"  # the hit one keeps its place at the front
     for ticket in ended:
         error = await outcome(ticket)
@@ -54,18 +54,17 @@ async def test_a_long_reset_ends_only_who_cannot_wait_and_tells_the_rest(
         assert isinstance(error, RequestExpiredError)
         assert "in 10 min" in error.user_message
         assert "UTC" in error.user_message
-    assert scheduler.stats.expired == 5
+    assert scheduler.stats.expired == 1
     waiting = [t for t in tickets if t.state == "queued"]
-    assert len(waiting) == 3
+    assert len(waiting) == 7
     for ticket in waiting:  # told the new time, at once
         eta = heard[ticket.id][-1]
         assert eta is not None
         assert eta >= 600
     await clock.advance_to(900)
-    assert scheduler.stats.expired == 5  # nobody expired silently later
-    assert [await outcome(t) for t in [first, *waiting]] == [AUDIO] * 4
-    assert len(synth.calls) == 6
-    assert min(synth.times()[2:]) == pytest.approx(601)
+    assert scheduler.stats.expired == 1  # nobody expired silently later
+    assert [await outcome(t) for t in [first, *waiting]] == [AUDIO] * 8
+    assert synth.times()[2:] == pytest.approx([601, 601, 661, 661, 721, 721, 781, 781])
 
 
 async def test_a_reset_past_every_deadline_ends_everyone_at_once(clock: FakeClock) -> None:

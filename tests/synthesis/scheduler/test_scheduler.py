@@ -305,23 +305,29 @@ async def test_429_without_reset_headers_backs_off_from_window_over_rpm(
     assert scheduler.stats.rate_limited == 2
 
 
-async def test_429_lowers_the_rate_for_two_windows_of_demand(
+async def test_a_second_429_at_a_rate_lowers_it_for_two_windows_of_demand(
     clock: FakeClock, build: Build
 ) -> None:
     synth = FakeSynth(clock)
     synth.plan("0:0", limited(1.0))
+    synth.plan("6:0", limited(1.0))
     scheduler = build(synth, rpm=5, window=10.0, max_concurrency=20)
-    for user in range(20):
+    for user in range(24):
         scheduler.submit(req(f"{user}:0"), Requester(user))
     await clock.advance(5)
-    assert scheduler.effective_rpm == 4  # the server let 4 of our 5 through
+    assert scheduler.effective_rpm == 5  # a lone 429 is blamed on timing once
+    await clock.advance(10)
+    assert scheduler.effective_rpm == 4  # a second at the same rate: the server let 4 through
     await clock.advance(50)
-    # 5 at once; the 429 slows it to 4 per 10 s for two windows after the pause (which ended
-    # at 1) during which the rate held calls back; then 5 again.
-    assert synth.times() == pytest.approx([0] * 5 + [10] * 4 + [20] * 4 + [30] * 5 + [40] * 3)
-    assert synth.texts()[5] == "0:0"  # the request that was hit went first
+    # The rate stays 4 for two windows after the pause (which ended at 11) during which it held
+    # calls back; then 5 again. Each request that was hit went first after its pause.
+    assert synth.times() == pytest.approx(
+        [0] * 5 + [10] * 5 + [20] * 4 + [30] * 4 + [40] * 5 + [50] * 3
+    )
+    assert synth.texts()[5] == "0:0"
+    assert synth.texts()[10] == "6:0"
     assert scheduler.effective_rpm == 5
-    assert scheduler.stats.served == 20
+    assert scheduler.stats.served == 24
 
 
 # --- other failures -----------------------------------------------------------------------------
