@@ -325,7 +325,7 @@ class Scheduler(SchedulerFailures):
         except SegmindError as exc:
             self._running.pop(ticket, None)
             self._record(ticket, exc.status, started, 0.0)
-            self._on_error(ticket, exc)
+            self._on_error(ticket, exc, stamp)
         except Exception as exc:
             self._running.pop(ticket, None)
             log.exception("Ticket %d: the speech call failed unexpectedly", ticket.id)

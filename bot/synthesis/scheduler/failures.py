@@ -21,6 +21,7 @@ from bot.synthesis.scheduler.base import SchedulerBase
 from bot.synthesis.scheduler.breaker import fresh
 from bot.synthesis.scheduler.deadline import PausedTooLongError, cannot_make_it
 from bot.synthesis.scheduler.ticket import Ticket
+from bot.synthesis.scheduler.window import Stamp
 
 __all__ = ["SchedulerFailures"]
 
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 class SchedulerFailures(SchedulerBase):
     """The failure routing of `Scheduler`; see the module docstring."""
 
-    def _on_error(self, ticket: Ticket, exc: SegmindError) -> None:
+    def _on_error(self, ticket: Ticket, exc: SegmindError, stamp: Stamp | None = None) -> None:
         now = self._clock.now()
         exc.attempts = ticket.attempts
         if exc.operator_problem:
@@ -45,7 +46,7 @@ class SchedulerFailures(SchedulerBase):
             return
         if isinstance(exc, RateLimitedError):
             self._rate_limited += 1
-            self._on_429(ticket, exc, now)
+            self._on_429(ticket, exc, now, stamp)
             return
         if exc.retryable and self._retry(ticket, exc, now):
             return
@@ -88,9 +89,18 @@ class SchedulerFailures(SchedulerBase):
         self._queue.push_front(ticket)
         self._planner.changed()
 
-    def _on_429(self, ticket: Ticket, exc: RateLimitedError, now: float) -> None:
-        """Pause everyone, learn from it, serve the hit ticket first, end who cannot wait."""
-        lowered = self._learner.refused(ticket.id, now)
+    def _on_429(
+        self, ticket: Ticket, exc: RateLimitedError, now: float, stamp: Stamp | None
+    ) -> None:
+        """Pause everyone, learn from it, serve the hit ticket first, end who cannot wait.
+
+        A refusal blamed on timing gives its slot in the rate window back (the server did not
+        count it, and holding it would push the retry a whole window later); one that counts
+        against the rate keeps it, so a burst of refusals also slows what follows.
+        """
+        timing = self._learner.refused(ticket.id, now)
+        if timing and stamp is not None:
+            self._window.forget(stamp)
         jitter = self._rng() * self.config.margin
         wait = self._window.pause_for_429(
             now, exc.retry_after, jitter, started_at=ticket.started_at
@@ -105,8 +115,7 @@ class SchedulerFailures(SchedulerBase):
             "" if exc.retry_after is not None else " (no reset time given)",
         )
         self._learner.hold_from(now + wait)
-        if lowered:
-            self._set_rate(self._learner.rpm, "the API key refused calls past that")
+        self._set_rate(self._learner.rpm, "the API key refused calls past that")
         report = self._learner.report
         if report is not None:
             self._learner.report = None

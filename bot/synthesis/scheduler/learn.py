@@ -24,10 +24,9 @@ So the rate the scheduler paces at (`rpm`) is learned, between 1 and the configu
   decrease, and only if the rate actually held starts back in that time (so an idle bot does
   not drift back up to a wrong figure), the rate rises by max(1, rpm // 4), toward the
   configured rpm. That probe costs a 429 or two when the limit really is lower (the first is
-  blamed on timing); each failed probe doubles `hold` (from `penalty_seconds`, up to `MAX_HOLD_WINDOWS` windows), so probes
-  get rarer: on a 5-a-minute key configured at 50, a few calls in a hundred after the first
-  window.
-  A probe that holds resets the next hold to the base.
+  blamed on timing); each failed probe doubles `hold` (from `penalty_seconds`, up to
+  `MAX_HOLD_WINDOWS` windows), so probes get rarer: on a 5-a-minute key configured at 50, a
+  few calls in a hundred after the first window. A probe that holds resets the next hold.
 * **Telling the operator once.** A failed probe confirms the limit a second time; then the
   learner reports it (the scheduler logs one WARNING and calls `on_limit_learned`): a single
   stray 429 from another client on the key is not reported as a wrong setting.
@@ -105,7 +104,10 @@ class LimitLearner:
         self._saturated = True
 
     def refused(self, ticket_id: int, now: float) -> bool:
-        """The call for `ticket_id` was answered 429 at `now`; True if the rate was lowered."""
+        """The call for `ticket_id` was answered 429 at `now`; True if blamed on timing.
+
+        Otherwise it counts against the rate, which may be lowered (read `rpm`).
+        """
         start = self._running.pop(ticket_id, None)
         if start is None:
             return False
@@ -118,13 +120,13 @@ class LimitLearner:
             self._event_excused = not self._excused
             if self._event_excused:  # first refusal at this rate: blame timing, once
                 self._excused = True
-                return False
+                return True
             target = max(accepted, math.floor(self.rpm * self._config.penalty_factor))
         else:  # another refusal of the same event
             self._event_refused += 1
             if self._event_excused:
                 if self._event_refused <= max(1, self.rpm // TIMING_SHARE):
-                    return False
+                    return True
                 self._event_excused = False  # too many refusals for timing: it is the limit
             target = accepted  # only ever tighten toward what the server let through
         target = max(1, min(self.rpm, target))
@@ -141,7 +143,6 @@ class LimitLearner:
             self._changed_at = now
             self._saturated = False
             self._excused = False
-            return True
         return False
 
     def hold_from(self, moment: float) -> None:

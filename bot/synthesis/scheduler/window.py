@@ -23,6 +23,7 @@ Pure bookkeeping: no asyncio and no clock of its own; callers pass the time in.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -63,6 +64,14 @@ class RateWindow:
         stamp = Stamp(now)
         self._starts.append(stamp)
         return stamp
+
+    def forget(self, stamp: Stamp) -> None:
+        """Give a refused call's slot back (a 429 blamed on timing; see `failures.py`).
+
+        O(calls in the span).
+        """
+        with contextlib.suppress(ValueError):  # already pruned
+            self._starts.remove(stamp)
 
     def prune(self, now: float) -> None:
         """Forget starts that no longer count at `now`."""
