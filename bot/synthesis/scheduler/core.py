@@ -256,6 +256,7 @@ class Scheduler(SchedulerFailures):
             wakes.append(next_expiry)
         if self._learner.tick(now):
             self._set_rate(self._learner.rpm, "no 429 for a while, so probing a little higher")
+        self._report_limit()
         if self._breaker.error is None and not self._closed:
             self._window.prune(now)
             limit = self._concurrency()

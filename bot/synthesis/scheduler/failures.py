@@ -116,10 +116,7 @@ class SchedulerFailures(SchedulerBase):
         )
         self._learner.hold_from(now + wait)
         self._set_rate(self._learner.rpm, "the API key refused calls past that")
-        report = self._learner.report
-        if report is not None:
-            self._learner.report = None
-            self._tell_operator(report)
+        self._report_limit()
         self._requeue(ticket, None)
         self._end_those_who_cannot_wait(now)
 
@@ -144,12 +141,16 @@ class SchedulerFailures(SchedulerBase):
         )
         self._planner.refresh(now)
 
-    def _tell_operator(self, rpm: int) -> None:
-        """Once: the configured rate looks higher than the key allows."""
+    def _report_limit(self) -> None:
+        """Once: the configured rate looks higher than the key allows (see `learn.py`)."""
+        rpm = self._learner.report
+        if rpm is None:
+            return
+        self._learner.report = None
         log.warning(
-            "SEGMIND_RPM is %d, but the API key has twice refused calls past about %d per %.0f s; "
-            "the bot paces at that rate now and probes upward only rarely. If that is your "
-            "plan's limit, set SEGMIND_RPM=%d (another client using the same key also counts).",
+            "SEGMIND_RPM is %d, but the API key refuses calls past about %d per %.0f s; the "
+            "bot paces at that rate now and probes upward only rarely. If that is your plan's "
+            "limit, set SEGMIND_RPM=%d (another client using the same key also counts).",
             self.config.rpm,
             rpm,
             self.config.window,

@@ -27,9 +27,10 @@ So the rate the scheduler paces at (`rpm`) is learned, between 1 and the configu
   blamed on timing); each failed probe doubles `hold` (from `penalty_seconds`, up to
   `MAX_HOLD_WINDOWS` windows), so probes get rarer: on a 5-a-minute key configured at 50, a
   few calls in a hundred after the first window. A probe that holds resets the next hold.
-* **Telling the operator once.** A failed probe confirms the limit a second time; then the
-  learner reports it (the scheduler logs one WARNING and calls `on_limit_learned`): a single
-  stray 429 from another client on the key is not reported as a wrong setting.
+* **Telling the operator once.** A lowered rate that has held for a whole span (or that a
+  failed probe confirmed) is reported once: the scheduler logs one WARNING and calls
+  `on_limit_learned`. A single stray 429 never lowers the rate (it is blamed on timing), so
+  it is never reported as a wrong setting.
 
 Pure bookkeeping: no asyncio and no clock of its own; callers pass the time in.
 """
@@ -150,7 +151,15 @@ class LimitLearner:
         self._changed_at = max(self._changed_at, moment)
 
     def tick(self, now: float) -> bool:
-        """Raise the rate if it held long enough with demand; True if it changed."""
+        """Raise the rate if it held long enough with demand; True if it changed.
+
+        Also reports (once) a lowered rate that has held for a whole span: by then the
+        refusals that lowered it have all come back, so the figure is the settled one.
+        """
+        settled = now - self._changed_at >= self._config.span
+        if not self._reported and self.rpm < self._config.rpm and settled:
+            self._reported = True
+            self.report = self.rpm
         if self.rpm >= self._config.rpm or now - self._changed_at < self._hold:
             return False
         if not self._saturated:

@@ -126,3 +126,19 @@ def test_probes_never_wait_longer_than_the_cap() -> None:
         limits.started(-ticket, at + 1)
         limits.refused(-ticket, at + 1)
     assert limits.hold == MAX_HOLD_WINDOWS * 10.0
+
+
+def test_a_lowered_rate_is_reported_once_when_it_has_settled_for_a_span() -> None:
+    limits = learner(rpm=50, window=60.0)
+    for ticket in range(50):
+        limits.started(ticket, 0.0)
+    for ticket in range(5, 50):
+        limits.refused(ticket, 1.0)
+    assert limits.report is None  # refusals may still be coming back
+    limits.tick(60.9)
+    assert limits.report is None
+    limits.tick(61.0)
+    assert limits.report == 5
+    limits.report = None  # taken by the scheduler
+    limits.tick(500.0)
+    assert limits.report is None  # once
