@@ -6,9 +6,10 @@ So the rate the scheduler paces at (`rpm`) is learned, between 1 and the configu
 
 * **Timing first.** A call paced to the very edge of the window can arrive while the server
   still counts a late arrival from the window before (a cold burst opens 50 connections one
-  after another). So the first congestion event at a rate is blamed on timing if it refuses
-  only a few calls (at most rpm // TIMING_SHARE, at least one): the pause is honoured, the rate
-  kept. A second event at the same rate, or more refusals than that in the first, is the limit.
+  after another; arrivals jitter). So a congestion event is blamed on timing if it refuses only
+  a few calls (at most rpm // TIMING_SHARE, at least one) and none was refused in the two spans
+  before: the pause is honoured, the rate kept, the refused call's slot given back. A second
+  event within two spans, or more refusals than that in one, is the limit.
 * **Decrease, from what the server accepted.** Each start is logged with its outcome. On a 429
   the refused call's window (`span` before its start, up to now) is counted: the calls in it
   that were not refused are what the server let through, which is the key's limit (or our share
@@ -69,6 +70,7 @@ class LimitLearner:
         self._event_refused = 0  # refusals counted in it
         self._event_excused = False  # blamed on timing so far
         self._excused = False  # a refusal at the current rate was already blamed on timing
+        self._last_refusal = -math.inf
         self._changed_at = -math.inf
         self._hold = config.penalty_seconds
         self._probing = False  # raised since the last decrease, not yet confirmed
@@ -115,6 +117,9 @@ class LimitLearner:
         start.refused = True
         since = start.at - self._config.span
         accepted = sum(1 for s in self._starts if s.at > since and not s.refused)
+        if now - self._last_refusal > 2 * self._config.span:
+            self._excused = False  # two quiet spans: the next lone refusal is timing again
+        self._last_refusal = now
         if start.at > self._event_at:  # a new congestion event
             self._event_at = now
             self._event_refused = 1

@@ -142,3 +142,15 @@ def test_a_lowered_rate_is_reported_once_when_it_has_settled_for_a_span() -> Non
     limits.report = None  # taken by the scheduler
     limits.tick(500.0)
     assert limits.report is None  # once
+
+
+def test_lone_refusals_far_apart_are_each_blamed_on_timing() -> None:
+    limits = learner(rpm=50, window=60.0)
+    limits.started(1, 0.0)
+    assert limits.refused(1, 1.0)
+    limits.started(2, 200.0)  # more than two spans later
+    assert limits.refused(2, 201.0)
+    assert limits.rpm == 50
+    limits.started(3, 210.0)  # but a second one soon after counts
+    assert not limits.refused(3, 211.0)
+    assert limits.rpm == 40
