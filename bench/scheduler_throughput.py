@@ -1,15 +1,23 @@
-"""How close the scheduler runs to the API key's limit without ever being told off.
+"""How close the scheduler runs to the API key's limit, at the real ratio of window to latency.
 
-N simulated members each want M clips. They go through the real `Scheduler` and the real
-`SegmindClient` (one attempt per call) to the fake Segmind server, which enforces the same
-requests-per-window limit with its own sliding window and answers 429 past it. Members behave
-like people: refused for a cooldown they wait it out, refused for a full queue they wait for
-one of their clips first. Nothing is ever dropped on purpose, so "lost" must be 0.
+Members ask for clips through the real `Scheduler` and `SegmindClient` (one attempt per call)
+against the fake Segmind server in a process of its own (`bench.scheduler_server`), which
+enforces its own sliding-window limit and answers 429 past it. By default everything is scaled
+from the real 60 s window and 18 s calls down by 10 (6 s, 1.8 s), and 10 members × 10 clips all
+ask at once: a burst of 100 at 50 a window, as in issue 11, point 11. Every time-based setting
+of the scheduler (queue timeout, back-off) is scaled the same way. Nothing is dropped on
+purpose, so "lost" must be 0.
 
     python -m bench.scheduler_throughput [--users N] [--requests M] [--rpm R] [--window S]
-                                         [--latency L] [--concurrency C] [--cooldown S]
+        [--latency L] [--key-rpm K] [--no-reset] [--per-user P] [--cooldown S] [--margin S]
 
-Targets: at least 95 % of the limit over the steady part, under 1 % of calls answered 429.
+Default targets: makespan ≤ 1.05 × the best the limit allows (printed beside it), ≥ 95 % of
+the limit over the steady part, < 1 % of calls answered 429, nothing lost.
+
+`--key-rpm K` makes the server allow only K per window while the scheduler is told R (an
+owner who typed 50 on a 5-a-minute key); `--no-reset` strips the 429s' reset headers. Then the
+targets are: < 10 % of calls after the first window answered 429, goodput (calls served after
+the first window, over what the key allows in that time) ≥ 90 %, nothing lost.
 """
 
 from __future__ import annotations
@@ -24,15 +32,19 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from bench.scheduler_server import KEY, ServerProcess, best_makespan, percentile
 from bot.errors import BotError, CooldownError, QueueFullError
 from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest
 from bot.synthesis.client import SegmindClient
-from bot.synthesis.scheduler import Scheduler, SchedulerConfig, Ticket
-from tests.fake_segmind import FakeSegmind
+from bot.synthesis.scheduler import Attempt, Scheduler, SchedulerConfig, Ticket
 
+MAKESPAN_RATIO = 1.05
 MIN_RATE_FRACTION = 0.95
 MAX_429_FRACTION = 0.01
+MAX_LEARNED_429_FRACTION = 0.10
+MIN_GOODPUT = 0.90
+REAL_WINDOW = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +53,12 @@ class Delivery:
     submitted: float
     finished: float
     ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    started: float
+    status: int | None
 
 
 async def _delivery(user: int, ticket: Ticket, submitted: float) -> Delivery:
@@ -55,7 +73,7 @@ async def _member(scheduler: Scheduler, user: int, count: int) -> list[Delivery]
     """Ask for `count` clips as fast as the scheduler lets this member."""
     waiting: list[asyncio.Task[Delivery]] = []
     for index in range(count):
-        request = SpeechRequest(text=f"Member {user} reads sentence number {index}.")
+        request = SpeechRequest(text=f"m{user} s{index}")  # short: little audio to decode
         while True:
             try:
                 ticket = scheduler.submit(request, Requester(user))
@@ -70,13 +88,6 @@ async def _member(scheduler: Scheduler, user: int, count: int) -> list[Delivery]
                     await asyncio.sleep(0.05)
         waiting.append(asyncio.create_task(_delivery(user, ticket, time.monotonic())))
     return list(await asyncio.gather(*waiting))
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(fraction * len(ordered)))
-    return ordered[rank - 1]
 
 
 def steady_rate(starts: Sequence[float], rpm: int, window: float) -> float | None:
@@ -94,67 +105,125 @@ def steady_rate(starts: Sequence[float], rpm: int, window: float) -> float | Non
     return blocks * rpm / elapsed * window if elapsed > 0 else None
 
 
-async def run(args: argparse.Namespace) -> bool:
-    config = SchedulerConfig(
+def config_for(args: argparse.Namespace) -> SchedulerConfig:
+    scale = args.window / REAL_WINDOW
+    return SchedulerConfig(
         rpm=args.rpm,
         window=args.window,
         safety_margin=args.margin,
-        max_concurrency=args.concurrency,
         user_cooldown=args.cooldown,
         max_waiting_per_user=args.per_user,
         max_queue=max(200, args.users * args.per_user),
         initial_latency=args.latency,
+        job_timeout=14 * 60 * scale,
+        backoff_base=1.0 * scale,
+        backoff_max=60.0 * scale,
     )
-    async with (
-        FakeSegmind(rpm_limit=args.rpm, rpm_window=args.window, latency=args.latency) as fake,
-        aiohttp.ClientSession() as session,
-    ):
-        client = SegmindClient(session, api_key=fake.api_key, base_url=fake.base_url)
-        scheduler = Scheduler(client.synthesize, config)
+
+
+async def run(args: argparse.Namespace) -> bool:
+    config = config_for(args)
+    key_rpm = args.key_rpm or args.rpm
+    server = ["--rpm", str(key_rpm), "--window", str(args.window), "--latency", str(args.latency)]
+    if args.no_reset:
+        server.append("--no-reset")
+    calls: list[Call] = []
+
+    def on_attempt(attempt: Attempt) -> None:
+        calls.append(Call(time.monotonic() - attempt.elapsed, attempt.status))
+        if args.trace:
+            print(
+                f"  call {time.monotonic() - attempt.elapsed - began:7.3f} s "
+                f"+{attempt.elapsed:.3f} s: {attempt.status}"
+            )
+
+    learned: list[int] = []
+    began = time.monotonic()
+    async with ServerProcess(*server) as fake, aiohttp.ClientSession() as session:
+        client = SegmindClient(session, api_key=KEY, base_url=fake.base_url)
+        scheduler = Scheduler(
+            client.synthesize, config, on_attempt=on_attempt, on_limit_learned=learned.append
+        )
         scheduler.start()
         began = time.monotonic()
         per_member = await asyncio.gather(
             *(_member(scheduler, user, args.requests) for user in range(1, args.users + 1))
         )
         elapsed = time.monotonic() - began
+        concurrency = scheduler.concurrency
         await scheduler.close()
 
+    total: int = args.users * args.requests
     deliveries = [d for member in per_member for d in member]
     served = sum(d.ok for d in deliveries)
-    lost = args.users * args.requests - served
-    calls = fake.tts_calls
-    refused = fake.rate_limited_count
+    lost = total - served
+    refused = sum(c.status == 429 for c in calls)
     first_waits = [min(d.finished for d in member) - began for member in per_member if member]
     to_result = [d.finished - d.submitted for d in deliveries if d.ok]
-    rate = steady_rate([r.received for r in fake.requests], args.rpm, args.window)
+    makespan = max((d.finished for d in deliveries), default=began) - began
+    bound = best_makespan(total, key_rpm, args.window, args.latency)
 
-    print(f"members: {args.users}")
-    print(f"requests per member: {args.requests}")
-    print(f"limit: {args.rpm} calls per {args.window:g} s")
-    print(f"safety margin: {config.margin:.3f} s")
-    print(f"max concurrency: {config.max_concurrency}")
-    print(f"server latency: {args.latency:g} s")
+    print(
+        f"members: {args.users}, requests per member: {args.requests} (all at once: "
+        f"{'yes' if args.per_user >= args.requests and not args.cooldown else 'no'})"
+    )
+    print(
+        f"scheduler told: {args.rpm} calls per {args.window:g} s; the key allows: {key_rpm}"
+        f"{'' if not args.no_reset else ' (429s without reset headers)'}"
+    )
+    print(f"server latency: {args.latency:g} s (window/latency = {args.window / args.latency:.2f})")
+    print(f"safety margin: {config.margin:.3f} s; concurrency at the end: {concurrency}")
     print(f"requests served: {served}")
     print(f"lost: {lost}")
-    print(f"calls made: {calls}")
+    print(f"calls made: {len(calls)}")
     print(f"429s received: {refused}")
     print(f"longest wait for a first result: {max(first_waits, default=0.0):.2f} s")
     if to_result:
         print(f"p50 time to result: {percentile(to_result, 0.50):.2f} s")
         print(f"p95 time to result: {percentile(to_result, 0.95):.2f} s")
     print(f"elapsed: {elapsed:.2f} s")
-    if rate is None:
-        print("achieved rate: n/a (needs more calls than the limit)")
-    else:
-        print(f"achieved rate: {rate:.2f} calls per window over the steady part")
-        print(f"fraction of the limit: {rate / args.rpm:.1%}")
-    met = (
-        lost == 0
-        and refused <= MAX_429_FRACTION * max(1, calls)
-        and (rate is None or rate / args.rpm >= MIN_RATE_FRACTION)
+    print(
+        f"makespan: {makespan:.2f} s; best the limit allows: {bound:.2f} s "
+        f"(ratio {makespan / bound:.3f})"
     )
+    met: bool = lost == 0
+    if args.key_rpm and args.key_rpm != args.rpm:
+        met = _learned_figures(args, calls, began, key_rpm, learned) and met
+    else:
+        ok_starts = [c.started for c in calls if c.status == 200]
+        rate = steady_rate(ok_starts, args.rpm, args.window)
+        if rate is None:
+            print("achieved rate: n/a (needs more calls than the limit)")
+        else:
+            print(f"achieved rate: {rate:.2f} calls per window over the steady part")
+            print(f"fraction of the limit: {rate / args.rpm:.1%}")
+        met = bool(
+            met
+            and refused <= MAX_429_FRACTION * max(1, len(calls))
+            and (rate is None or rate / args.rpm >= MIN_RATE_FRACTION)
+            and makespan <= MAKESPAN_RATIO * bound
+        )
     print(f"targets met: {'yes' if met else 'NO'}")
     return met
+
+
+def _learned_figures(
+    args: argparse.Namespace, calls: list[Call], began: float, key_rpm: int, learned: list[int]
+) -> bool:
+    """The mistyped-limit figures: 429s and goodput after the first window."""
+    after = [c for c in calls if c.started >= began + args.window]
+    refused = sum(c.status == 429 for c in after)
+    fraction = refused / len(after) if after else 0.0
+    ok = sorted(c.started for c in after if c.status == 200)
+    windows = math.floor((ok[-1] - began) / args.window) if ok else 0
+    goodput = len(ok) / (key_rpm * windows) if windows else 0.0
+    print(f"calls after the first window: {len(after)}, answered 429: {refused} ({fraction:.1%})")
+    print(
+        f"goodput after the first window: {len(ok)} served in {windows} windows "
+        f"of {key_rpm} allowed = {goodput:.1%}"
+    )
+    print(f"operator told (on_limit_learned): {learned}")
+    return bool(fraction < MAX_LEARNED_429_FRACTION and goodput >= MIN_GOODPUT)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -163,18 +232,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--users", type=int, default=10, help="simulated members")
     parser.add_argument("--requests", type=int, default=10, help="clips each member wants")
-    parser.add_argument("--rpm", type=int, default=50, help="calls allowed per window")
-    parser.add_argument("--window", type=float, default=6.0, help="the limit's window (s)")
-    parser.add_argument("--latency", type=float, default=0.2, help="server time per call (s)")
-    parser.add_argument(
-        "--concurrency",
-        type=int,
-        default=SchedulerConfig().max_concurrency,
-        help="calls in flight at once",
-    )
+    parser.add_argument("--rpm", type=int, default=50, help="SEGMIND_RPM: calls per window")
+    parser.add_argument("--window", type=float, default=12.0, help="the limit's window (s)")
+    parser.add_argument("--latency", type=float, default=3.6, help="server time per call (s)")
+    parser.add_argument("--key-rpm", type=int, default=None, help="what the key really allows")
+    parser.add_argument("--no-reset", action="store_true", help="429s without reset headers")
     parser.add_argument("--cooldown", type=float, default=0.0, help="per-member cooldown (s)")
-    parser.add_argument("--per-user", type=int, default=3, help="queued+running per member")
+    parser.add_argument("--per-user", type=int, default=10, help="queued+running per member")
     parser.add_argument("--margin", type=float, default=None, help="safety margin (s)")
+    parser.add_argument("--trace", action="store_true", help="print every call")
     args = parser.parse_args(argv)
     if not asyncio.run(run(args)):
         sys.exit(1)

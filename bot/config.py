@@ -46,13 +46,13 @@ class Settings(BaseSettings):
     segmind_rpm: int = Field(5, ge=1, le=10_000)
     request_timeout: float = Field(90.0, gt=0, le=600)
     connect_timeout: float = Field(10.0, gt=0, le=120)
-    max_attempts: int = Field(4, ge=1, le=20)
+    max_attempts: int = Field(0, ge=0, le=1000)
     backoff_base: float = Field(1.0, ge=0, le=60)
     backoff_max: float = Field(60.0, ge=0, le=900)
     user_cooldown: float = Field(5.0, ge=0, le=3600)
     max_waiting_per_user: int = Field(3, ge=1, le=50)
     max_queue: int = Field(200, ge=1, le=10_000)
-    max_concurrency: int = Field(20, ge=1, le=100)
+    max_concurrency: int = Field(100, ge=1, le=1000)
 
     # What members may ask for.
     max_text_length: int = Field(2000, ge=1, le=20_000)

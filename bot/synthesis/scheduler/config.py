@@ -7,7 +7,6 @@ Every knob lives in one frozen value so a misconfiguration fails at start-up, no
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -51,15 +50,22 @@ class SchedulerConfig:
     #: Seconds added to the window so latency and clock skew never trip the server's limiter.
     #: None: min(0.5 s, 1 % of the window), so short test/bench windows keep ~99 % of the rate.
     safety_margin: float | None = None
-    max_concurrency: int = 20
+    #: An upper safety cap on calls in flight. The limit in force is derived from the rate and
+    #: the observed latency (`plan.concurrency_limit`), so this only binds if calls get slow.
+    max_concurrency: int = 100
     user_cooldown: float = 5.0
     max_waiting_per_user: int = 3
     max_queue: int = 200
-    max_attempts: int = 4
+    #: Failed attempts (5xx, timeouts, drops; 429s are not counted) after which a request
+    #: fails. 0: no count; retry until the request's own deadline (`job_timeout` after it
+    #: was submitted), since Segmind bills only successful calls.
+    max_attempts: int = 0
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     job_timeout: float = 14 * 60
+    #: After a 429 that says nothing of the key's limit, the rate is multiplied by this.
     penalty_factor: float = 0.8
+    #: Seconds at a lowered rate before it may rise again (None: two windows); see `learn.py`.
     penalty_duration: float | None = None
     halt_probe_interval: float = 300.0
     initial_latency: float = 20.0
@@ -76,8 +82,8 @@ class SchedulerConfig:
             problems.append("max_concurrency must be at least 1")
         if self.max_waiting_per_user < 1 or self.max_queue < 1:
             problems.append("max_waiting_per_user and max_queue must be at least 1")
-        if self.max_attempts < 1:
-            problems.append("max_attempts must be at least 1")
+        if self.max_attempts < 0:
+            problems.append("max_attempts must be 0 (until the deadline) or more")
         if not 0 < self.penalty_factor <= 1:
             problems.append("penalty_factor must be in (0, 1]")
         if not (self.job_timeout > 0 and self.halt_probe_interval > 0):
@@ -98,10 +104,6 @@ class SchedulerConfig:
     def span(self) -> float:
         """The sliding window the limiter enforces: `window` plus the margin."""
         return self.window + self.margin
-
-    @property
-    def penalty_rpm(self) -> int:
-        return max(1, math.floor(self.rpm * self.penalty_factor))
 
     @property
     def penalty_seconds(self) -> float:

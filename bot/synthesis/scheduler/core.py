@@ -4,10 +4,17 @@ The API key allows 5 (free) or 50 (pro) calls a minute, each takes ~20 s and cos
 a whole server may ask at once. So the scheduler, not Segmind, decides when a call starts. It
 admits requests (cooldowns and caps), and one dispatcher task starts every call that may start:
 the fair queue (`queue.py`) says which ticket is next, the rate window (`window.py`) says when,
-and at most `max_concurrency` run at once. Each outcome routes the ticket: done; back to the
-front after a 429 (which pauses everyone) or a retryable failure (with back-off, while others
-are served); failed; or, for an operator problem, the breaker (`breaker.py`) halts everything.
-After every change the plan (`plan.py`) gives each queued ticket its place and ETA.
+at the rate learned from the key's answers (`learn.py`: a mistyped SEGMIND_RPM is corrected by
+the 429s it causes, and the operator told once), with as many calls in flight as that rate and
+the observed latency need (`plan.concurrency_limit`). Each outcome routes the ticket
+(`failures.py`): done; back to the front after a 429 (which pauses everyone, and ends at once
+those who cannot wait that long, see `deadline.py`) or a retryable failure (with back-off,
+until the request's deadline, while others are served); failed; or, for an operator problem,
+the breaker (`breaker.py`) halts everything. Places and ETAs (`plan.py`) are computed lazily:
+on demand, and at most every second for tickets that have listeners.
+
+Per event (submit, cancel, dispatcher step, call outcome) the work is O(log n) in the queue:
+nothing on that path walks the whole queue, so 10,000 queued tickets drain in linear time.
 
 It knows nothing of Discord. Everything runs on one event loop; nothing here is thread-safe.
 All time goes through a :class:`Clock`, so tests drive it deterministically.
@@ -16,38 +23,29 @@ All time goes through a :class:`Clock`, so tests drive it deterministically.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
-import random
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.audio import Audio
 from bot.errors import (
     CooldownError,
     QueueFullError,
-    RateLimitedError,
     RequestExpiredError,
     SchedulerClosedError,
     SegmindError,
 )
 from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest
-from bot.synthesis.backoff import backoff_delay
 from bot.synthesis.scheduler.aio import cancel_and_wait, first_of
-from bot.synthesis.scheduler.breaker import Breaker, fresh
-from bot.synthesis.scheduler.config import Clock, MonotonicClock, SchedulerConfig
-from bot.synthesis.scheduler.cooldowns import Cooldowns
-from bot.synthesis.scheduler.plan import LatencyEstimate, plan
-from bot.synthesis.scheduler.queue import FairQueue
+from bot.synthesis.scheduler.base import Synthesize
+from bot.synthesis.scheduler.breaker import fresh
+from bot.synthesis.scheduler.failures import SchedulerFailures
 from bot.synthesis.scheduler.ticket import Attempt, Ticket
-from bot.synthesis.scheduler.window import RateWindow
+from bot.synthesis.scheduler.window import Stamp
 
 __all__ = ["Scheduler", "SchedulerStats", "Synthesize"]
 
 log = logging.getLogger(__name__)
-
-#: One attempt at speech, raising `SegmindError` subclasses (`SegmindClient.synthesize`).
-Synthesize = Callable[[SpeechRequest], Awaitable[Audio]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,51 +62,14 @@ class SchedulerStats:
     cancelled: int
 
 
-class Scheduler:
-    """Paces, orders and retries speech calls for everyone; see the module docstring."""
+class Scheduler(SchedulerFailures):
+    """Paces, orders and retries speech calls for everyone; see the module docstring.
 
-    def __init__(
-        self,
-        synthesize: Synthesize,
-        config: SchedulerConfig | None = None,
-        *,
-        clock: Clock | None = None,
-        rng: Callable[[], float] = random.random,
-        probe: Callable[[], Awaitable[bool]] | None = None,
-        on_halt: Callable[[SegmindError], Awaitable[None]] | None = None,
-        on_resume: Callable[[], Awaitable[None]] | None = None,
-        on_attempt: Callable[[Attempt], None] | None = None,
-    ) -> None:
-        self._synthesize = synthesize
-        self.config = config or SchedulerConfig()
-        self._clock: Clock = clock or MonotonicClock()
-        self._rng = rng
-        self._on_attempt = on_attempt
-
-        self._queue = FairQueue()
-        self._window = RateWindow(self.config)
-        self._latency = LatencyEstimate(self.config.initial_latency)
-        self._running: dict[Ticket, asyncio.Task[None]] = {}
-        self._cooldowns = Cooldowns()
-        self._closed = False
-        self._next_id = 0
-
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._closed_event = asyncio.Event()
-        self._dispatcher: asyncio.Task[None] | None = None
-        self._breaker = Breaker(
-            self._clock,
-            self.config.halt_probe_interval,
-            probe=probe,
-            on_halt=on_halt,
-            on_resume=on_resume,
-            resumed=self._wake.set,
-        )
-
-        self._served = self._failed = self._rate_limited = 0
-        self._retried = self._expired = self._cancelled = 0
+    Constructor arguments (see `SchedulerBase`): `synthesize`, `config`, and keyword-only
+    `clock`, `rng` (jitter), `probe`/`on_halt`/`on_resume` (the breaker), `on_attempt` (usage),
+    `on_limit_learned(rpm)` (called once when the key's limit proves lower than SEGMIND_RPM)
+    and `wall_clock` (epoch seconds, for telling members when speech is back).
+    """
 
     # -- public API ----------------------------------------------------------------------
 
@@ -179,12 +140,17 @@ class Scheduler:
             expires_at=now + self.config.job_timeout,
             withdraw=self._withdraw,
             guild_id=requester.guild_id,
+            refresh=self._ensure_plan,
+            watch=self._planner.watch,
         )
         self._queue.add(ticket)
+        heapq.heappush(self._deadlines, (ticket.expires_at, ticket.id, ticket))
         if length > 0 and not cooled:
             self._cooldowns.start(user_id, now, length)
-        self._refresh(now)
-        log.info("Ticket %d queued for user %d at position %s", ticket.id, user_id, ticket.position)
+        self._planner.changed()
+        log.info(
+            "Ticket %d queued for user %d (%d queued)", ticket.id, user_id, self._queue.count()
+        )
         self._wake.set()
         return ticket
 
@@ -204,8 +170,13 @@ class Scheduler:
 
     @property
     def effective_rpm(self) -> int:
-        """Calls allowed per span right now: lower for a while after a 429."""
-        return self._window.effective_rpm(self._clock.now())
+        """Calls allowed per span right now: SEGMIND_RPM, or lower once 429s taught us so."""
+        return self._window.rpm
+
+    @property
+    def concurrency(self) -> int:
+        """Calls allowed in flight right now (from the rate and the latency estimate)."""
+        return self._concurrency()
 
     @property
     def stats(self) -> SchedulerStats:
@@ -227,57 +198,41 @@ class Scheduler:
     # -- tickets leaving the queue ---------------------------------------------------------
 
     def _withdraw(self, ticket: Ticket) -> bool:
-        """`Ticket.cancel`: take a still-queued ticket out and finish it as withdrawn."""
+        """`Ticket.cancel`: take a still-queued ticket out and finish it as withdrawn (O(1))."""
         if ticket.state != "queued" or not self._queue.drop(ticket):
             return False
         self._cancelled += 1
         self._queue.release(ticket)
+        self._planner.changed()
         ticket.mark_withdrawn()
         log.info("Ticket %d withdrawn", ticket.id)
-        self._refresh(self._clock.now())
         self._wake.set()
         return True
 
-    def _fail(self, ticket: Ticket, error: BaseException) -> None:
-        self._failed += 1
-        self._queue.release(ticket)
-        ticket.fail(error)
-
     def _expire(self, now: float) -> float | None:
-        """Fail tickets queued past job_timeout; return the next expiry time, if any."""
-        soonest: float | None = None
-        for ticket in self._queue.serve_order():
-            if ticket.expires_at <= now:
-                self._queue.drop(ticket)
+        """Fail tickets queued past their deadline; return the next deadline, if any.
+
+        Pops the deadline heap only as far as `now`: O(log n) per ticket, once. A ticket
+        running when its deadline passes is dealt with if it comes back (`failures.py`).
+        """
+        heap = self._deadlines
+        while heap:
+            expires_at, _, ticket = heap[0]
+            if ticket.state in ("done", "failed"):
+                heapq.heappop(heap)
+                continue
+            if expires_at > now:
+                return expires_at
+            heapq.heappop(heap)
+            if ticket.state == "queued" and self._queue.drop(ticket):
                 self._expired += 1
                 log.info("Ticket %d expired after %.0f s", ticket.id, now - ticket.submitted_at)
                 self._fail(ticket, RequestExpiredError())
-            elif soonest is None or ticket.expires_at < soonest:
-                soonest = ticket.expires_at
-        return soonest
+        return None
 
-    # -- places and ETAs -------------------------------------------------------------------
-
-    def _plan(self, now: float) -> list[tuple[Ticket, float]]:
-        """Every queued ticket with its estimated start, in serve order (none while halted)."""
-        if self._breaker.error is not None or self._closed:
-            return []
-        return plan(
-            self._queue,
-            self._window,
-            now=now,
-            running=self._running,
-            latency=self._latency.seconds,
-            limit=self.config.max_concurrency,
-        )
-
-    def _refresh(self, now: float) -> None:
-        """Recompute every queued ticket's place and ETA and notify those that changed."""
-        latency = self._latency.seconds
-        for position, (ticket, start) in enumerate(self._plan(now), 1):
-            ticket.update_plan(position, start + latency)
-        for ticket in self._running:
-            ticket.update_plan(None, max(now, ticket.started_at + latency))
+    def _ensure_plan(self) -> None:
+        """A place or ETA is being read: bring them up to date if anything changed."""
+        self._planner.ensure(self._clock.now())
 
     # -- the dispatcher --------------------------------------------------------------------
 
@@ -286,6 +241,7 @@ class Scheduler:
             self._wake.clear()
             try:
                 until = self._step()
+                until = self._tell_listeners(until)
             except Exception:
                 log.exception("The scheduler's dispatcher failed; retrying in 1 s")
                 until = self._clock.now() + 1.0
@@ -298,11 +254,18 @@ class Scheduler:
         next_expiry = self._expire(now)
         if next_expiry is not None:
             wakes.append(next_expiry)
+        if self._learner.tick(now):
+            self._set_rate(self._learner.rpm, "no 429 for a while, so probing a little higher")
+        self._report_limit()
         if self._breaker.error is None and not self._closed:
             self._window.prune(now)
-            while len(self._running) < self.config.max_concurrency and self._queue:
-                start = self._window.rate_ready(self._window.earliest_start(now))
+            limit = self._concurrency()
+            while len(self._running) < limit and self._queue:
+                earliest = self._window.earliest_start(now)
+                start = self._window.rate_ready(earliest)
                 if start > now:
+                    if start > earliest:
+                        self._learner.held_back()
                     wakes.append(start)
                     break
                 ticket = self._queue.pick(now)
@@ -310,8 +273,18 @@ class Scheduler:
                     wakes.append(self._queue.next_due())
                     break
                 self._launch(ticket, now)
-        self._refresh(now)
         return min(wakes) if wakes else None
+
+    def _tell_listeners(self, until: float | None) -> float | None:
+        """Refresh places and ETAs for listeners if due; return the next moment to look."""
+        now = self._clock.now()
+        due = self._planner.due(now)
+        if due is None:
+            return until
+        if due <= now:
+            self._planner.refresh(now)
+            return until
+        return due if until is None else min(until, due)
 
     async def _wait(self, until: float | None) -> None:
         """Sleep until `until` (clock time) or until something wakes the dispatcher."""
@@ -323,11 +296,13 @@ class Scheduler:
             await first_of(self._wake.wait(), self._clock.sleep(until - self._clock.now()))
 
     def _launch(self, ticket: Ticket, now: float) -> None:
-        self._window.record_start(now)
+        stamp = self._window.record_start(now)
+        self._learner.started(ticket.id, now)
         self._idle.clear()
         self._running[ticket] = asyncio.get_running_loop().create_task(
-            self._run(ticket), name=f"speech-ticket-{ticket.id}"
+            self._run(ticket, stamp), name=f"speech-ticket-{ticket.id}"
         )
+        self._planner.changed()
         ticket.mark_running(now, ready_at=now + self._latency.seconds)
         log.info(
             "Ticket %d (user %d) attempt %d started after %.1f s in queue",
@@ -337,8 +312,11 @@ class Scheduler:
             now - ticket.submitted_at,
         )
 
-    async def _run(self, ticket: Ticket) -> None:
+    async def _run(self, ticket: Ticket, stamp: Stamp) -> None:
         started = self._clock.now()
+        # The call really begins now: the server will count it from about here.
+        stamp.at = max(stamp.at, started)
+        self._learner.began(ticket.id, started)
         try:
             audio = await self._synthesize(ticket.request)
         except asyncio.CancelledError:
@@ -348,7 +326,7 @@ class Scheduler:
         except SegmindError as exc:
             self._running.pop(ticket, None)
             self._record(ticket, exc.status, started, 0.0)
-            self._on_error(ticket, exc)
+            self._on_error(ticket, exc, stamp)
         except Exception as exc:
             self._running.pop(ticket, None)
             log.exception("Ticket %d: the speech call failed unexpectedly", ticket.id)
@@ -361,9 +339,11 @@ class Scheduler:
             self._window.note_success()
             self._served += 1
             self._queue.release(ticket)
+            self._planner.changed()
             ticket.finish(audio)
             log.info("Ticket %d done in %.1f s (attempt %d)", ticket.id, took, ticket.attempts)
         finally:
+            self._learner.ended(ticket.id)  # a no-op after a 429, which `refused` took
             if not self._running:
                 self._idle.set()
             self._wake.set()
@@ -382,79 +362,3 @@ class Scheduler:
             self._on_attempt(attempt)
         except Exception:
             log.exception("on_attempt failed")
-
-    # -- failures --------------------------------------------------------------------------
-
-    def _on_error(self, ticket: Ticket, exc: SegmindError) -> None:
-        now = self._clock.now()
-        exc.attempts = ticket.attempts
-        if exc.operator_problem:
-            self._fail(ticket, exc)
-            self._halt(exc)
-            return
-        if self._closed:
-            self._fail(ticket, SchedulerClosedError())
-            return
-        if self._breaker.error is not None:
-            self._fail(ticket, fresh(self._breaker.error))
-            return
-        if isinstance(exc, RateLimitedError):
-            self._rate_limited += 1
-            self._pause_for_429(exc, now)
-            self._requeue(ticket, None)
-            return
-        if exc.retryable:
-            failures = ticket.count_failure()
-            if failures < self.config.max_attempts:
-                self._retried += 1
-                delay = backoff_delay(
-                    failures,
-                    base=self.config.backoff_base,
-                    cap=self.config.backoff_max,
-                    rng=self._rng,
-                )
-                log.warning(
-                    "Ticket %d: %s (attempt %d of %d); retrying in %.1f s",
-                    ticket.id,
-                    type(exc).__name__,
-                    failures,
-                    self.config.max_attempts,
-                    delay,
-                )
-                self._requeue(ticket, now + delay)
-                return
-        log.warning(
-            "Ticket %d failed: %s (status %s) after %d attempts",
-            ticket.id,
-            type(exc).__name__,
-            exc.status,
-            ticket.attempts,
-        )
-        self._fail(ticket, exc)
-
-    def _requeue(self, ticket: Ticket, not_before: float | None) -> None:
-        """Back to the front lane: a 429-hit ticket at once, a retry once it is due."""
-        ticket.requeue(not_before)
-        self._queue.push_front(ticket)
-
-    def _pause_for_429(self, exc: RateLimitedError, now: float) -> None:
-        """Pause every call until the reset (or a back-off) and run slower for a while."""
-        jitter = self._rng() * self.config.margin
-        wait = self._window.pause_for_429(now, exc.retry_after, jitter)
-        log.warning(
-            "Rate limited (429): pausing all calls for %.1f s, then %d calls per %.0f s for %.0f s",
-            wait,
-            self.config.penalty_rpm,
-            self.config.window,
-            self.config.penalty_seconds,
-        )
-
-    def _halt(self, exc: SegmindError) -> None:
-        """Stop all calls on an operator problem: fail everything queued, tell the operator."""
-        if self._breaker.error is not None or self._closed:
-            return
-        self._breaker.trip(exc)
-        for ticket in self._queue.serve_order():
-            self._queue.drop(ticket)
-            self._fail(ticket, fresh(exc))
-        self._wake.set()

@@ -6,14 +6,21 @@ a 429 is served first once the pause ends (it was next already, and must not los
 then tickets waiting out a retry back-off, each once it is due. The queue also counts each
 member's active tickets (queued and running) for the per-member cap.
 
+Every operation the dispatcher makes per event is O(1) or O(log n) (issue 11, point 12: with
+10,000 queued, anything linear per event made draining quadratic): the count is kept, not
+summed; each member's line is an ordered dict keyed by ticket id, so `drop` (a withdrawal or an
+expiry) is O(1); the front lane is a heap with lazy deletion (a dropped entry is skipped when
+it reaches the top). Only the views that list everything (`round_robin`, `serve_order`,
+`front_lane`) are linear, and only planning, close and halt use them.
+
 A plain data structure: no asyncio and no clock of its own; callers pass the time in.
 """
 
 from __future__ import annotations
 
-import bisect
+import heapq
 import math
-from collections import OrderedDict, deque
+from collections import OrderedDict
 
 from bot.synthesis.scheduler.ticket import Ticket
 
@@ -35,18 +42,22 @@ class FairQueue:
 
     def __init__(self) -> None:
         #: Members with queued tickets, in serve order; each served member moves to the back.
-        self._rotation: OrderedDict[int, deque[Ticket]] = OrderedDict()
-        #: Tickets served before the rotation: hit by a 429, or waiting to retry (sorted).
-        self._front: list[Ticket] = []
+        #: Each member's line is keyed by ticket id, so a ticket leaves it in O(1).
+        self._rotation: OrderedDict[int, OrderedDict[int, Ticket]] = OrderedDict()
+        #: Tickets served before the rotation (hit by a 429, or waiting to retry), as a heap
+        #: of (due, id, ticket); `_in_front` says which entries are still live.
+        self._front: list[tuple[float, int, Ticket]] = []
+        self._in_front: dict[int, Ticket] = {}
+        self._count = 0
         self._active_by_user: dict[int, int] = {}  # queued + running
 
     def __bool__(self) -> bool:
-        """Anything queued (cheap, unlike `count`)."""
-        return bool(self._front or self._rotation)
+        """Anything queued."""
+        return self._count > 0
 
     def count(self) -> int:
-        """How many tickets are queued, waiting retries included."""
-        return len(self._front) + sum(len(q) for q in self._rotation.values())
+        """How many tickets are queued, waiting retries included (O(1))."""
+        return self._count
 
     def active(self, user_id: int) -> int:
         """`user_id`'s tickets that are queued or running."""
@@ -54,12 +65,18 @@ class FairQueue:
 
     def add(self, ticket: Ticket) -> None:
         """Queue a new ticket at the back of its member's line; it becomes active."""
-        self._rotation.setdefault(ticket.user_id, deque()).append(ticket)
+        line = self._rotation.get(ticket.user_id)
+        if line is None:
+            line = self._rotation[ticket.user_id] = OrderedDict()
+        line[ticket.id] = ticket
+        self._count += 1
         self._active_by_user[ticket.user_id] = self.active(ticket.user_id) + 1
 
     def push_front(self, ticket: Ticket) -> None:
         """Queue an active ticket again, in the front lane, by its due time (`due_at`)."""
-        bisect.insort(self._front, ticket, key=front_key)
+        heapq.heappush(self._front, (due_at(ticket), ticket.id, ticket))
+        self._in_front[ticket.id] = ticket
+        self._count += 1
 
     def release(self, ticket: Ticket) -> None:
         """`ticket` has finished (or was withdrawn): it no longer counts as active."""
@@ -69,48 +86,67 @@ class FairQueue:
         else:
             self._active_by_user.pop(ticket.user_id, None)
 
+    def _front_top(self) -> Ticket | None:
+        """The first live front-lane ticket, discarding dropped entries on the way."""
+        while self._front:
+            ticket = self._front[0][2]
+            if self._in_front.get(ticket.id) is ticket:
+                return ticket
+            heapq.heappop(self._front)
+        return None
+
     def pick(self, now: float) -> Ticket | None:
         """Take the next ticket to serve at `now`: a due front ticket, else the next member's.
 
         None when only retries are left and none is due yet (see `next_due`).
         """
-        if self._front and self._front[0].due(now):
-            return self._front.pop(0)
+        top = self._front_top()
+        if top is not None and top.due(now):
+            heapq.heappop(self._front)
+            del self._in_front[top.id]
+            self._count -= 1
+            return top
         if self._rotation:
-            user_id, queue = next(iter(self._rotation.items()))
-            ticket = queue.popleft()
-            if queue:
+            user_id, line = next(iter(self._rotation.items()))
+            _, ticket = line.popitem(last=False)
+            if line:
                 self._rotation.move_to_end(user_id)
             else:
                 del self._rotation[user_id]
+            self._count -= 1
             return ticket
         return None
 
     def next_due(self) -> float:
         """When the first front-lane ticket may start; the front lane must not be empty."""
-        return due_at(self._front[0])
+        top = self._front_top()
+        assert top is not None, "next_due on an empty front lane"
+        return due_at(top)
 
     def drop(self, ticket: Ticket) -> bool:
-        """Take a queued ticket out of the queue; False if it was not queued."""
-        if ticket in self._front:
-            self._front.remove(ticket)
+        """Take a queued ticket out of the queue in O(1); False if it was not queued."""
+        if self._in_front.get(ticket.id) is ticket:
+            del self._in_front[ticket.id]  # its heap entry is skipped when it surfaces
+            self._count -= 1
             return True
-        queue = self._rotation.get(ticket.user_id)
-        if queue is None or ticket not in queue:
+        line = self._rotation.get(ticket.user_id)
+        if line is None or line.get(ticket.id) is not ticket:
             return False
-        queue.remove(ticket)
-        if not queue:
+        del line[ticket.id]
+        if not line:
             del self._rotation[ticket.user_id]
+        self._count -= 1
         return True
 
     def front_lane(self) -> list[Ticket]:
         """The front lane in order (a copy): 429-hit tickets, then retries by due time."""
-        return list(self._front)
+        live = [entry for entry in self._front if self._in_front.get(entry[1]) is entry[2]]
+        return [ticket for _, _, ticket in sorted(live, key=lambda entry: entry[:2])]
 
     def round_robin(self) -> list[Ticket]:
         """The rotation in rounds: every member's first ticket, then every second one…"""
         order: list[Ticket] = []
-        queues = [list(q) for q in self._rotation.values()]
+        queues = [list(line.values()) for line in self._rotation.values()]
         depth = 0
         while queues:
             order.extend(q[depth] for q in queues)
@@ -120,4 +156,4 @@ class FairQueue:
 
     def serve_order(self) -> list[Ticket]:
         """Every queued ticket: the front, then the rotation (not the timed serve order)."""
-        return [*self._front, *self.round_robin()]
+        return [*self.front_lane(), *self.round_robin()]

@@ -5,7 +5,9 @@ listen for changes to edit their message, await the audio, and may withdraw it. 
 moves it through queued → running → (queued again for a retry) → done or failed, only through
 the methods under "scheduler side", so a ticket's fields stay consistent and its listeners hear
 of every change they can see. A ticket does not know the scheduler: withdrawing goes through
-the callback it was made with.
+the callback it was made with, and so does reading a place or an ETA (`refresh`, which lets
+the scheduler compute places lazily, only when someone looks) and adding a listener (`watch`,
+so the scheduler keeps watched tickets' places fresh without being asked).
 """
 
 from __future__ import annotations
@@ -61,9 +63,11 @@ class Ticket:
         "_notified_ready_at",
         "_position",
         "_ready_at",
+        "_refresh",
         "_result",
         "_started_at",
         "_state",
+        "_watch",
         "_withdraw",
         "attempts",
         "guild_id",
@@ -84,6 +88,8 @@ class Ticket:
         expires_at: float,
         withdraw: Callable[[Ticket], bool],
         guild_id: int | None = None,
+        refresh: Callable[[], None] | None = None,
+        watch: Callable[[Ticket], None] | None = None,
     ) -> None:
         self.id = ticket_id
         self.user_id = user_id
@@ -93,6 +99,8 @@ class Ticket:
         #: HTTP attempts made so far, 429s included.
         self.attempts = 0
         self._withdraw = withdraw
+        self._refresh = refresh
+        self._watch = watch
         self._clock = clock
         self._expires_at = expires_at
         self._state: TicketState = "queued"
@@ -100,7 +108,7 @@ class Ticket:
         self._ready_at: float | None = None
         self._notified_ready_at: float | None = None
         self._not_before: float | None = None  # set while waiting to retry after a failure
-        self._failures = 0  # retryable non-429 failures, bounded by max_attempts
+        self._failures = 0  # retryable non-429 failures (max_attempts, if set, bounds them)
         self._started_at = 0.0
         self._listeners: list[Callable[[Ticket], None]] = []
         self._done = asyncio.Event()
@@ -118,11 +126,13 @@ class Ticket:
     @property
     def position(self) -> int | None:
         """1-based place among queued tickets in serve order; None unless queued."""
+        self._fresh()
         return self._position
 
     @property
     def eta(self) -> float | None:
         """Estimated seconds until the audio is ready; None once finished."""
+        self._fresh()
         if self._ready_at is None:
             return None
         return max(0.0, self._ready_at - self._clock.now())
@@ -135,6 +145,8 @@ class Ticket:
     def add_listener(self, callback: Callable[[Ticket], None]) -> None:
         """Call `callback(ticket)` on every change of state, position or ETA."""
         self._listeners.append(callback)
+        if self._watch is not None and self._state in ("queued", "running"):
+            self._watch(self)
 
     async def result(self) -> Audio:
         """The audio, or raise the final error. Cancelling the awaiting task leaves the ticket
@@ -150,6 +162,11 @@ class Ticket:
     def cancel(self) -> bool:
         """Withdraw the ticket if it is still queued (a running call is already paid for)."""
         return self._withdraw(self)
+
+    def _fresh(self) -> None:
+        """Let the scheduler bring places and ETAs up to date before one is read."""
+        if self._refresh is not None and self._state in ("queued", "running"):
+            self._refresh()
 
     # -- scheduler side: read -------------------------------------------------------------
 

@@ -6,70 +6,90 @@ keeps a log of call starts and lets a call start whenever fewer than `rpm` start
 `span` (the window plus a safety margin for latency and clock skew): bursts up to the limit go
 at once, so the first results come fast, and no window ever holds more than the limit.
 
-A 429 means the server disagrees anyway (another client on the key, a smaller plan): every
-call pauses until the reset, or a doubling back-off when no reset was given, and the rate drops
-to `penalty_rpm` for `penalty_seconds` afterwards.
+`rpm` is the rate in force, which the scheduler sets from what it has learned of the key's
+real limit (`learn.py`); it starts at the configured rpm. A 429 means the server disagrees:
+every call pauses until the reset, however long (the members who cannot wait that long are
+told at once, see `deadline.py`), or, when no reset was given, for window/configured rpm,
+doubled for each fresh 429 in a row (a 429 for a call started after the pause began).
+
+A start is logged when the dispatcher launches the call (so one step never launches more than
+the limit) and stamped again when the call's task actually begins (`Stamp.at`): a burst of 50
+launches runs its tasks one after another, and on a busy loop the last one goes out a few
+hundred milliseconds after the first. The server counts arrivals, so the log must too, or the
+next window's calls, paced from the launch, arrive while the server still counts the late ones.
 
 Pure bookkeeping: no asyncio and no clock of its own; callers pass the time in.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import deque
 from collections.abc import Sequence
 
 from bot.synthesis.scheduler.config import SchedulerConfig
 
-__all__ = ["RateWindow"]
+__all__ = ["RateWindow", "Stamp"]
+
+
+class Stamp:
+    """One logged start; `at` moves later once, when the call really begins."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: float) -> None:
+        self.at = at
 
 
 class RateWindow:
-    """The log of recent call starts, the 429 pause and the reduced rate after it."""
+    """The log of recent call starts, the rate in force and the 429 pause."""
 
     def __init__(self, config: SchedulerConfig) -> None:
         self._config = config
-        self._starts: deque[float] = deque()  # call start times within the last span
+        #: Calls allowed per span now: the configured rpm, or less once a 429 taught us so.
+        self.rpm = config.rpm
+        self._starts: deque[Stamp] = deque()  # call starts within the last span, oldest first
         self._paused_until: float | None = None
-        self._penalty_until: float | None = None
-        self._consecutive_429 = 0  # 429s without a reset time since the last success
+        self._paused_at = -math.inf  # when the latest pause was set
+        self._consecutive_429 = 0  # fresh 429s without a reset time since the last success
 
     @property
-    def starts(self) -> Sequence[float]:
-        """Call start times within the last span, oldest first (after `prune`)."""
-        return self._starts
+    def starts(self) -> list[float]:
+        """Call start times within the last span, oldest first (after `prune`), as a copy."""
+        return [stamp.at for stamp in self._starts]
 
-    def record_start(self, now: float) -> None:
-        """A call starts at `now`."""
-        self._starts.append(now)
+    def record_start(self, now: float) -> Stamp:
+        """A call is launched at `now`; restamp the result when it really begins."""
+        stamp = Stamp(now)
+        self._starts.append(stamp)
+        return stamp
+
+    def forget(self, stamp: Stamp) -> None:
+        """Give a refused call's slot back (a 429 blamed on timing; see `failures.py`).
+
+        O(calls in the span).
+        """
+        with contextlib.suppress(ValueError):  # already pruned
+            self._starts.remove(stamp)
 
     def prune(self, now: float) -> None:
         """Forget starts that no longer count at `now`."""
         span = self._config.span
-        while self._starts and self._starts[0] + span <= now:
+        while self._starts and self._starts[0].at + span <= now:
             self._starts.popleft()
 
     def rate_ready(self, earliest: float, starts: Sequence[float] | None = None) -> float:
         """The first time >= `earliest` a new call fits the sliding window after `starts`.
 
         `starts` defaults to the real log; planning passes its own, simulated, copy.
-        A call at t needs fewer than R starts in (t - span, t], i.e. t >= starts[-R] + span,
-        with R the penalty rate before the penalty ends and the full rate after.
+        A call at t needs fewer than R starts in (t - span, t], i.e. t >= starts[-R] + span.
         """
-        if starts is None:
-            starts = self._starts
-        span = self._config.span
-        n = len(starts)
-
-        def bound(rate: int) -> float:
-            return starts[n - rate] + span if n >= rate else -math.inf
-
-        full = max(earliest, bound(self._config.rpm))
-        penalty_end = self._penalty_until
-        if penalty_end is None or earliest >= penalty_end:
-            return full
-        reduced = max(earliest, bound(self._config.penalty_rpm))
-        return reduced if reduced < penalty_end else max(full, penalty_end)
+        n = len(self._starts) if starts is None else len(starts)
+        if n < self.rpm:
+            return earliest
+        oldest = self._starts[n - self.rpm].at if starts is None else starts[n - self.rpm]
+        return max(earliest, oldest + self._config.span)
 
     def earliest_start(self, now: float) -> float:
         """`now`, or the end of the 429 pause while one is in force."""
@@ -83,30 +103,36 @@ class RateWindow:
             return None
         return self._paused_until
 
-    def effective_rpm(self, now: float) -> int:
-        """Calls allowed per span at `now`: lower for a while after a 429."""
-        if self._penalty_until is not None and now < self._penalty_until:
-            return self._config.penalty_rpm
-        return self._config.rpm
+    def pause_for_429(
+        self,
+        now: float,
+        retry_after: float | None,
+        jitter: float,
+        *,
+        started_at: float | None = None,
+    ) -> float:
+        """Pause every call until the reset (or a back-off); return the pause in seconds.
 
-    def pause_for_429(self, now: float, retry_after: float | None, jitter: float) -> float:
-        """Pause every call until the reset (or a back-off) and run slower for a while.
-
-        Returns the pause in seconds: `retry_after` when the server gave one, else
-        window/rpm doubled for each 429 in a row (capped); `jitter` is added either way.
+        `retry_after` is honoured however long it is. Without one the pause is window/rpm,
+        from the configured rpm (the learned rate already spaces the starts that follow),
+        doubled for each fresh 429 in a row (capped); a stale one (its call, started at
+        `started_at`, began before the latest pause) does not double it again, so the refusals
+        of one burst are one back-off, not forty. `jitter` is added either way.
         """
         config = self._config
+        fresh = started_at is None or started_at > self._paused_at
         if retry_after is not None:
             wait = retry_after + jitter
         else:
-            self._consecutive_429 += 1
+            if fresh or self._consecutive_429 == 0:
+                self._consecutive_429 += 1
             first = config.window / config.rpm
             cap = max(config.span, config.backoff_max)
             wait = min(cap, first * 2.0 ** (self._consecutive_429 - 1)) + jitter
         until = now + wait
         if self._paused_until is None or until > self._paused_until:
             self._paused_until = until
-        self._penalty_until = max(self._penalty_until or now, now + config.penalty_seconds)
+            self._paused_at = now
         return wait
 
     def note_success(self) -> None:

@@ -8,12 +8,9 @@ the fake Segmind server in real time.
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import time
-from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -21,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.audio import Audio, AudioFormat, encode_wav, probe
+from bot.audio import Audio
 from bot.config import Settings
 from bot.errors import (
     AuthenticationError,
@@ -29,197 +26,27 @@ from bot.errors import (
     CooldownError,
     OutOfCreditsError,
     QueueFullError,
-    RateLimitedError,
     RequestExpiredError,
     SchedulerClosedError,
     SegmindError,
     ServerError,
 )
 from bot.speech.access import Requester
-from bot.speech.request import SpeechRequest
 from bot.synthesis.client import SegmindClient
 from bot.synthesis.scheduler import Attempt, Scheduler, SchedulerConfig, Ticket
 from tests.fake_segmind import FakeSegmind, rate_limited
-from tests.signals import tone
-
-AUDIO = probe(encode_wav(tone(0.05)), AudioFormat.WAV)
-
-
-async def settle(rounds: int = 50) -> None:
-    """Let every task that can run, run (each round is one pass of the event loop)."""
-    for _ in range(rounds):
-        await asyncio.sleep(0)
-
-
-class FakeClock:
-    """Time moves only in `advance`; due sleepers wake in order, the loop settling after each.
-
-    It starts at 1000 rather than 0 so code that mistakes 0.0 for "unset" gets caught.
-    """
-
-    def __init__(self, origin: float = 1000.0) -> None:
-        self.origin = origin
-        self._now = origin
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._order = itertools.count()
-
-    def now(self) -> float:
-        return self._now
-
-    @property
-    def elapsed(self) -> float:
-        return self._now - self.origin
-
-    async def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        future = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self._now + seconds, next(self._order), future))
-        await future
-
-    async def advance(self, seconds: float) -> None:
-        await self.advance_to(self.elapsed + seconds)
-
-    async def advance_to(self, elapsed: float) -> None:
-        """Move to `origin + elapsed`, waking sleepers one at a time at their own moments."""
-        target = self.origin + elapsed
-        await settle()
-        while True:
-            while self._sleepers and self._sleepers[0][2].done():
-                heapq.heappop(self._sleepers)  # cancelled
-            if not self._sleepers or self._sleepers[0][0] > target:
-                break
-            when, _, future = heapq.heappop(self._sleepers)
-            self._now = max(self._now, when)
-            future.set_result(None)
-            await settle()
-        self._now = max(self._now, target)
-        await settle()
-
-
-@dataclass(frozen=True)
-class Call:
-    at: float  # seconds since the clock's origin
-    text: str
-
-    @property
-    def user(self) -> int:
-        return int(self.text.split(":")[0])
-
-
-class FakeSynth:
-    """A scripted `synthesize`: records calls, takes `latency` on the fake clock, then returns
-    audio or raises the next error planned for that text."""
-
-    def __init__(self, clock: FakeClock, latency: float | Callable[[str], float] = 0.0) -> None:
-        self.clock = clock
-        self.latency = latency
-        self.calls: list[Call] = []
-        self.plans: dict[str, deque[BaseException]] = defaultdict(deque)
-        self.in_flight = 0
-        self.max_in_flight = 0
-
-    def plan(self, text: str, *errors: BaseException) -> None:
-        self.plans[text].extend(errors)
-
-    async def __call__(self, request: SpeechRequest) -> Audio:
-        self.calls.append(Call(self.clock.elapsed, request.text))
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            plan = self.plans[request.text]
-            error = plan.popleft() if plan else None
-            latency = self.latency(request.text) if callable(self.latency) else self.latency
-            if latency > 0:
-                await self.clock.sleep(latency)
-            if error is not None:
-                raise error
-            return AUDIO
-        finally:
-            self.in_flight -= 1
-
-    def texts(self) -> list[str]:
-        return [call.text for call in self.calls]
-
-    def times(self) -> list[float]:
-        return [call.at for call in self.calls]
-
-
-def req(text: str) -> SpeechRequest:
-    return SpeechRequest(text=text)
-
-
-def limited(retry_after: float | None) -> RateLimitedError:
-    error = RateLimitedError(status=429)
-    error.retry_after = retry_after
-    return error
-
-
-async def outcome(ticket: Ticket) -> Audio | BaseException:
-    """A finished ticket's audio or error (checked finished first, so a test fails, not hangs)."""
-    assert ticket.state in ("done", "failed"), ticket
-    try:
-        return await ticket.result()
-    except (Exception, asyncio.CancelledError) as exc:
-        return exc
-
-
-def is_halted(scheduler: Scheduler) -> bool:
-    """Read through a call, so mypy does not keep an earlier narrowing of `halted`."""
-    return scheduler.halted is not None
-
-
-def broken_listener(ticket: Ticket) -> None:
-    raise ZeroDivisionError
-
-
-Build = Callable[..., Scheduler]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def build(clock: FakeClock) -> AsyncIterator[Build]:
-    """Make a started scheduler on the fake clock (jitter off); closed after the test."""
-    made: list[Scheduler] = []
-
-    def make(
-        synth: FakeSynth,
-        *,
-        start: bool = True,
-        rng: Callable[[], float] = lambda: 0.0,
-        probe: Callable[[], Awaitable[bool]] | None = None,
-        on_halt: Callable[[SegmindError], Awaitable[None]] | None = None,
-        on_resume: Callable[[], Awaitable[None]] | None = None,
-        on_attempt: Callable[[Attempt], None] | None = None,
-        **config: Any,
-    ) -> Scheduler:
-        config.setdefault("user_cooldown", 0.0)
-        config.setdefault("safety_margin", 0.0)
-        config.setdefault("max_waiting_per_user", 10)
-        scheduler = Scheduler(
-            synth,
-            SchedulerConfig(**config),
-            clock=clock,
-            rng=rng,
-            probe=probe,
-            on_halt=on_halt,
-            on_resume=on_resume,
-            on_attempt=on_attempt,
-        )
-        if start:
-            scheduler.start()
-        made.append(scheduler)
-        return scheduler
-
-    yield make
-    for scheduler in made:
-        await scheduler.close(grace=0)
-
+from tests.synthesis.scheduler.fakes import (
+    AUDIO,
+    Build,
+    FakeClock,
+    FakeSynth,
+    broken_listener,
+    is_halted,
+    limited,
+    outcome,
+    req,
+    settle,
+)
 
 # --- fairness, cooldown, caps -------------------------------------------------------------------
 
@@ -478,20 +305,28 @@ async def test_429_without_reset_headers_backs_off_from_window_over_rpm(
     assert scheduler.stats.rate_limited == 2
 
 
-async def test_429_lowers_the_rate_for_two_windows(clock: FakeClock, build: Build) -> None:
+async def test_a_second_429_at_a_rate_lowers_it_for_two_windows_of_demand(
+    clock: FakeClock, build: Build
+) -> None:
     synth = FakeSynth(clock)
     synth.plan("0:0", limited(1.0))
+    synth.plan("6:0", limited(1.0))
     scheduler = build(synth, rpm=5, window=10.0, max_concurrency=20)
-    for user in range(12):
+    for user in range(24):
         scheduler.submit(req(f"{user}:0"), Requester(user))
     await clock.advance(5)
-    assert scheduler.effective_rpm == 4
+    assert scheduler.effective_rpm == 5  # a lone 429 is blamed on timing once
+    await clock.advance(10)
+    assert scheduler.effective_rpm == 4  # a second at the same rate: the server let 4 through
     await clock.advance(50)
-    # 5 at once; the 429 slows it to 4 per 10 s until t=20, then 5 again.
-    assert synth.times() == pytest.approx([0] * 5 + [10] * 4 + [20] * 4)
-    assert synth.texts()[5] == "0:0"  # the request that was hit went first
-    assert scheduler.effective_rpm == 5
-    assert scheduler.stats.served == 12
+    # The lone first 429 gives its slot back (blamed on timing): 0:0 goes again right after its
+    # pause, at 1. The second counts against the rate: 4 per 10 s until two windows after the
+    # pause that ended at 11 (during which the rate held calls back), then 5 again from 40.
+    assert synth.times() == pytest.approx(
+        [0] * 5 + [1] + [10] * 4 + [20] * 4 + [30] * 4 + [40] * 5 + [50] * 3
+    )
+    assert (synth.texts()[5], synth.texts()[10]) == ("0:0", "6:0")
+    assert scheduler.stats.served == 24
 
 
 # --- other failures -----------------------------------------------------------------------------

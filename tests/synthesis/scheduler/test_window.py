@@ -1,4 +1,4 @@
-"""The rate window on its own: bursts, the sliding limit, the 429 pause and the penalty."""
+"""The rate window on its own: bursts, the sliding limit, the rate in force and the 429 pause."""
 
 from __future__ import annotations
 
@@ -42,16 +42,19 @@ def test_rate_ready_can_plan_on_a_simulated_log_without_touching_the_real_one() 
     assert list(rates.starts) == [0.0]
 
 
-def test_a_429_with_a_reset_pauses_until_it_and_lowers_the_rate_for_two_windows() -> None:
-    rates = window(rpm=5, window=10.0, penalty_factor=0.8)
+def test_a_429_with_a_reset_pauses_until_it() -> None:
+    rates = window(rpm=5, window=10.0)
     assert rates.pause_for_429(now=100.0, retry_after=7.0, jitter=0.5) == 7.5
     assert rates.paused_until(100.0) == 107.5
     assert rates.earliest_start(100.0) == 107.5
-    assert rates.effective_rpm(100.0) == 4
     assert rates.paused_until(107.5) is None
     assert rates.earliest_start(108.0) == 108.0
-    assert rates.effective_rpm(119.9) == 4
-    assert rates.effective_rpm(120.0) == 5
+
+
+def test_a_reset_longer_than_any_queue_timeout_is_honoured_in_full() -> None:
+    rates = window(rpm=5, window=60.0, job_timeout=840.0)
+    assert rates.pause_for_429(now=0.0, retry_after=3600.0, jitter=0.0) == 3600.0
+    assert rates.earliest_start(0.0) == 3600.0
 
 
 def test_429s_without_a_reset_double_the_pause_until_a_success() -> None:
@@ -69,12 +72,19 @@ def test_a_shorter_pause_never_cuts_a_longer_one_short() -> None:
     assert rates.paused_until(1.0) == 30.0
 
 
-def test_during_the_penalty_the_reduced_rate_applies_until_it_ends() -> None:
-    rates = window(rpm=2, window=10.0, penalty_factor=0.5, penalty_duration=15.0)
+def test_429s_of_one_burst_back_off_once_not_once_each() -> None:
+    rates = window(rpm=5, window=60.0, backoff_max=60.0)
+    # Five calls started at 0 are refused at 1: one back-off of 60/5 s, not a doubling each.
+    waits = [rates.pause_for_429(1.0, None, 0.0, started_at=0.0) for _ in range(5)]
+    assert waits == [12.0] * 5
+    # A call started after that pause began and refused too is a fresh 429: it doubles.
+    assert rates.pause_for_429(14.0, None, 0.0, started_at=13.0) == 24.0
+
+
+def test_the_rate_in_force_decides_the_sliding_limit() -> None:
+    rates = window(rpm=2, window=10.0)
     rates.record_start(0.0)
-    rates.pause_for_429(now=0.0, retry_after=0.0, jitter=0.0)
-    # One call per span while penalised: the next fits at 10, the one after only once the
-    # penalty ends at 15 (by then the full rate of two applies again).
+    assert rates.rate_ready(0.0) == 0.0
+    rates.rpm = 1  # lowered by what the scheduler learned
     assert rates.rate_ready(0.0) == 10.0
-    assert rates.rate_ready(0.0, [0.0, 10.0]) == 15.0
-    assert rates.rate_ready(15.0, [0.0, 10.0]) == 15.0
+    assert rates.rate_ready(0.0, [0.0, 10.0]) == 20.0

@@ -1,0 +1,151 @@
+"""The fake Segmind server for the scheduler benches, in a process of its own.
+
+Latency matters to these benches (the makespan of a burst is calls of 1.8 s fitting a 6 s
+window), so the server must not share the bot's event loop or core. This wraps
+`tests.fake_segmind.FakeSegmind` with what the scenarios need: the limit's window
+(`--window`), 429s without reset headers (`--no-reset`), and a seeded storm of 502s
+(`--fail-rate`, `--seed`), each answered after the normal latency, as a gateway would.
+
+    python -m bench.scheduler_server --rpm 5 --window 6 --latency 1.8 [--no-reset]
+                                     [--fail-rate 0.3 --seed 1]
+
+It prints `SEGMIND_BASE_URL=...` and serves until killed. `ServerProcess` starts it from a
+bench; `best_makespan` is the bound a burst is measured against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import random
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from tests.fake_segmind import FakeSegmind, status
+
+__all__ = ["KEY", "BenchSegmind", "ServerProcess", "best_makespan", "main", "percentile"]
+
+KEY = "bench-key"
+_RESET_HEADERS = ("retry-after", "x-rate-limit-reset-at-utc")
+
+
+def best_makespan(requests: int, rpm: int, window: float, latency: float) -> float:
+    """The least time `requests` calls submitted at once can take under `rpm` per `window`.
+
+    The server's sliding window admits call k (0-based) no sooner than (k // rpm) * window
+    after the first; the last one then takes `latency`. No scheduler can beat this.
+    """
+    return (requests - 1) // rpm * window + latency
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of a non-empty list."""
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(fraction * len(ordered))) - 1]
+
+
+class BenchSegmind(FakeSegmind):
+    """The fake server, with 429s optionally bare and a seeded storm of 502s."""
+
+    def __init__(
+        self,
+        *,
+        rpm_limit: int | None,
+        rpm_window: float,
+        latency: float,
+        reset_headers: bool = True,
+        fail_rate: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            api_key=KEY,
+            latency=latency,
+            rpm_limit=rpm_limit,
+            rpm_window=rpm_window,
+            credits=1e9,
+            shutdown_timeout=0.05,
+        )
+        self.reset_headers = reset_headers
+        self.fail_rate = fail_rate
+        self._random = random.Random(seed)
+
+    async def _handle_tts(self, request: web.Request) -> web.StreamResponse:
+        if self.fail_rate and self._random.random() < self.fail_rate:
+            # Taken by the handler before its first await, so it is this request's fault.
+            self.enqueue(status(502).delayed(self.latency))
+        return await super()._handle_tts(request)
+
+    def _admit(self, key: str) -> Any:
+        answer = super()._admit(key)
+        if answer is not None and not self.reset_headers:
+            for name in list(answer.headers):
+                if name.lower() in _RESET_HEADERS:
+                    del answer.headers[name]
+        return answer
+
+
+class ServerProcess:
+    """`python -m bench.scheduler_server ...` as an async context manager; `base_url` once up."""
+
+    def __init__(self, *args: str) -> None:
+        self.args = args
+        self.process: asyncio.subprocess.Process | None = None
+        self.base_url = ""
+
+    async def __aenter__(self) -> ServerProcess:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.scheduler_server",
+            *self.args,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert self.process.stdout is not None
+        async with asyncio.timeout(30):
+            while not self.base_url:
+                line = (await self.process.stdout.readline()).decode()
+                if not line:
+                    raise RuntimeError("the fake server did not start")
+                if line.startswith("SEGMIND_BASE_URL="):
+                    self.base_url = line.strip().split("=", 1)[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            await self.process.wait()
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    fake = BenchSegmind(
+        latency=args.latency,
+        rpm_limit=args.rpm,
+        rpm_window=args.window,
+        reset_headers=not args.no_reset,
+        fail_rate=args.fail_rate,
+        seed=args.seed,
+    )
+    async with fake:
+        print(f"SEGMIND_BASE_URL={fake.base_url}", flush=True)
+        await asyncio.Event().wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.scheduler_server")
+    parser.add_argument("--rpm", type=int, default=None, help="the key's real limit")
+    parser.add_argument("--window", type=float, default=60.0, help="the limit's window (s)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per call")
+    parser.add_argument("--no-reset", action="store_true", help="429s without reset headers")
+    parser.add_argument("--fail-rate", type=float, default=0.0, help="fraction answered 502")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the 502 storm")
+    args = parser.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    main()

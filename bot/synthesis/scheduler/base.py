@@ -1,0 +1,134 @@
+"""The scheduler's state, in one place: what `failures.py` and `core.py` both work on.
+
+`Scheduler` (core.py) is split in three only to keep each module readable: this base holds
+every part (queue, rate window, learner, planner, breaker, counters) and the small helpers
+both halves need; `SchedulerFailures` (failures.py) routes what went wrong; `Scheduler` adds
+the public API and the dispatcher. See core.py for the whole story.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+
+from bot.audio import Audio
+from bot.errors import SegmindError
+from bot.speech.request import SpeechRequest
+from bot.synthesis.scheduler.breaker import Breaker
+from bot.synthesis.scheduler.config import Clock, MonotonicClock, SchedulerConfig
+from bot.synthesis.scheduler.cooldowns import Cooldowns
+from bot.synthesis.scheduler.learn import LimitLearner
+from bot.synthesis.scheduler.plan import LatencyEstimate, Planner, concurrency_limit, plan
+from bot.synthesis.scheduler.queue import FairQueue
+from bot.synthesis.scheduler.ticket import Attempt, Ticket
+from bot.synthesis.scheduler.window import RateWindow
+
+__all__ = ["SchedulerBase", "Synthesize"]
+
+log = logging.getLogger(__name__)
+
+#: One attempt at speech, raising `SegmindError` subclasses (`SegmindClient.synthesize`).
+Synthesize = Callable[[SpeechRequest], Awaitable[Audio]]
+
+
+class SchedulerBase:
+    """Every part of the scheduler and the helpers shared by its halves."""
+
+    def __init__(
+        self,
+        synthesize: Synthesize,
+        config: SchedulerConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        rng: Callable[[], float] = random.random,
+        probe: Callable[[], Awaitable[bool]] | None = None,
+        on_halt: Callable[[SegmindError], Awaitable[None]] | None = None,
+        on_resume: Callable[[], Awaitable[None]] | None = None,
+        on_attempt: Callable[[Attempt], None] | None = None,
+        on_limit_learned: Callable[[int], None] | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._synthesize = synthesize
+        self.config = config or SchedulerConfig()
+        self._clock: Clock = clock or MonotonicClock()
+        self._wall_clock = wall_clock
+        self._rng = rng
+        self._on_attempt = on_attempt
+        self._on_limit_learned = on_limit_learned
+
+        self._queue = FairQueue()
+        self._window = RateWindow(self.config)
+        self._learner = LimitLearner(self.config)
+        self._latency = LatencyEstimate(self.config.initial_latency)
+        self._running: dict[Ticket, asyncio.Task[None]] = {}
+        self._planner = Planner(self._plan, self._running, self._latency)
+        #: (expires_at, id, ticket) for every ticket not yet finished: expiry in O(log n).
+        self._deadlines: list[tuple[float, int, Ticket]] = []
+        self._cooldowns = Cooldowns()
+        self._closed = False
+        self._next_id = 0
+
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closed_event = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._breaker = Breaker(
+            self._clock,
+            self.config.halt_probe_interval,
+            probe=probe,
+            on_halt=on_halt,
+            on_resume=on_resume,
+            resumed=self._wake.set,
+        )
+
+        self._last_pause = -math.inf  # when the latest 429 was logged as a warning
+        self._served = self._failed = self._rate_limited = 0
+        self._retried = self._expired = self._cancelled = 0
+
+    def _concurrency(self) -> int:
+        """Calls allowed in flight now, from the rate in force and the latency estimate."""
+        return concurrency_limit(
+            rpm=self._window.rpm,
+            span=self.config.span,
+            latency=self._latency.seconds,
+            cap=self.config.max_concurrency,
+        )
+
+    def _plan(self, now: float) -> list[tuple[Ticket, float]]:
+        """Every queued ticket with its estimated start, in serve order (none while halted)."""
+        if self._breaker.error is not None or self._closed:
+            return []
+        return plan(
+            self._queue,
+            self._window,
+            now=now,
+            running=self._running,
+            latency=self._latency.seconds,
+            limit=self._concurrency(),
+        )
+
+    def _fail(self, ticket: Ticket, error: BaseException) -> None:
+        self._failed += 1
+        self._queue.release(ticket)
+        self._planner.changed()
+        ticket.fail(error)
+
+    def _set_rate(self, rpm: int, why: str) -> None:
+        """Pace at `rpm` calls per span from now on."""
+        if rpm == self._window.rpm:
+            return
+        log.info(
+            "Pacing at %d calls per %.0f s (was %d; SEGMIND_RPM says %d): %s",
+            rpm,
+            self.config.window,
+            self._window.rpm,
+            self.config.rpm,
+            why,
+        )
+        self._window.rpm = rpm
+        self._planner.changed()

@@ -1,0 +1,185 @@
+"""Learning the API key's real limit, so a mistyped `SEGMIND_RPM` cannot keep half the calls 429.
+
+The operator says how many calls a minute the key allows; the server knows. When an owner types
+50 on a 5-a-minute key, pacing at 50 gets 45 of every 50 calls refused, window after window.
+So the rate the scheduler paces at (`rpm`) is learned, between 1 and the configured rpm:
+
+* **Timing first.** A call paced to the very edge of the window can arrive while the server
+  still counts a late arrival from the window before (a cold burst opens 50 connections one
+  after another; arrivals jitter). So a congestion event is blamed on timing if it refuses only
+  a few calls (at most rpm // TIMING_SHARE, at least one) and none was refused in the two spans
+  before: the pause is honoured, the rate kept, the refused call's slot given back. A second
+  event within two spans, or more refusals than that in one, is the limit.
+* **Decrease, from what the server accepted.** Each start is logged with its outcome. On a 429
+  the refused call's window (`span` before its start, up to now) is counted: the calls in it
+  that were not refused are what the server let through, which is the key's limit (or our share
+  of it, if another client uses the key too). A new congestion event (the refused call started
+  after the previous event began) cuts the rate to that count, but by no more than the
+  multiplicative `penalty_factor` (so a stray 429 when we made two calls does not drop a
+  50-a-minute key to 2). The other refusals of the same event only tighten the rate to the
+  count, without compounding the factor: while they come back the count falls (a call still in
+  flight counts as accepted until its own 429 says otherwise), so 45 refusals of a 50-call
+  burst on a 5-a-minute key bring the rate to 5 within that one burst, and never below what
+  the server let through.
+* **Increase, slowly and only with evidence.** After `hold` seconds at a level without a
+  decrease, and only if the rate actually held starts back in that time (so an idle bot does
+  not drift back up to a wrong figure), the rate rises by max(1, rpm // 4), toward the
+  configured rpm. That probe costs a 429 or two when the limit really is lower (the first is
+  blamed on timing); each failed probe doubles `hold` (from `penalty_seconds`, up to
+  `MAX_HOLD_WINDOWS` windows), so probes get rarer: on a 5-a-minute key configured at 50, a
+  few calls in a hundred after the first window. A probe that holds resets the next hold.
+* **Telling the operator once.** A lowered rate that has held for a whole span (or that a
+  failed probe confirmed) is reported once: the scheduler logs one WARNING and calls
+  `on_limit_learned`. A single stray 429 never lowers the rate (it is blamed on timing), so
+  it is never reported as a wrong setting.
+
+Pure bookkeeping: no asyncio and no clock of its own; callers pass the time in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from bot.synthesis.scheduler.config import SchedulerConfig
+
+__all__ = ["MAX_HOLD_WINDOWS", "TIMING_SHARE", "LimitLearner"]
+
+#: Failed probes double the wait before the next one, up to this many windows.
+MAX_HOLD_WINDOWS = 32
+#: Up to rpm // TIMING_SHARE refusals (at least 1) in one event may be blamed on timing.
+TIMING_SHARE = 10
+
+
+@dataclass(slots=True)
+class _Start:
+    at: float
+    refused: bool = False
+
+
+class LimitLearner:
+    """The rate to pace at: the configured rpm, lowered by 429s and raised back by quiet."""
+
+    def __init__(self, config: SchedulerConfig) -> None:
+        self._config = config
+        self.rpm = config.rpm
+        self._starts: deque[_Start] = deque()  # starts within two spans, with their outcome
+        self._running: dict[int, _Start] = {}  # ticket id -> its current attempt's start
+        self._event_at = -math.inf  # when the latest congestion event began
+        self._event_refused = 0  # refusals counted in it
+        self._event_excused = False  # blamed on timing so far
+        self._excused = False  # a refusal at the current rate was already blamed on timing
+        self._last_refusal = -math.inf
+        self._changed_at = -math.inf
+        self._hold = config.penalty_seconds
+        self._probing = False  # raised since the last decrease, not yet confirmed
+        self._saturated = False  # the rate held back a start since the last change
+        self._reported = False
+        self.report: int | None = None  # a confirmed limit below the configured, until taken
+
+    @property
+    def hold(self) -> float:
+        """Seconds at a level, without a decrease, before the rate may rise again."""
+        return self._hold
+
+    def started(self, ticket_id: int, now: float) -> None:
+        """A call for `ticket_id` starts at `now`."""
+        start = _Start(now)
+        self._starts.append(start)
+        self._running[ticket_id] = start
+        horizon = now - 2 * self._config.span
+        while self._starts and self._starts[0].at <= horizon:
+            self._starts.popleft()
+
+    def began(self, ticket_id: int, now: float) -> None:
+        """The call for `ticket_id`, launched earlier, really begins at `now`."""
+        start = self._running.get(ticket_id)
+        if start is not None:
+            start.at = now
+
+    def ended(self, ticket_id: int) -> None:
+        """The call ended with anything but a 429: it was not refused by the limit."""
+        self._running.pop(ticket_id, None)
+
+    def held_back(self) -> None:
+        """The rate (not the queue, concurrency or a pause) kept a start waiting."""
+        self._saturated = True
+
+    def refused(self, ticket_id: int, now: float) -> bool:
+        """The call for `ticket_id` was answered 429 at `now`; True if blamed on timing.
+
+        Otherwise it counts against the rate, which may be lowered (read `rpm`).
+        """
+        start = self._running.pop(ticket_id, None)
+        if start is None:
+            return False
+        start.refused = True
+        since = start.at - self._config.span
+        accepted = sum(1 for s in self._starts if s.at > since and not s.refused)
+        if now - self._last_refusal > 2 * self._config.span:
+            self._excused = False  # two quiet spans: the next lone refusal is timing again
+        self._last_refusal = now
+        if start.at > self._event_at:  # a new congestion event
+            self._event_at = now
+            self._event_refused = 1
+            self._event_excused = not self._excused
+            if self._event_excused:  # first refusal at this rate: blame timing, once
+                self._excused = True
+                return True
+            target = max(accepted, math.floor(self.rpm * self._config.penalty_factor))
+        else:  # another refusal of the same event
+            self._event_refused += 1
+            if self._event_excused:
+                if self._event_refused <= max(1, self.rpm // TIMING_SHARE):
+                    return True
+                self._event_excused = False  # too many refusals for timing: it is the limit
+            target = accepted  # only ever tighten toward what the server let through
+        target = max(1, min(self.rpm, target))
+        if self._probing:
+            # The raised level was refused: the limit is confirmed, probe less often.
+            self._probing = False
+            cap = MAX_HOLD_WINDOWS * self._config.window
+            self._hold = min(cap, 2 * self._hold)
+            if not self._reported and target < self._config.rpm:
+                self._reported = True
+                self.report = target
+        if target < self.rpm:
+            self.rpm = target
+            self._changed_at = now
+            self._saturated = False
+            self._excused = False
+        return False
+
+    def hold_from(self, moment: float) -> None:
+        """Count the hold from `moment` (the end of a 429 pause): paused time proves nothing."""
+        self._changed_at = max(self._changed_at, moment)
+
+    def tick(self, now: float) -> bool:
+        """Raise the rate if it held long enough with demand; True if it changed.
+
+        Also reports (once) a lowered rate that has held for a whole span: by then the
+        refusals that lowered it have all come back, so the figure is the settled one.
+        """
+        settled = now - self._changed_at >= self._config.span
+        if not self._reported and self.rpm < self._config.rpm and settled:
+            self._reported = True
+            self.report = self.rpm
+        if self.rpm >= self._config.rpm or now - self._changed_at < self._hold:
+            return False
+        if not self._saturated:
+            return False
+        if self._probing:  # the last probe held: the next may come sooner
+            self._hold = self._config.penalty_seconds
+        self.rpm = min(self._config.rpm, self.rpm + max(1, self.rpm // 4))
+        self._probing = True
+        self._excused = False
+        self._changed_at = now
+        self._saturated = False
+        return True
+
+    def next_tick(self) -> float | None:
+        """When `tick` might next raise the rate (None: not below the configured rpm)."""
+        if self.rpm >= self._config.rpm:
+            return None
+        return self._changed_at + self._hold

@@ -1,0 +1,166 @@
+"""Issue 11, point 9: the scheduler learns the key's real limit from 429s (and their absence).
+
+An owner types 50 on a 5-a-minute key: after the first window fewer than 10 % of calls may be
+answered 429 and goodput must stay at 90 % of what the key allows, with and without reset
+headers; the operator is told once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from bot.speech.access import Requester
+from bot.synthesis.scheduler import SchedulerConfig
+from bot.synthesis.scheduler.learn import MAX_HOLD_WINDOWS, LimitLearner
+from tests.synthesis.scheduler.fakes import AUDIO, Build, FakeClock, KeyLimitedSynth, outcome, req
+
+KEY_LIMIT = 5
+WINDOW = 60.0
+
+
+@pytest.mark.parametrize("reset_headers", [True, False], ids=["reset", "no-reset"])
+async def test_a_mistyped_rpm_is_learned_and_reported_once(
+    clock: FakeClock, build: Build, caplog: pytest.LogCaptureFixture, reset_headers: bool
+) -> None:
+    synth = KeyLimitedSynth(
+        clock, limit=KEY_LIMIT, window=WINDOW, latency=18.0, reset_headers=reset_headers
+    )
+    learned: list[int] = []
+    scheduler = build(
+        synth,
+        rpm=50,
+        window=WINDOW,
+        safety_margin=None,
+        max_queue=500,
+        job_timeout=3600.0,
+        on_limit_learned=learned.append,
+    )
+    tickets = [scheduler.submit(req(f"{user}:0"), Requester(user)) for user in range(150)]
+    with caplog.at_level(logging.WARNING):
+        for _ in range(200):
+            await clock.advance(WINDOW)
+            if all(t.state in ("done", "failed") for t in tickets):
+                break
+    assert [await outcome(t) for t in tickets] == [AUDIO] * len(tickets)
+
+    log = [(at - clock.origin, status) for at, status in synth.log]
+    after = [status for at, status in log if at >= WINDOW]
+    refused = after.count(429) / len(after)
+    ok_times = [at for at, status in log if status == 200 and at >= WINDOW]
+    span = ok_times[-1] - WINDOW
+    goodput = len(ok_times) / (KEY_LIMIT * (span // WINDOW + 1))
+    assert refused < 0.10, (refused, after.count(429), len(after))
+    assert goodput >= 0.90, goodput
+    assert scheduler.effective_rpm <= 6
+    assert learned == [KEY_LIMIT]
+    told = [r for r in caplog.records if "SEGMIND_RPM is 50" in r.getMessage()]
+    assert len(told) == 1
+    assert told[0].levelno == logging.WARNING
+    assert "about 5 per 60 s" in told[0].getMessage()
+
+
+def reported(limits: LimitLearner) -> int | None:
+    """Read through a call, so mypy does not keep an earlier narrowing of `report`."""
+    return limits.report
+
+
+def rate(limits: LimitLearner) -> int:
+    """Read through a call, so mypy does not keep an earlier narrowing of `rpm`."""
+    return limits.rpm
+
+
+def learner(**config: float) -> LimitLearner:
+    return LimitLearner(SchedulerConfig(safety_margin=0.0, **config))  # type: ignore[arg-type]
+
+
+def test_a_burst_of_refusals_brings_the_rate_down_to_what_was_let_through() -> None:
+    limits = learner(rpm=50, window=60.0)
+    for ticket in range(50):
+        limits.started(ticket, 0.0)
+    for ticket in range(5):
+        limits.ended(ticket)  # accepted (still running or done)
+    for ticket in range(5, 50):
+        limits.refused(ticket, 1.0)
+    assert limits.rpm == 5  # not 50 * 0.8 ** 45 = 1: one burst, one congestion event
+
+
+def test_a_lone_429_is_blamed_on_timing_once_then_cuts_by_the_factor() -> None:
+    limits = learner(rpm=50, window=60.0, penalty_factor=0.8)
+    limits.started(1, 0.0)
+    limits.ended(1)
+    limits.started(2, 5.0)
+    assert limits.refused(
+        2, 6.0
+    )  # blamed on timing: one refusal at a new rate: a late arrival, perhaps
+    assert limits.rpm == 50
+    limits.started(3, 7.0)
+    assert not limits.refused(3, 8.0)  # again at the same rate: the limit
+    assert limits.rpm == 40  # cut by the factor, not to the 1 call we happened to make
+
+
+def test_the_rate_rises_only_after_a_hold_with_demand_and_failed_probes_wait_longer() -> None:
+    limits = learner(rpm=10, window=10.0)  # hold: two windows
+    for ticket in range(10):
+        limits.started(ticket, 0.0)
+    for ticket in range(5, 10):
+        limits.refused(ticket, 0.5)  # five refusals are too many to blame on timing
+    assert limits.rpm == 5
+    assert not limits.tick(30.0)  # no demand held back: no evidence, no rise
+    limits.held_back()
+    assert not limits.tick(20.0)  # the hold is counted from the decrease at 0.5
+    assert limits.tick(20.5)
+    assert limits.rpm == 6  # +max(1, 5 // 4)
+    for ticket in range(100, 106):
+        limits.started(ticket, 21.0)
+    assert limits.refused(105, 21.5)  # the probe's first refusal: timing, perhaps
+    limits.started(106, 22.0)
+    assert not limits.refused(106, 22.5)  # a second at the same rate: back to 5, confirmed
+    assert limits.rpm == 5
+    assert limits.report == 5
+    assert limits.hold == 40.0
+    limits.held_back()
+    assert not limits.tick(22.5 + 39.0)
+    assert limits.tick(22.5 + 40.0)
+
+
+def test_probes_never_wait_longer_than_the_cap() -> None:
+    limits = learner(rpm=10, window=10.0)
+    for ticket in range(1, 13):
+        at = ticket * 1e6
+        limits.held_back()
+        limits.tick(at)
+        limits.started(ticket, at)
+        limits.refused(ticket, at)
+        limits.started(-ticket, at + 1)
+        limits.refused(-ticket, at + 1)
+    assert limits.hold == MAX_HOLD_WINDOWS * 10.0
+
+
+def test_a_lowered_rate_is_reported_once_when_it_has_settled_for_a_span() -> None:
+    limits = learner(rpm=50, window=60.0)
+    for ticket in range(50):
+        limits.started(ticket, 0.0)
+    for ticket in range(5, 50):
+        limits.refused(ticket, 1.0)
+    assert reported(limits) is None  # refusals may still be coming back
+    limits.tick(60.9)
+    assert reported(limits) is None
+    limits.tick(61.0)
+    assert reported(limits) == 5
+    limits.report = None  # taken by the scheduler
+    limits.tick(500.0)
+    assert reported(limits) is None  # once
+
+
+def test_lone_refusals_far_apart_are_each_blamed_on_timing() -> None:
+    limits = learner(rpm=50, window=60.0)
+    limits.started(1, 0.0)
+    assert limits.refused(1, 1.0)
+    limits.started(2, 200.0)  # more than two spans later
+    assert limits.refused(2, 201.0)
+    assert rate(limits) == 50
+    limits.started(3, 210.0)  # but a second one soon after counts
+    assert not limits.refused(3, 211.0)
+    assert rate(limits) == 40
