@@ -143,6 +143,8 @@ class TTSBot(commands.Bot):
         #: Extensions that failed to load, with why; a cog can show them to the operator.
         self.extension_errors: dict[str, BaseException] = {}
         self._responders: set[asyncio.Task[Any]] = set()
+        #: Operator alerts under way; kept so the loop does not drop them half-sent.
+        self._alerts: set[asyncio.Task[None]] = set()
         self._heartbeat: Heartbeat | None = None
         self._metrics: MetricsServer | None = None
 
@@ -157,7 +159,11 @@ class TTSBot(commands.Bot):
     async def setup_hook(self) -> None:
         self._services = await open_services(
             self.settings,
-            alerts=Alerts(on_halt=self._alert_halt, on_resume=self._alert_resume),
+            alerts=Alerts(
+                on_halt=self._alert_halt,
+                on_resume=self._alert_resume,
+                on_limit_learned=self._alert_limit_learned,
+            ),
             user_agent=USER_AGENT,
         )
         await self.load_cogs()
@@ -259,6 +265,18 @@ class TTSBot(commands.Bot):
     async def _alert_resume(self) -> None:
         log.warning("Speech resumed: the Segmind account works again")
         await self._alert("✅ Speech has resumed: the Segmind account works again.")
+
+    def _alert_limit_learned(self, rpm: int) -> None:
+        """The scheduler learned the key's real limit: worth one message, not a log line only,
+        since a wrong SEGMIND_RPM costs members a pause after every burst."""
+        message = (
+            f"ℹ️ Your Segmind key accepts about {rpm} calls a minute, fewer than "
+            f"SEGMIND_RPM={self.settings.segmind_rpm}. The bot now paces itself at {rpm}; "
+            f"set SEGMIND_RPM={rpm} to start there after a restart."
+        )
+        task = asyncio.get_running_loop().create_task(self._alert(message), name="alert-limit")
+        self._alerts.add(task)
+        task.add_done_callback(self._alerts.discard)
 
     async def _alert(self, message: str) -> None:
         """One message for the operator: the alert channel if set, else the owner's DMs."""

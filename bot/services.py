@@ -42,6 +42,8 @@ class Alerts:
 
     on_halt: Callable[[SegmindError], Awaitable[None]] | None = None
     on_resume: Callable[[], Awaitable[None]] | None = None
+    #: The key refuses calls past this many a minute, fewer than SEGMIND_RPM says (told once).
+    on_limit_learned: Callable[[int], None] | None = None
 
 
 @dataclass(eq=False)
@@ -96,6 +98,7 @@ def build_scheduler(
         on_halt=alerts.on_halt,
         on_resume=alerts.on_resume,
         on_attempt=usage.record_attempt if usage is not None else None,
+        on_limit_learned=alerts.on_limit_learned,
     )
     scheduler.start()
     return scheduler

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -10,6 +11,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import discord
 import pytest
 from aioresponses import aioresponses
@@ -202,3 +204,34 @@ def test_the_default_shutdown_fits_docker_stop(make_settings: Callable[..., Sett
     settings = make_settings()
     assert settings.shutdown_timeout <= 8
     assert shutdown_plan(settings.shutdown_timeout, settings.shutdown_grace).intake_grace > 0
+
+
+async def test_a_learned_limit_is_told_to_the_operator_once(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from bot.services import Alerts, build_scheduler
+    from bot.synthesis.client import SegmindClient
+
+    bot = create_bot(make_settings(discord_token=TOKEN, segmind_rpm=50))
+    told: list[str] = []
+
+    async def alert(message: str) -> None:
+        told.append(message)
+
+    bot._alert = alert  # type: ignore[method-assign]
+    bot._alert_limit_learned(5)
+    await asyncio.gather(*bot._alerts)
+    assert told == [
+        "ℹ️ Your Segmind key accepts about 5 calls a minute, fewer than SEGMIND_RPM=50. The "
+        "bot now paces itself at 5; set SEGMIND_RPM=5 to start there after a restart."
+    ]
+    # The services hand the hook to the scheduler that learns the limit.
+    async with aiohttp.ClientSession() as session:
+        client = SegmindClient.from_settings(session, bot.settings)
+        scheduler = build_scheduler(
+            bot.settings, client, alerts=Alerts(on_limit_learned=bot._alert_limit_learned)
+        )
+        try:
+            assert scheduler._on_limit_learned == bot._alert_limit_learned
+        finally:
+            await scheduler.close(grace=0)

@@ -107,9 +107,14 @@ async def test_metrics_after_real_calls(services: Services, fake: fs.FakeSegmind
 
 
 async def test_queue_length_and_wait_while_requests_wait(
-    services: Services, fake: fs.FakeSegmind
+    fake: fs.FakeSegmind, make_settings: Callable[..., Settings]
 ) -> None:
     fake.latency = 0.5
+    # A cap of 10 calls in flight, so 20 of the 30 requests must wait in the queue.
+    settings = make_settings(
+        segmind_base_url=fake.base_url, segmind_rpm=600, user_cooldown=0, max_concurrency=10
+    )
+    services = await open_services(settings)
     server = MetricsServer(Metrics(services))
     await server.start("127.0.0.1", 0)
     try:
@@ -123,10 +128,12 @@ async def test_queue_length_and_wait_while_requests_wait(
         assert found[("tts_queue_length", ())] + found[("tts_calls_running", ())] == 30
         assert found[("tts_calls_running", ())] == services.settings.max_concurrency
         assert 0.25 <= found[("tts_queue_oldest_wait_seconds", ())] < 5
+        assert found[("tts_queue_length", ())] == 20
         for ticket in tickets:
             ticket.cancel()
     finally:
         await server.close()
+        await services.close()
 
 
 async def test_a_halt_is_unhealthy_and_shown(services: Services, fake: fs.FakeSegmind) -> None:
