@@ -140,6 +140,9 @@ def _speakable(text: str, facts: MessageFacts, options: CleanupOptions) -> str:
 
 def _one_pass(text: str, facts: MessageFacts, options: CleanupOptions) -> str:
     text = _HIDDEN.sub(_hide, text)
+    # Thousands of spoilers in a row say nothing more than a few; shortened at once, the
+    # passes after this one work on a short text instead of a long run of markers.
+    text = _hidden_run(options.max_repeat).sub(lambda m: m[1] * options.max_repeat, text)
     text = _ESCAPE.sub("", text)
     text = _MASKED_LINK.sub(r"\1", text)
     text = _URL.sub(_LINK, text)
@@ -148,6 +151,12 @@ def _one_pass(text: str, facts: MessageFacts, options: CleanupOptions) -> str:
     text = _shorten_repeats(text, options.max_repeat)
     text = _LINK_RUN.sub("links", text).replace(_LINK, "a link")
     return _defang(" ".join(text.split()))
+
+
+@functools.lru_cache(maxsize=8)
+def _hidden_run(most: int) -> re.Pattern[str]:
+    """More than `most` of the same hidden-content marker in a row (what `_hide` writes)."""
+    return re.compile(rf"( code block | spoiler )\1{{{most},}}")
 
 
 def _hide(match: re.Match[str]) -> str:

@@ -400,3 +400,9 @@ def test_spoilers_and_code_blocks_are_never_read(
 def test_cleaning_twice_changes_nothing(facts: MessageFacts, options: CleanupOptions) -> None:
     once = clean_message(facts, options)
     assert clean_message(MessageFacts(once), options) == once
+
+
+def test_a_flood_of_spoilers_or_code_blocks_is_named_a_few_times() -> None:
+    many = clean_message(MessageFacts("||a||" * 500 + " then " + "```x```" * 500))
+    assert many == "spoiler spoiler spoiler then code block code block code block"
+    assert clean_message(MessageFacts("||a|| ||b||")) == "spoiler spoiler"
