@@ -22,6 +22,7 @@ from bot.errors import QuotaExceededError
 from bot.speech.access import Caller, Requester, check_access
 from bot.speech.chunking import split_text
 from bot.speech.narration import member_voice
+from bot.speech.pronunciations import Pronunciations
 from bot.speech.request import SpeechRequest, build_request
 from bot.speech.styles import apply_style
 from bot.storage import GuildSettings, MemberSettings, Storage
@@ -31,7 +32,15 @@ from bot.synthesis.scheduler import Scheduler
 from bot.synthesis.stream import SpeechSource, SpeechStream
 from bot.synthesis.usage import UsageRecorder, day_start, next_reset, paid_calls
 
-__all__ = ["Clip", "Destination", "SpeakContext", "SpeakOptions", "SpeechService", "clip_filename"]
+__all__ = [
+    "Clip",
+    "Destination",
+    "SpeakContext",
+    "SpeakOptions",
+    "SpeechService",
+    "clip_filename",
+    "pronounce",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +135,7 @@ class SpeechService:
         plausibly meet it, and what is left unmade when it passes is withdrawn.
         """
         ctx = await self.context(caller, guild=guild)
+        text = pronounce(text, ctx.guild)
         voice = options.voice
         if destination is Destination.NARRATION and not voice:
             voice = member_voice(ctx.member)
@@ -300,6 +310,15 @@ class SpeechService:
             loop = asyncio.get_running_loop()
             data = await loop.run_in_executor(self._executor, _join_to_ogg_opus, list(audios))
         return Clip(data=data, duration=duration, filename=clip_filename(request))
+
+
+def pronounce(text: str, guild: GuildSettings | None) -> str:
+    """`text` with the server's own pronunciations: applied here, on the one way in, so
+    /speak, "Speak this message" and narration all get them, before validation and chunking
+    see the text, and the cache key (which hashes the request's text) covers them."""
+    if guild is None or not guild.pronunciations:
+        return text
+    return Pronunciations.of(dict(guild.pronunciations)).apply(text)
 
 
 def _join_to_ogg_opus(audios: list[Audio]) -> bytes:

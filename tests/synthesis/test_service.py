@@ -313,3 +313,19 @@ async def test_begin_refuses_before_queueing_anything(
     with pytest.raises(Exception, match="no text to speak"):
         await speech.begin(Caller(1, guild_id=9), "   ")
     recorder.assert_not_called()
+
+
+async def test_the_servers_dictionary_is_applied_before_the_request_is_made(
+    stored: tuple[SpeechService, SQLiteStorage],
+) -> None:
+    speech, storage = stored
+    recorder = queued_by(speech)
+    await speech.begin(Caller(1, guild_id=9), "Ask nguyen about k8s")
+    assert recorder.call_args.args[1][0].text == "Ask nguyen about k8s"
+    await storage.update_guild(9, pronunciations=[("Nguyen", "Nwin"), ("k8s", "kubernetes")])
+    for destination in Destination:
+        await speech.begin(Caller(1, guild_id=9), "Ask NGUYEN about k8s", destination=destination)
+        (request,) = recorder.call_args.args[1]
+        assert request.text == "Ask Nwin about kubernetes"  # Also what the cache key hashes.
+    await speech.begin(Caller(1, guild_id=8), "Ask nguyen")  # Another server: its own words.
+    assert recorder.call_args.args[1][0].text == "Ask nguyen"
