@@ -18,8 +18,8 @@ __all__ = [
     "GUILD_CHECKS",
     "MAX_SAID",
     "MAX_SKIP_PREFIX",
-    "MAX_SPOKEN_NAME",
     "MAX_SNOWFLAKE",
+    "MAX_SPOKEN_NAME",
     "MEMBER_CHECKS",
     "Check",
     "guild_changes",
@@ -97,8 +97,7 @@ def _emoji(name: str, value: Any) -> str:
 
 def _said(name: str, value: Any) -> str:
     """The "X said" wording: short, and it must say where the name goes."""
-    text = _text(MAX_SAID, empty_is_none=False)(name, value)
-    assert text is not None
+    text = str(_text(MAX_SAID, empty_is_none=False)(name, value))
     if text.count("{name}") != 1 or "{" in text.replace("{name}", ""):
         raise ValueError(f"{name} must contain {{name}} once, e.g. “{{name}} says”.")
     return text

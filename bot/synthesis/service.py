@@ -17,6 +17,7 @@ from enum import StrEnum
 
 from bot import audio as audio_mod
 from bot.audio import Audio
+from bot.audio.voice_message import VoiceMessage, make_voice_message
 from bot.config import Settings
 from bot.errors import QuotaExceededError
 from bot.speech.access import Caller, Requester, check_access
@@ -161,6 +162,12 @@ class SpeechService:
             cooldown = ctx.guild.user_cooldown if ctx.guild is not None else None
         requester = Requester(caller.user_id, caller.guild_id, cooldown)
         return await self.stream(requester, requests, fresh=options.fresh, deadline=deadline)
+
+    async def prefers_voice_message(self, caller: Caller) -> bool:
+        """Whether the member asked for their /speak speech as voice messages by default."""
+        if self.storage is None:
+            return False
+        return bool((await self.storage.get_member(caller.user_id)).voice_message)
 
     def text_limit(self, guild: GuildSettings | None) -> int:
         """The longest text one request may speak here: the server's limit, else the bot's."""
@@ -310,6 +317,21 @@ class SpeechService:
             loop = asyncio.get_running_loop()
             data = await loop.run_in_executor(self._executor, _join_to_ogg_opus, list(audios))
         return Clip(data=data, duration=duration, filename=clip_filename(request))
+
+    async def voice_message(self, audios: Sequence[Audio]) -> VoiceMessage:
+        """The chunks, joined in order, as a Discord voice message (re-encoded the way the
+        clients send them, with the waveform); CPU work, so it runs in the executor."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, _voice_message, list(audios))
+
+
+def _voice_message(audios: list[Audio]) -> VoiceMessage:
+    if len(audios) == 1:
+        return make_voice_message(audios[0])
+    joined = audio_mod.concat([audio_mod.decode_audio(audio) for audio in audios])
+    return make_voice_message(
+        audio_mod.probe(audio_mod.encode_wav(joined), audio_mod.AudioFormat.WAV)
+    )
 
 
 def pronounce(text: str, guild: GuildSettings | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -329,3 +330,15 @@ async def test_the_servers_dictionary_is_applied_before_the_request_is_made(
         assert request.text == "Ask Nwin about kubernetes"  # Also what the cache key hashes.
     await speech.begin(Caller(1, guild_id=8), "Ask nguyen")  # Another server: its own words.
     assert recorder.call_args.args[1][0].text == "Ask nguyen"
+
+
+async def test_chunks_become_one_voice_message_with_their_whole_length(
+    service: tuple[Any, Synth],
+) -> None:
+    speech, _ = service
+    one = audio.probe(audio.encode_wav(tone(0.5)), audio.AudioFormat.WAV)
+    two = audio.probe(audio.encode_wav(tone(0.7)), audio.AudioFormat.WAV)
+    message = await speech.voice_message([one, two])
+    assert message.data.startswith(b"OggS")
+    assert message.duration == pytest.approx(1.2, abs=0.03)
+    assert len(base64.b64decode(message.waveform)) == 12  # One point per 100 ms.
