@@ -226,11 +226,13 @@ class Narration(commands.Cog):
         if reason is not None:
             log.debug("Not reading message %s: %s", message.id, reason)
             return None
+        # The name as the member wants it said (/voice name), else as Discord shows it.
+        spoken = (await self.bot.services.storage.get_member(author.id)).spoken_name
         reading = self.narrator.compose(
             facts_from_message(message),
             channel_id=message.channel.id,
             author_id=author.id,
-            author_name=author.display_name,
+            author_name=spoken or author.display_name,
             rules=rules,
             prefix=prefix,
         )

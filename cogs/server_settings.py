@@ -150,7 +150,7 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
         max_length="Longest message read, in characters; longer ones are cut",
         emoji="Read custom emoji by name, or drop them",
         say_names="Say “Alice said” before a new speaker",
-        said="How a speaker is announced, with {name}: “{name} says” (default: back to “{name} said”)",
+        said="Announce a speaker as e.g. “{name} says”; “default” goes back to “{name} said”",
         merge_speakers="When behind, read two members' messages in one two-speaker call",
     )
     async def narration(

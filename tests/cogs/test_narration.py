@@ -347,3 +347,14 @@ async def test_messages_not_read_are_announced_once_in_the_channel(scene: Scene)
     message.channel.send.assert_awaited_once()
     (line,) = message.channel.send.await_args.args
     assert line.startswith("📕 Some messages here were not read aloud: I lost the voice")
+
+
+async def test_a_member_is_announced_by_their_chosen_name_in_the_servers_words(
+    scene: Scene, storage: SQLiteStorage
+) -> None:
+    await storage.update_member(ALICE, spoken_name="Ah-lee-sah")
+    await storage.update_guild(GUILD, narration_said="{name} writes")
+    await storage.update_guild(GUILD, pronunciations=[("hiya", "hi there")])
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("hiya all"))
+    assert scene.spoken() == ["Ah-lee-sah writes: hi there all"]
