@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import discord
 import pytest
 from aioresponses import aioresponses
 
@@ -76,3 +77,53 @@ async def test_the_server_words_x_said_and_goes_back_to_the_default(wired: Wired
     )
     guild = await wired.bot.services.storage.get_guild(df.GUILD_ID)
     assert guild.narration_said is None
+
+
+async def test_dictionary_add_list_remove_and_reset_with_the_servers_settings(
+    wired: Wired,
+) -> None:
+    (added,) = await wired.invoke(
+        df.slash_command(
+            "dictionary", subcommand="add", user_id=ALICE, word="Nguyen", say_as="Nwin"
+        )
+    )
+    assert "Nguyen" in content(added)
+    assert "Nwin" in content(added)
+    await wired.invoke(
+        df.slash_command("dictionary", subcommand="add", user_id=ALICE, word="k8s", say_as="kates")
+    )
+    (listed,) = await wired.invoke(df.slash_command("dictionary", subcommand="list", user_id=ALICE))
+    assert "Nguyen → Nwin" in content(listed)
+    assert "k8s → kates" in content(listed)
+    await wired.invoke(df.slash_command("speak", user_id=ALICE, text="Hi nguyen"))
+    assert wired.segmind.requests[-1].json_body["text"] == "Hi Nwin"
+    (removed,) = await wired.invoke(
+        df.slash_command("dictionary", subcommand="remove", user_id=ALICE, word="NGUYEN")
+    )
+    assert "Removed" in content(removed)
+    (missing,) = await wired.invoke(
+        df.slash_command("dictionary", subcommand="remove", user_id=ALICE, word="nguyen")
+    )
+    assert "not in" in content(missing)
+    await wired.invoke(
+        df.slash_command("settings", subcommand="reset", user_id=ALICE, setting="everything")
+    )
+    guild = await wired.bot.services.storage.get_guild(df.GUILD_ID)
+    assert guild.pronunciations == ()
+
+
+async def test_dictionary_is_for_managers(wired: Wired) -> None:
+    (refused,) = await wired.invoke(
+        df.slash_command(
+            "dictionary",
+            subcommand="add",
+            user_id=ALICE,
+            permissions=df.MEMBER_PERMISSIONS,
+            word="a",
+            say_as="b",
+        )
+    )
+    assert "Manage Guild permission" in content(refused)
+    assert (await wired.bot.services.storage.get_guild(df.GUILD_ID)).pronunciations == ()
+    command = next(c for c in wired.bot.tree.get_commands() if c.name == "dictionary")
+    assert command.default_permissions == discord.Permissions(manage_guild=True)
