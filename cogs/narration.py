@@ -21,6 +21,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import BotError, NarrationDisabledError, NotInVoiceError
+from bot.playback.connections import VoiceTarget
 from bot.playback.player import GuildPlayer, Utterance
 from bot.speech.control import estimate_seconds
 from bot.speech.narration import (
@@ -196,29 +197,35 @@ class Narration(commands.Cog):
     async def _prepare(
         self, message: discord.Message, prefix: str | AutoPrefix | None
     ) -> tuple[GuildPlayer, Utterance, Reading] | None:
-        """What reading `message` takes, with its speech begun; None if it is not read."""
+        """What reading `message` takes, with its speech begun; None if it is not read.
+
+        An idle bot joins a member in voice who writes in the narration channel (or in their
+        voice channel's own chat) by itself, once the message is found worth reading.
+        """
         guild = message.guild
         assert guild is not None
-        voice_channel = self.bot.playback.connected_channel(guild)
-        player = self.bot.playback.player(guild.id)
-        if voice_channel is None or player is None:
-            return None
         settings = await self.bot.services.storage.get_guild(guild.id)
-        if settings.narration_channel_id != message.channel.id:
+        if settings.narration_channel_id is None:
             return None
-        rules = NarrationRules.from_guild(settings, text_limit=self.bot.settings.max_text_length)
         author = message.author
         if not isinstance(author, discord.Member):  # An edit's payload may lack the member.
             author = guild.get_member(author.id) or author
-        in_voice = (
-            isinstance(author, discord.Member)
-            and author.voice is not None
-            and author.voice.channel == voice_channel
-        )
+        author_channel = _voice_channel_of(author)
+        voice_channel = self.bot.playback.connected_channel(guild)
+        player = self.bot.playback.player(guild.id)
+        idle = voice_channel is None or player is None
+        if idle:
+            if not isinstance(prefix, AutoPrefix) or author_channel is None:
+                return None  # Only a new message from a member in voice brings the bot.
+            voice_channel = author_channel
+        assert voice_channel is not None
+        if message.channel.id not in (settings.narration_channel_id, voice_channel.id):
+            return None
+        rules = NarrationRules.from_guild(settings, text_limit=self.bot.settings.max_text_length)
         reason = skip_reason(
             message.content,
             author_is_bot=author.bot,
-            author_in_voice=in_voice,
+            author_in_voice=author_channel is not None and author_channel == voice_channel,
             rules=rules,
             system=message.type not in READABLE_TYPES,
             silent=message.flags.suppress_notifications,
@@ -226,6 +233,11 @@ class Narration(commands.Cog):
         if reason is not None:
             log.debug("Not reading message %s: %s", message.id, reason)
             return None
+        if idle:
+            player = await self._join_by_itself(author, voice_channel)
+            if player is None:
+                return None
+        assert player is not None
         # The name as the member wants it said (/voice name), else as Discord shows it.
         spoken = (await self.bot.services.storage.get_member(author.id)).spoken_name
         reading = self.narrator.compose(
@@ -271,6 +283,22 @@ class Narration(commands.Cog):
         )
         return player, utterance, reading
 
+    async def _join_by_itself(
+        self, author: discord.Member | discord.User, channel: VoiceTarget
+    ) -> GuildPlayer | None:
+        """Join `channel` for a member who wrote in the narration channel; None (logged) where
+        the bot may not or cannot go. It leaves as after any join, when the channel empties."""
+        try:
+            check_voice_target(self.bot, author, channel)
+            player, note = await bring_bot(self.bot, channel)
+        except BotError as exc:
+            log.info("Not joining %s by itself: %s", channel.id, exc.user_message)
+            return None
+        log.info("Joined voice channel %s by itself for %s", channel.id, author.id)
+        if note:
+            log.info("After joining %s: %s", channel.id, note)
+        return player
+
     async def _notice(self, channel: discord.abc.Messageable, reason: str) -> None:
         """Tell the channel, once a minute at most, that some messages were not read."""
         key = getattr(channel, "id", 0)
@@ -279,6 +307,15 @@ class Narration(commands.Cog):
             return
         self._noticed[key] = now
         await channel.send(NOT_READ.format(reason=reason), allowed_mentions=NO_MENTIONS)
+
+
+def _voice_channel_of(author: discord.Member | discord.User) -> VoiceTarget | None:
+    """The voice channel (or Stage) the author is in, if any."""
+    if isinstance(author, discord.Member) and author.voice is not None:
+        channel = author.voice.channel
+        if isinstance(channel, discord.VoiceChannel | discord.StageChannel):
+            return channel
+    return None
 
 
 async def setup(bot: TTSBot) -> None:

@@ -10,7 +10,7 @@ import discord
 import pytest
 
 from bot.config import Settings
-from bot.errors import NarrationDisabledError, QueueFullError
+from bot.errors import BotError, NarrationDisabledError, QueueFullError
 from bot.playback.player import GuildPlayer, Utterance
 from bot.speech.access import Requester
 from bot.speech.voices import voice_for_user
@@ -138,8 +138,9 @@ async def test_messages_that_are_not_read(scene: Scene, change: dict[str, Any]) 
     scene.player.enqueue.assert_not_called()
 
 
-async def test_nothing_is_read_when_the_bot_is_not_in_voice(scene: Scene) -> None:
+async def test_nothing_is_read_when_the_bot_is_not_in_voice_and_cannot_join(scene: Scene) -> None:
     scene.bot.playback.connected_channel.return_value = None
+    scene.bot.playback.join.side_effect = BotError(user_message="I can't connect there.")
     await Narration(scene.bot).on_message(scene.message("hello"))
     scene.queued.assert_not_called()
 
@@ -358,3 +359,64 @@ async def test_a_member_is_announced_by_their_chosen_name_in_the_servers_words(
     cog = Narration(scene.bot)
     await cog.on_message(scene.message("hiya all"))
     assert scene.spoken() == ["Ah-lee-sah writes: hi there all"]
+
+
+def idle(scene: Scene) -> None:
+    """The bot is in no voice channel; joining puts it in the one asked for."""
+    scene.bot.playback.connected_channel.return_value = None
+
+    async def join(channel: Any) -> Any:
+        scene.bot.playback.connected_channel.return_value = channel
+        return scene.player
+
+    scene.bot.playback.join.side_effect = join
+
+
+async def test_an_idle_bot_joins_a_member_who_writes_in_the_narration_channel(
+    scene: Scene,
+) -> None:
+    idle(scene)
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("anyone there?"))
+    scene.bot.playback.join.assert_awaited_once_with(scene.voice_channel)
+    assert scene.spoken() == ["Alice said: anyone there?"]
+
+
+async def test_a_voice_channels_own_chat_also_brings_the_bot(scene: Scene) -> None:
+    idle(scene)
+    scene.voice_channel.id = 30
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("from the voice chat", channel_id=30))
+    scene.bot.playback.join.assert_awaited_once_with(scene.voice_channel)
+    assert scene.spoken() == ["Alice said: from the voice chat"]
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        {"channel_id": OTHER_TEXT},  # Not the narration channel.
+        {"voice_channel": None},  # The member is in no voice channel.
+        {"bot": True},
+        {"content": ";skipped"},
+    ],
+)
+async def test_the_bot_does_not_join_by_itself_otherwise(
+    scene: Scene, where: dict[str, Any]
+) -> None:
+    idle(scene)
+    content = where.pop("content", "hello")
+    message = scene.message(content, **where)
+    if message.author.voice.channel is None:
+        message.author.voice = None
+    await Narration(scene.bot).on_message(message)
+    scene.bot.playback.join.assert_not_awaited()
+    assert scene.spoken() == []
+
+
+async def test_without_a_narration_channel_the_bot_stays_away(
+    scene: Scene, storage: SQLiteStorage
+) -> None:
+    await storage.update_guild(GUILD, narration_channel_id=None)
+    idle(scene)
+    await Narration(scene.bot).on_message(scene.message("hello"))
+    scene.bot.playback.join.assert_not_awaited()

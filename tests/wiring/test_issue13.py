@@ -127,3 +127,17 @@ async def test_dictionary_is_for_managers(wired: Wired) -> None:
     assert (await wired.bot.services.storage.get_guild(df.GUILD_ID)).pronunciations == ()
     command = next(c for c in wired.bot.tree.get_commands() if c.name == "dictionary")
     assert command.default_permissions == discord.Permissions(manage_guild=True)
+
+
+async def test_setup_channel_remembers_the_channel_for_managers_only(wired: Wired) -> None:
+    (refused,) = await wired.invoke(
+        df.slash_command(
+            "setup", subcommand="channel", user_id=ALICE, permissions=df.MEMBER_PERMISSIONS
+        )
+    )
+    assert "Manage Guild permission" in content(refused)
+    assert (await wired.bot.services.storage.get_guild(df.GUILD_ID)).narration_channel_id is None
+    (saved,) = await wired.invoke(df.slash_command("setup", subcommand="channel", user_id=ALICE))
+    assert "read aloud from now on" in content(saved)
+    guild = await wired.bot.services.storage.get_guild(df.GUILD_ID)
+    assert guild.narration_channel_id == df.CHANNEL_ID
