@@ -23,6 +23,7 @@ from discord.ext import commands
 from bot.errors import BotError, NarrationDisabledError, NotInVoiceError
 from bot.playback.connections import VoiceTarget
 from bot.playback.player import GuildPlayer, Utterance
+from bot.speech.cleanup import with_prefix
 from bot.speech.control import estimate_seconds
 from bot.speech.narration import (
     AUTO,
@@ -33,6 +34,7 @@ from bot.speech.narration import (
     skip_reason,
 )
 from bot.synthesis.service import Destination
+from bot.synthesis.stream import SpeechStream
 from bot.tree import NO_MENTIONS
 from cogs._shared import caller_of, facts_from_message
 from cogs.playback import bring_bot, caller_channel, check_voice_target
@@ -57,11 +59,20 @@ NarrationChannel = discord.TextChannel | discord.VoiceChannel
 @dataclass(frozen=True, slots=True)
 class _Waiting:
     """A message queued to be read: its utterance, what it says, and the content it came
-    from (an edit that changes no words, such as a link preview, changes nothing)."""
+    from (an edit that changes no words, such as a link preview, changes nothing).
+
+    When narration is behind, one member's consecutive messages share one call: `parts`
+    are then the message ids and what each says, in order, and `reading` their joined text.
+    """
 
     utterance: Utterance
     reading: Reading
     content: str
+    stream: SpeechStream | None = None
+    author_id: int = 0
+    parts: tuple[tuple[int, str], ...] = ()
+    channel: discord.abc.Messageable | None = None
+    author: discord.Member | discord.User | None = None
 
 
 class Narration(commands.Cog):
@@ -79,6 +90,8 @@ class Narration(commands.Cog):
         self._locks: dict[int, asyncio.Lock] = {}
         #: Messages waiting to be read, by message id: their utterance and what it says.
         self._queued: dict[int, _Waiting] = {}
+        #: The last message queued per server: the one a next message may join.
+        self._tail: dict[int, int] = {}
         self._noticed: dict[int, float] = {}
 
     @narrate.command(name="start", description="Join your voice channel and read a channel aloud")
@@ -149,7 +162,9 @@ class Narration(commands.Cog):
             prepared = await self._prepare(message, AUTO)
             if prepared is None:
                 return
-            player, utterance, reading = prepared
+            player, utterance, reading, stream = prepared
+            if await self._merge(guild.id, player, message, utterance, reading):
+                return
             try:
                 player.enqueue(utterance)
             except BotError as exc:
@@ -157,7 +172,83 @@ class Narration(commands.Cog):
                 log.info("Not reading message %s: %s", message.id, exc)
                 return
             self.narrator.heard(message.channel.id, message.author.id)
-            self._queued[message.id] = _Waiting(utterance, reading, message.content)
+            self._queued[message.id] = _Waiting(
+                utterance,
+                reading,
+                message.content,
+                stream,
+                message.author.id,
+                ((message.id, reading.text),),
+                message.channel,
+                message.author,
+            )
+            self._tail[guild.id] = message.id
+
+    async def _merge(
+        self,
+        guild_id: int,
+        player: GuildPlayer,
+        message: discord.Message,
+        utterance: Utterance,
+        reading: Reading,
+    ) -> bool:
+        """When narration is behind (the member's previous message, the last one queued, is
+        still waiting for its call), read both in one call in its place: one call instead of
+        two, order kept, nothing dropped. False when it does not apply, or the joined text
+        would not fit one call."""
+        tail = self._queued.get(self._tail.get(guild_id, 0))
+        if not self.bot.settings.narration_merge or tail is None or not tail.parts:
+            return False
+        first_id = tail.parts[0][0]
+        if tail.author_id != message.author.id or player.find(first_id) is not tail.utterance:
+            return False
+        stream = tail.stream
+        ticket = stream.current if stream is not None else None
+        if stream is None or ticket is None or ticket.state != "queued" or stream.total != 1:
+            return False  # Already being made (or from the cache): nothing to save.
+        text = f"{tail.reading.text} {reading.text}"
+        settings = await self.bot.services.storage.get_guild(guild_id)
+        limit = min(self.bot.services.speech.text_limit(settings), self.bot.settings.chunk_chars)
+        if len(text) > limit:
+            return False
+        await utterance.close()  # This message's own call is withdrawn before it is made.
+        stream.cancel()  # So is the waiting one: the merged call takes its place.
+        parts = (*tail.parts, (message.id, reading.text))
+        merged = await self._rebuild(guild_id, player, tail, parts, message.author)
+        if merged is None:
+            return False
+        self.narrator.heard(message.channel.id, message.author.id)
+        self._tail[guild_id] = message.id
+        return True
+
+    async def _rebuild(
+        self,
+        guild_id: int,
+        player: GuildPlayer,
+        old: _Waiting,
+        parts: tuple[tuple[int, str], ...],
+        author: discord.Member | discord.User,
+    ) -> _Waiting | None:
+        """One call reading `parts` in `old`'s place in line; None (and `old` withdrawn) if
+        the call is refused."""
+        text = " ".join(said for _, said in parts)
+        reading = Reading(text, old.reading.prefix)
+        assert old.channel is not None
+        made = await self._utterance(guild_id, author, reading, parts[0][0], old.channel)
+        if made is None:
+            await player.withdraw(old.utterance)
+            return None
+        utterance, stream = made
+        if not await player.replace(old.utterance, utterance):
+            await utterance.close()
+            return None
+        waiting = _Waiting(
+            utterance, reading, old.content, stream, author.id, parts, old.channel, author
+        )
+        for message_id, _ in parts:
+            self._queued[message_id] = waiting
+        log.debug("Narration behind: %d messages in one call", len(parts))
+        return waiting
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
@@ -166,7 +257,24 @@ class Narration(commands.Cog):
         if queued is None or payload.guild_id is None:
             return
         player = self.bot.playback.player(payload.guild_id)
-        if player is not None and await player.withdraw(queued.utterance):
+        if player is None:
+            return
+        if len(queued.parts) > 1:  # Read with others in one call: read the others only.
+            async with self._lock(payload.guild_id):
+                if player.find(queued.parts[0][0]) is not queued.utterance:
+                    return
+                parts = tuple(p for p in queued.parts if p[0] != payload.message_id)
+                prefix = queued.reading.prefix
+                if queued.parts[0][0] == payload.message_id and prefix:  # Still "X said".
+                    parts = ((parts[0][0], with_prefix(prefix, parts[0][1])), *parts[1:])
+                self._queued.pop(payload.message_id, None)
+                author = queued.author
+                if author is not None:
+                    await self._rebuild(payload.guild_id, player, queued, parts, author)
+                else:
+                    await player.withdraw(queued.utterance)
+            return
+        if await player.withdraw(queued.utterance):
             log.debug("Message %s deleted before its turn: withdrawn", payload.message_id)
 
     @commands.Cog.listener()
@@ -178,6 +286,8 @@ class Narration(commands.Cog):
         async with self._lock(payload.guild_id):
             old, reading = queued.utterance, queued.reading
             player = self.bot.playback.player(payload.guild_id)
+            if len(queued.parts) > 1:
+                return  # Read with others in one call: read as first written.
             if player is None or player.find(payload.message_id) is not old:
                 return  # Already playing or gone: what is said stays said.
             if payload.message.content == queued.content:
@@ -186,17 +296,24 @@ class Narration(commands.Cog):
             if prepared is None:  # Now empty, or now skipped: read nothing.
                 await player.withdraw(old)
                 return
-            _, new, new_reading = prepared
+            _, new, new_reading, new_stream = prepared
             if await player.replace(old, new):
                 self._queued[payload.message_id] = _Waiting(
-                    new, new_reading, payload.message.content
+                    new,
+                    new_reading,
+                    payload.message.content,
+                    new_stream,
+                    queued.author_id,
+                    ((payload.message_id, new_reading.text),),
+                    queued.channel,
+                    queued.author,
                 )
             else:
                 await new.close()
 
     async def _prepare(
         self, message: discord.Message, prefix: str | AutoPrefix | None
-    ) -> tuple[GuildPlayer, Utterance, Reading] | None:
+    ) -> tuple[GuildPlayer, Utterance, Reading, SpeechStream] | None:
         """What reading `message` takes, with its speech begun; None if it is not read.
 
         An idle bot joins a member in voice who writes in the narration channel (or in their
@@ -250,24 +367,38 @@ class Narration(commands.Cog):
         )
         if not reading.text:
             return None
+        made = await self._utterance(guild.id, author, reading, message.id, message.channel)
+        if made is None:
+            return None
+        utterance, stream = made
+        return player, utterance, reading, stream
+
+    async def _utterance(
+        self,
+        guild_id: int,
+        author: discord.Member | discord.User,
+        reading: Reading,
+        message_id: int,
+        channel: discord.abc.Messageable,
+    ) -> tuple[Utterance, SpeechStream] | None:
+        """Begin making `reading` for `author`; None (logged) if the pipeline refuses."""
         try:
             stream = await self.bot.services.speech.begin(
-                caller_of(author, guild.id),
+                caller_of(author, guild_id),
                 reading.text,
                 destination=Destination.NARRATION,
-                guild=settings,
             )
         except BotError as exc:
-            log.info("Not reading message %s: %s", message.id, exc)
+            log.info("Not reading message %s: %s", message_id, exc)
             return None
-        message_id, channel = message.id, message.channel
         utterance: Utterance
 
         def closed() -> None:
             stream.cancel()
             waiting = self._queued.get(message_id)
             if waiting is not None and waiting.utterance is utterance:
-                del self._queued[message_id]
+                for part_id, _ in waiting.parts or ((message_id, ""),):
+                    self._queued.pop(part_id, None)
 
         async def notify(line: str) -> None:
             await self._notice(channel, line.removeprefix("⚠️ "))
@@ -281,7 +412,7 @@ class Narration(commands.Cog):
             seconds=estimate_seconds(reading.text),
             source_id=message_id,
         )
-        return player, utterance, reading
+        return utterance, stream
 
     async def _join_by_itself(
         self, author: discord.Member | discord.User, channel: VoiceTarget

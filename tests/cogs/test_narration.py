@@ -15,6 +15,7 @@ from bot.playback.player import GuildPlayer, Utterance
 from bot.speech.access import Requester
 from bot.speech.voices import voice_for_user
 from bot.storage import SQLiteStorage
+from bot.synthesis.scheduler import Ticket
 from bot.synthesis.service import SpeechService
 from bot.synthesis.stream import SpeechStream
 from cogs._shared import facts_from_message
@@ -420,3 +421,90 @@ async def test_without_a_narration_channel_the_bot_stays_away(
     idle(scene)
     await Narration(scene.bot).on_message(scene.message("hello"))
     scene.bot.playback.join.assert_not_awaited()
+
+
+class Line:
+    """The player's queue as the cog sees it: enqueue, find, replace, withdraw."""
+
+    def __init__(self, scene: Scene) -> None:
+        self.queue: list[Any] = []
+        player = scene.player
+
+        def enqueue(utterance: Any) -> int:
+            self.queue.append(utterance)
+            return len(self.queue)
+
+        player.enqueue.side_effect = enqueue
+        player.find.side_effect = lambda source: next(
+            (u for u in self.queue if u.source_id == source), None
+        )
+
+        async def replace(old: Any, new: Any) -> bool:
+            if old not in self.queue:
+                return False
+            self.queue[self.queue.index(old)] = new
+            return True
+
+        async def withdraw(old: Any) -> bool:
+            if old not in self.queue:
+                return False
+            self.queue.remove(old)
+            return True
+
+        player.replace.side_effect = replace
+        player.withdraw.side_effect = withdraw
+
+
+def behind(scene: Scene, state: str = "queued") -> Line:
+    """Narration is behind: every call made so far still waits in the scheduler's queue."""
+    ticket = create_autospec(Ticket, instance=True)
+    ticket.state = state
+    scene.stream.current = ticket
+    scene.stream.total = 1
+    return Line(scene)
+
+
+async def test_when_behind_one_members_messages_share_one_call(scene: Scene) -> None:
+    line = behind(scene)
+    cog = Narration(scene.bot)
+    for n, text in enumerate(["first", "second", "third"]):
+        await cog.on_message(scene.message(text, message_id=600 + n))
+    await cog.on_message(scene.message("mine", message_id=700, author_id=2002, name="Bob"))
+    assert [u.source_id for u in line.queue] == [600, 700]  # Order kept, one place each.
+    assert scene.spoken()[-2:] == ["Alice said: first second third", "Bob said: mine"]
+    assert scene.stream.cancel.call_count >= 2  # The separate calls were withdrawn unmade.
+    # A message deleted from the merged call is not read; the others still are.
+    await cog.on_raw_message_delete(
+        discord.RawMessageDeleteEvent({"id": "601", "channel_id": str(TEXT), "guild_id": "10"})
+    )
+    assert scene.spoken()[-1] == "Alice said: first third"
+    assert [u.source_id for u in line.queue] == [600, 700]
+    await cog.on_raw_message_delete(
+        discord.RawMessageDeleteEvent({"id": "600", "channel_id": str(TEXT), "guild_id": "10"})
+    )
+    assert scene.spoken()[-1] == "Alice said: third"  # "X said" rules still hold.
+
+
+async def test_no_merging_once_the_call_is_made_or_when_it_would_not_fit(
+    scene: Scene, storage: SQLiteStorage
+) -> None:
+    line = behind(scene, state="running")
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("first", message_id=600))
+    await cog.on_message(scene.message("second", message_id=601))
+    assert [u.source_id for u in line.queue] == [600, 601]
+    scene.stream.current.state = "queued"
+    await storage.update_guild(GUILD, max_text_length=len("second third") - 1)
+    await cog.on_message(scene.message("third", message_id=602))
+    assert [u.source_id for u in line.queue] == [600, 601, 602]
+
+
+async def test_merging_can_be_turned_off_by_the_operator(
+    make_settings: Callable[..., Settings], scene: Scene
+) -> None:
+    scene.bot.settings = make_settings(narration_merge=False)
+    line = behind(scene)
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("first", message_id=600))
+    await cog.on_message(scene.message("second", message_id=601))
+    assert [u.source_id for u in line.queue] == [600, 601]
