@@ -234,7 +234,9 @@ class Narration(commands.Cog):
         text = " ".join(said for _, said in parts)
         reading = Reading(text, old.reading.prefix)
         assert old.channel is not None
-        made = await self._utterance(guild_id, author, reading, parts[0][0], old.channel)
+        made = await self._utterance(
+            guild_id, author, reading, parts[0][0], old.channel, merged=True
+        )
         if made is None:
             await player.withdraw(old.utterance)
             return None
@@ -380,13 +382,17 @@ class Narration(commands.Cog):
         reading: Reading,
         message_id: int,
         channel: discord.abc.Messageable,
+        *,
+        merged: bool = False,
     ) -> tuple[Utterance, SpeechStream] | None:
-        """Begin making `reading` for `author`; None (logged) if the pipeline refuses."""
+        """Begin making `reading` for `author`; None (logged) if the pipeline refuses. A
+        merged reading is one call (no short first chunk: it is late anyway)."""
         try:
             stream = await self.bot.services.speech.begin(
                 caller_of(author, guild_id),
                 reading.text,
                 destination=Destination.NARRATION,
+                short_first=not merged,
             )
         except BotError as exc:
             log.info("Not reading message %s: %s", message_id, exc)

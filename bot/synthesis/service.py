@@ -126,6 +126,7 @@ class SpeechService:
         destination: Destination = Destination.CHAT,
         guild: GuildSettings | None = None,
         within: float | None = None,
+        short_first: bool = True,
     ) -> SpeechStream:
         """Start making `text` into speech for `caller`, or raise a `BotError` saying why not.
 
@@ -134,6 +135,8 @@ class SpeechService:
         caller already loaded, so they are not read twice. `within` is the seconds the whole
         message must be made in (a chat reply's window): refused up front if the queue cannot
         plausibly meet it, and what is left unmade when it passes is withdrawn.
+        `short_first=False` keeps voice from splitting off a short first chunk: for narration
+        that is behind, whose first words are late anyway, one call matters more.
         """
         ctx = await self.context(caller, guild=guild)
         text = pronounce(text, ctx.guild)
@@ -146,7 +149,9 @@ class SpeechService:
             voice_2=options.voice_2,
             temperature=options.temperature,
             style=options.style,
-            first_max=self.settings.first_chunk_chars if destination.in_voice else None,
+            first_max=(
+                self.settings.first_chunk_chars if destination.in_voice and short_first else None
+            ),
             ctx=ctx,
         )
         await self.check(ctx, voice=destination.in_voice, calls=len(requests))

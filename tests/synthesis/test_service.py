@@ -342,3 +342,17 @@ async def test_chunks_become_one_voice_message_with_their_whole_length(
     assert message.data.startswith(b"OggS")
     assert message.duration == pytest.approx(1.2, abs=0.03)
     assert len(base64.b64decode(message.waveform)) == 12  # One point per 100 ms.
+
+
+async def test_narration_that_is_behind_can_ask_for_one_call(
+    stored: tuple[SpeechService, SQLiteStorage],
+) -> None:
+    speech, _ = stored
+    recorder = queued_by(speech)
+    text = SENTENCE * 5  # Over first_chunk_chars (200), under chunk_chars (500).
+    await speech.begin(Caller(1, guild_id=9), text, destination=Destination.NARRATION)
+    assert len(recorder.call_args.args[1]) > 1
+    await speech.begin(
+        Caller(1, guild_id=9), text, destination=Destination.NARRATION, short_first=False
+    )
+    assert len(recorder.call_args.args[1]) == 1
