@@ -163,8 +163,10 @@ class Narration(commands.Cog):
             if prepared is None:
                 return
             player, utterance, reading, stream = prepared
-            if await self._merge(guild.id, player, message, utterance, reading):
+            own = await self._merge(guild.id, player, message, utterance, reading, stream)
+            if own is None:
                 return
+            utterance, stream = own
             try:
                 player.enqueue(utterance)
             except BotError as exc:
@@ -191,35 +193,40 @@ class Narration(commands.Cog):
         message: discord.Message,
         utterance: Utterance,
         reading: Reading,
-    ) -> bool:
+        own: SpeechStream,
+    ) -> tuple[Utterance, SpeechStream] | None:
         """When narration is behind (the member's previous message, the last one queued, is
         still waiting for its call), read both in one call in its place: one call instead of
-        two, order kept, nothing dropped. False when it does not apply, or the joined text
-        would not fit one call."""
+        two, order kept, nothing dropped. None once merged; otherwise the message's own
+        utterance to queue (begun again if the merged call was refused)."""
+        alone = (utterance, own)
         tail = self._queued.get(self._tail.get(guild_id, 0))
         if not self.bot.settings.narration_merge or tail is None or not tail.parts:
-            return False
+            return alone
         first_id = tail.parts[0][0]
         if tail.author_id != message.author.id or player.find(first_id) is not tail.utterance:
-            return False
+            return alone
         stream = tail.stream
         ticket = stream.current if stream is not None else None
         if stream is None or ticket is None or ticket.state != "queued" or stream.total != 1:
-            return False  # Already being made (or from the cache): nothing to save.
+            return alone  # Already being made (or from the cache): nothing to save.
         text = f"{tail.reading.text} {reading.text}"
         settings = await self.bot.services.storage.get_guild(guild_id)
         limit = min(self.bot.services.speech.text_limit(settings), self.bot.settings.chunk_chars)
         if len(text) > limit:
-            return False
-        await utterance.close()  # This message's own call is withdrawn before it is made.
-        stream.cancel()  # So is the waiting one: the merged call takes its place.
+            return alone
+        # This message's own call is withdrawn first, so the member's place in the queue is
+        # free for the merged one; the waiting call is withdrawn once the merged one is in.
+        await utterance.close()
         parts = (*tail.parts, (message.id, reading.text))
-        merged = await self._rebuild(guild_id, player, tail, parts, message.author)
-        if merged is None:
-            return False
+        merged = await self._rebuild(guild_id, player, tail, parts, message.author, keep=True)
+        if merged is None:  # Refused together: read it on its own, as before.
+            return await self._utterance(
+                guild_id, message.author, reading, message.id, message.channel
+            )
         self.narrator.heard(message.channel.id, message.author.id)
         self._tail[guild_id] = message.id
-        return True
+        return None
 
     async def _rebuild(
         self,
@@ -228,9 +235,11 @@ class Narration(commands.Cog):
         old: _Waiting,
         parts: tuple[tuple[int, str], ...],
         author: discord.Member | discord.User,
+        *,
+        keep: bool = False,
     ) -> _Waiting | None:
-        """One call reading `parts` in `old`'s place in line; None (and `old` withdrawn) if
-        the call is refused."""
+        """One call reading `parts` in `old`'s place in line; None if the call is refused,
+        with `old` kept as it was (`keep`) or withdrawn."""
         text = " ".join(said for _, said in parts)
         reading = Reading(text, old.reading.prefix)
         assert old.channel is not None
@@ -238,7 +247,8 @@ class Narration(commands.Cog):
             guild_id, author, reading, parts[0][0], old.channel, merged=True
         )
         if made is None:
-            await player.withdraw(old.utterance)
+            if not keep:
+                await player.withdraw(old.utterance)
             return None
         utterance, stream = made
         if not await player.replace(old.utterance, utterance):

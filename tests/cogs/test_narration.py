@@ -508,3 +508,21 @@ async def test_merging_can_be_turned_off_by_the_operator(
     await cog.on_message(scene.message("first", message_id=600))
     await cog.on_message(scene.message("second", message_id=601))
     assert [u.source_id for u in line.queue] == [600, 601]
+
+
+async def test_if_the_merged_call_is_refused_both_messages_are_still_read(scene: Scene) -> None:
+    line = behind(scene)
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("first", message_id=600))
+    calls = len(scene.queued.call_args_list)
+
+    def refuse_merged(requester: Any, requests: Any, **_: Any) -> Any:
+        if " " in requests[0].text.removeprefix("Alice said: "):
+            raise QueueFullError(per_user=True, limit=3)
+        return scene._queue(requester, requests)
+
+    scene.queued.side_effect = refuse_merged
+    await cog.on_message(scene.message("second", message_id=601))
+    assert [u.source_id for u in line.queue] == [600, 601]
+    # Begun alone, withdrawn to merge, refused together, then read on its own as before.
+    assert scene.spoken()[calls:] == ["second", "Alice said: first second", "second"]
