@@ -57,8 +57,7 @@ def settings_embed(
             f"Skip @silent messages: {yes(settings.narration_skip_silent)}\n"
             f"Longest message read: {settings.narration_max_length} characters\n"
             f"Custom emoji: {'read by name' if settings.narration_emoji == 'name' else 'dropped'}\n"
-            f"“Name said”: {yes(settings.narration_say_names)}, as “{settings.said}”\n"
-            f"When behind, two speakers in one call: {yes(settings.narration_merge_speakers)}"
+            f"“Name said”: {yes(settings.narration_say_names)}, as “{settings.said}”"
         ),
         inline=False,
     )
@@ -151,7 +150,6 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
         emoji="Read custom emoji by name, or drop them",
         say_names="Say “Alice said” before a new speaker",
         said="Announce a speaker as e.g. “{name} says”; “default” goes back to “{name} said”",
-        merge_speakers="When behind, read two members' messages in one two-speaker call",
     )
     async def narration(
         self,
@@ -164,7 +162,6 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
         say_names: bool | None = None,
         skip_silent: bool | None = None,
         said: app_commands.Range[str, 1, 60] | None = None,
-        merge_speakers: bool | None = None,
     ) -> None:
         default_said = said is not None and (
             cleared(said) == "" or said.strip().casefold() == "default"
@@ -173,7 +170,6 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
             interaction,
             ("narration_said",) if default_said else (),
             narration_said=None if default_said else said,
-            narration_merge_speakers=merge_speakers,
             narration_channel_id=channel.id if channel else None,
             narration_voice_only=voice_only,
             narration_skip_prefix=cleared(skip_prefix),
