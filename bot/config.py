@@ -87,6 +87,8 @@ class Settings(BaseSettings):
 
     # Voice.
     narration_enabled: bool = True
+    #: When narration is behind, a member's next message joins their waiting one (one call).
+    narration_merge: bool = True
     voice_idle_timeout: float = Field(300.0, gt=0, le=86_400)
     voice_max_queue: int = Field(50, ge=1, le=1000)
     voice_reconnect_timeout: float = Field(30.0, gt=0, le=600)

@@ -21,7 +21,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import BotError, NarrationDisabledError, NotInVoiceError
+from bot.playback.connections import VoiceTarget
 from bot.playback.player import GuildPlayer, Utterance
+from bot.speech.cleanup import with_prefix
 from bot.speech.control import estimate_seconds
 from bot.speech.narration import (
     AUTO,
@@ -32,6 +34,7 @@ from bot.speech.narration import (
     skip_reason,
 )
 from bot.synthesis.service import Destination
+from bot.synthesis.stream import SpeechStream
 from bot.tree import NO_MENTIONS
 from cogs._shared import caller_of, facts_from_message
 from cogs.playback import bring_bot, caller_channel, check_voice_target
@@ -56,11 +59,20 @@ NarrationChannel = discord.TextChannel | discord.VoiceChannel
 @dataclass(frozen=True, slots=True)
 class _Waiting:
     """A message queued to be read: its utterance, what it says, and the content it came
-    from (an edit that changes no words, such as a link preview, changes nothing)."""
+    from (an edit that changes no words, such as a link preview, changes nothing).
+
+    When narration is behind, one member's consecutive messages share one call: `parts`
+    are then the message ids and what each says, in order, and `reading` their joined text.
+    """
 
     utterance: Utterance
     reading: Reading
     content: str
+    stream: SpeechStream | None = None
+    author_id: int = 0
+    parts: tuple[tuple[int, str], ...] = ()
+    channel: discord.abc.Messageable | None = None
+    author: discord.Member | discord.User | None = None
 
 
 class Narration(commands.Cog):
@@ -78,6 +90,8 @@ class Narration(commands.Cog):
         self._locks: dict[int, asyncio.Lock] = {}
         #: Messages waiting to be read, by message id: their utterance and what it says.
         self._queued: dict[int, _Waiting] = {}
+        #: The last message queued per server: the one a next message may join.
+        self._tail: dict[int, int] = {}
         self._noticed: dict[int, float] = {}
 
     @narrate.command(name="start", description="Join your voice channel and read a channel aloud")
@@ -148,7 +162,11 @@ class Narration(commands.Cog):
             prepared = await self._prepare(message, AUTO)
             if prepared is None:
                 return
-            player, utterance, reading = prepared
+            player, utterance, reading, stream = prepared
+            own = await self._merge(guild.id, player, message, utterance, reading, stream)
+            if own is None:
+                return
+            utterance, stream = own
             try:
                 player.enqueue(utterance)
             except BotError as exc:
@@ -156,7 +174,93 @@ class Narration(commands.Cog):
                 log.info("Not reading message %s: %s", message.id, exc)
                 return
             self.narrator.heard(message.channel.id, message.author.id)
-            self._queued[message.id] = _Waiting(utterance, reading, message.content)
+            self._queued[message.id] = _Waiting(
+                utterance,
+                reading,
+                message.content,
+                stream,
+                message.author.id,
+                ((message.id, reading.text),),
+                message.channel,
+                message.author,
+            )
+            self._tail[guild.id] = message.id
+
+    async def _merge(
+        self,
+        guild_id: int,
+        player: GuildPlayer,
+        message: discord.Message,
+        utterance: Utterance,
+        reading: Reading,
+        own: SpeechStream,
+    ) -> tuple[Utterance, SpeechStream] | None:
+        """When narration is behind (the member's previous message, the last one queued, is
+        still waiting for its call), read both in one call in its place: one call instead of
+        two, order kept, nothing dropped. None once merged; otherwise the message's own
+        utterance to queue (begun again if the merged call was refused)."""
+        alone = (utterance, own)
+        tail = self._queued.get(self._tail.get(guild_id, 0))
+        if not self.bot.settings.narration_merge or tail is None or not tail.parts:
+            return alone
+        first_id = tail.parts[0][0]
+        if tail.author_id != message.author.id or player.find(first_id) is not tail.utterance:
+            return alone
+        stream = tail.stream
+        ticket = stream.current if stream is not None else None
+        if stream is None or ticket is None or ticket.state != "queued" or stream.total != 1:
+            return alone  # Already being made (or from the cache): nothing to save.
+        text = f"{tail.reading.text} {reading.text}"
+        settings = await self.bot.services.storage.get_guild(guild_id)
+        limit = min(self.bot.services.speech.text_limit(settings), self.bot.settings.chunk_chars)
+        if len(text) > limit:
+            return alone
+        # This message's own call is withdrawn first, so the member's place in the queue is
+        # free for the merged one; the waiting call is withdrawn once the merged one is in.
+        await utterance.close()
+        parts = (*tail.parts, (message.id, reading.text))
+        merged = await self._rebuild(guild_id, player, tail, parts, message.author, keep=True)
+        if merged is None:  # Refused together: read it on its own, as before.
+            return await self._utterance(
+                guild_id, message.author, reading, message.id, message.channel
+            )
+        self.narrator.heard(message.channel.id, message.author.id)
+        self._tail[guild_id] = message.id
+        return None
+
+    async def _rebuild(
+        self,
+        guild_id: int,
+        player: GuildPlayer,
+        old: _Waiting,
+        parts: tuple[tuple[int, str], ...],
+        author: discord.Member | discord.User,
+        *,
+        keep: bool = False,
+    ) -> _Waiting | None:
+        """One call reading `parts` in `old`'s place in line; None if the call is refused,
+        with `old` kept as it was (`keep`) or withdrawn."""
+        text = " ".join(said for _, said in parts)
+        reading = Reading(text, old.reading.prefix)
+        assert old.channel is not None
+        made = await self._utterance(
+            guild_id, author, reading, parts[0][0], old.channel, merged=True
+        )
+        if made is None:
+            if not keep:
+                await player.withdraw(old.utterance)
+            return None
+        utterance, stream = made
+        if not await player.replace(old.utterance, utterance):
+            await utterance.close()
+            return None
+        waiting = _Waiting(
+            utterance, reading, old.content, stream, author.id, parts, old.channel, author
+        )
+        for message_id, _ in parts:
+            self._queued[message_id] = waiting
+        log.debug("Narration behind: %d messages in one call", len(parts))
+        return waiting
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
@@ -165,7 +269,24 @@ class Narration(commands.Cog):
         if queued is None or payload.guild_id is None:
             return
         player = self.bot.playback.player(payload.guild_id)
-        if player is not None and await player.withdraw(queued.utterance):
+        if player is None:
+            return
+        if len(queued.parts) > 1:  # Read with others in one call: read the others only.
+            async with self._lock(payload.guild_id):
+                if player.find(queued.parts[0][0]) is not queued.utterance:
+                    return
+                parts = tuple(p for p in queued.parts if p[0] != payload.message_id)
+                prefix = queued.reading.prefix
+                if queued.parts[0][0] == payload.message_id and prefix:  # Still "X said".
+                    parts = ((parts[0][0], with_prefix(prefix, parts[0][1])), *parts[1:])
+                self._queued.pop(payload.message_id, None)
+                author = queued.author
+                if author is not None:
+                    await self._rebuild(payload.guild_id, player, queued, parts, author)
+                else:
+                    await player.withdraw(queued.utterance)
+            return
+        if await player.withdraw(queued.utterance):
             log.debug("Message %s deleted before its turn: withdrawn", payload.message_id)
 
     @commands.Cog.listener()
@@ -177,6 +298,8 @@ class Narration(commands.Cog):
         async with self._lock(payload.guild_id):
             old, reading = queued.utterance, queued.reading
             player = self.bot.playback.player(payload.guild_id)
+            if len(queued.parts) > 1:
+                return  # Read with others in one call: read as first written.
             if player is None or player.find(payload.message_id) is not old:
                 return  # Already playing or gone: what is said stays said.
             if payload.message.content == queued.content:
@@ -185,40 +308,53 @@ class Narration(commands.Cog):
             if prepared is None:  # Now empty, or now skipped: read nothing.
                 await player.withdraw(old)
                 return
-            _, new, new_reading = prepared
+            _, new, new_reading, new_stream = prepared
             if await player.replace(old, new):
                 self._queued[payload.message_id] = _Waiting(
-                    new, new_reading, payload.message.content
+                    new,
+                    new_reading,
+                    payload.message.content,
+                    new_stream,
+                    queued.author_id,
+                    ((payload.message_id, new_reading.text),),
+                    queued.channel,
+                    queued.author,
                 )
             else:
                 await new.close()
 
     async def _prepare(
         self, message: discord.Message, prefix: str | AutoPrefix | None
-    ) -> tuple[GuildPlayer, Utterance, Reading] | None:
-        """What reading `message` takes, with its speech begun; None if it is not read."""
+    ) -> tuple[GuildPlayer, Utterance, Reading, SpeechStream] | None:
+        """What reading `message` takes, with its speech begun; None if it is not read.
+
+        An idle bot joins a member in voice who writes in the narration channel (or in their
+        voice channel's own chat) by itself, once the message is found worth reading.
+        """
         guild = message.guild
         assert guild is not None
-        voice_channel = self.bot.playback.connected_channel(guild)
-        player = self.bot.playback.player(guild.id)
-        if voice_channel is None or player is None:
-            return None
         settings = await self.bot.services.storage.get_guild(guild.id)
-        if settings.narration_channel_id != message.channel.id:
+        if settings.narration_channel_id is None:
             return None
-        rules = NarrationRules.from_guild(settings, text_limit=self.bot.settings.max_text_length)
         author = message.author
         if not isinstance(author, discord.Member):  # An edit's payload may lack the member.
             author = guild.get_member(author.id) or author
-        in_voice = (
-            isinstance(author, discord.Member)
-            and author.voice is not None
-            and author.voice.channel == voice_channel
-        )
+        author_channel = _voice_channel_of(author)
+        voice_channel = self.bot.playback.connected_channel(guild)
+        player = self.bot.playback.player(guild.id)
+        idle = voice_channel is None or player is None
+        if idle:
+            if not isinstance(prefix, AutoPrefix) or author_channel is None:
+                return None  # Only a new message from a member in voice brings the bot.
+            voice_channel = author_channel
+        assert voice_channel is not None
+        if message.channel.id not in (settings.narration_channel_id, voice_channel.id):
+            return None
+        rules = NarrationRules.from_guild(settings, text_limit=self.bot.settings.max_text_length)
         reason = skip_reason(
             message.content,
             author_is_bot=author.bot,
-            author_in_voice=in_voice,
+            author_in_voice=author_channel is not None and author_channel == voice_channel,
             rules=rules,
             system=message.type not in READABLE_TYPES,
             silent=message.flags.suppress_notifications,
@@ -226,34 +362,59 @@ class Narration(commands.Cog):
         if reason is not None:
             log.debug("Not reading message %s: %s", message.id, reason)
             return None
+        if idle:
+            player = await self._join_by_itself(author, voice_channel)
+            if player is None:
+                return None
+        assert player is not None
+        # The name as the member wants it said (/voice name), else as Discord shows it.
+        spoken = (await self.bot.services.storage.get_member(author.id)).spoken_name
         reading = self.narrator.compose(
             facts_from_message(message),
             channel_id=message.channel.id,
             author_id=author.id,
-            author_name=author.display_name,
+            author_name=spoken or author.display_name,
             rules=rules,
             prefix=prefix,
         )
         if not reading.text:
             return None
+        made = await self._utterance(guild.id, author, reading, message.id, message.channel)
+        if made is None:
+            return None
+        utterance, stream = made
+        return player, utterance, reading, stream
+
+    async def _utterance(
+        self,
+        guild_id: int,
+        author: discord.Member | discord.User,
+        reading: Reading,
+        message_id: int,
+        channel: discord.abc.Messageable,
+        *,
+        merged: bool = False,
+    ) -> tuple[Utterance, SpeechStream] | None:
+        """Begin making `reading` for `author`; None (logged) if the pipeline refuses. A
+        merged reading is one call (no short first chunk: it is late anyway)."""
         try:
             stream = await self.bot.services.speech.begin(
-                caller_of(author, guild.id),
+                caller_of(author, guild_id),
                 reading.text,
                 destination=Destination.NARRATION,
-                guild=settings,
+                short_first=not merged,
             )
         except BotError as exc:
-            log.info("Not reading message %s: %s", message.id, exc)
+            log.info("Not reading message %s: %s", message_id, exc)
             return None
-        message_id, channel = message.id, message.channel
         utterance: Utterance
 
         def closed() -> None:
             stream.cancel()
             waiting = self._queued.get(message_id)
             if waiting is not None and waiting.utterance is utterance:
-                del self._queued[message_id]
+                for part_id, _ in waiting.parts or ((message_id, ""),):
+                    self._queued.pop(part_id, None)
 
         async def notify(line: str) -> None:
             await self._notice(channel, line.removeprefix("⚠️ "))
@@ -267,7 +428,23 @@ class Narration(commands.Cog):
             seconds=estimate_seconds(reading.text),
             source_id=message_id,
         )
-        return player, utterance, reading
+        return utterance, stream
+
+    async def _join_by_itself(
+        self, author: discord.Member | discord.User, channel: VoiceTarget
+    ) -> GuildPlayer | None:
+        """Join `channel` for a member who wrote in the narration channel; None (logged) where
+        the bot may not or cannot go. It leaves as after any join, when the channel empties."""
+        try:
+            check_voice_target(self.bot, author, channel)
+            player, note = await bring_bot(self.bot, channel)
+        except BotError as exc:
+            log.info("Not joining %s by itself: %s", channel.id, exc.user_message)
+            return None
+        log.info("Joined voice channel %s by itself for %s", channel.id, author.id)
+        if note:
+            log.info("After joining %s: %s", channel.id, note)
+        return player
 
     async def _notice(self, channel: discord.abc.Messageable, reason: str) -> None:
         """Tell the channel, once a minute at most, that some messages were not read."""
@@ -277,6 +454,15 @@ class Narration(commands.Cog):
             return
         self._noticed[key] = now
         await channel.send(NOT_READ.format(reason=reason), allowed_mentions=NO_MENTIONS)
+
+
+def _voice_channel_of(author: discord.Member | discord.User) -> VoiceTarget | None:
+    """The voice channel (or Stage) the author is in, if any."""
+    if isinstance(author, discord.Member) and author.voice is not None:
+        channel = author.voice.channel
+        if isinstance(channel, discord.VoiceChannel | discord.StageChannel):
+            return channel
+    return None
 
 
 async def setup(bot: TTSBot) -> None:

@@ -26,7 +26,8 @@ __all__ = ["RESETTABLE", "ServerSettings", "settings_embed", "setup"]
 RESETTABLE = {
     "narration_channel": "narration_channel_id",
     "narration": "narration_voice_only narration_skip_prefix narration_max_length "
-    "narration_emoji narration_say_names narration_skip_silent",
+    "narration_emoji narration_say_names narration_skip_silent narration_said "
+    "narration_merge_speakers",
     "max_text_length": "max_text_length",
     "cooldown": "user_cooldown",
     "daily_quota": "daily_quota",
@@ -56,7 +57,7 @@ def settings_embed(
             f"Skip @silent messages: {yes(settings.narration_skip_silent)}\n"
             f"Longest message read: {settings.narration_max_length} characters\n"
             f"Custom emoji: {'read by name' if settings.narration_emoji == 'name' else 'dropped'}\n"
-            f"“Name said”: {yes(settings.narration_say_names)}"
+            f"“Name said”: {yes(settings.narration_say_names)}, as “{settings.said}”"
         ),
         inline=False,
     )
@@ -102,9 +103,16 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
             raise app_commands.MissingPermissions(["manage_guild"])
         return True
 
-    async def _update(self, interaction: discord.Interaction[TTSBot], **changes: object) -> None:
+    async def _update(
+        self,
+        interaction: discord.Interaction[TTSBot],
+        clear: tuple[str, ...] = (),
+        **changes: object,
+    ) -> None:
+        """Save what was given; the fields in `clear` go back to their default (None)."""
         assert interaction.guild_id is not None
         changes = {key: value for key, value in changes.items() if value is not None}
+        changes.update(dict.fromkeys(clear))
         if not changes:
             raise InvalidRequestError("Give at least one setting to change.")
         try:
@@ -141,6 +149,7 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
         max_length="Longest message read, in characters; longer ones are cut",
         emoji="Read custom emoji by name, or drop them",
         say_names="Say “Alice said” before a new speaker",
+        said="Announce a speaker as e.g. “{name} says”; “default” goes back to “{name} said”",
     )
     async def narration(
         self,
@@ -152,9 +161,15 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
         emoji: Literal["name", "drop"] | None = None,
         say_names: bool | None = None,
         skip_silent: bool | None = None,
+        said: app_commands.Range[str, 1, 60] | None = None,
     ) -> None:
+        default_said = said is not None and (
+            cleared(said) == "" or said.strip().casefold() == "default"
+        )
         await self._update(
             interaction,
+            ("narration_said",) if default_said else (),
+            narration_said=None if default_said else said,
             narration_channel_id=channel.id if channel else None,
             narration_voice_only=voice_only,
             narration_skip_prefix=cleared(skip_prefix),

@@ -14,7 +14,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.errors import BotError, NotInVoiceError
+from bot.audio import Audio
+from bot.errors import BotError, InvalidRequestError, NotInVoiceError
 from bot.playback.connections import VoiceTarget
 from bot.playback.player import Utterance
 from bot.speech.cleanup import CleanupOptions, clean_message
@@ -27,6 +28,8 @@ from bot.synthesis.service import Clip, Destination, SpeakOptions
 from bot.synthesis.stream import SpeechStream
 from bot.tree import NO_MENTIONS, send_error
 from cogs._shared import caller_of, facts_from_message, style_autocomplete, voice_autocomplete
+from cogs._voice_message import can_send_voice_messages
+from cogs._voice_message import send as send_voice_message
 from cogs.playback import bring_bot, caller_channel, check_voice_target
 
 if TYPE_CHECKING:
@@ -157,6 +160,7 @@ class Speak(commands.Cog):
         style="How to say it: cheerful, whispering, like a pirate… (free text)",
         play="Play it in your voice channel (default: when I'm already there)",
         fresh="Make a new take instead of reusing the same speech made before",
+        voice_message="Post it as a voice message (default: your /voice set choice)",
     )
     @app_commands.autocomplete(
         voice=voice_autocomplete, voice_2=voice_autocomplete, style=style_autocomplete
@@ -171,11 +175,16 @@ class Speak(commands.Cog):
         style: str | None = None,
         play: bool | None = None,
         fresh: bool = False,
+        voice_message: bool | None = None,
     ) -> None:
+        if voice_message and play:
+            raise InvalidRequestError(
+                "A voice message is posted in the chat: choose it or play, not both."
+            )
         options = SpeakOptions(
             voice=voice, voice_2=voice_2, temperature=temperature, style=style, fresh=fresh
         )
-        await self.respond(interaction, text, options, play=play)
+        await self.respond(interaction, text, options, play=play, voice_message=voice_message)
 
     @app_commands.guild_only()
     async def speak_message(
@@ -203,15 +212,19 @@ class Speak(commands.Cog):
         play: bool | None = None,
         source: str | None = None,
         guild: GuildSettings | None = None,
+        voice_message: bool | None = None,
     ) -> None:
         """Both commands land here: the pipeline applies the member's defaults and the
         server's rules, then this defers within Discord's 3 s, shows progress, and plays or
-        posts the audio."""
-        target = self.voice_target(interaction, play)
+        posts the audio (as a file, or as a voice message)."""
+        target = None if voice_message else self.voice_target(interaction, play)
+        caller = caller_of(interaction.user, interaction.guild_id)
+        if target is None and voice_message is None and source is None:
+            voice_message = await self.bot.services.speech.prefers_voice_message(caller)
         with self.bot.responding():
             # Refusals (input, rules, quota, cooldown, full queue) raise here: private, free.
             stream = await self.bot.services.speech.begin(
-                caller_of(interaction.user, interaction.guild_id),
+                caller,
                 text,
                 options,
                 destination=Destination.VOICE if target else Destination.CHAT,
@@ -220,7 +233,11 @@ class Speak(commands.Cog):
             )
             requests = stream.requests
             try:
-                await interaction.response.defer(thinking=True)
+                # A voice message is its own channel message: the answer is a private line.
+                if voice_message:
+                    await interaction.response.defer(thinking=True, ephemeral=True)
+                else:
+                    await interaction.response.defer(thinking=True)
             except BaseException:
                 stream.cancel()
                 raise
@@ -232,6 +249,9 @@ class Speak(commands.Cog):
                 else:
                     audios = await stream.collect()
                     await progress.stop()
+                    if voice_message:
+                        await self.deliver_voice_message(interaction, audios, requests[0])
+                        return
                     clip = await self.bot.services.speech.render_many(audios, requests[0])
                     await self.deliver(
                         interaction, result_line(requests[0], clip.duration, source), clip
@@ -271,6 +291,48 @@ class Speak(commands.Cog):
             allowed_mentions=discord.AllowedMentions(
                 everyone=False, roles=False, users=[user], replied_user=False
             ),
+        )
+
+    async def deliver_voice_message(
+        self,
+        interaction: discord.Interaction[TTSBot],
+        audios: list[Audio],
+        request: SpeechRequest,
+    ) -> None:
+        """Post the speech as a voice message (a new channel message: one cannot be an edit)
+        and answer privately; where the bot may not, or Discord refuses, post the normal file
+        instead and say why."""
+        speech = self.bot.services.speech
+        channel = interaction.channel
+        guild = interaction.guild
+        me = guild.me if guild is not None else None
+        if interaction.channel_id is None or not can_send_voice_messages(channel, me):
+            why = "I may not post voice messages here (Send Voice Messages permission)"
+        else:
+            message = await speech.voice_message(audios)
+            try:
+                await send_voice_message(self.bot.http, interaction.channel_id, message)
+            except discord.HTTPException as exc:
+                log.info("Voice message refused (%s %s); posting a file", exc.status, exc.code)
+                why = f"Discord refused the voice message ({exc.status}: {exc.text or 'no reason'})"
+            else:
+                details = result_line(request, message.duration).removeprefix("🔊 ")
+                await interaction.edit_original_response(
+                    content=f"🎤 Posted as a voice message · {details}",
+                    allowed_mentions=NO_MENTIONS,
+                )
+                return
+        clip = await speech.render_many(audios, request)
+        user = interaction.user
+        await interaction.followup.send(
+            content=f"{user.mention} {result_line(request, clip.duration)}",
+            file=discord.File(io.BytesIO(clip.data), filename=clip.filename),
+            allowed_mentions=discord.AllowedMentions(
+                everyone=False, roles=False, users=[user], replied_user=False
+            ),
+        )
+        await interaction.edit_original_response(
+            content=f"📎 {why}, so I posted it as a file.", allowed_mentions=NO_MENTIONS
         )
 
     def voice_target(

@@ -30,7 +30,12 @@ def describe_member(settings: MemberSettings, default_voice: str) -> str:
         voice = f"not chosen: /speak uses **{default_voice}**, narration reads you as **{stable}**"
     temperature = f"{settings.temperature:g}" if settings.temperature is not None else "not chosen"
     style = f"“{settings.style}”" if settings.style else "none"
-    return f"🗣️ Voice: {voice}\n🌡️ Temperature: {temperature}\n🎭 Style: {style}"
+    voice_message = "yes" if settings.voice_message else "no"
+    name = f"“{settings.spoken_name}”" if settings.spoken_name else "your display name"
+    return (
+        f"🗣️ Voice: {voice}\n🌡️ Temperature: {temperature}\n🎭 Style: {style}\n"
+        f"🎤 Voice messages: {voice_message}\n📛 Narration says your name as: {name}"
+    )
 
 
 class VoiceSettings(commands.Cog, name="Voice settings"):
@@ -47,6 +52,7 @@ class VoiceSettings(commands.Cog, name="Voice settings"):
         voice="Your voice (type to search the 30 voices)",
         temperature="0 to 2: 0.4 is steady, 0.7 lively",
         style="How you are read: cheerful, calm, like a pirate… (none clears it)",
+        voice_message="Post /speak's speech as a voice message unless you ask otherwise",
     )
     @app_commands.autocomplete(voice=voice_autocomplete, style=style_autocomplete)
     async def set_voice(
@@ -55,8 +61,11 @@ class VoiceSettings(commands.Cog, name="Voice settings"):
         voice: str | None = None,
         temperature: app_commands.Range[float, 0.0, 2.0] | None = None,
         style: str | None = None,
+        voice_message: bool | None = None,
     ) -> None:
         changes: dict[str, object] = {}
+        if voice_message is not None:
+            changes["voice_message"] = voice_message
         if voice is not None:
             changes["voice"] = voice
         if temperature is not None:
@@ -64,9 +73,29 @@ class VoiceSettings(commands.Cog, name="Voice settings"):
         if style is not None:
             changes["style"] = cleared(style)
         if not changes:
-            raise InvalidRequestError("Choose a voice, a temperature or a style to set.")
+            raise InvalidRequestError(
+                "Choose a voice, a temperature, a style or voice messages to set."
+            )
         try:
             settings = await self.bot.services.storage.update_member(interaction.user.id, **changes)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        await self._reply(
+            interaction,
+            "Saved.\n" + describe_member(settings, self.bot.settings.default_voice),
+        )
+
+    @voice.command(name="name", description="How narration says your name")
+    @app_commands.describe(said_as="Your name as it should be said, e.g. Nwin (clear: your name)")
+    async def name(
+        self, interaction: discord.Interaction[TTSBot], said_as: app_commands.Range[str, 1, 60]
+    ) -> None:
+        # Gemini guesses at names; the member knows how theirs is said. Cleared, narration
+        # reads their display name again.
+        try:
+            settings = await self.bot.services.storage.update_member(
+                interaction.user.id, spoken_name=cleared(said_as)
+            )
         except ValueError as exc:
             raise InvalidRequestError(str(exc)) from None
         await self._reply(

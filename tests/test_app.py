@@ -140,6 +140,7 @@ async def test_sync_to_one_guild(make_settings: Callable[..., Settings]) -> None
         "style",
         "play",
         "fresh",
+        "voice_message",
     ]
     temperature = speak["options"][3]
     assert (temperature["min_value"], temperature["max_value"]) == (0.0, 2.0)

@@ -14,7 +14,7 @@ from typing import Literal
 
 from bot.speech.cleanup import CleanupOptions, MessageFacts, clean_message, clean_name, with_prefix
 from bot.speech.voices import voice_for_user
-from bot.storage import GuildSettings, MemberSettings
+from bot.storage import DEFAULT_SAID, GuildSettings, MemberSettings
 
 __all__ = [
     "AUTO",
@@ -23,6 +23,7 @@ __all__ = [
     "NarrationRules",
     "Narrator",
     "Reading",
+    "announce",
     "member_voice",
     "skip_reason",
 ]
@@ -43,6 +44,8 @@ class NarrationRules:
     #: The longest text one request may speak in this server: a message longer than this,
     #: "Alice said" included, is read from its start, "… and more", never dropped.
     text_limit: int = 2000
+    #: How a speaker is announced, with a {name} placeholder.
+    said: str = DEFAULT_SAID
 
     @classmethod
     def from_guild(cls, guild: GuildSettings, *, text_limit: int = 2000) -> NarrationRules:
@@ -54,6 +57,7 @@ class NarrationRules:
             say_names=guild.narration_say_names,
             skip_silent=guild.narration_skip_silent,
             text_limit=guild.max_text_length or text_limit,
+            said=guild.said,
         )
 
 
@@ -161,5 +165,11 @@ class Narrator:
         last = self._last.get(channel_id)
         if last is not None and last[0] == author_id and self._clock() - last[1] <= self.window:
             return None
-        verb = "replied" if reply else "said"
-        return f"{clean_name(author_name) or 'someone'} {verb}"
+        return announce(clean_name(author_name) or "someone", rules.said, reply=reply)
+
+
+def announce(name: str, said: str, *, reply: bool = False) -> str:
+    """ "Alice said" in the server's wording; with the default wording a reply is "replied"."""
+    if said == DEFAULT_SAID and reply:
+        said = "{name} replied"
+    return said.replace("{name}", name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from bot.storage.base import Storage
 from bot.storage.factory import open_storage, sqlite_path
 from bot.storage.models import (
+    DEFAULT_SAID,
     GuildSettings,
     MemberSettings,
     NarrationEmoji,
@@ -18,6 +19,7 @@ from bot.storage.postgres import PostgresStorage
 from bot.storage.sqlite import SQLiteStorage
 
 __all__ = [
+    "DEFAULT_SAID",
     "GuildSettings",
     "MemberSettings",
     "NarrationEmoji",

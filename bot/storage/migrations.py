@@ -90,6 +90,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             ADD COLUMN narration_skip_silent INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    Migration(
+        4,
+        "voice messages, spoken names, the said wording, merging and a server dictionary",
+        """
+        ALTER TABLE member_settings ADD COLUMN voice_message INTEGER;
+        ALTER TABLE member_settings ADD COLUMN spoken_name TEXT;
+        ALTER TABLE guild_settings ADD COLUMN narration_said TEXT;
+        ALTER TABLE guild_settings
+            ADD COLUMN narration_merge_speakers INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE guild_settings ADD COLUMN pronunciations TEXT NOT NULL DEFAULT '[]';
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
+    "DEFAULT_SAID",
     "GuildSettings",
     "MemberSettings",
     "NarrationEmoji",
     "UsageRecord",
     "UsageSummary",
     "epoch",
+    "guild_from_row",
+    "guild_to_row",
 ]
 
 NarrationEmoji = Literal["name", "drop"]
+
+#: How narration announces a speaker unless the server words it otherwise.
+DEFAULT_SAID = "{name} said"
+
+#: A server's dictionary: (word, say_as) pairs, in the order they were added.
+Pronunciation = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +37,10 @@ class MemberSettings:
     voice: str | None = None
     temperature: float | None = None
     style: str | None = None
+    #: Post /speak's speech as a voice message (the waveform bubble) unless asked otherwise.
+    voice_message: bool | None = None
+    #: How narration says this member's name ("Nwin" for "Nguyen"); None reads their name.
+    spoken_name: str | None = None
 
     @classmethod
     def defaults(cls, user_id: int) -> MemberSettings:
@@ -56,10 +70,38 @@ class GuildSettings:
     allowed_role_id: int | None = None
     allow_files: bool = True
     allow_voice: bool = True
+    #: The "X said" wording with a {name} placeholder; None is DEFAULT_SAID.
+    narration_said: str | None = None
+    #: When narration is behind, two members' messages may become one two-speaker call.
+    #: Stored, not yet used: the two-speaker merge is not built (no command sets it yet).
+    narration_merge_speakers: bool = False
+    #: The server's own pronunciations, applied to everything the bot says here.
+    pronunciations: tuple[Pronunciation, ...] = ()
 
     @classmethod
     def defaults(cls, guild_id: int) -> GuildSettings:
         return cls(guild_id)
+
+    @property
+    def said(self) -> str:
+        """The wording in effect, the default when the server chose none."""
+        return self.narration_said or DEFAULT_SAID
+
+
+def guild_to_row(values: dict[str, Any]) -> dict[str, Any]:
+    """Column values for `values`: the dictionary is stored as JSON text, in every backend."""
+    if "pronunciations" in values:
+        pairs = [list(pair) for pair in values["pronunciations"]]
+        values = {**values, "pronunciations": json.dumps(pairs, ensure_ascii=False)}
+    return values
+
+
+def guild_from_row(row: dict[str, Any]) -> GuildSettings:
+    """A stored row back as settings; the dictionary's JSON text becomes pairs again."""
+    raw = row.get("pronunciations")
+    if isinstance(raw, str):
+        row = {**row, "pronunciations": tuple((str(w), str(s)) for w, s in json.loads(raw))}
+    return GuildSettings(**row)
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,6 +99,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             ADD COLUMN narration_skip_silent BOOLEAN NOT NULL DEFAULT FALSE;
         """,
     ),
+    Migration(
+        4,
+        "voice messages, spoken names, the said wording, merging and a server dictionary",
+        """
+        ALTER TABLE member_settings ADD COLUMN voice_message BOOLEAN;
+        ALTER TABLE member_settings ADD COLUMN spoken_name TEXT;
+        ALTER TABLE guild_settings ADD COLUMN narration_said TEXT;
+        ALTER TABLE guild_settings
+            ADD COLUMN narration_merge_speakers BOOLEAN NOT NULL DEFAULT FALSE;
+        ALTER TABLE guild_settings ADD COLUMN pronunciations TEXT NOT NULL DEFAULT '[]';
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

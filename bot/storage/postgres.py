@@ -29,6 +29,8 @@ from bot.storage.models import (
     UsageRecord,
     UsageSummary,
     epoch,
+    guild_from_row,
+    guild_to_row,
 )
 from bot.storage.validation import guild_changes, member_changes
 
@@ -194,16 +196,19 @@ class PostgresStorage:
 
     async def get_guild(self, guild_id: int) -> GuildSettings:
         row = await self._fetchrow("SELECT * FROM guild_settings WHERE guild_id = $1", guild_id)
-        return GuildSettings(**dict(row)) if row else GuildSettings.defaults(guild_id)
+        return guild_from_row(dict(row)) if row else GuildSettings.defaults(guild_id)
 
     async def update_guild(self, guild_id: int, /, **changes: Any) -> GuildSettings:
         checked = guild_changes(changes)
         if not checked:
             return await self.get_guild(guild_id)
         row = await self._upsert(
-            "guild_settings", "guild_id", asdict(GuildSettings.defaults(guild_id)), checked
+            "guild_settings",
+            "guild_id",
+            guild_to_row(asdict(GuildSettings.defaults(guild_id))),
+            guild_to_row(checked),
         )
-        return GuildSettings(**row)
+        return guild_from_row(row)
 
     # Usage.
 

@@ -28,6 +28,8 @@ from bot.storage.models import (
     UsageRecord,
     UsageSummary,
     epoch,
+    guild_from_row,
+    guild_to_row,
 )
 from bot.storage.validation import guild_changes, member_changes
 
@@ -117,7 +119,7 @@ class SQLiteStorage:
 
     async def get_member(self, user_id: int) -> MemberSettings:
         rows = await self._fetch("SELECT * FROM member_settings WHERE user_id = ?", (user_id,))
-        return MemberSettings(**dict(rows[0])) if rows else MemberSettings.defaults(user_id)
+        return _member(dict(rows[0])) if rows else MemberSettings.defaults(user_id)
 
     async def update_member(self, user_id: int, /, **changes: Any) -> MemberSettings:
         checked = member_changes(changes)
@@ -126,7 +128,7 @@ class SQLiteStorage:
         row = await self._upsert(
             "member_settings", "user_id", asdict(MemberSettings.defaults(user_id)), checked
         )
-        return MemberSettings(**row)
+        return _member(row)
 
     async def reset_member(self, user_id: int) -> None:
         async with self._transaction() as db:
@@ -143,7 +145,10 @@ class SQLiteStorage:
         if not checked:
             return await self.get_guild(guild_id)
         row = await self._upsert(
-            "guild_settings", "guild_id", asdict(GuildSettings.defaults(guild_id)), checked
+            "guild_settings",
+            "guild_id",
+            guild_to_row(asdict(GuildSettings.defaults(guild_id))),
+            guild_to_row(checked),
         )
         return _guild(row)
 
@@ -298,7 +303,13 @@ _GUILD_FLAGS = tuple(name for name, hint in get_type_hints(GuildSettings).items(
 def _guild(row: dict[str, Any]) -> GuildSettings:
     for name in _GUILD_FLAGS:
         row[name] = bool(row[name])
-    return GuildSettings(**row)
+    return guild_from_row(row)
+
+
+def _member(row: dict[str, Any]) -> MemberSettings:
+    if row.get("voice_message") is not None:
+        row["voice_message"] = bool(row["voice_message"])
+    return MemberSettings(**row)
 
 
 def _summary(values: Iterable[Any]) -> UsageSummary:

@@ -7,6 +7,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, get_args
 
+from bot.errors import InvalidRequestError
+from bot.speech.pronunciations import MAX_ENTRIES, check_entry, normalize_word
 from bot.speech.request import MAX_TEMPERATURE, MIN_TEMPERATURE
 from bot.speech.styles import MAX_STYLE_LENGTH
 from bot.speech.voices import get_voice
@@ -14,8 +16,10 @@ from bot.storage.models import NarrationEmoji
 
 __all__ = [
     "GUILD_CHECKS",
+    "MAX_SAID",
     "MAX_SKIP_PREFIX",
     "MAX_SNOWFLAKE",
+    "MAX_SPOKEN_NAME",
     "MEMBER_CHECKS",
     "Check",
     "guild_changes",
@@ -26,6 +30,8 @@ Check = Callable[[str, Any], Any]
 
 MAX_SNOWFLAKE = 2**63 - 1
 MAX_SKIP_PREFIX = 10
+MAX_SAID = 60
+MAX_SPOKEN_NAME = 60
 
 
 def _optional(check: Check) -> Check:
@@ -89,6 +95,35 @@ def _emoji(name: str, value: Any) -> str:
     return str(value)
 
 
+def _said(name: str, value: Any) -> str:
+    """The "X said" wording: short, and it must say where the name goes."""
+    text = str(_text(MAX_SAID, empty_is_none=False)(name, value))
+    if text.count("{name}") != 1 or "{" in text.replace("{name}", ""):
+        raise ValueError(f"{name} must contain {{name}} once, e.g. “{{name}} says”.")
+    return text
+
+
+def _pronunciations(name: str, value: Any) -> tuple[tuple[str, str], ...]:
+    """(word, say_as) pairs, each checked, one per word whatever its case, at most 200."""
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"{name} must be a list of (word, say as) pairs.")
+    pairs: dict[str, tuple[str, str]] = {}
+    for pair in value:
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise ValueError(f"{name} must be a list of (word, say as) pairs.")
+        word, say_as = pair
+        if not isinstance(word, str) or not isinstance(say_as, str):
+            raise ValueError(f"{name} must be a list of (word, say as) pairs.")
+        try:
+            checked = check_entry(word, say_as)
+        except InvalidRequestError as exc:
+            raise ValueError(exc.user_message) from None
+        pairs[normalize_word(checked[0])] = checked
+    if len(pairs) > MAX_ENTRIES:
+        raise ValueError(f"{name} may hold at most {MAX_ENTRIES} words.")
+    return tuple(pairs.values())
+
+
 _snowflake = _whole(1, MAX_SNOWFLAKE)
 
 MEMBER_CHECKS: dict[str, Check] = {
@@ -96,6 +131,8 @@ MEMBER_CHECKS: dict[str, Check] = {
     "temperature": _optional(_number(MIN_TEMPERATURE, MAX_TEMPERATURE)),
     # A blank style clears it rather than storing a direction that says nothing.
     "style": _optional(_text(MAX_STYLE_LENGTH, empty_is_none=True)),
+    "voice_message": _optional(_flag),
+    "spoken_name": _optional(_text(MAX_SPOKEN_NAME, empty_is_none=True)),
 }
 
 GUILD_CHECKS: dict[str, Check] = {
@@ -112,6 +149,9 @@ GUILD_CHECKS: dict[str, Check] = {
     "allowed_role_id": _optional(_snowflake),
     "allow_files": _flag,
     "allow_voice": _flag,
+    "narration_said": _optional(_said),
+    "narration_merge_speakers": _flag,
+    "pronunciations": _pronunciations,
 }
 
 

@@ -17,11 +17,13 @@ from enum import StrEnum
 
 from bot import audio as audio_mod
 from bot.audio import Audio
+from bot.audio.voice_message import VoiceMessage, make_voice_message
 from bot.config import Settings
 from bot.errors import QuotaExceededError
 from bot.speech.access import Caller, Requester, check_access
 from bot.speech.chunking import split_text
 from bot.speech.narration import member_voice
+from bot.speech.pronunciations import Pronunciations
 from bot.speech.request import SpeechRequest, build_request
 from bot.speech.styles import apply_style
 from bot.storage import GuildSettings, MemberSettings, Storage
@@ -31,7 +33,15 @@ from bot.synthesis.scheduler import Scheduler
 from bot.synthesis.stream import SpeechSource, SpeechStream
 from bot.synthesis.usage import UsageRecorder, day_start, next_reset, paid_calls
 
-__all__ = ["Clip", "Destination", "SpeakContext", "SpeakOptions", "SpeechService", "clip_filename"]
+__all__ = [
+    "Clip",
+    "Destination",
+    "SpeakContext",
+    "SpeakOptions",
+    "SpeechService",
+    "clip_filename",
+    "pronounce",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +126,7 @@ class SpeechService:
         destination: Destination = Destination.CHAT,
         guild: GuildSettings | None = None,
         within: float | None = None,
+        short_first: bool = True,
     ) -> SpeechStream:
         """Start making `text` into speech for `caller`, or raise a `BotError` saying why not.
 
@@ -124,8 +135,11 @@ class SpeechService:
         caller already loaded, so they are not read twice. `within` is the seconds the whole
         message must be made in (a chat reply's window): refused up front if the queue cannot
         plausibly meet it, and what is left unmade when it passes is withdrawn.
+        `short_first=False` keeps voice from splitting off a short first chunk: for narration
+        that is behind, whose first words are late anyway, one call matters more.
         """
         ctx = await self.context(caller, guild=guild)
+        text = pronounce(text, ctx.guild)
         voice = options.voice
         if destination is Destination.NARRATION and not voice:
             voice = member_voice(ctx.member)
@@ -135,7 +149,9 @@ class SpeechService:
             voice_2=options.voice_2,
             temperature=options.temperature,
             style=options.style,
-            first_max=self.settings.first_chunk_chars if destination.in_voice else None,
+            first_max=(
+                self.settings.first_chunk_chars if destination.in_voice and short_first else None
+            ),
             ctx=ctx,
         )
         await self.check(ctx, voice=destination.in_voice, calls=len(requests))
@@ -151,6 +167,12 @@ class SpeechService:
             cooldown = ctx.guild.user_cooldown if ctx.guild is not None else None
         requester = Requester(caller.user_id, caller.guild_id, cooldown)
         return await self.stream(requester, requests, fresh=options.fresh, deadline=deadline)
+
+    async def prefers_voice_message(self, caller: Caller) -> bool:
+        """Whether the member asked for their /speak speech as voice messages by default."""
+        if self.storage is None:
+            return False
+        return bool((await self.storage.get_member(caller.user_id)).voice_message)
 
     def text_limit(self, guild: GuildSettings | None) -> int:
         """The longest text one request may speak here: the server's limit, else the bot's."""
@@ -300,6 +322,30 @@ class SpeechService:
             loop = asyncio.get_running_loop()
             data = await loop.run_in_executor(self._executor, _join_to_ogg_opus, list(audios))
         return Clip(data=data, duration=duration, filename=clip_filename(request))
+
+    async def voice_message(self, audios: Sequence[Audio]) -> VoiceMessage:
+        """The chunks, joined in order, as a Discord voice message (re-encoded the way the
+        clients send them, with the waveform); CPU work, so it runs in the executor."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, _voice_message, list(audios))
+
+
+def _voice_message(audios: list[Audio]) -> VoiceMessage:
+    if len(audios) == 1:
+        return make_voice_message(audios[0])
+    joined = audio_mod.concat([audio_mod.decode_audio(audio) for audio in audios])
+    return make_voice_message(
+        audio_mod.probe(audio_mod.encode_wav(joined), audio_mod.AudioFormat.WAV)
+    )
+
+
+def pronounce(text: str, guild: GuildSettings | None) -> str:
+    """`text` with the server's own pronunciations: applied here, on the one way in, so
+    /speak, "Speak this message" and narration all get them, before validation and chunking
+    see the text, and the cache key (which hashes the request's text) covers them."""
+    if guild is None or not guild.pronunciations:
+        return text
+    return Pronunciations.of(dict(guild.pronunciations)).apply(text)
 
 
 def _join_to_ogg_opus(audios: list[Audio]) -> bytes:

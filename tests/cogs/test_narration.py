@@ -10,11 +10,12 @@ import discord
 import pytest
 
 from bot.config import Settings
-from bot.errors import NarrationDisabledError, QueueFullError
+from bot.errors import BotError, NarrationDisabledError, QueueFullError
 from bot.playback.player import GuildPlayer, Utterance
 from bot.speech.access import Requester
 from bot.speech.voices import voice_for_user
 from bot.storage import SQLiteStorage
+from bot.synthesis.scheduler import Ticket
 from bot.synthesis.service import SpeechService
 from bot.synthesis.stream import SpeechStream
 from cogs._shared import facts_from_message
@@ -138,8 +139,9 @@ async def test_messages_that_are_not_read(scene: Scene, change: dict[str, Any]) 
     scene.player.enqueue.assert_not_called()
 
 
-async def test_nothing_is_read_when_the_bot_is_not_in_voice(scene: Scene) -> None:
+async def test_nothing_is_read_when_the_bot_is_not_in_voice_and_cannot_join(scene: Scene) -> None:
     scene.bot.playback.connected_channel.return_value = None
+    scene.bot.playback.join.side_effect = BotError(user_message="I can't connect there.")
     await Narration(scene.bot).on_message(scene.message("hello"))
     scene.queued.assert_not_called()
 
@@ -347,3 +349,180 @@ async def test_messages_not_read_are_announced_once_in_the_channel(scene: Scene)
     message.channel.send.assert_awaited_once()
     (line,) = message.channel.send.await_args.args
     assert line.startswith("📕 Some messages here were not read aloud: I lost the voice")
+
+
+async def test_a_member_is_announced_by_their_chosen_name_in_the_servers_words(
+    scene: Scene, storage: SQLiteStorage
+) -> None:
+    await storage.update_member(ALICE, spoken_name="Ah-lee-sah")
+    await storage.update_guild(GUILD, narration_said="{name} writes")
+    await storage.update_guild(GUILD, pronunciations=[("hiya", "hi there")])
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("hiya all"))
+    assert scene.spoken() == ["Ah-lee-sah writes: hi there all"]
+
+
+def idle(scene: Scene) -> None:
+    """The bot is in no voice channel; joining puts it in the one asked for."""
+    scene.bot.playback.connected_channel.return_value = None
+
+    async def join(channel: Any) -> Any:
+        scene.bot.playback.connected_channel.return_value = channel
+        return scene.player
+
+    scene.bot.playback.join.side_effect = join
+
+
+async def test_an_idle_bot_joins_a_member_who_writes_in_the_narration_channel(
+    scene: Scene,
+) -> None:
+    idle(scene)
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("anyone there?"))
+    scene.bot.playback.join.assert_awaited_once_with(scene.voice_channel)
+    assert scene.spoken() == ["Alice said: anyone there?"]
+
+
+async def test_a_voice_channels_own_chat_also_brings_the_bot(scene: Scene) -> None:
+    idle(scene)
+    scene.voice_channel.id = 30
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("from the voice chat", channel_id=30))
+    scene.bot.playback.join.assert_awaited_once_with(scene.voice_channel)
+    assert scene.spoken() == ["Alice said: from the voice chat"]
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        {"channel_id": OTHER_TEXT},  # Not the narration channel.
+        {"voice_channel": None},  # The member is in no voice channel.
+        {"bot": True},
+        {"content": ";skipped"},
+    ],
+)
+async def test_the_bot_does_not_join_by_itself_otherwise(
+    scene: Scene, where: dict[str, Any]
+) -> None:
+    idle(scene)
+    content = where.pop("content", "hello")
+    message = scene.message(content, **where)
+    if message.author.voice.channel is None:
+        message.author.voice = None
+    await Narration(scene.bot).on_message(message)
+    scene.bot.playback.join.assert_not_awaited()
+    assert scene.spoken() == []
+
+
+async def test_without_a_narration_channel_the_bot_stays_away(
+    scene: Scene, storage: SQLiteStorage
+) -> None:
+    await storage.update_guild(GUILD, narration_channel_id=None)
+    idle(scene)
+    await Narration(scene.bot).on_message(scene.message("hello"))
+    scene.bot.playback.join.assert_not_awaited()
+
+
+class Line:
+    """The player's queue as the cog sees it: enqueue, find, replace, withdraw."""
+
+    def __init__(self, scene: Scene) -> None:
+        self.queue: list[Any] = []
+        player = scene.player
+
+        def enqueue(utterance: Any) -> int:
+            self.queue.append(utterance)
+            return len(self.queue)
+
+        player.enqueue.side_effect = enqueue
+        player.find.side_effect = lambda source: next(
+            (u for u in self.queue if u.source_id == source), None
+        )
+
+        async def replace(old: Any, new: Any) -> bool:
+            if old not in self.queue:
+                return False
+            self.queue[self.queue.index(old)] = new
+            return True
+
+        async def withdraw(old: Any) -> bool:
+            if old not in self.queue:
+                return False
+            self.queue.remove(old)
+            return True
+
+        player.replace.side_effect = replace
+        player.withdraw.side_effect = withdraw
+
+
+def behind(scene: Scene, state: str = "queued") -> Line:
+    """Narration is behind: every call made so far still waits in the scheduler's queue."""
+    ticket = create_autospec(Ticket, instance=True)
+    ticket.state = state
+    scene.stream.current = ticket
+    scene.stream.total = 1
+    return Line(scene)
+
+
+async def test_when_behind_one_members_messages_share_one_call(scene: Scene) -> None:
+    line = behind(scene)
+    cog = Narration(scene.bot)
+    for n, text in enumerate(["first", "second", "third"]):
+        await cog.on_message(scene.message(text, message_id=600 + n))
+    await cog.on_message(scene.message("mine", message_id=700, author_id=2002, name="Bob"))
+    assert [u.source_id for u in line.queue] == [600, 700]  # Order kept, one place each.
+    assert scene.spoken()[-2:] == ["Alice said: first second third", "Bob said: mine"]
+    assert scene.stream.cancel.call_count >= 2  # The separate calls were withdrawn unmade.
+    # A message deleted from the merged call is not read; the others still are.
+    await cog.on_raw_message_delete(
+        discord.RawMessageDeleteEvent({"id": "601", "channel_id": str(TEXT), "guild_id": "10"})
+    )
+    assert scene.spoken()[-1] == "Alice said: first third"
+    assert [u.source_id for u in line.queue] == [600, 700]
+    await cog.on_raw_message_delete(
+        discord.RawMessageDeleteEvent({"id": "600", "channel_id": str(TEXT), "guild_id": "10"})
+    )
+    assert scene.spoken()[-1] == "Alice said: third"  # "X said" rules still hold.
+
+
+async def test_no_merging_once_the_call_is_made_or_when_it_would_not_fit(
+    scene: Scene, storage: SQLiteStorage
+) -> None:
+    line = behind(scene, state="running")
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("first", message_id=600))
+    await cog.on_message(scene.message("second", message_id=601))
+    assert [u.source_id for u in line.queue] == [600, 601]
+    scene.stream.current.state = "queued"
+    await storage.update_guild(GUILD, max_text_length=len("second third") - 1)
+    await cog.on_message(scene.message("third", message_id=602))
+    assert [u.source_id for u in line.queue] == [600, 601, 602]
+
+
+async def test_merging_can_be_turned_off_by_the_operator(
+    make_settings: Callable[..., Settings], scene: Scene
+) -> None:
+    scene.bot.settings = make_settings(narration_merge=False)
+    line = behind(scene)
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("first", message_id=600))
+    await cog.on_message(scene.message("second", message_id=601))
+    assert [u.source_id for u in line.queue] == [600, 601]
+
+
+async def test_if_the_merged_call_is_refused_both_messages_are_still_read(scene: Scene) -> None:
+    line = behind(scene)
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("first", message_id=600))
+    calls = len(scene.queued.call_args_list)
+
+    def refuse_merged(requester: Any, requests: Any, **_: Any) -> Any:
+        if " " in requests[0].text.removeprefix("Alice said: "):
+            raise QueueFullError(per_user=True, limit=3)
+        return scene._queue(requester, requests)
+
+    scene.queued.side_effect = refuse_merged
+    await cog.on_message(scene.message("second", message_id=601))
+    assert [u.source_id for u in line.queue] == [600, 601]
+    # Begun alone, withdrawn to merge, refused together, then read on its own as before.
+    assert scene.spoken()[calls:] == ["second", "Alice said: first second", "second"]

@@ -52,6 +52,7 @@ def bot(make_settings: Callable[..., Settings]) -> Any:
     bot = mock_bot(make_settings())
     bot.services.speech.begin.return_value = finished_stream()
     bot.services.speech.render_many.return_value = CLIP
+    bot.services.speech.prefers_voice_message.return_value = False
     return bot
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.discord_emulator import Emulator, ReceivedAudio
-from tests.e2e.discord_emulator.state import ALICE, GUILD_ID, VOICE_CHANNEL_ID
+from tests.e2e.discord_emulator.state import ALICE, GUILD_ID, OWNER_ID, VOICE_CHANNEL_ID
 from tests.e2e.harness import BotProcess
 from tests.fake_segmind import FakeSegmind
 
@@ -125,3 +125,22 @@ async def test_a_slow_voice_server_change_loses_no_message_written_meanwhile(
     assert audio.duration == pytest.approx(expected, rel=0.10)
     assert audio.problems == []
     assert any(connection.secret_key for connection in new.connections)
+
+
+async def test_after_setup_a_message_from_a_member_in_voice_brings_the_bot(
+    bot: BotProcess, emulator: Emulator, segmind: FakeSegmind
+) -> None:
+    answer = await emulator.interact("setup", user_id=OWNER_ID, subcommand="channel")
+    await emulator.wait_for(lambda: answer.callback_type is not None, within=10)
+    assert "read aloud from now on" in ((answer.original or {}).get("content") or "")
+    assert emulator.bot_voice_channel() is None  # Setting it up joins nothing.
+    await emulator.member_voice(ALICE, VOICE_CHANNEL_ID)
+    await emulator.send_message("Is anybody listening to this channel?", author_id=ALICE)
+    await emulator.wait_for(lambda: emulator.bot_voice_channel() == VOICE_CHANNEL_ID, within=15)
+    audio = await emulator.wait_for(
+        lambda: heard(emulator) if heard(emulator).silence_packets >= 5 else None, within=15
+    )
+    spoken = segmind.requests[-1].json_body["text"]
+    assert "anybody listening" in spoken
+    assert audio.duration == pytest.approx(segmind.expected_duration(spoken), rel=0.10)
+    assert audio.problems == []

@@ -202,3 +202,42 @@ async def test_bare_client_with_a_wrong_token_cannot_log_in(
     with pytest.raises(discord.LoginFailure):
         await client.login("not-the-token")
     await client.close()
+
+
+def voice_message_form(payload: dict[str, Any], files: int = 1) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    form.add_field("payload_json", json.dumps(payload), content_type="application/json")
+    for n in range(files):
+        form.add_field(
+            f"files[{n}]", b"OggS", filename="voice-message.ogg", content_type="audio/ogg"
+        )
+    return form
+
+
+@pytest.mark.parametrize(
+    ("change", "files", "code"),
+    [
+        ({"content": "hi"}, 1, 50161),
+        ({}, 2, 50159),
+        ({}, 0, 50159),
+        ({"attachments": [{"id": "0", "waveform": "AAA="}]}, 1, 50160),
+        ({"attachments": [{"id": "0", "duration_secs": 1.0, "waveform": "AA" * 200}]}, 1, 50035),
+    ],
+)
+async def test_a_voice_message_is_refused_unless_as_discord_documents(
+    emulator: Emulator,
+    http: aiohttp.ClientSession,
+    change: dict[str, Any],
+    files: int,
+    code: int,
+) -> None:
+    url = f"{emulator.base_url}/channels/{TEXT_CHANNEL_ID}/messages"
+    good = {
+        "flags": 8192,
+        "attachments": [{"id": "0", "duration_secs": 1.0, "waveform": "AAEC"}],
+    }
+    status, body = await call(http, "POST", url, data=voice_message_form(good))
+    assert status == 200
+    assert body["attachments"][0]["duration_secs"] == 1.0
+    status, body = await call(http, "POST", url, data=voice_message_form(good | change, files))
+    assert (status, body["code"]) == (400, code)

@@ -131,3 +131,20 @@ def test_a_long_message_under_a_low_server_limit_is_read_from_its_start() -> Non
     assert len(reading.text) <= 80  # The whole request, "Alice said" included, fits.
     assert reading.text.startswith("Alice said: word word")
     assert reading.text.endswith("and more")
+
+
+def test_the_servers_wording_announces_a_speaker() -> None:
+    narrator = Narrator(clock=lambda: 0.0)
+    guild = GuildSettings(1, narration_said="{name} says")
+    rules = NarrationRules.from_guild(guild)
+    assert rules.said == "{name} says"
+    reading = narrator.compose(
+        MessageFacts("hi", is_reply=True), channel_id=1, author_id=2, author_name="Ann", rules=rules
+    )
+    assert reading.text == "Ann says: hi"  # The server's wording, for replies too.
+    default = NarrationRules.from_guild(GuildSettings(1))
+    replied = narrator.compose(
+        MessageFacts("hi", is_reply=True), channel_id=1, author_id=2, author_name="Ann",
+        rules=default,
+    )  # fmt: skip
+    assert replied.text == "Ann replied: hi"

@@ -43,7 +43,7 @@ def _user_version(path: Path) -> int:
 
 def test_migrations_are_numbered_one_by_one() -> None:
     assert [step.version for step in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
-    assert LATEST_VERSION == 3
+    assert LATEST_VERSION == 4
     assert all(step.description and step.script.strip() for step in MIGRATIONS)
 
 
@@ -143,16 +143,17 @@ async def test_a_failing_step_leaves_the_previous_version(
     path = tmp_path / "bot.db"
     async with SQLiteStorage(path):
         pass
+    step = LATEST_VERSION + 1
     broken = Migration(
-        4, "broken", "CREATE TABLE half (x INTEGER); INSERT INTO nowhere VALUES (1);"
+        step, "broken", "CREATE TABLE half (x INTEGER); INSERT INTO nowhere VALUES (1);"
     )
     monkeypatch.setattr(migrations, "MIGRATIONS", (*MIGRATIONS, broken))
-    monkeypatch.setattr(migrations, "LATEST_VERSION", 4)
+    monkeypatch.setattr(migrations, "LATEST_VERSION", step)
     async with aiosqlite.connect(path, isolation_level=None) as db:
         with pytest.raises(sqlite3.OperationalError, match="nowhere"):
-            await migrate(db, target=4)
+            await migrate(db, target=step)
         assert not db.in_transaction
-    assert _user_version(path) == 3
+    assert _user_version(path) == LATEST_VERSION
     assert "half" not in _tables(path)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -313,3 +314,45 @@ async def test_begin_refuses_before_queueing_anything(
     with pytest.raises(Exception, match="no text to speak"):
         await speech.begin(Caller(1, guild_id=9), "   ")
     recorder.assert_not_called()
+
+
+async def test_the_servers_dictionary_is_applied_before_the_request_is_made(
+    stored: tuple[SpeechService, SQLiteStorage],
+) -> None:
+    speech, storage = stored
+    recorder = queued_by(speech)
+    await speech.begin(Caller(1, guild_id=9), "Ask nguyen about k8s")
+    assert recorder.call_args.args[1][0].text == "Ask nguyen about k8s"
+    await storage.update_guild(9, pronunciations=[("Nguyen", "Nwin"), ("k8s", "kubernetes")])
+    for destination in Destination:
+        await speech.begin(Caller(1, guild_id=9), "Ask NGUYEN about k8s", destination=destination)
+        (request,) = recorder.call_args.args[1]
+        assert request.text == "Ask Nwin about kubernetes"  # Also what the cache key hashes.
+    await speech.begin(Caller(1, guild_id=8), "Ask nguyen")  # Another server: its own words.
+    assert recorder.call_args.args[1][0].text == "Ask nguyen"
+
+
+async def test_chunks_become_one_voice_message_with_their_whole_length(
+    service: tuple[Any, Synth],
+) -> None:
+    speech, _ = service
+    one = audio.probe(audio.encode_wav(tone(0.5)), audio.AudioFormat.WAV)
+    two = audio.probe(audio.encode_wav(tone(0.7)), audio.AudioFormat.WAV)
+    message = await speech.voice_message([one, two])
+    assert message.data.startswith(b"OggS")
+    assert message.duration == pytest.approx(1.2, abs=0.03)
+    assert len(base64.b64decode(message.waveform)) == 12  # One point per 100 ms.
+
+
+async def test_narration_that_is_behind_can_ask_for_one_call(
+    stored: tuple[SpeechService, SQLiteStorage],
+) -> None:
+    speech, _ = stored
+    recorder = queued_by(speech)
+    text = SENTENCE * 5  # Over first_chunk_chars (200), under chunk_chars (500).
+    await speech.begin(Caller(1, guild_id=9), text, destination=Destination.NARRATION)
+    assert len(recorder.call_args.args[1]) > 1
+    await speech.begin(
+        Caller(1, guild_id=9), text, destination=Destination.NARRATION, short_first=False
+    )
+    assert len(recorder.call_args.args[1]) == 1

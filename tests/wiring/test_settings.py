@@ -49,6 +49,7 @@ def content(call: df.RestCall) -> str:
     data = call.json.get("data", call.json)
     text = data.get("content") or ""
     for embed in data.get("embeds") or []:
+        text += " " + (embed.get("description") or "")
         text += " " + " ".join(f"{f['name']}: {f['value']}" for f in embed.get("fields", []))
         text += " " + (embed.get("footer") or {}).get("text", "")
     return str(text)

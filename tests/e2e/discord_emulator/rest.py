@@ -6,6 +6,8 @@ in the path), as on Discord; every other route needs `Bot <token>`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import time
@@ -30,6 +32,9 @@ CALLBACK_DEADLINE = 3.0
 TOKEN_TTL = 15 * 60.0
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7
+IS_VOICE_MESSAGE = 1 << 13
+#: A voice message's waveform: at most 256 one-byte points.
+MAX_WAVEFORM_POINTS = 256
 _CALLBACK_TYPES = {1, 4, 5, 6, 7, 8, 9, 10, 12}
 
 Handler = Callable[[web.Request, RestRequest], Awaitable[web.Response]]
@@ -181,6 +186,43 @@ class RestApi:
             content or body.get("embeds") or record.files or body.get("components")
         ):
             raise DiscordError(400, 50006, "Cannot send an empty message")
+
+    def _check_voice_message(self, record: RestRequest) -> None:
+        """A message flagged IS_VOICE_MESSAGE, refused as Discord refuses it: no content or
+        embeds (50161), exactly one audio file (50159), and each attachment's `duration_secs`
+        and base64 `waveform` of at most 256 points (50160)."""
+        body = record.json if isinstance(record.json, dict) else {}
+        if not int(body.get("flags") or 0) & IS_VOICE_MESSAGE:
+            return
+        if body.get("content") or body.get("embeds") or body.get("sticker_ids"):
+            raise DiscordError(400, 50161, "Voice messages do not support additional content.")
+        if len(record.files) != 1 or not (record.files[0].content_type or "").startswith("audio/"):
+            raise DiscordError(400, 50159, "Voice messages must have a single audio attachment.")
+        attachments = body.get("attachments") or []
+        if len(attachments) != 1:
+            raise DiscordError(400, 50160, "Voice messages must have supporting metadata.")
+        (meta,) = attachments
+        duration = meta.get("duration_secs")
+        waveform = meta.get("waveform")
+        if not isinstance(duration, int | float) or duration <= 0 or not isinstance(waveform, str):
+            raise DiscordError(400, 50160, "Voice messages must have supporting metadata.")
+        try:
+            points = base64.b64decode(waveform, validate=True)
+        except binascii.Error:
+            raise _invalid("attachments.0.waveform", "BASE_TYPE_BAD", "Not base64.") from None
+        if not 1 <= len(points) <= MAX_WAVEFORM_POINTS:
+            raise _invalid("attachments.0.waveform", "BASE_TYPE_MAX_LENGTH", "At most 256 points.")
+
+    @staticmethod
+    def _voice_metadata(record: RestRequest, message: dict[str, Any]) -> None:
+        """Keep a voice message's duration and waveform on its attachment, as Discord does."""
+        body = record.json if isinstance(record.json, dict) else {}
+        if not int(body.get("flags") or 0) & IS_VOICE_MESSAGE:
+            return
+        (meta,) = body["attachments"]
+        message["attachments"][-1].update(
+            duration_secs=meta["duration_secs"], waveform=meta["waveform"]
+        )
 
     def _message(
         self,
@@ -429,8 +471,10 @@ class RestApi:
         channel_id = int(request["match"]["channel"])
         if not self.emu.world.channel_exists(channel_id):
             raise DiscordError(404, 10003, "Unknown Channel")
+        self._check_voice_message(record)
         self._check_message(record, creating=True)
         message = self._message(record, channel_id)
+        self._voice_metadata(record, message)
         if channel_id not in self.emu.world.dm_channels:
             message["guild_id"] = str(self.emu.world.guild_id)
         self.emu.channel_messages.append(message)

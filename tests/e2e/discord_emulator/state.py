@@ -34,6 +34,7 @@ CONNECT = 1 << 20
 SPEAK = 1 << 21
 USE_VAD = 1 << 25
 USE_APPLICATION_COMMANDS = 1 << 31
+SEND_VOICE_MESSAGES = 1 << 46
 MANAGE_GUILD = 1 << 5
 ADMINISTRATOR = 1 << 3
 #: What @everyone may do on a fresh server, roughly.
@@ -47,6 +48,7 @@ EVERYONE_PERMISSIONS = (
     | SPEAK
     | USE_VAD
     | USE_APPLICATION_COMMANDS
+    | SEND_VOICE_MESSAGES
 )
 ALL_PERMISSIONS = (1 << 53) - 1
 

@@ -1,0 +1,296 @@
+"""Whether narration keeps up on a free key: 3 members write 30 messages a minute to a key
+that allows 5 calls a minute, with merging off and on.
+
+The real narration cog, the real pipeline (`SpeechService`, `Scheduler`, `SegmindClient`) and
+the fake Segmind server, which enforces the 5-a-minute limit with its own sliding window; only
+Discord is stood in for (messages, members, and a player that takes each utterance in order
+as soon as its audio is ready). Time is scaled: a "minute" is `--minute` real seconds, and the
+server takes 18 scaled seconds per call, as Gemini does.
+
+Members write the way people chat: in runs of 1 to 5 messages in a row (3 on average), the
+next run by another member. Each message's backlog delay runs from when it was written to when
+the player has its audio; a message never heard is dropped. The scheduler's cap on calls one
+member may have waiting is lifted by default (`--per-member`): at the bot's default of 3, a
+backlog this deep refuses (drops) most messages whatever the merging, which is a finding of
+its own rather than what this bench measures.
+
+    python -m bench.narration_backlog [--minutes M] [--minute S] [--seed N]
+
+Target: with merging on, at least 3 messages per call, a p95 backlog delay at most half of
+merging off's, and nothing dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from unittest.mock import create_autospec
+
+import aiohttp
+import discord
+
+from bench.scheduler_throughput import percentile
+from bot.config import load_settings
+from bot.playback.player import Utterance
+from bot.storage import SQLiteStorage
+from bot.synthesis.client import SegmindClient
+from bot.synthesis.scheduler import Scheduler, SchedulerConfig
+from bot.synthesis.service import SpeechService
+from cogs.narration import Narration
+from tests.fake_segmind import FakeSegmind
+from tests.helpers import mock_bot
+
+GUILD, TEXT = 10, 20
+MEMBERS = (1001, 1002, 1003)
+NAMES = {1001: "Alice", 1002: "Bob", 1003: "Carol"}
+CALLS_PER_MINUTE = 5
+MESSAGES_PER_MINUTE = 30
+#: Gemini's time per call, in (scaled) seconds.
+CALL_SECONDS = 18.0
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "a",
+    "lazy",
+    "dog",
+    "while",
+    "we",
+    "wait",
+    "for",
+    "the",
+    "next",
+    "game",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    merging: bool
+    written: int
+    heard: int
+    calls: int
+    per_call: float
+    p50: float
+    p95: float
+
+
+class Player:
+    """The player's queue as narration uses it; takes each utterance in order as soon as
+    its audio is ready, and records when each message was heard."""
+
+    def __init__(self, cog: Narration, heard: dict[int, float]) -> None:
+        self.cog = cog
+        self.heard = heard
+        self.queue: list[Utterance] = []
+        self._wakeup = asyncio.Event()
+        self.task = asyncio.create_task(self._run())
+
+    def enqueue(self, utterance: Utterance) -> int:
+        self.queue.append(utterance)
+        self._wakeup.set()
+        return len(self.queue)
+
+    def find(self, source_id: int) -> Utterance | None:
+        return next((u for u in self.queue if u.source_id == source_id), None)
+
+    async def replace(self, old: Utterance, new: Utterance) -> bool:
+        if old not in self.queue:
+            return False
+        self.queue[self.queue.index(old)] = new
+        await old.close()
+        return True
+
+    async def withdraw(self, utterance: Utterance) -> bool:
+        if utterance not in self.queue:
+            return False
+        self.queue.remove(utterance)
+        await utterance.close()
+        return True
+
+    async def _run(self) -> None:
+        while True:
+            while not self.queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            utterance = self.queue[0]
+            waiting = self.cog._queued.get(utterance.source_id or 0)
+            parts = [part for part, _ in waiting.parts] if waiting else [utterance.source_id]
+            try:
+                async for _ in utterance.clips:
+                    pass
+            except Exception:  # A failed call: its messages are not heard.
+                parts = []
+            now = time.monotonic()
+            for part in parts:
+                if part is not None:
+                    self.heard.setdefault(part, now)
+            if self.queue and self.queue[0] is utterance:
+                self.queue.pop(0)
+            await utterance.close()
+
+
+def discord_world() -> tuple[Any, Any, Callable[[int, int, str], Any]]:
+    """A guild, its voice channel, and a way to write a message there."""
+    guild = create_autospec(discord.Guild, instance=True)
+    guild.id = GUILD
+    voice = create_autospec(discord.VoiceChannel, instance=True)
+    voice.id, voice.members, voice.user_limit = 30, [], 0
+    text = create_autospec(discord.TextChannel, instance=True)
+    text.id = TEXT
+    members: dict[int, Any] = {}
+    for user_id in MEMBERS:
+        member = create_autospec(discord.Member, instance=True)
+        member.id, member.bot, member.display_name = user_id, False, NAMES[user_id]
+        member.voice = create_autospec(discord.VoiceState, instance=True)
+        member.voice.channel = voice
+        member.roles, member.guild_permissions = [], discord.Permissions.none()
+        members[user_id] = member
+    guild.get_member.side_effect = members.get
+
+    def message(message_id: int, author: int, content: str) -> Any:
+        msg = create_autospec(discord.Message, instance=True)
+        msg.guild, msg.webhook_id, msg.id = guild, None, message_id
+        msg.type = discord.MessageType.default
+        msg.flags = discord.MessageFlags()
+        msg.content, msg.channel, msg.author = content, text, members[author]
+        msg.mentions, msg.role_mentions, msg.channel_mentions = [], [], []
+        msg.attachments, msg.stickers, msg.reference = [], [], None
+        return msg
+
+    return guild, voice, message
+
+
+def script(count: int, seed: int) -> list[tuple[int, str]]:
+    """Who writes each message: runs of 1 to 5 by one member, the next run by another."""
+    rng = random.Random(seed)
+    lines: list[tuple[int, str]] = []
+    author = rng.choice(MEMBERS)
+    while len(lines) < count:
+        for _ in range(rng.randint(1, 5)):
+            words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 9)))
+            lines.append((author, f"Message {len(lines)}: {words}."))
+        author = rng.choice([m for m in MEMBERS if m != author])
+    return lines[:count]
+
+
+async def run(args: argparse.Namespace, merging: bool) -> Result:
+    minute = args.minute
+    latency = CALL_SECONDS / 60 * minute
+    lines = script(int(MESSAGES_PER_MINUTE * args.minutes), args.seed)
+    with tempfile.TemporaryDirectory() as folder:
+        settings = load_settings(
+            env_file=None,
+            segmind_api_key="bench-key",
+            data_dir=Path(folder),
+            narration_merge=merging,
+        )
+        async with (
+            FakeSegmind(
+                api_key="bench-key", rpm_limit=CALLS_PER_MINUTE, rpm_window=minute, latency=latency
+            ) as fake,
+            aiohttp.ClientSession() as session,
+            SQLiteStorage(Path(folder) / "bot.db") as storage,
+        ):
+            client = SegmindClient(session, api_key=fake.api_key, base_url=fake.base_url)
+            config = SchedulerConfig(
+                rpm=CALLS_PER_MINUTE,
+                window=minute,
+                initial_latency=latency,
+                max_queue=1000,
+                max_waiting_per_user=args.per_member,
+            )
+            scheduler = Scheduler(client.synthesize, config)
+            scheduler.start()
+            bot = mock_bot(settings)
+            bot.services.storage = storage
+            bot.services.speech = SpeechService(settings, scheduler, storage=storage)
+            _, voice, message = discord_world()
+            await storage.update_guild(GUILD, narration_channel_id=TEXT)
+            cog = Narration(bot)
+            heard: dict[int, float] = {}
+            player = Player(cog, heard)
+            bot.playback.connected_channel.return_value = voice
+            bot.playback.player.return_value = player
+            written: dict[int, float] = {}
+            gap = minute / MESSAGES_PER_MINUTE
+            began = time.monotonic()
+            for n, (author, content) in enumerate(lines):
+                await asyncio.sleep(max(0.0, began + n * gap - time.monotonic()))
+                written[n + 1] = time.monotonic()
+                await cog.on_message(message(n + 1, author, content))
+            # Wait until everything still queued is heard (or nothing moves for 3 minutes).
+            last, progress = time.monotonic(), len(heard)
+            while player.queue and time.monotonic() - last < 3 * minute:
+                await asyncio.sleep(0.05)
+                if len(heard) != progress:
+                    last, progress = time.monotonic(), len(heard)
+            player.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await player.task
+            await scheduler.close(grace=0)
+            calls = fake.tts_calls
+    delays = [(heard[m] - written[m]) / minute * 60 for m in written if m in heard]
+    return Result(
+        merging=merging,
+        written=len(written),
+        heard=len(delays),
+        calls=calls,
+        per_call=len(delays) / calls if calls else 0.0,
+        p50=percentile(delays, 0.50) if delays else float("nan"),
+        p95=percentile(delays, 0.95) if delays else float("nan"),
+    )
+
+
+def report(result: Result) -> None:
+    mode = "on" if result.merging else "off"
+    print(f"merging {mode}: messages written: {result.written}")
+    print(f"merging {mode}: calls made: {result.calls}")
+    print(f"merging {mode}: messages per call: {result.per_call:.2f}")
+    print(f"merging {mode}: backlog delay p50: {result.p50:.1f} s (scaled)")
+    print(f"merging {mode}: backlog delay p95: {result.p95:.1f} s (scaled)")
+    print(f"merging {mode}: dropped messages: {result.written - result.heard}")
+
+
+async def main_async(args: argparse.Namespace) -> bool:
+    off = await run(args, merging=False)
+    report(off)
+    on = await run(args, merging=True)
+    report(on)
+    met = on.per_call >= 3 and on.p95 <= off.p95 / 2 and on.written == on.heard
+    print(f"targets met: {'yes' if met else 'NO'}")
+    return met
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.narration_backlog", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--minutes", type=float, default=2.0, help="minutes of writing")
+    parser.add_argument("--minute", type=float, default=3.0, help="real seconds per minute")
+    parser.add_argument("--seed", type=int, default=13, help="who writes when")
+    parser.add_argument(
+        "--per-member",
+        type=int,
+        default=1000,
+        help="calls one member may have waiting (the bot's default, 3, refuses the rest)",
+    )
+    args = parser.parse_args(argv)
+    if not asyncio.run(main_async(args)):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
