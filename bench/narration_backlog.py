@@ -38,7 +38,7 @@ from unittest.mock import create_autospec
 import aiohttp
 import discord
 
-from bench.scheduler_throughput import percentile
+from bench.scheduler_server import percentile
 from bot.config import load_settings
 from bot.playback.player import Utterance
 from bot.storage import SQLiteStorage
