@@ -22,7 +22,9 @@ from bot.errors import SegmindError
 from bot.storage import Storage, open_storage
 from bot.synthesis.cache import AudioCache, Cache, NullCache
 from bot.synthesis.client import SegmindClient
+from bot.synthesis.cluster import open_limiter
 from bot.synthesis.scheduler import Scheduler, SchedulerConfig, Synthesize
+from bot.synthesis.scheduler.gate import Gate
 from bot.synthesis.service import SpeechService
 from bot.synthesis.usage import UsageRecorder
 
@@ -78,9 +80,13 @@ def build_scheduler(
     alerts: Alerts | None = None,
     usage: UsageRecorder | None = None,
     synthesize: Synthesize | None = None,
+    gate: Gate | None = None,
 ) -> Scheduler:
     """The scheduler every way of asking shares, the terminal's `say` included: one retry
-    engine, one pacing of the key. It is started before it is returned."""
+    engine, one pacing of the key. It is started before it is returned.
+
+    `gate`: the window every process on the key shares (REDIS_URL), asked before each start.
+    """
     alerts = alerts or Alerts()
 
     async def account_works() -> bool:
@@ -99,6 +105,7 @@ def build_scheduler(
         on_resume=alerts.on_resume,
         on_attempt=usage.record_attempt if usage is not None else None,
         on_limit_learned=alerts.on_limit_learned,
+        gate=gate,
     )
     scheduler.start()
     return scheduler
@@ -150,8 +157,17 @@ async def open_services(
         session = aiohttp.ClientSession(headers={"User-Agent": user_agent})
         stack.push_async_callback(session.close)
         client = SegmindClient.from_settings(session, settings)
+        gate: Gate | None = None
+        if settings.redis_url:
+            key = settings.segmind_api_key
+            gate, redis = await open_limiter(
+                settings.redis_url,
+                api_key=key.get_secret_value() if key is not None else "",
+                span=SchedulerConfig.from_settings(settings).span,
+            )
+            stack.push_async_callback(redis.aclose)
         scheduler = build_scheduler(
-            settings, client, alerts=alerts, usage=usage, synthesize=synthesize
+            settings, client, alerts=alerts, usage=usage, synthesize=synthesize, gate=gate
         )
         stack.push_async_callback(scheduler.close, grace=0)
         cache = await open_cache(settings)
