@@ -81,11 +81,13 @@ def build_scheduler(
     usage: UsageRecorder | None = None,
     synthesize: Synthesize | None = None,
     gate: Gate | None = None,
+    config: SchedulerConfig | None = None,
 ) -> Scheduler:
     """The scheduler every way of asking shares, the terminal's `say` included: one retry
     engine, one pacing of the key. It is started before it is returned.
 
     `gate`: the window every process on the key shares (REDIS_URL), asked before each start.
+    `config` replaces the one from the settings (benches scale the 60 s window down).
     """
     alerts = alerts or Alerts()
 
@@ -99,7 +101,7 @@ def build_scheduler(
 
     scheduler = Scheduler(
         synthesize or client.synthesize,
-        SchedulerConfig.from_settings(settings),
+        config or SchedulerConfig.from_settings(settings),
         probe=account_works,
         on_halt=alerts.on_halt,
         on_resume=alerts.on_resume,
@@ -143,10 +145,12 @@ async def open_services(
     alerts: Alerts | None = None,
     synthesize: Synthesize | None = None,
     user_agent: str = USER_AGENT,
+    scheduler_config: SchedulerConfig | None = None,
 ) -> Services:
     """Open storage, the HTTP session, the client, the scheduler, the cache and the pipeline.
 
-    `synthesize` replaces the client's call (benches and tests that fake the API in-process).
+    `synthesize` replaces the client's call (benches and tests that fake the API in-process);
+    `scheduler_config` the scheduler's knobs from the settings (benches with a short window).
     If any step fails, what was already opened is closed again before the error propagates.
     """
     async with contextlib.AsyncExitStack() as stack:
@@ -157,17 +161,24 @@ async def open_services(
         session = aiohttp.ClientSession(headers={"User-Agent": user_agent})
         stack.push_async_callback(session.close)
         client = SegmindClient.from_settings(session, settings)
+        config = scheduler_config or SchedulerConfig.from_settings(settings)
         gate: Gate | None = None
         if settings.redis_url:
             key = settings.segmind_api_key
             gate, redis = await open_limiter(
                 settings.redis_url,
                 api_key=key.get_secret_value() if key is not None else "",
-                span=SchedulerConfig.from_settings(settings).span,
+                span=config.span,
             )
             stack.push_async_callback(redis.aclose)
         scheduler = build_scheduler(
-            settings, client, alerts=alerts, usage=usage, synthesize=synthesize, gate=gate
+            settings,
+            client,
+            alerts=alerts,
+            usage=usage,
+            synthesize=synthesize,
+            gate=gate,
+            config=config,
         )
         stack.push_async_callback(scheduler.close, grace=0)
         cache = await open_cache(settings)
