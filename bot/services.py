@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
+from redis.asyncio import Redis
 
 from bot import __version__
 from bot.config import Settings
@@ -22,7 +23,7 @@ from bot.errors import SegmindError
 from bot.storage import Storage, open_storage
 from bot.synthesis.cache import AudioCache, Cache, NullCache
 from bot.synthesis.client import SegmindClient
-from bot.synthesis.cluster import open_limiter
+from bot.synthesis.cluster import SharedCache, key_prefix, open_limiter
 from bot.synthesis.scheduler import Scheduler, SchedulerConfig, Synthesize
 from bot.synthesis.scheduler.gate import Gate
 from bot.synthesis.service import SpeechService
@@ -33,6 +34,8 @@ __all__ = ["Alerts", "Services", "build_scheduler", "open_cache", "open_services
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"gemini-tts-bot/{__version__}"
+#: Seconds a clip stays in the audio cache's shared tier (Redis) after it was made.
+SHARED_CLIP_TTL = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +154,8 @@ async def open_services(
 
     `synthesize` replaces the client's call (benches and tests that fake the API in-process);
     `scheduler_config` the scheduler's knobs from the settings (benches with a short window).
+    With REDIS_URL the processes on the key share its limit (the scheduler's gate) and a
+    cache tier (`SharedCache`).
     If any step fails, what was already opened is closed again before the error propagates.
     """
     async with contextlib.AsyncExitStack() as stack:
@@ -163,14 +168,16 @@ async def open_services(
         client = SegmindClient.from_settings(session, settings)
         config = scheduler_config or SchedulerConfig.from_settings(settings)
         gate: Gate | None = None
+        cluster: Redis | None = None
+        key = settings.segmind_api_key
+        prefix = key_prefix(key.get_secret_value() if key is not None else "")
         if settings.redis_url:
-            key = settings.segmind_api_key
-            gate, redis = await open_limiter(
+            gate, cluster = await open_limiter(
                 settings.redis_url,
                 api_key=key.get_secret_value() if key is not None else "",
                 span=config.span,
             )
-            stack.push_async_callback(redis.aclose)
+            stack.push_async_callback(cluster.aclose)
         scheduler = build_scheduler(
             settings,
             client,
@@ -182,6 +189,8 @@ async def open_services(
         )
         stack.push_async_callback(scheduler.close, grace=0)
         cache = await open_cache(settings)
+        if cluster is not None and settings.cache_enabled:
+            cache = SharedCache(cache, cluster, prefix=prefix, ttl=SHARED_CLIP_TTL)
         speech = SpeechService(settings, scheduler, storage=storage, usage=usage, cache=cache)
         stack.push_async_callback(speech.source.drain)
         return Services(

@@ -11,7 +11,7 @@ from bot.config import Settings
 from bot.services import open_services
 from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest
-from bot.synthesis.cluster import key_prefix
+from bot.synthesis.cluster import SharedCache, key_prefix
 from tests import fake_segmind as fs
 from tests.conftest import TEST_API_KEY
 
@@ -27,6 +27,7 @@ async def test_redis_url_makes_every_start_take_a_shared_slot(
         try:
             ticket = services.scheduler.submit(SpeechRequest(text="hello"), Requester(1))
             await ticket.result()
+            assert isinstance(services.cache, SharedCache)
         finally:
             await services.close()
     async with Redis.from_url(redis_url) as client:
@@ -39,5 +40,6 @@ async def test_without_redis_url_the_scheduler_paces_alone(
     services = await open_services(make_settings())
     try:
         assert services.scheduler._gate is None
+        assert not isinstance(services.cache, SharedCache)
     finally:
         await services.close()
