@@ -79,6 +79,25 @@ class BenchSegmind(FakeSegmind):
             self.enqueue(status(502).delayed(self.latency))
         return await super()._handle_tts(request)
 
+    async def _handle_not_found(self, request: web.Request) -> web.Response:
+        """`GET /v1/bench-stats`: what the key was asked and answered, for benches in other
+        processes (calls, 429s, successes, and texts paid more than once)."""
+        if request.path.endswith("/bench-stats"):
+            paid: dict[str, int] = {}
+            for record in self.requests:
+                if record.status == 200 and isinstance(record.json_body, dict):
+                    text = str(record.json_body.get("text"))
+                    paid[text] = paid.get(text, 0) + 1
+            return web.json_response(
+                {
+                    "calls": self.tts_calls,
+                    "rate_limited": sum(1 for r in self.requests if r.status == 429),
+                    "successes": self.successes,
+                    "paid_twice": sum(1 for count in paid.values() if count > 1),
+                }
+            )
+        return await super()._handle_not_found(request)
+
     def _admit(self, key: str) -> Any:
         answer = super()._admit(key)
         if answer is not None and not self.reset_headers:

@@ -304,7 +304,13 @@ class ShardedTTSBot(TTSBot, commands.AutoShardedBot):
 
 
 def create_bot(settings: Settings, **options: Any) -> TTSBot:
-    cls = ShardedTTSBot if settings.sharded else TTSBot
+    """The bot; sharded if SHARDED, or SHARD_COUNT/SHARD_IDS split it across processes."""
+    sharded = settings.sharded or settings.shard_count is not None or bool(settings.shard_ids)
+    if settings.shard_count is not None:
+        options.setdefault("shard_count", settings.shard_count)
+    if settings.shard_ids:
+        options.setdefault("shard_ids", list(settings.shard_ids))
+    cls = ShardedTTSBot if sharded else TTSBot
     return cls(settings, **options)
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import SettingsError
 from bot.speech.voices import DEFAULT_VOICE, get_voice
@@ -76,12 +76,17 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     #: May carry a PostgreSQL password: kept out of the settings' repr.
     database_url: str = Field("", repr=False)
+    #: Redis shared by every process on the API key (may carry a password: out of the repr).
+    redis_url: str = Field("", repr=False)
 
     # Discord.
     dev_guild_id: int | None = None
     discord_api_base_url: str | None = None
     alert_channel_id: int | None = None
     sharded: bool = False
+    #: Shards across processes: the total, and the ones this process runs ("0,1").
+    shard_count: int | None = Field(None, ge=1, le=100_000)
+    shard_ids: Annotated[tuple[int, ...], NoDecode] = ()
     shutdown_grace: float = Field(5.0, ge=0, le=120)
     shutdown_timeout: float = Field(8.0, ge=1, le=600)
 
@@ -116,6 +121,34 @@ class Settings(BaseSettings):
         if not math.isfinite(value):
             raise ValueError("must be a finite number")
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _shard_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",")]
+            return tuple(int(part) for part in parts if part)
+        return value
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> Settings:
+        if self.shard_ids:
+            if self.shard_count is None:
+                raise ValueError("SHARD_IDS needs SHARD_COUNT (the total across processes)")
+            bad = [i for i in self.shard_ids if not 0 <= i < self.shard_count]
+            if bad or len(set(self.shard_ids)) != len(self.shard_ids):
+                raise ValueError(
+                    f"SHARD_IDS must be distinct shard numbers from 0 to {self.shard_count - 1}"
+                )
+        return self
 
     @field_validator("log_level")
     @classmethod

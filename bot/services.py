@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
+from redis.asyncio import Redis
 
 from bot import __version__
 from bot.config import Settings
@@ -22,7 +23,9 @@ from bot.errors import SegmindError
 from bot.storage import Storage, open_storage
 from bot.synthesis.cache import AudioCache, Cache, NullCache
 from bot.synthesis.client import SegmindClient
+from bot.synthesis.cluster import SharedCache, key_prefix, open_limiter
 from bot.synthesis.scheduler import Scheduler, SchedulerConfig, Synthesize
+from bot.synthesis.scheduler.gate import Gate
 from bot.synthesis.service import SpeechService
 from bot.synthesis.usage import UsageRecorder
 
@@ -31,6 +34,8 @@ __all__ = ["Alerts", "Services", "build_scheduler", "open_cache", "open_services
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"gemini-tts-bot/{__version__}"
+#: Seconds a clip stays in the audio cache's shared tier (Redis) after it was made.
+SHARED_CLIP_TTL = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +83,15 @@ def build_scheduler(
     alerts: Alerts | None = None,
     usage: UsageRecorder | None = None,
     synthesize: Synthesize | None = None,
+    gate: Gate | None = None,
+    config: SchedulerConfig | None = None,
 ) -> Scheduler:
     """The scheduler every way of asking shares, the terminal's `say` included: one retry
-    engine, one pacing of the key. It is started before it is returned."""
+    engine, one pacing of the key. It is started before it is returned.
+
+    `gate`: the window every process on the key shares (REDIS_URL), asked before each start.
+    `config` replaces the one from the settings (benches scale the 60 s window down).
+    """
     alerts = alerts or Alerts()
 
     async def account_works() -> bool:
@@ -93,12 +104,13 @@ def build_scheduler(
 
     scheduler = Scheduler(
         synthesize or client.synthesize,
-        SchedulerConfig.from_settings(settings),
+        config or SchedulerConfig.from_settings(settings),
         probe=account_works,
         on_halt=alerts.on_halt,
         on_resume=alerts.on_resume,
         on_attempt=usage.record_attempt if usage is not None else None,
         on_limit_learned=alerts.on_limit_learned,
+        gate=gate,
     )
     scheduler.start()
     return scheduler
@@ -136,10 +148,14 @@ async def open_services(
     alerts: Alerts | None = None,
     synthesize: Synthesize | None = None,
     user_agent: str = USER_AGENT,
+    scheduler_config: SchedulerConfig | None = None,
 ) -> Services:
     """Open storage, the HTTP session, the client, the scheduler, the cache and the pipeline.
 
-    `synthesize` replaces the client's call (benches and tests that fake the API in-process).
+    `synthesize` replaces the client's call (benches and tests that fake the API in-process);
+    `scheduler_config` the scheduler's knobs from the settings (benches with a short window).
+    With REDIS_URL the processes on the key share its limit (the scheduler's gate) and a
+    cache tier (`SharedCache`).
     If any step fails, what was already opened is closed again before the error propagates.
     """
     async with contextlib.AsyncExitStack() as stack:
@@ -150,11 +166,31 @@ async def open_services(
         session = aiohttp.ClientSession(headers={"User-Agent": user_agent})
         stack.push_async_callback(session.close)
         client = SegmindClient.from_settings(session, settings)
+        config = scheduler_config or SchedulerConfig.from_settings(settings)
+        gate: Gate | None = None
+        cluster: Redis | None = None
+        key = settings.segmind_api_key
+        prefix = key_prefix(key.get_secret_value() if key is not None else "")
+        if settings.redis_url:
+            gate, cluster = await open_limiter(
+                settings.redis_url,
+                api_key=key.get_secret_value() if key is not None else "",
+                span=config.span,
+            )
+            stack.push_async_callback(cluster.aclose)
         scheduler = build_scheduler(
-            settings, client, alerts=alerts, usage=usage, synthesize=synthesize
+            settings,
+            client,
+            alerts=alerts,
+            usage=usage,
+            synthesize=synthesize,
+            gate=gate,
+            config=config,
         )
         stack.push_async_callback(scheduler.close, grace=0)
         cache = await open_cache(settings)
+        if cluster is not None and settings.cache_enabled:
+            cache = SharedCache(cache, cluster, prefix=prefix, ttl=SHARED_CLIP_TTL)
         speech = SpeechService(settings, scheduler, storage=storage, usage=usage, cache=cache)
         stack.push_async_callback(speech.source.drain)
         return Services(

@@ -66,3 +66,11 @@ ensure_postgres() {
     fi
     apt_install postgresql
 }
+
+# The cluster tests start their own throwaway Redis server: only redis-server is needed.
+ensure_redis() {
+    if [ -n "${REDIS_SERVER:-}" ] || command -v redis-server >/dev/null 2>&1; then
+        return 0
+    fi
+    apt_install redis-server
+}

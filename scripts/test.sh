@@ -4,8 +4,9 @@
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 ensure_project dev
 ensure_postgres
-# PostgreSQL is installed now: the storage tests must run on it, never skip.
-export REQUIRE_POSTGRES=1
+ensure_redis
+# PostgreSQL and Redis are installed now: their tests must run, never skip.
+export REQUIRE_POSTGRES=1 REQUIRE_REDIS=1
 export PYTHONDONTWRITEBYTECODE=1
 # A developer's own .env and keys must not leak into the tests.
 unset DISCORD_TOKEN SEGMIND_API_KEY SEGMIND_BASE_URL

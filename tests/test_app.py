@@ -65,6 +65,17 @@ def test_intents_are_minimal(make_settings: Callable[..., Settings]) -> None:
     assert isinstance(create_bot(make_settings(sharded=True)), ShardedTTSBot)
 
 
+def test_shards_split_across_processes(make_settings: Callable[..., Settings]) -> None:
+    bot = create_bot(make_settings(shard_count=4, shard_ids="2,3"))
+    assert isinstance(bot, ShardedTTSBot)
+    assert bot.shard_count == 4
+    assert bot.shard_ids == [2, 3]
+    alone = create_bot(make_settings(shard_count=2))
+    assert isinstance(alone, ShardedTTSBot)
+    assert alone.shard_count == 2
+    assert alone.shard_ids is None
+
+
 async def test_a_broken_cog_is_logged_and_the_rest_load(
     make_settings: Callable[..., Settings],
     broken_cog: str,

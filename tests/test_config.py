@@ -92,3 +92,31 @@ def test_empty_environment_values_mean_unset(monkeypatch: pytest.MonkeyPatch) ->
     assert settings.alert_channel_id is None
     assert settings.segmind_rpm == 5
     assert settings.default_voice == "Zephyr"
+
+
+def test_shards_across_processes_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SHARD_COUNT", "4")
+    monkeypatch.setenv("SHARD_IDS", "2, 3")
+    settings = load_settings(env_file=None)
+    assert settings.shard_count == 4
+    assert settings.shard_ids == (2, 3)
+    assert load_settings(env_file=None, shard_ids="", shard_count=None).shard_ids == ()
+
+
+@pytest.mark.parametrize(
+    ("ids", "count"), [("0,1", None), ("4", 4), ("1,1", 4), ("-1", 4), ("a", 4)]
+)
+def test_shard_ids_must_fit_the_count(ids: str, count: int | None) -> None:
+    with pytest.raises(SettingsError, match="SHARD"):
+        load_settings(env_file=None, shard_ids=ids, shard_count=count)
+
+
+def test_redis_url_is_checked_and_kept_out_of_the_repr() -> None:
+    url = "redis://:hunter2-secret@cache:6379/0"
+    settings = load_settings(env_file=None, redis_url=url)
+    assert settings.redis_url == url
+    assert "hunter2-secret" not in repr(settings)
+    with pytest.raises(SettingsError, match="REDIS_URL"):
+        load_settings(env_file=None, redis_url="http://cache:6379")

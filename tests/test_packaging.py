@@ -35,6 +35,21 @@ def test_compose_restarts_the_bot_and_keeps_its_data() -> None:
     assert re.search(r"^volumes:\n  tts-data:", compose, re.MULTILINE)
 
 
+def test_compose_cluster_profile_runs_two_shard_processes_on_shared_engines() -> None:
+    """PostgreSQL, Redis and two bots splitting the shards, all in the `cluster` profile (so a
+    plain `docker compose up` still runs the single bot); every ${VAR} has a default, since
+    compose interpolates the whole file whatever the profile."""
+    compose = (ROOT / "compose.yaml").read_text()
+    services = re.findall(r"^  ([\w-]+):\n", compose.split("\nservices:\n", 1)[1], re.M)
+    assert {"bot", "bot-shard-0", "bot-shard-1", "postgres", "redis"} <= set(services)
+    assert compose.count("profiles: [cluster]") == 3  # the bots' anchor, postgres, redis
+    assert re.findall(r'SHARD_IDS: "(\d+)"', compose) == ["0", "1"]
+    assert 'SHARD_COUNT: "2"' in compose
+    assert "REDIS_URL: redis://redis:6379/0" in compose
+    assert "DATABASE_URL: postgresql://" in compose
+    assert all(":-" in ref for ref in re.findall(r"\$\{[^}]*\}", compose))
+
+
 def test_readme_runs_docker_with_a_restart_policy_and_its_tables_hold() -> None:
     readme = (ROOT / "README.md").read_text()
     runs = [line for line in readme.splitlines() if line.startswith("docker run -d")]

@@ -21,6 +21,7 @@ from bot.speech.request import SpeechRequest
 from bot.synthesis.scheduler.breaker import Breaker
 from bot.synthesis.scheduler.config import Clock, MonotonicClock, SchedulerConfig
 from bot.synthesis.scheduler.cooldowns import Cooldowns
+from bot.synthesis.scheduler.gate import Gate
 from bot.synthesis.scheduler.learn import LimitLearner
 from bot.synthesis.scheduler.plan import LatencyEstimate, Planner, concurrency_limit, plan
 from bot.synthesis.scheduler.queue import FairQueue
@@ -51,6 +52,7 @@ class SchedulerBase:
         on_attempt: Callable[[Attempt], None] | None = None,
         on_limit_learned: Callable[[int], None] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        gate: Gate | None = None,
     ) -> None:
         self._synthesize = synthesize
         self.config = config or SchedulerConfig()
@@ -59,6 +61,9 @@ class SchedulerBase:
         self._rng = rng
         self._on_attempt = on_attempt
         self._on_limit_learned = on_limit_learned
+        self._gate = gate
+        self._wants_slot = False  # the last step stopped only for want of a cluster slot
+        self._chores: set[asyncio.Task[None]] = set()  # telling the cluster, in the background
 
         self._queue = FairQueue()
         self._window = RateWindow(self.config)
@@ -117,6 +122,20 @@ class SchedulerBase:
         self._queue.release(ticket)
         self._planner.changed()
         ticket.fail(error)
+
+    def _tell_cluster(self, what: Awaitable[None], action: str) -> None:
+        """Send a 429 pause or a learned rate to the other processes without holding this
+        one up; a failure to reach Redis is logged (their own 429s will teach them)."""
+
+        async def send() -> None:
+            try:
+                await what
+            except Exception as exc:
+                log.warning("Could not share %s with the other processes: %s", action, exc)
+
+        task = asyncio.get_running_loop().create_task(send(), name=f"cluster-{action}")
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
 
     def _set_rate(self, rpm: int, why: str) -> None:
         """Pace at `rpm` calls per span from now on."""

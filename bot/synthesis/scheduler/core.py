@@ -100,6 +100,9 @@ class Scheduler(SchedulerFailures):
             if self._running and grace > 0:
                 await first_of(self._idle.wait(), self._clock.sleep(grace))
             await cancel_and_wait(*self._running.values())
+            if self._chores:  # slots given back, a pause shared: a moment to reach Redis
+                await first_of(asyncio.wait(set(self._chores)), self._clock.sleep(1.0))
+                await cancel_and_wait(*self._chores)
         finally:
             self._closed_event.set()
 
@@ -240,15 +243,20 @@ class Scheduler(SchedulerFailures):
         while not self._closed:
             self._wake.clear()
             try:
-                until = self._step()
+                until = self._step() if self._gate is None else await self._gated_step()
                 until = self._tell_listeners(until)
             except Exception:
                 log.exception("The scheduler's dispatcher failed; retrying in 1 s")
                 until = self._clock.now() + 1.0
             await self._wait(until)
 
-    def _step(self) -> float | None:
-        """Start every call that may start now; return when to look again (None: on a wake)."""
+    def _step(self, slots: list[str] | None = None) -> float | None:
+        """Start every call that may start now; return when to look again (None: on a wake).
+
+        With a cluster gate each start also takes one of `slots` (the shared window's); when
+        none is left the step stops and sets `_wants_slot` (see `_gated_step`).
+        """
+        self._wants_slot = False
         now = self._clock.now()
         wakes: list[float] = []
         next_expiry = self._expire(now)
@@ -268,12 +276,50 @@ class Scheduler(SchedulerFailures):
                         self._learner.held_back()
                     wakes.append(start)
                     break
+                if self._gate is not None and not slots:
+                    if self._queue.pick_ready(now):
+                        self._wants_slot = True
+                    else:  # only retries are left, none due yet
+                        wakes.append(self._queue.next_due())
+                    break
                 ticket = self._queue.pick(now)
                 if ticket is None:  # only retries are left, none due yet
                     wakes.append(self._queue.next_due())
                     break
-                self._launch(ticket, now)
+                self._launch(ticket, now, slots.pop() if slots else None)
         return min(wakes) if wakes else None
+
+    async def _gated_step(self) -> float | None:
+        """`_step`, asking the cluster's shared window for a slot before each start.
+
+        One slot at a time (one Redis round trip each), so the shared window never hands out
+        more than the calls about to start. A slot left over (the ticket was cancelled during
+        the round trip, or the scheduler closed) is given back at once.
+        """
+        assert self._gate is not None
+        slots: list[str] = []
+        try:
+            while True:
+                until = self._step(slots)
+                if not self._wants_slot or self._closed:
+                    return until
+                admission = await self._gate.admit(self._window.rpm)
+                now = self._clock.now()
+                if admission.rpm is not None and self._learner.adopt(admission.rpm, now):
+                    self._set_rate(self._learner.rpm, "another process learned the key's limit")
+                if admission.slot is not None:
+                    slots.append(admission.slot)
+                    continue
+                if admission.paused:
+                    self._window.pause_until(now + admission.wait)
+                    self._planner.changed()
+                else:
+                    self._learner.held_back()
+                wake = now + admission.wait
+                return wake if until is None else min(until, wake)
+        finally:
+            for slot in slots:
+                self._tell_cluster(self._gate.give_back(slot), "an unused slot")
 
     def _tell_listeners(self, until: float | None) -> float | None:
         """Refresh places and ETAs for listeners if due; return the next moment to look."""
@@ -295,8 +341,8 @@ class Scheduler(SchedulerFailures):
         else:
             await first_of(self._wake.wait(), self._clock.sleep(until - self._clock.now()))
 
-    def _launch(self, ticket: Ticket, now: float) -> None:
-        stamp = self._window.record_start(now)
+    def _launch(self, ticket: Ticket, now: float, slot: str | None = None) -> None:
+        stamp = self._window.record_start(now, slot)
         self._learner.started(ticket.id, now)
         self._idle.clear()
         self._running[ticket] = asyncio.get_running_loop().create_task(

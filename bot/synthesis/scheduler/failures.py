@@ -101,10 +101,14 @@ class SchedulerFailures(SchedulerBase):
         timing = self._learner.refused(ticket.id, now)
         if timing and stamp is not None:
             self._window.forget(stamp)
+            if self._gate is not None and stamp.slot is not None:
+                self._tell_cluster(self._gate.give_back(stamp.slot), "a slot refused by timing")
         jitter = self._rng() * self.config.margin
         wait = self._window.pause_for_429(
             now, exc.retry_after, jitter, started_at=ticket.started_at
         )
+        if self._gate is not None:
+            self._tell_cluster(self._gate.pause(wait), "a 429 pause")
         # One warning per pause, not one per refused call of a burst.
         level = logging.WARNING if ticket.started_at > self._last_pause else logging.DEBUG
         self._last_pause = max(self._last_pause, now)
@@ -115,7 +119,11 @@ class SchedulerFailures(SchedulerBase):
             "" if exc.retry_after is not None else " (no reset time given)",
         )
         self._learner.hold_from(now + wait)
+        lowered = self._learner.rpm < self._window.rpm
         self._set_rate(self._learner.rpm, "the API key refused calls past that")
+        if lowered and self._gate is not None:
+            hold = self._learner.hold + wait
+            self._tell_cluster(self._gate.learned(self._learner.rpm, hold), "the learned limit")
         self._report_limit()
         self._requeue(ticket, None)
         self._end_those_who_cannot_wait(now)

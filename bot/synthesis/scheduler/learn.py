@@ -151,6 +151,19 @@ class LimitLearner:
             self._excused = False
         return False
 
+    def adopt(self, rpm: int, now: float) -> bool:
+        """Another process learned the key refuses calls past `rpm`: pace there too.
+
+        Counted as a decrease here (the hold starts now), but not reported: the process that
+        learned it tells the operator. True if the rate changed.
+        """
+        if rpm >= self.rpm:
+            return False
+        self.rpm = max(1, rpm)
+        self._changed_at = now
+        self._saturated = False
+        return True
+
     def hold_from(self, moment: float) -> None:
         """Count the hold from `moment` (the end of a 429 pause): paused time proves nothing."""
         self._changed_at = max(self._changed_at, moment)

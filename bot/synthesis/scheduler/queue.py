@@ -117,6 +117,11 @@ class FairQueue:
             return ticket
         return None
 
+    def pick_ready(self, now: float) -> bool:
+        """Whether `pick(now)` would return a ticket (without taking it)."""
+        top = self._front_top()
+        return bool(self._rotation) or (top is not None and top.due(now))
+
     def next_due(self) -> float:
         """When the first front-lane ticket may start; the front lane must not be empty."""
         top = self._front_top()

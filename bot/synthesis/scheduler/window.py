@@ -34,12 +34,16 @@ __all__ = ["RateWindow", "Stamp"]
 
 
 class Stamp:
-    """One logged start; `at` moves later once, when the call really begins."""
+    """One logged start; `at` moves later once, when the call really begins.
 
-    __slots__ = ("at",)
+    `slot` is the start's slot in the cluster's shared window (`gate.py`), if there is one.
+    """
 
-    def __init__(self, at: float) -> None:
+    __slots__ = ("at", "slot")
+
+    def __init__(self, at: float, slot: str | None = None) -> None:
         self.at = at
+        self.slot = slot
 
 
 class RateWindow:
@@ -59,9 +63,9 @@ class RateWindow:
         """Call start times within the last span, oldest first (after `prune`), as a copy."""
         return [stamp.at for stamp in self._starts]
 
-    def record_start(self, now: float) -> Stamp:
+    def record_start(self, now: float, slot: str | None = None) -> Stamp:
         """A call is launched at `now`; restamp the result when it really begins."""
-        stamp = Stamp(now)
+        stamp = Stamp(now, slot)
         self._starts.append(stamp)
         return stamp
 
@@ -134,6 +138,14 @@ class RateWindow:
             self._paused_until = until
             self._paused_at = now
         return wait
+
+    def pause_until(self, until: float) -> None:
+        """Another process's 429 paused the cluster until `until`: keep ETAs honest.
+
+        Unlike `pause_for_429` this is no refusal of ours: the back-off is left alone.
+        """
+        if self._paused_until is None or until > self._paused_until:
+            self._paused_until = until
 
     def note_success(self) -> None:
         """A call succeeded: the next 429 without a reset time backs off from the start."""

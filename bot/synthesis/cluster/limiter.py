@@ -1,0 +1,152 @@
+"""The key's limit shared by every process, as a sliding window in Redis.
+
+Each process keeps its own rate window too (`scheduler/window.py`), but only Redis sees every
+start on the key. So before each start the scheduler asks `RedisLimiter.admit`, one Lua script
+run atomically by Redis: drop starts older than the span, refuse while a shared 429 pause is
+in force, and take a slot if fewer than the rate started in the span (otherwise answer how
+long until the oldest counting start leaves it). Time is Redis's own (`TIME`), so processes on
+machines with skewed clocks still share one window; waits go back as durations.
+
+A process that dies holds nothing for long: its slots are starts the server counted too, so
+they count for one span and then leave the window like anyone's, and every key carries an
+expiry (the window a span after its last start, the pause at its end, the learned rate after
+its hold), so Redis holds nothing for a cluster that stopped.
+
+Keys are named after a hash of the API key (never the key itself), in one Redis Cluster hash
+slot (`{...}`) so the script may touch them all: two bots on two keys share one Redis safely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import math
+import os
+import secrets
+from typing import Any
+
+from redis.asyncio import Redis
+
+from bot.synthesis.scheduler.gate import Admission
+
+__all__ = ["RedisLimiter", "key_prefix", "open_limiter"]
+
+log = logging.getLogger(__name__)
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+#: KEYS: starts (zset), pause, learned. ARGV: span ms, rpm, slot id.
+#: Returns {admitted 0/1, wait ms, rpm in force, paused 0/1}.
+_ADMIT = (
+    _NOW
+    + """
+local span = tonumber(ARGV[1])
+local rpm = tonumber(ARGV[2])
+local learned = tonumber(redis.call('GET', KEYS[3]) or '0')
+if learned > 0 and learned < rpm then rpm = learned end
+local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
+if paused > now then return {0, paused - now, rpm, 1} end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - span)
+local n = redis.call('ZCARD', KEYS[1])
+if n < rpm then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], span)
+  return {1, 0, rpm, 0}
+end
+local oldest = redis.call('ZRANGE', KEYS[1], n - rpm, n - rpm, 'WITHSCORES')
+return {0, math.max(1, tonumber(oldest[2]) + span - now), rpm, 0}
+"""
+)
+
+#: KEYS: pause. ARGV: ms. Extends the pause to now + ms, never shortens it.
+_PAUSE = (
+    _NOW
+    + """
+local ms = tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if now + ms > current then redis.call('SET', KEYS[1], now + ms, 'PX', ms) end
+return 1
+"""
+)
+
+#: KEYS: learned. ARGV: rpm, hold ms. Lowers the shared rate (never raises it) for the hold.
+_LEARNED = """
+local rpm = tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current == 0 or rpm < current then redis.call('SET', KEYS[1], rpm, 'PX', ARGV[2]) end
+return 1
+"""
+
+
+def key_prefix(api_key: str, namespace: str = "tts") -> str:
+    """Redis key prefix for one API key: a hash of it (never the key) in one hash slot."""
+    digest = hashlib.sha256(api_key.encode()).hexdigest()[:16]
+    return f"{namespace}:{{{digest}}}:"
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+class RedisLimiter:
+    """The scheduler's `Gate` on Redis: see the module docstring."""
+
+    def __init__(self, redis: Redis, *, api_key: str, span: float) -> None:
+        self._redis = redis
+        prefix = key_prefix(api_key)
+        self._starts = prefix + "starts"
+        self._pause = prefix + "pause"
+        self._learned = prefix + "learned"
+        self._span_ms = _ms(span)
+        self._ids = itertools.count(1)
+        self._me = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._admit = redis.register_script(_ADMIT)
+        self._pause_script = redis.register_script(_PAUSE)
+        self._learned_script = redis.register_script(_LEARNED)
+
+    async def admit(self, rpm: int) -> Admission:
+        slot = f"{self._me}-{next(self._ids)}"
+        answer: Any = await self._admit(
+            keys=[self._starts, self._pause, self._learned], args=[self._span_ms, rpm, slot]
+        )
+        admitted, wait_ms, in_force, paused = (int(value) for value in answer)
+        if admitted:
+            return Admission(slot, rpm=in_force)
+        return Admission(None, wait=wait_ms / 1000, rpm=in_force, paused=bool(paused))
+
+    async def give_back(self, slot: str) -> None:
+        await self._redis.zrem(self._starts, slot)
+
+    async def pause(self, seconds: float) -> None:
+        await self._pause_script(keys=[self._pause], args=[_ms(seconds)])
+
+    async def learned(self, rpm: int, hold: float) -> None:
+        await self._learned_script(keys=[self._learned], args=[rpm, _ms(hold)])
+
+    async def in_window(self) -> int:
+        """Starts counted in the shared window now (for tests and benches)."""
+        return int(await self._redis.zcard(self._starts))
+
+
+async def open_limiter(url: str, *, api_key: str, span: float) -> tuple[RedisLimiter, Redis]:
+    """Connect to `url` and check it answers, so a wrong REDIS_URL fails at start-up."""
+    redis: Redis = Redis.from_url(url)
+    try:
+        await redis.ping()
+    except Exception:
+        await redis.aclose()
+        raise
+    log.info("Pacing the API key with every process sharing Redis at %s", _safe(url))
+    return RedisLimiter(redis, api_key=api_key, span=span), redis
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for the log."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"

@@ -1,0 +1,49 @@
+"""The cluster gate: what the scheduler asks before each start when several processes share a key.
+
+One process paces itself with its own rate window (`window.py`). Several processes on one API
+key (shards across processes, or machines) would each do so and together make N times the
+allowed calls, so with a gate every start also needs a slot from a window they all share
+(`bot.synthesis.cluster`, in Redis). The scheduler only knows this protocol, so it runs the
+same with or without a cluster, and tests drive it without Redis internals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["Admission", "Gate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The shared window's answer: a slot (the call may start), or how long to wait."""
+
+    #: The slot taken, to give back if the call does not happen; None: not admitted.
+    slot: str | None
+    #: Seconds before asking again (0 when admitted).
+    wait: float = 0.0
+    #: The rate the cluster paces at: the asked rate, or the lower one a process learned.
+    rpm: int | None = None
+    #: True if refused because a 429 pause is in force cluster-wide (`wait` is its rest).
+    paused: bool = False
+
+
+class Gate(Protocol):
+    """A sliding window shared by every process on the key, with its pause and learned rate."""
+
+    async def admit(self, rpm: int) -> Admission:
+        """Take a slot if fewer than `rpm` calls (or the learned rate) started in the span."""
+        ...
+
+    async def give_back(self, slot: str) -> None:
+        """A slot taken for a call that never went out, or a refusal blamed on timing."""
+        ...
+
+    async def pause(self, seconds: float) -> None:
+        """A 429: every process waits `seconds` (a later end never shortened)."""
+        ...
+
+    async def learned(self, rpm: int, hold: float) -> None:
+        """The key refuses calls past `rpm`: every process paces at most there for `hold` s."""
+        ...

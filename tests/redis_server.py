@@ -1,0 +1,136 @@
+"""A throwaway Redis server for the tests and benches: 127.0.0.1, a free port, a temporary
+directory, no persistence (nothing here needs to survive), stopped at the end.
+
+Like the PostgreSQL one (`pg_server.py`) it is a child of its starter and gets SIGTERM if that
+process dies, so a killed run leaves no server behind; without redis-server installed the
+tests that need it skip locally and fail in CI (`CI` or `REQUIRE_REDIS` set).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["RedisServer", "RedisUnavailable", "find_redis_server", "redis_required"]
+
+
+class RedisUnavailable(RuntimeError):
+    """No redis-server on this machine, or it would not start."""
+
+
+def redis_required() -> bool:
+    """In CI a missing Redis fails the run: skipping would hide the cluster tests."""
+    return any(
+        os.environ.get(name, "").strip().lower() in {"1", "true", "yes"}
+        for name in ("CI", "REQUIRE_REDIS")
+    )
+
+
+def find_redis_server() -> Path | None:
+    """$REDIS_SERVER, or redis-server on PATH (Debian puts it in /usr/bin)."""
+    if override := os.environ.get("REDIS_SERVER"):
+        return Path(override)
+    found = shutil.which("redis-server")
+    return Path(found) if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class RedisServer:
+    """One server; `url(db)` for a client. Start with `start()`, end with `stop()`."""
+
+    def __init__(self, binary: Path, *, start_timeout: float = 30.0) -> None:
+        self.binary = binary
+        self.start_timeout = start_timeout
+        self.port = 0
+        self.directory: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="tts-redis-"))
+        for _ in range(5):  # Another process may take the free port before the server does.
+            if self._launch(_free_port()):
+                return
+        log = (self.directory / "server.log").read_text(errors="replace")[-800:]
+        self.stop()
+        raise RedisUnavailable(f"redis-server would not start: {log}")
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
+
+    def _launch(self, port: int) -> bool:
+        assert self.directory is not None
+        with (self.directory / "server.log").open("wb") as sink:
+            process = subprocess.Popen(
+                [
+                    str(self.binary),
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--dir",
+                    str(self.directory),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--protected-mode",
+                    "yes",
+                    "--databases",
+                    "1000",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                cwd=self.directory,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        self._process, self.port = process, port
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                self._process = None
+                return False
+            if self._answers():
+                return True
+            time.sleep(0.02)
+        self.stop()
+        raise RedisUnavailable(f"redis-server did not start in {self.start_timeout:g} s")
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False

@@ -1,0 +1,62 @@
+"""The audio cache's shared tier in a real Redis, behind each process's local cache."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from redis.asyncio import Redis
+
+from bot.speech.request import SpeechRequest
+from bot.synthesis.cache import AudioCache, NullCache, cache_key
+from bot.synthesis.cluster import SharedCache, key_prefix
+from bot.synthesis.cluster.shared_cache import decode_audio, encode_audio
+from tests.synthesis.scheduler.fakes import AUDIO
+
+PREFIX = key_prefix("sk-cluster-key")
+MODEL = "model"
+
+
+Clients = Callable[[], Redis]
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[Clients]:
+    made: list[Redis] = []
+
+    def make() -> Redis:
+        made.append(Redis.from_url(redis_url))
+        return made[-1]
+
+    yield make
+    for each in made:
+        await each.aclose()
+
+
+async def test_the_shared_tier_answers_what_another_process_cached(client: Clients) -> None:
+    made = SharedCache(AudioCache(memory_bytes=1 << 20), client(), prefix=PREFIX, ttl=60)
+    local = AudioCache(memory_bytes=1 << 20)
+    other = SharedCache(local, client(), prefix=PREFIX, ttl=60)
+    key = cache_key(SpeechRequest(text="hello everyone"), model=MODEL)
+    assert await other.get(key) is None
+    await made.put(key, AUDIO)
+    assert await other.get(key) == AUDIO
+    assert other.shared_hits == 1
+    assert await local.get(key) == AUDIO  # kept locally from then on
+
+
+async def test_an_unreachable_shared_tier_is_a_miss() -> None:
+    dead = Redis.from_url("redis://127.0.0.1:1/0")
+    cache = SharedCache(NullCache(), dead, prefix=PREFIX, ttl=60)
+    try:
+        assert await cache.get("k") is None
+        await cache.put("k", AUDIO)  # logged, not raised
+    finally:
+        await dead.aclose()
+
+
+def test_stored_audio_round_trips_and_garbage_is_none() -> None:
+    assert decode_audio(encode_audio(AUDIO)) == AUDIO
+    assert decode_audio(b"not audio") is None
+    assert decode_audio(b'{"format": "flac"}\n...') is None
+    assert decode_audio(None) is None
