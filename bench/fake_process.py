@@ -11,16 +11,18 @@ __all__ = ["FakeServerProcess"]
 
 
 class FakeServerProcess:
-    """`python -m tests.fake_segmind ARGS…` on a free port of 127.0.0.1, stopped on exit."""
+    """`python -m MODULE ARGS…` (the fake Segmind server by default) on a free port of
+    127.0.0.1, stopped on exit; `base_url` is what it printed once it listens."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, module: str = "tests.fake_segmind") -> None:
         self.args = args
+        self.module = module
         self.process: asyncio.subprocess.Process | None = None
         self.base_url = ""
 
     async def __aenter__(self) -> FakeServerProcess:
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.fake_segmind", *self.args, stdout=asyncio.subprocess.PIPE
+            sys.executable, "-m", self.module, *self.args, stdout=asyncio.subprocess.PIPE
         )
         assert self.process.stdout is not None
         async with asyncio.timeout(30):

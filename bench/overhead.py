@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.fake_process import FakeServerProcess
 from bot import audio
 from bot.config import load_settings
 from bot.services import open_services
@@ -88,42 +89,10 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
-class ServerProcess:
+def ServerProcess(shape: str) -> FakeServerProcess:
     """The fake Segmind server in a process of its own, so its work (making audio, as the real
     API does on its side) does not run on the bot's cores, threads or event loop."""
-
-    def __init__(self, shape: str) -> None:
-        self.shape = shape
-        self.process: asyncio.subprocess.Process | None = None
-        self.base_url = ""
-
-    async def __aenter__(self) -> ServerProcess:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.fake_segmind",
-            "--api-key",
-            KEY,
-            "--shape",
-            self.shape,
-            "--credits",
-            "1e9",
-            stdout=asyncio.subprocess.PIPE,
-        )
-        assert self.process.stdout is not None
-        async with asyncio.timeout(30):
-            while not self.base_url:
-                line = (await self.process.stdout.readline()).decode()
-                if not line:
-                    raise RuntimeError("the fake server did not start")
-                if line.startswith("SEGMIND_BASE_URL="):
-                    self.base_url = line.strip().split("=", 1)[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            await self.process.wait()
+    return FakeServerProcess("--api-key", KEY, "--shape", shape, "--credits", "1e9")
 
 
 async def run(args: argparse.Namespace, shape: str) -> int:

@@ -20,11 +20,11 @@ import asyncio
 import contextlib
 import math
 import random
-import sys
 from typing import Any
 
 from aiohttp import web
 
+from bench.fake_process import FakeServerProcess
 from tests.fake_segmind import FakeSegmind, status
 
 __all__ = ["KEY", "BenchSegmind", "ServerProcess", "best_makespan", "main", "percentile"]
@@ -107,36 +107,9 @@ class BenchSegmind(FakeSegmind):
         return answer
 
 
-class ServerProcess:
+def ServerProcess(*args: str) -> FakeServerProcess:
     """`python -m bench.scheduler_server ...` as an async context manager; `base_url` once up."""
-
-    def __init__(self, *args: str) -> None:
-        self.args = args
-        self.process: asyncio.subprocess.Process | None = None
-        self.base_url = ""
-
-    async def __aenter__(self) -> ServerProcess:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bench.scheduler_server",
-            *self.args,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        assert self.process.stdout is not None
-        async with asyncio.timeout(30):
-            while not self.base_url:
-                line = (await self.process.stdout.readline()).decode()
-                if not line:
-                    raise RuntimeError("the fake server did not start")
-                if line.startswith("SEGMIND_BASE_URL="):
-                    self.base_url = line.strip().split("=", 1)[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            await self.process.wait()
+    return FakeServerProcess(*args, module="bench.scheduler_server")
 
 
 async def _serve(args: argparse.Namespace) -> None:
