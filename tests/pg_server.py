@@ -10,16 +10,13 @@ leaves no server behind.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import itertools
 import os
 import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -28,6 +25,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
+
+from tests.servers import die_with_parent, free_port, wait_until_up
 
 __all__ = ["PostgresServer", "PostgresUnavailable", "find_bin_dir", "postgres_required"]
 
@@ -105,17 +104,6 @@ def _sweep_stale(parent: Path) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG: fast shutdown when the tests die.
-
-
 class PostgresServer:
     """One cluster for the whole session; `create_database` gives each test a fresh database."""
 
@@ -175,7 +163,7 @@ class PostgresServer:
         if initdb.returncode != 0:
             raise PostgresUnavailable(f"initdb failed: {initdb.stderr.strip()[-500:]}")
         for _ in range(5):  # Another process may take the free port before the server does.
-            if self._launch(_free_port()):
+            if self._launch(free_port()):
                 return
         raise PostgresUnavailable(f"the server would not start: {self._log_tail()}")
 
@@ -219,18 +207,15 @@ class PostgresServer:
                 stdin=subprocess.DEVNULL,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=die_with_parent(signal.SIGINT),
                 **self._as_user(),
             )
         self._process, self.port = process, port
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
+        up = wait_until_up(process, self._accepts_connections, self.start_timeout, 0.05)
+        if up is not None:
+            if not up:
                 self._process = None
-                return False
-            if self._accepts_connections():
-                return True
-            time.sleep(0.05)
+            return up
         self.stop()
         raise PostgresUnavailable(f"the server did not start in {self.start_timeout:g} s")
 

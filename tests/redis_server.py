@@ -8,16 +8,15 @@ tests that need it skip locally and fail in CI (`CI` or `REQUIRE_REDIS` set).
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from tests.servers import die_with_parent, free_port, wait_until_up
 
 __all__ = ["RedisServer", "RedisUnavailable", "find_redis_server", "redis_required"]
 
@@ -42,17 +41,6 @@ def find_redis_server() -> Path | None:
     return Path(found) if found else None
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 class RedisServer:
     """One server; `url(db)` for a client. Start with `start()`, end with `stop()`."""
 
@@ -69,7 +57,7 @@ class RedisServer:
     def start(self) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="tts-redis-"))
         for _ in range(5):  # Another process may take the free port before the server does.
-            if self._launch(_free_port()):
+            if self._launch(free_port()):
                 return
         log = (self.directory / "server.log").read_text(errors="replace")[-800:]
         self.stop()
@@ -113,17 +101,14 @@ class RedisServer:
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 cwd=self.directory,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=die_with_parent(signal.SIGTERM),
             )
         self._process, self.port = process, port
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
+        up = wait_until_up(process, self._answers, self.start_timeout, 0.02)
+        if up is not None:
+            if not up:
                 self._process = None
-                return False
-            if self._answers():
-                return True
-            time.sleep(0.02)
+            return up
         self.stop()
         raise RedisUnavailable(f"redis-server did not start in {self.start_timeout:g} s")
 
