@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import discord
@@ -23,19 +22,21 @@ from discord.ext import commands
 from bot.errors import BotError, NarrationDisabledError, NotInVoiceError
 from bot.playback.connections import VoiceTarget
 from bot.playback.player import GuildPlayer, Utterance
-from bot.speech.cleanup import with_prefix
 from bot.speech.control import estimate_seconds
+from bot.speech.merging import Merged, Part
 from bot.speech.narration import (
     AUTO,
     AutoPrefix,
     NarrationRules,
     Narrator,
     Reading,
+    member_voice,
     skip_reason,
 )
-from bot.synthesis.service import Destination
+from bot.synthesis.service import Destination, SpeakOptions
 from bot.synthesis.stream import SpeechStream
 from bot.tree import NO_MENTIONS
+from cogs._narration_waiting import Author, Waiting
 from cogs._shared import caller_of, facts_from_message
 from cogs.playback import bring_bot, caller_channel, check_voice_target
 
@@ -56,25 +57,6 @@ NOT_READ = "📕 Some messages here were not read aloud: {reason}"
 NarrationChannel = discord.TextChannel | discord.VoiceChannel
 
 
-@dataclass(frozen=True, slots=True)
-class _Waiting:
-    """A message queued to be read: its utterance, what it says, and the content it came
-    from (an edit that changes no words, such as a link preview, changes nothing).
-
-    When narration is behind, one member's consecutive messages share one call: `parts`
-    are then the message ids and what each says, in order, and `reading` their joined text.
-    """
-
-    utterance: Utterance
-    reading: Reading
-    content: str
-    stream: SpeechStream | None = None
-    author_id: int = 0
-    parts: tuple[tuple[int, str], ...] = ()
-    channel: discord.abc.Messageable | None = None
-    author: discord.Member | discord.User | None = None
-
-
 class Narration(commands.Cog):
     narrate = app_commands.Group(
         name="narrate",
@@ -89,7 +71,7 @@ class Narration(commands.Cog):
         self.narrator = Narrator()
         self._locks: dict[int, asyncio.Lock] = {}
         #: Messages waiting to be read, by message id: their utterance and what it says.
-        self._queued: dict[int, _Waiting] = {}
+        self._queued: dict[int, Waiting] = {}
         #: The last message queued per server: the one a next message may join.
         self._tail: dict[int, int] = {}
         self._noticed: dict[int, float] = {}
@@ -174,15 +156,8 @@ class Narration(commands.Cog):
                 log.info("Not reading message %s: %s", message.id, exc)
                 return
             self.narrator.heard(message.channel.id, message.author.id)
-            self._queued[message.id] = _Waiting(
-                utterance,
-                reading,
-                message.content,
-                stream,
-                message.author.id,
-                ((message.id, reading.text),),
-                message.channel,
-                message.author,
+            self._queued[message.id] = Waiting.alone(
+                utterance, reading, stream, message=message, author=message.author
             )
             self._tail[guild.id] = message.id
 
@@ -195,56 +170,76 @@ class Narration(commands.Cog):
         reading: Reading,
         own: SpeechStream,
     ) -> tuple[Utterance, SpeechStream] | None:
-        """When narration is behind (the member's previous message, the last one queued, is
-        still waiting for its call), read both in one call in its place: one call instead of
-        two, order kept, nothing dropped. None once merged; otherwise the message's own
-        utterance to queue (begun again if the merged call was refused)."""
+        """When narration is behind (the last message queued is still waiting for its call),
+        read this message in that call: one call instead of two, order kept, nothing dropped.
+        The same member's messages always join; another member's only where the server
+        turned on two-speaker merging, and never a third speaker. None once merged;
+        otherwise the message's own utterance to queue (begun again if the merged call was
+        refused)."""
         alone = (utterance, own)
         tail = self._queued.get(self._tail.get(guild_id, 0))
-        if not self.bot.settings.narration_merge or tail is None or not tail.parts:
+        if not self.bot.settings.narration_merge or tail is None:
             return alone
-        first_id = tail.parts[0][0]
-        if tail.author_id != message.author.id or player.find(first_id) is not tail.utterance:
+        if player.find(tail.merged.parts[0].message_id) is not tail.utterance:
             return alone
-        stream = tail.stream
-        ticket = stream.current if stream is not None else None
-        if stream is None or ticket is None or ticket.state != "queued" or stream.total != 1:
+        ticket = tail.stream.current
+        if ticket is None or ticket.state != "queued" or tail.stream.total != 1:
             return alone  # Already being made (or from the cache): nothing to save.
-        text = f"{tail.reading.text} {reading.text}"
+        author = message.author
+        part = Part(message.id, author.id, reading.name, reading.text, reading.prefix)
+        merged = tail.merged.with_part(part)
         settings = await self.bot.services.storage.get_guild(guild_id)
+        if len(merged.speakers) > (2 if settings.narration_merge_speakers else 1):
+            return alone
+        voices = await self._voices(merged)
         limit = min(self.bot.services.speech.text_limit(settings), self.bot.settings.chunk_chars)
-        if len(text) > limit:
+        if len(merged.text(dialogue=voices is not None)) > limit:
             return alone
         # This message's own call is withdrawn first, so the member's place in the queue is
         # free for the merged one; the waiting call is withdrawn once the merged one is in.
         await utterance.close()
-        parts = (*tail.parts, (message.id, reading.text))
-        merged = await self._rebuild(guild_id, player, tail, parts, message.author, keep=True)
-        if merged is None:  # Refused together: read it on its own, as before.
-            return await self._utterance(
-                guild_id, message.author, reading, message.id, message.channel
-            )
-        self.narrator.heard(message.channel.id, message.author.id)
+        authors = {**tail.authors, author.id: author}
+        if await self._rebuild(guild_id, player, tail, merged, authors, keep=True) is None:
+            # Refused together: read it on its own, as before.
+            return await self._utterance(guild_id, author, reading, message.id, message.channel)
+        self.narrator.heard(message.channel.id, author.id)
         self._tail[guild_id] = message.id
         return None
+
+    async def _voices(self, merged: Merged) -> tuple[str, str] | None:
+        """The two voices of a two-speaker call, or None to read it in one voice (one
+        speaker, or two members who happen to share a voice: their "X said" tells them
+        apart)."""
+        if len(merged.speakers) != 2:
+            return None
+        storage = self.bot.services.storage
+        first, second = [member_voice(await storage.get_member(m)) for m in merged.speakers]
+        return None if first == second else (first, second)
 
     async def _rebuild(
         self,
         guild_id: int,
         player: GuildPlayer,
-        old: _Waiting,
-        parts: tuple[tuple[int, str], ...],
-        author: discord.Member | discord.User,
+        old: Waiting,
+        merged: Merged,
+        authors: dict[int, Author],
         *,
         keep: bool = False,
-    ) -> _Waiting | None:
-        """One call reading `parts` in `old`'s place in line; None if the call is refused,
-        with `old` kept as it was (`keep`) or withdrawn."""
-        text = " ".join(said for _, said in parts)
-        reading = Reading(text, old.reading.prefix)
-        assert old.channel is not None
+    ) -> Waiting | None:
+        """One call reading `merged` in `old`'s place in line; None if the call is refused,
+        with `old` kept as it was (`keep`) or withdrawn. The first speaker is its caller."""
+        voices = await self._voices(merged)
+        first = merged.parts[0]
+        reading = Reading(merged.text(dialogue=voices is not None), first.prefix, first.name)
+        caller = authors[merged.speakers[0]]
         made = await self._utterance(
-            guild_id, author, reading, parts[0][0], old.channel, merged=True
+            guild_id,
+            caller,
+            reading,
+            first.message_id,
+            old.channel,
+            voices=voices or (),
+            merged=True,
         )
         if made is None:
             if not keep:
@@ -254,12 +249,22 @@ class Narration(commands.Cog):
         if not await player.replace(old.utterance, utterance):
             await utterance.close()
             return None
-        waiting = _Waiting(
-            utterance, reading, old.content, stream, author.id, parts, old.channel, author
+        waiting = Waiting(
+            utterance,
+            reading,
+            old.content,
+            stream,
+            merged,
+            old.channel,
+            {m: authors[m] for m in merged.speakers},
         )
-        for message_id, _ in parts:
+        for message_id in merged.message_ids:
             self._queued[message_id] = waiting
-        log.debug("Narration behind: %d messages in one call", len(parts))
+        log.debug(
+            "Narration behind: %d messages of %d members in one call",
+            len(merged.parts),
+            len(merged.speakers),
+        )
         return waiting
 
     @commands.Cog.listener()
@@ -271,20 +276,16 @@ class Narration(commands.Cog):
         player = self.bot.playback.player(payload.guild_id)
         if player is None:
             return
-        if len(queued.parts) > 1:  # Read with others in one call: read the others only.
+        if len(queued.merged.parts) > 1:  # Read with others in one call: read the others.
             async with self._lock(payload.guild_id):
-                if player.find(queued.parts[0][0]) is not queued.utterance:
+                if player.find(queued.merged.parts[0].message_id) is not queued.utterance:
                     return
-                parts = tuple(p for p in queued.parts if p[0] != payload.message_id)
-                prefix = queued.reading.prefix
-                if queued.parts[0][0] == payload.message_id and prefix:  # Still "X said".
-                    parts = ((parts[0][0], with_prefix(prefix, parts[0][1])), *parts[1:])
+                rest = queued.merged.without(payload.message_id)
                 self._queued.pop(payload.message_id, None)
-                author = queued.author
-                if author is not None:
-                    await self._rebuild(payload.guild_id, player, queued, parts, author)
-                else:
+                if rest is None:
                     await player.withdraw(queued.utterance)
+                else:
+                    await self._rebuild(payload.guild_id, player, queued, rest, queued.authors)
             return
         if await player.withdraw(queued.utterance):
             log.debug("Message %s deleted before its turn: withdrawn", payload.message_id)
@@ -298,7 +299,7 @@ class Narration(commands.Cog):
         async with self._lock(payload.guild_id):
             old, reading = queued.utterance, queued.reading
             player = self.bot.playback.player(payload.guild_id)
-            if len(queued.parts) > 1:
+            if len(queued.merged.parts) > 1:
                 return  # Read with others in one call: read as first written.
             if player is None or player.find(payload.message_id) is not old:
                 return  # Already playing or gone: what is said stays said.
@@ -310,15 +311,13 @@ class Narration(commands.Cog):
                 return
             _, new, new_reading, new_stream = prepared
             if await player.replace(old, new):
-                self._queued[payload.message_id] = _Waiting(
+                self._queued[payload.message_id] = Waiting.alone(
                     new,
                     new_reading,
-                    payload.message.content,
                     new_stream,
-                    queued.author_id,
-                    ((payload.message_id, new_reading.text),),
-                    queued.channel,
-                    queued.author,
+                    message=payload.message,
+                    author=next(iter(queued.authors.values())),
+                    channel=queued.channel,
                 )
             else:
                 await new.close()
@@ -393,14 +392,18 @@ class Narration(commands.Cog):
         message_id: int,
         channel: discord.abc.Messageable,
         *,
+        voices: tuple[str, ...] = (),
         merged: bool = False,
     ) -> tuple[Utterance, SpeechStream] | None:
         """Begin making `reading` for `author`; None (logged) if the pipeline refuses. A
-        merged reading is one call (no short first chunk: it is late anyway)."""
+        merged reading is one call (no short first chunk: it is late anyway); `voices` are a
+        two-speaker call's."""
+        options = SpeakOptions(voice=voices[0], voice_2=voices[1]) if voices else SpeakOptions()
         try:
             stream = await self.bot.services.speech.begin(
                 caller_of(author, guild_id),
                 reading.text,
+                options,
                 destination=Destination.NARRATION,
                 short_first=not merged,
             )
@@ -413,7 +416,7 @@ class Narration(commands.Cog):
             stream.cancel()
             waiting = self._queued.get(message_id)
             if waiting is not None and waiting.utterance is utterance:
-                for part_id, _ in waiting.parts or ((message_id, ""),):
+                for part_id in waiting.merged.message_ids:
                     self._queued.pop(part_id, None)
 
         async def notify(line: str) -> None:

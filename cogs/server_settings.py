@@ -57,7 +57,8 @@ def settings_embed(
             f"Skip @silent messages: {yes(settings.narration_skip_silent)}\n"
             f"Longest message read: {settings.narration_max_length} characters\n"
             f"Custom emoji: {'read by name' if settings.narration_emoji == 'name' else 'dropped'}\n"
-            f"“Name said”: {yes(settings.narration_say_names)}, as “{settings.said}”"
+            f"“Name said”: {yes(settings.narration_say_names)}, as “{settings.said}”\n"
+            f"Two members in one call when behind: {yes(settings.narration_merge_speakers)}"
         ),
         inline=False,
     )
@@ -150,6 +151,8 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
         emoji="Read custom emoji by name, or drop them",
         say_names="Say “Alice said” before a new speaker",
         said="Announce a speaker as e.g. “{name} says”; “default” goes back to “{name} said”",
+        merge_speakers="When behind, read two members' messages in one two-voice call "
+        "(saves calls; voices may be swapped)",
     )
     async def narration(
         self,
@@ -162,6 +165,7 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
         say_names: bool | None = None,
         skip_silent: bool | None = None,
         said: app_commands.Range[str, 1, 60] | None = None,
+        merge_speakers: bool | None = None,
     ) -> None:
         default_said = said is not None and (
             cleared(said) == "" or said.strip().casefold() == "default"
@@ -177,6 +181,7 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
             narration_emoji=emoji,
             narration_say_names=say_names,
             narration_skip_silent=skip_silent,
+            narration_merge_speakers=merge_speakers,
         )
 
     @app_commands.command(name="limits", description="Text length, cooldown and daily quota")

@@ -106,6 +106,8 @@ class Reading:
 
     text: str
     prefix: str | None = None
+    #: The speaker's name as it is said (a merged two-speaker call labels their lines with it).
+    name: str = ""
 
 
 class Narrator:
@@ -137,14 +139,15 @@ class Narrator:
 
         `prefix` re-uses the one a message got when it arrived (an edit keeps its place).
         """
+        name = clean_name(author_name) or "someone"
         if isinstance(prefix, AutoPrefix):
-            prefix = self._prefix(channel_id, author_id, author_name, facts.is_reply, rules)
+            prefix = self._prefix(channel_id, author_id, name, facts.is_reply, rules)
         room = rules.text_limit - (len(prefix) + 2 if prefix else 0)
         options = CleanupOptions(emoji=rules.emoji, max_length=max(1, min(rules.max_length, room)))
         text = clean_message(facts, options)
         if not text:
-            return Reading("")
-        return Reading(with_prefix(prefix, text), prefix)
+            return Reading("", name=name)
+        return Reading(with_prefix(prefix, text), prefix, name)
 
     def heard(self, channel_id: int, author_id: int) -> None:
         """Remember that `author_id` was the last one read in `channel_id`."""
@@ -165,7 +168,7 @@ class Narrator:
         last = self._last.get(channel_id)
         if last is not None and last[0] == author_id and self._clock() - last[1] <= self.window:
             return None
-        return announce(clean_name(author_name) or "someone", rules.said, reply=reply)
+        return announce(author_name, rules.said, reply=reply)
 
 
 def announce(name: str, said: str, *, reply: bool = False) -> str:

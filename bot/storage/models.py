@@ -73,7 +73,7 @@ class GuildSettings:
     #: The "X said" wording with a {name} placeholder; None is DEFAULT_SAID.
     narration_said: str | None = None
     #: When narration is behind, two members' messages may become one two-speaker call.
-    #: Stored, not yet used: the two-speaker merge is not built (no command sets it yet).
+    #: Narration that is behind may read two members' messages in one two-speaker call.
     narration_merge_speakers: bool = False
     #: The server's own pronunciations, applied to everything the bot says here.
     pronunciations: tuple[Pronunciation, ...] = ()

@@ -526,3 +526,80 @@ async def test_if_the_merged_call_is_refused_both_messages_are_still_read(scene:
     assert [u.source_id for u in line.queue] == [600, 601]
     # Begun alone, withdrawn to merge, refused together, then read on its own as before.
     assert scene.spoken()[calls:] == ["second", "Alice said: first second", "second"]
+
+
+async def two_speakers(scene: Scene, storage: SQLiteStorage, *, bob_voice: str = "Puck") -> Line:
+    await storage.update_guild(GUILD, narration_merge_speakers=True)
+    await storage.update_member(ALICE, voice="Kore")
+    await storage.update_member(BOB, voice=bob_voice)
+    return behind(scene)
+
+
+BOB, CAROL = 2002, 3003
+
+
+async def test_with_the_setting_two_members_share_one_two_voice_call(
+    scene: Scene, storage: SQLiteStorage
+) -> None:
+    line = await two_speakers(scene, storage)
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("first", message_id=600))
+    await cog.on_message(scene.message("mine", message_id=601, author_id=BOB, name="Bob"))
+    await cog.on_message(scene.message("again", message_id=602))
+    assert [u.source_id for u in line.queue] == [600]
+    requester, (request,) = scene.queued.call_args.args
+    assert request.text == "Alice: Alice said: first\nBob: Bob said: mine\nAlice: Alice said: again"
+    assert (request.voice, request.voice_2) == ("Kore", "Puck")
+    assert requester.user_id == ALICE  # The first speaker asks (and is counted).
+    # A third member is never a third voice: their message waits in a call of its own.
+    await cog.on_message(scene.message("hey", message_id=603, author_id=CAROL, name="Carol"))
+    assert [u.source_id for u in line.queue] == [600, 603]
+    assert scene.spoken()[-1] == "Carol said: hey"
+    # Bob's message deleted: Alice's two are read in her voice alone, announced once.
+    await cog.on_raw_message_delete(
+        discord.RawMessageDeleteEvent({"id": "601", "channel_id": str(TEXT), "guild_id": "10"})
+    )
+    (request,) = [c.args[1] for c in scene.queued.call_args_list][-1]
+    assert (request.text, request.voice, request.voice_2) == (
+        "Alice said: first again",
+        "Kore",
+        None,
+    )
+    assert [u.source_id for u in line.queue] == [600, 603]
+
+
+async def test_without_the_setting_another_members_message_is_not_merged(
+    scene: Scene, storage: SQLiteStorage
+) -> None:
+    line = await two_speakers(scene, storage)
+    await storage.update_guild(GUILD, narration_merge_speakers=False)
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("first", message_id=600))
+    await cog.on_message(scene.message("mine", message_id=601, author_id=BOB, name="Bob"))
+    assert [u.source_id for u in line.queue] == [600, 601]
+    assert all(r.voice_2 is None for c in scene.queued.call_args_list for r in c.args[1])
+
+
+async def test_two_members_with_one_voice_are_read_in_it_without_labels(
+    scene: Scene, storage: SQLiteStorage
+) -> None:
+    line = await two_speakers(scene, storage, bob_voice="Kore")
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("first", message_id=600))
+    await cog.on_message(scene.message("mine", message_id=601, author_id=BOB, name="Bob"))
+    assert [u.source_id for u in line.queue] == [600]
+    (request,) = scene.queued.call_args.args[1]
+    assert (request.text, request.voice_2) == ("Alice said: first Bob said: mine", None)
+
+
+async def test_a_two_speaker_merge_respects_the_text_limit(
+    scene: Scene, storage: SQLiteStorage
+) -> None:
+    line = await two_speakers(scene, storage)
+    # Room for both messages' words, but not for the speaker labels a dialogue adds.
+    plain = len("Alice said: first Bob said: mine")
+    await storage.update_guild(GUILD, max_text_length=plain + 2)
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("first", message_id=600))
+    await cog.on_message(scene.message("mine", message_id=601, author_id=BOB, name="Bob"))
+    assert [u.source_id for u in line.queue] == [600, 601]

@@ -79,6 +79,20 @@ async def test_the_server_words_x_said_and_goes_back_to_the_default(wired: Wired
     assert guild.narration_said is None
 
 
+async def test_the_server_turns_two_speaker_merging_on_and_off(wired: Wired) -> None:
+    (saved,) = await wired.invoke(
+        df.slash_command("settings", subcommand="narration", user_id=ALICE, merge_speakers=True)
+    )
+    assert "Two members in one call when behind: yes" in content(saved)
+    guild = await wired.bot.services.storage.get_guild(df.GUILD_ID)
+    assert guild.narration_merge_speakers is True
+    await wired.invoke(
+        df.slash_command("settings", subcommand="narration", user_id=ALICE, merge_speakers=False)
+    )
+    guild = await wired.bot.services.storage.get_guild(df.GUILD_ID)
+    assert guild.narration_merge_speakers is False
+
+
 async def test_dictionary_add_list_remove_and_reset_with_the_servers_settings(
     wired: Wired,
 ) -> None:
