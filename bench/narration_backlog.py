@@ -10,10 +10,10 @@ server takes 18 scaled seconds per call, as Gemini does.
 
 Members write the way people chat: in runs of 1 to 5 messages in a row (3 on average), the
 next run by another member. Each message's backlog delay runs from when it was written to when
-the player has its audio; a message never heard is dropped. The scheduler's cap on calls one
-member may have waiting is lifted by default (`--per-member`): at the bot's default of 3, a
-backlog this deep refuses (drops) most messages whatever the merging, which is a finding of
-its own rather than what this bench measures.
+the player has its audio; a message never heard is dropped. The scheduler runs with the
+bot's defaults (narration is not refused by a member's cap on calls waiting, since its
+messages cannot all merge; `--per-member` caps how many calls a member's /speak may have
+waiting, which narration ignores).
 
     python -m bench.narration_backlog [--minutes M] [--minute S] [--seed N]
 
@@ -299,8 +299,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--per-member",
         type=int,
-        default=1000,
-        help="calls one member may have waiting (the bot's default, 3, refuses the rest)",
+        default=3,
+        help="calls one member's /speak may have waiting (narration is not capped per member)",
     )
     args = parser.parse_args(argv)
     if not asyncio.run(main_async(args)):

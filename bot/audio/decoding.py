@@ -4,6 +4,7 @@ ffmpeg, no temp files), refusing what is not audio with a reason."""
 from __future__ import annotations
 
 import io
+import struct
 import time
 
 import av
@@ -16,6 +17,7 @@ from bot.audio.pcm import (
     MAX_DECODED_BYTES,
     MAX_DECODED_RATE,
     MAX_RATE,
+    MIN_RATE,
     SAMPLE_BYTES,
     Audio,
     AudioFormat,
@@ -64,6 +66,49 @@ def _check_claimed_length(container: av.container.InputContainer, name: str) -> 
         raise AudioError(f"{name} data claims {seconds:,.0f} s, over the decoding budget")
 
 
+#: Chunks looked at before a WAV header is left to FFmpeg: a valid file has two or three.
+_WAV_MAX_CHUNKS = 16
+
+
+def _plain_wav(data: bytes, deadline: float | None) -> tuple[bytes, int, int] | None:
+    """Gemini's own form (16-bit mono PCM WAV at most 48 kHz) taken as it is, or None to let
+    FFmpeg decode it: the samples are the file's bytes, and a demuxer walking them packet by
+    packet costs more than the Opus encoding that follows. Anything unusual (another sample
+    format, channels, a rate to cap, a header it cannot read) goes the general way, which
+    refuses or repairs it with the same rules as before.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    pos, fmt_ok = 12, False
+    for _ in range(_WAV_MAX_CHUNKS):
+        if pos + 8 > len(data):
+            return None
+        tag, size = data[pos : pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
+        body = pos + 8
+        if tag == b"fmt ":
+            if size < 16 or body + 16 > len(data):
+                return None
+            codec, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", data, body)
+            fmt_ok = (codec, channels, bits) == (1, 1, 16) and MIN_RATE <= rate <= MAX_DECODED_RATE
+            if not fmt_ok:
+                return None
+        elif tag == b"data":
+            if not fmt_ok:
+                return None
+            if deadline is not None and time.monotonic() > deadline:
+                raise AudioDeadlineError("decoding WAV data ran past the deadline")
+            # A streamed WAV says 0xFFFFFFFF: the data runs to the end of the file.
+            end = min(len(data), body + size)
+            end -= (end - body) % SAMPLE_BYTES
+            if end <= body:
+                return None
+            if end - body > MAX_DECODED_BYTES:
+                raise AudioError(f"WAV data decodes to over {MAX_DECODED_BYTES >> 20} MiB")
+            return data[body:end], end - body, rate
+        pos = body + size + (size & 1)  # chunks are padded to an even length
+    return None
+
+
 def _decode_container(
     data: bytes, fmt: AudioFormat, deadline: float | None, *, keep: bool = True
 ) -> tuple[bytes, int, int]:
@@ -75,6 +120,11 @@ def _decode_container(
     counted, and the bytes returned are empty.
     """
     name = fmt.name
+    if fmt is AudioFormat.WAV:
+        plain = _plain_wav(data, deadline)
+        if plain is not None:
+            samples, size, rate = plain
+            return (samples if keep else b""), size, rate
     try:
         # Tags are decoded leniently: a stray byte in an ID3 title is no reason to refuse.
         container = av.open(

@@ -81,7 +81,6 @@ def encode_ogg_opus(pcm: Pcm, *, bitrate: int = OPUS_BITRATE, channels: int | No
     # always play Opus at 48 kHz.
     rate = pcm.sample_rate if pcm.sample_rate in _OPUS_INPUT_RATES else DISCORD_SAMPLE_RATE
     source = resample(pcm, rate, channels)
-    frame_size = rate * DISCORD_FRAME_MS // 1000
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format="ogg") as container:
         stream = container.add_stream("libopus", rate=rate)
@@ -97,8 +96,10 @@ def encode_ogg_opus(pcm: Pcm, *, bitrate: int = OPUS_BITRATE, channels: int | No
             "compression_level": str(OPUS_COMPLEXITY),
         }
         container.start_encoding()  # headers even for an empty clip, as with WAV
-        # libopus takes a short last frame and pads it itself; every other frame is exact.
-        for frame in frames(source, frame_size):
+        # Fed a second at a time: PyAV cuts the input into the encoder's 20 ms frames itself,
+        # in C, so the packets are exactly those of 20 ms input frames at half the cost (each
+        # Python-level frame costs more than libopus spends on it). libopus pads the last.
+        for frame in frames(source, rate):
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return buffer.getvalue()

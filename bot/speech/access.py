@@ -31,8 +31,14 @@ class Requester:
     #: The server the request is made in, for usage accounting; None in a DM or the terminal.
     guild_id: int | None = None
     #: Seconds before the member may ask again. None: the operator's USER_COOLDOWN; 0: none at
-    #: all (narration reads every message; only the member's waiting cap limits a flood).
+    #: all (narration reads every message).
     cooldown: float | None = None
+    #: Whether the member's cap on calls waiting (MAX_WAITING_PER_USER) refuses this one.
+    #: Narration is not capped per member: in a lively channel a member's messages interleave
+    #: with others' and cannot all merge, and a refused message is a lost word. Its bounds
+    #: are the server's voice queue (VOICE_MAX_QUEUE) and the global queue cap instead, and
+    #: the scheduler's round-robin still keeps one member from starving the rest.
+    capped: bool = True
 
 
 def check_access(caller: Caller, guild: GuildSettings | None, *, voice: bool) -> None:

@@ -165,7 +165,8 @@ class SpeechService:
             cooldown: float | None = 0.0
         else:
             cooldown = ctx.guild.user_cooldown if ctx.guild is not None else None
-        requester = Requester(caller.user_id, caller.guild_id, cooldown)
+        narration = destination is Destination.NARRATION
+        requester = Requester(caller.user_id, caller.guild_id, cooldown, capped=not narration)
         return await self.stream(requester, requests, fresh=options.fresh, deadline=deadline)
 
     async def prefers_voice_message(self, caller: Caller) -> bool:

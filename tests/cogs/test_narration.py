@@ -103,7 +103,7 @@ async def test_a_message_is_read_in_the_members_stable_voice(scene: Scene) -> No
     requester, (request,) = scene.queued.call_args.args
     assert request.voice == voice_for_user(ALICE).name
     # Narration reads every message: no cooldown, usage under the server.
-    assert requester == Requester(ALICE, GUILD, cooldown=0)
+    assert requester == Requester(ALICE, GUILD, cooldown=0, capped=False)
     (utterance,) = scene.player.enqueue.call_args.args
     assert isinstance(utterance, Utterance)
     assert utterance.user_id == ALICE

@@ -296,7 +296,8 @@ async def test_begin_for_narration_reads_in_the_members_voice_without_cooldown(
     await storage.update_guild(9, user_cooldown=42.0)
     await speech.begin(Caller(5, guild_id=9), "Bob said: hi", destination=Destination.NARRATION)
     requester, (request,) = recorder.call_args.args
-    assert requester == Requester(5, 9, cooldown=0.0)
+    # No cooldown and no per-member waiting cap: every message is read.
+    assert requester == Requester(5, 9, cooldown=0.0, capped=False)
     assert request.voice == voice_for_user(5).name
     await storage.update_member(5, voice="Sulafat")
     await speech.begin(Caller(5, guild_id=9), "again", destination=Destination.NARRATION)

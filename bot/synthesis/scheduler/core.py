@@ -114,7 +114,8 @@ class Scheduler(SchedulerFailures):
         `follow_up` marks a later chunk of a message already accepted: it neither waits for
         nor restarts the member's cooldown, and is not refused by their own waiting cap (it
         still counts toward it and toward the global queue cap). A requester's cooldown of 0
-        (narration: every message is read) skips the cooldown but keeps the waiting cap.
+        (narration: every message is read) skips the cooldown; an uncapped requester (also
+        narration) skips the waiting cap, never the global one.
         """
         user_id = requester.user_id
         if self._closed:
@@ -128,7 +129,7 @@ class Scheduler(SchedulerFailures):
         if left > 0:
             raise CooldownError(left)
         limit = self.config.max_waiting_per_user
-        if not follow_up and self._queue.active(user_id) >= limit:
+        if not follow_up and requester.capped and self._queue.active(user_id) >= limit:
             raise QueueFullError(per_user=True, limit=limit)
         if self._queue.count() >= self.config.max_queue:
             raise QueueFullError(per_user=False, limit=self.config.max_queue)

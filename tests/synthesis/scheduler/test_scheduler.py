@@ -118,18 +118,26 @@ async def test_follow_up_chunks_skip_the_cooldown_and_member_cap(
     assert [await outcome(t) for t in (first, *rest)] == [AUDIO] * 4
 
 
-async def test_narration_skips_the_cooldown_but_keeps_the_member_cap(
+async def test_no_cooldown_keeps_the_member_cap_unless_uncapped(
     clock: FakeClock, build: Build
 ) -> None:
     synth = FakeSynth(clock, latency=1.0)
-    scheduler = build(synth, user_cooldown=30.0, max_waiting_per_user=2, max_concurrency=1)
+    scheduler = build(
+        synth, user_cooldown=30.0, max_waiting_per_user=2, max_concurrency=1, max_queue=4
+    )
     scheduler.submit(req("1:0"), Requester(1, cooldown=0))
     scheduler.submit(req("1:1"), Requester(1, cooldown=0))
     with pytest.raises(QueueFullError):
         scheduler.submit(req("1:2"), Requester(1, cooldown=0))
-    assert scheduler.cooldown_remaining(1) == 0  # Narration never started a cooldown.
-    await clock.advance(5)
-    assert synth.texts() == ["1:0", "1:1"]
+    assert scheduler.cooldown_remaining(1) == 0  # No cooldown was started.
+    # Narration (uncapped) is bounded by the global queue only.
+    scheduler.submit(req("1:2"), Requester(1, cooldown=0, capped=False))
+    scheduler.submit(req("1:3"), Requester(1, cooldown=0, capped=False))
+    with pytest.raises(QueueFullError) as refused:
+        scheduler.submit(req("1:4"), Requester(1, cooldown=0, capped=False))
+    assert refused.value.per_user is False
+    await clock.advance(10)
+    assert synth.texts() == ["1:0", "1:1", "1:2", "1:3"]
 
 
 async def test_a_servers_own_cooldown_replaces_the_default(clock: FakeClock, build: Build) -> None:

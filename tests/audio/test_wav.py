@@ -1,0 +1,68 @@
+"""Gemini's own WAV (16-bit mono PCM) is taken as it is; everything else decodes as before."""
+
+from __future__ import annotations
+
+import struct
+import time
+
+import pytest
+
+from bot.audio import AudioFormat, Pcm, decode, encode_wav, probe
+from bot.audio import decoding as decoding_mod
+from bot.errors import AudioDeadlineError, AudioError
+from tests.signals import tone
+
+WAV = AudioFormat.WAV
+
+
+def wav_with(
+    samples: bytes, *, rate: int = 24_000, size: int | None = None, extra: bytes = b""
+) -> bytes:
+    """A hand-made WAV: `extra` chunks before the data, and a data size that may lie."""
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
+    data_size = len(samples) if size is None else size
+    body = b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + extra
+    body += b"data" + struct.pack("<I", data_size) + samples
+    return b"RIFF" + struct.pack("<I", min(len(body), 0xFFFFFFFF)) + body
+
+
+def test_mono_wav_samples_are_the_files_own_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    pcm = tone(0.5)
+    assert decoding_mod._plain_wav(encode_wav(pcm), None) == (pcm.data, len(pcm.data), 24_000)
+    assert decode(encode_wav(pcm), WAV) == pcm
+    # The same answer the general (FFmpeg) path gives, which it no longer has to walk.
+    general = decoding_mod._decode_container(encode_wav(pcm), WAV, None)
+    monkeypatch.setattr(decoding_mod, "_plain_wav", lambda data, deadline: None)
+    assert decoding_mod._decode_container(encode_wav(pcm), WAV, None) == general
+
+
+def test_chunks_before_the_data_and_odd_padding_are_skipped() -> None:
+    samples = tone(0.1).data
+    odd = b"LIST" + struct.pack("<I", 3) + b"abc\0"  # padded to an even length
+    assert decode(wav_with(samples, extra=odd), WAV).data == samples
+
+
+def test_a_streamed_or_lying_data_size_reads_what_is_there() -> None:
+    samples = tone(0.1).data
+    assert decode(wav_with(samples, size=0xFFFFFFFF), WAV).data == samples
+    # An odd trailing byte is not half a sample.
+    assert decode(wav_with(samples + b"\x01", size=0xFFFFFFFF), WAV).data == samples
+
+
+def test_other_wavs_take_the_general_path_with_its_rules() -> None:
+    two = encode_wav(Pcm(bytes(len(tone(0.2).data) * 2), 24_000, 2))
+    assert decoding_mod._plain_wav(two, None) is None
+    folded = decode(two, WAV)
+    assert (folded.channels, folded.duration) == (1, pytest.approx(0.2))
+    high = decode(encode_wav(Pcm(bytes(96_000 * 2 // 10), 96_000, 1)), WAV)
+    assert high.sample_rate == 48_000  # capped, as before
+    with pytest.raises(AudioError):
+        decode(wav_with(b""), WAV)
+
+
+def test_the_deadline_still_holds() -> None:
+    data = encode_wav(tone(0.5))
+    with pytest.raises(AudioDeadlineError):
+        decode(data, WAV, deadline=time.monotonic() - 1)
+    assert probe(data, WAV, keep_samples=False).duration == pytest.approx(0.5)
+    assert probe(data, WAV, keep_samples=False).decoded is None
