@@ -1,4 +1,5 @@
-"""Gemini's own WAV (16-bit mono PCM) is taken as it is; everything else decodes as before."""
+"""Decoding made cheap without changing a sample: Gemini's own WAV (16-bit mono PCM) taken as it
+is, and other containers' frames converted in batches rather than one by one."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 import pytest
 
-from bot.audio import AudioFormat, Pcm, decode, encode_wav, probe
+from bot.audio import AudioFormat, Pcm, decode, encode, encode_wav, probe
 from bot.audio import decoding as decoding_mod
 from bot.errors import AudioDeadlineError, AudioError
 from tests.signals import tone
@@ -66,3 +67,14 @@ def test_the_deadline_still_holds() -> None:
         decode(data, WAV, deadline=time.monotonic() - 1)
     assert probe(data, WAV, keep_samples=False).duration == pytest.approx(0.5)
     assert probe(data, WAV, keep_samples=False).decoded is None
+
+
+@pytest.mark.parametrize("fmt", [AudioFormat.MP3, AudioFormat.OGG])
+def test_frames_converted_in_batches_give_the_samples_frame_by_frame_does(
+    fmt: AudioFormat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = encode(tone(3.0), fmt)
+    batched = decode(data, fmt)
+    monkeypatch.setattr(decoding_mod, "_BATCH_BYTES", 1)  # every frame on its own, as before
+    assert decode(data, fmt) == batched
+    assert batched.duration == pytest.approx(3.0, abs=0.06)
