@@ -66,7 +66,8 @@ def test_a_deleted_message_hands_its_said_on_to_the_next_of_the_same_member() ->
 def test_a_said_is_not_handed_to_another_member() -> None:
     merged = Merged((part(1, ALICE, "first", "Alice said"), part(2, BOB, "x", "Bob said")))
     rest = merged.without(1)
-    assert rest is not None and rest.text(dialogue=True) == "Bob said: x"
+    assert rest is not None
+    assert rest.text(dialogue=True) == "Bob said: x"
 
 
 def test_a_member_who_now_follows_themself_is_not_announced_twice() -> None:
