@@ -240,6 +240,8 @@ class Narration(commands.Cog):
             old.channel,
             voices=voices or (),
             merged=True,
+            # /queue shows whose words are coming up: both speakers of a shared call.
+            label=" & ".join(authors[m].display_name for m in merged.speakers),
         )
         if made is None:
             if not keep:
@@ -394,6 +396,7 @@ class Narration(commands.Cog):
         *,
         voices: tuple[str, ...] = (),
         merged: bool = False,
+        label: str | None = None,
     ) -> tuple[Utterance, SpeechStream] | None:
         """Begin making `reading` for `author`; None (logged) if the pipeline refuses. A
         merged reading is one call (no short first chunk: it is late anyway); `voices` are a
@@ -423,7 +426,7 @@ class Narration(commands.Cog):
             await self._notice(channel, line.removeprefix("⚠️ "))
 
         utterance = Utterance(
-            label=author.display_name,
+            label=label or author.display_name,
             user_id=author.id,
             clips=self.bot.services.speech.ogg_clips(stream.audio(), stream.requests[0]),
             on_close=closed,

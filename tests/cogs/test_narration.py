@@ -551,6 +551,7 @@ async def test_with_the_setting_two_members_share_one_two_voice_call(
     assert request.text == "Alice: Alice said: first\nBob: Bob said: mine\nAlice: Alice said: again"
     assert (request.voice, request.voice_2) == ("Kore", "Puck")
     assert requester.user_id == ALICE  # The first speaker asks (and is counted).
+    assert line.queue[0].label == "Alice & Bob"  # /queue shows both.
     # A third member is never a third voice: their message waits in a call of its own.
     await cog.on_message(scene.message("hey", message_id=603, author_id=CAROL, name="Carol"))
     assert [u.source_id for u in line.queue] == [600, 603]
