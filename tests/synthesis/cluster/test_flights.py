@@ -271,6 +271,7 @@ async def test_fresh_neither_waits_for_nor_claims_a_call_in_flight(
         assert holder.startswith(f"{os.getpid()}-".encode())
         first.upstream.gate.set()
         await asyncio.wait_for(held, 5)
+        await first.source.drain()  # members have it first; then it is shared, claim freed
         assert await client.exists(claim) == 0
     # A fresh take on the claimant's side asks too, rather than taking the shared answer.
     await first.say("Again", fresh=True)
