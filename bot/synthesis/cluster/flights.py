@@ -9,10 +9,12 @@ holds a ticket or a rate slot, so the shared window counts calls, not waits.
   waits and runs, then leaves the answer under its own key for `keep` seconds (not the audio
   cache: it must be there for waiters whether the cache is on or not, and whatever its size)
   and releases the claim (compare-and-delete, so an expired claim someone else took is kept).
-* Not claimed: another process is calling. The waiter polls for the answer (starting at
-  `poll` seconds, slowing to `poll_max` on long waits), holding no ticket and no slot. A claim
-  that disappears without an answer (the claimant's call failed, or it died and its lease ran
-  out) is claimed by the next poll, and that process calls itself.
+* Not claimed: another process is calling. The waiter waits for the answer, holding no ticket
+  and no slot. One poller per process asks Redis about every key it waits for in one round
+  trip every `poll` seconds (a burst of waiters must not cost a round trip each: on a small
+  machine that CPU delays the calls themselves). A claim that disappears without an answer
+  (the claimant's call failed, or it died and its lease ran out) is claimed by the next poll,
+  and that process calls itself.
 * Redis unreachable: every process calls alone (a `SoloClaim`), logged once per outage; the
   member is never failed for the coordination.
 """
@@ -42,6 +44,24 @@ local answer = redis.call('GET', KEYS[2])
 if answer then return {1, answer} end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
 return {0}
+"""
+
+#: KEYS: claim and answer of each key in turn. ARGV: a token for each key, lease ms.
+#: Returns, for each key in turn, what `_ATTEMPT` returns for it.
+_POLL = """
+local lease = ARGV[#ARGV]
+local out = {}
+for i = 1, #KEYS / 2 do
+  local answer = redis.call('GET', KEYS[2 * i])
+  if answer then
+    out[i] = {1, answer}
+  elseif redis.call('SET', KEYS[2 * i - 1], ARGV[i], 'NX', 'PX', lease) then
+    out[i] = {2}
+  else
+    out[i] = {0}
+  end
+end
+return out
 """
 
 #: KEYS: claim, answer. ARGV: token, answer, keep ms. Leaves the answer, releases the claim.
@@ -121,7 +141,6 @@ class RedisFlights:
         lease: float = 10.0,
         keep: float = 60.0,
         poll: float = 0.05,
-        poll_max: float = 0.4,
         timeout: float = 2.0,
     ) -> None:
         self._redis = redis
@@ -130,7 +149,6 @@ class RedisFlights:
         self._lease_ms = _ms(lease)
         self._keep_ms = _ms(keep)
         self._poll = poll
-        self._poll_max = max(poll, poll_max)
         self._timeout = timeout
         self._me = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._tokens = itertools.count(1)
@@ -138,9 +156,12 @@ class RedisFlights:
         self._publish_script = redis.register_script(_PUBLISH)
         self._release_script = redis.register_script(_RELEASE)
         self._renew_script = redis.register_script(_RENEW)
+        self._poll_script = redis.register_script(_POLL)
+        self._waiting: dict[str, list[asyncio.Future[Audio | RedisClaim | SoloClaim]]] = {}
+        self._poller: asyncio.Task[None] | None = None
         self._down = False
         self._chores: set[asyncio.Task[None]] = set()
-        #: Answers polled for (tests and benches watch waiters stop).
+        #: Rounds of polling for answers (tests watch waiters stop).
         self.polls = 0
 
     def claim_key(self, key: str) -> str:
@@ -155,16 +176,69 @@ class RedisFlights:
         return await self._attempt(key)
 
     async def wait(self, key: str) -> Audio | RedisClaim | SoloClaim:
-        """Poll until the answer is there, or the key is free and now claimed by this process
+        """Until the answer is there, or the key is free and now claimed by this process
         (the claimant failed or died). Cancelling it leaves no claim behind."""
-        delay = self._poll
-        while True:
-            await asyncio.sleep(delay)
-            delay = min(self._poll_max, delay * 1.5)
+        future: asyncio.Future[Audio | RedisClaim | SoloClaim]
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append(future)
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.get_running_loop().create_task(
+                self._poll_forever(), name="flight-poller"
+            )
+        try:
+            return await future
+        except asyncio.CancelledError:
+            outcome = future.result() if future.done() and not future.cancelled() else None
+            if isinstance(outcome, RedisClaim):  # claimed for a waiter that just left
+                self._later(outcome.release())
+            raise
+        finally:
+            waiters = self._waiting.get(key)
+            if waiters is not None and future in waiters:
+                waiters.remove(future)
+                if not waiters:
+                    del self._waiting[key]
+
+    async def _poll_forever(self) -> None:
+        """Every `poll` s, one round trip for every key waited for, while any is."""
+        while self._waiting:
+            await asyncio.sleep(self._poll)
+            keys = list(self._waiting)
+            if not keys:
+                break
             self.polls += 1
-            outcome = await self._attempt(key)
-            if outcome is not None:
-                return outcome
+            tokens = [f"{self._me}-{next(self._tokens)}" for _ in keys]
+            names = [name for key in keys for name in (self.claim_key(key), self.answer_key(key))]
+            try:
+                async with asyncio.timeout(self._timeout):
+                    answers: Any = await self._poll_script(
+                        keys=names, args=[*tokens, self._lease_ms]
+                    )
+            except Exception as exc:  # everyone waiting calls alone
+                self._unreachable(exc)
+                answers = [[3]] * len(keys)
+            else:
+                self._reachable()
+            for key, token, answer in zip(keys, tokens, answers, strict=True):
+                self._deliver(key, token, answer)
+
+    def _deliver(self, key: str, token: str, answer: Any) -> None:
+        """Hand one key's poll to a waiter: the answer to all, a claim to one."""
+        kind = int(answer[0])
+        waiters = [f for f in self._waiting.get(key, []) if not f.done()]
+        if kind == 2 and not waiters:  # every waiter left during the round trip
+            self._later(self._release(key, token))
+            return
+        if kind == 0:
+            return
+        if kind == 2:
+            waiters[0].set_result(RedisClaim(self, key, token))
+            return
+        audio = decode_audio(answer[1]) if kind == 1 else None
+        if kind == 1 and audio is None:
+            log.warning("An answer shared by another process could not be read; calling alone")
+        for future in waiters:
+            future.set_result(audio if audio is not None else SoloClaim())
 
     async def _attempt(self, key: str) -> Audio | RedisClaim | SoloClaim | None:
         token = f"{self._me}-{next(self._tokens)}"
@@ -227,7 +301,10 @@ class RedisFlights:
         task.add_done_callback(self._chores.discard)
 
     async def settle(self) -> None:
-        """Wait for releases sent on behalf of cancelled waiters (shutdown, tests)."""
+        """Wait for the poller to stop (nobody waits any more) and for releases sent on
+        behalf of waiters that left (shutdown, tests)."""
+        if self._poller is not None:
+            await asyncio.gather(self._poller, return_exceptions=True)
         while self._chores:
             await asyncio.gather(*list(self._chores), return_exceptions=True)
 
