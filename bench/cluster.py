@@ -7,15 +7,20 @@ Discord): 25 members × 4 requests each per process, all submitted at one agreed
 prints goodput (the least makespan the key's limit allows for the calls served, over the
 actual one), the server's 429s, requests lost, calls made and texts paid twice; then the same
 with one process SIGKILLed mid-run (its requests are gone with it; the survivors' must not be,
-and the dead process's slots must not stall them).
+and the dead process's slots must not stall them); then every process asking the same
+`--distinct` texts at the same moment, which must make one call per text (identical calls in
+flight are coalesced across processes, `bot.synthesis.cluster.flights`).
+
+Requests go in as members' do, through `SpeechSource.begin` (cache, coalescing, queue).
 
 The real 60 s window and ~18 s calls are scaled down together (by 30 by default: 2 s, 0.6 s)
 so both runs take well under a minute.
 
     python -m bench.cluster [--processes 4] [--members 25] [--requests 4] [--rpm 50]
-        [--scale 30] [--margin S]
+        [--scale 30] [--margin S] [--distinct 75]
 
-Targets: goodput ≥ 95 %, no 429s, 0 lost, nothing paid twice.
+Targets: goodput ≥ 95 %, no 429s, 0 lost, nothing paid twice; identical requests: calls ==
+distinct texts, no 429s, 0 lost.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from bot.errors import BotError
 from bot.services import open_services
 from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest
-from bot.synthesis.scheduler import SchedulerConfig, Ticket
+from bot.synthesis.scheduler import SchedulerConfig
+from bot.synthesis.stream import Pending
 from tests.redis_server import RedisServer, find_redis_server
 
 MIN_GOODPUT = 0.95
@@ -51,12 +57,19 @@ KILL_AT = 0.4  # of the best makespan
 # -- one bot process ---------------------------------------------------------------------------
 
 
-async def _outcome(ticket: Ticket) -> bool:
+async def _outcome(pending: Pending) -> bool:
     try:
-        await ticket.result()
+        await pending.result()
     except BotError:
         return False
     return True
+
+
+def _text(args: argparse.Namespace, member: int, k: int) -> str:
+    """Each process's own texts, or (`--same`) one set every process asks for."""
+    if args.same:
+        return f"shared {(member * args.requests + k) % args.distinct}"
+    return f"p{args.index} m{member} r{k}"
 
 
 async def _worker(args: argparse.Namespace) -> None:
@@ -87,9 +100,10 @@ async def _worker(args: argparse.Namespace) -> None:
         services = await open_services(settings, scheduler_config=config)
         try:
             await asyncio.sleep(max(0.0, args.start_at - time.time()))
-            tickets = [
-                services.scheduler.submit(
-                    SpeechRequest(text=f"p{args.index} m{member} r{k}"),
+            source = services.speech.source
+            pending = [
+                await source.begin(
+                    SpeechRequest(text=_text(args, member, k)),
                     Requester(args.index * 1000 + member),
                     follow_up=k > 0,
                 )
@@ -97,9 +111,10 @@ async def _worker(args: argparse.Namespace) -> None:
                 for k in range(args.requests)
             ]
             print("SUBMITTED", flush=True)
-            outcomes = await asyncio.gather(*(_outcome(t) for t in tickets))
+            outcomes = await asyncio.gather(*(_outcome(p) for p in pending))
             finished = time.time()
             stats = services.scheduler.stats
+            shared = source.shared_flights
         finally:
             await services.close()
     result = {
@@ -107,6 +122,7 @@ async def _worker(args: argparse.Namespace) -> None:
         "lost": len(outcomes) - sum(outcomes),
         "finished": finished,
         "rate_limited": stats.rate_limited,
+        "shared_flights": shared,
     }
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -123,6 +139,7 @@ class Run:
     paid_twice: int
     makespan: float
     best: float
+    shared_flights: int
 
 
 async def _read_result(process: asyncio.subprocess.Process) -> dict[str, Any] | None:
@@ -136,9 +153,14 @@ async def _read_result(process: asyncio.subprocess.Process) -> dict[str, Any] | 
     return result
 
 
-async def _run(args: argparse.Namespace, redis: RedisServer, db: int, *, kill: bool) -> Run:
+async def _run(
+    args: argparse.Namespace, redis: RedisServer, db: int, *, kill: bool, same: bool = False
+) -> Run:
     window, latency = REAL_WINDOW / args.scale, REAL_LATENCY / args.scale
-    server_args = ("--rpm", str(args.rpm), "--window", str(window), "--latency", str(latency))
+    # Answered in Ogg Opus, the form the bot keeps: the per-clip transcode of other shapes is
+    # `bench.overhead`'s subject, and on a small machine it would blur this one's timing.
+    server_args = ["--rpm", str(args.rpm), "--window", str(window), "--latency", str(latency)]
+    server_args += ["--shape", "ogg"]
     async with ServerProcess(*server_args) as server:
         start_at = time.time() + 3.0  # every process up and connected before then
         workers = [
@@ -155,6 +177,8 @@ async def _run(args: argparse.Namespace, redis: RedisServer, db: int, *, kill: b
                 f"--scale={args.scale}",
                 f"--members={args.members}",
                 f"--requests={args.requests}",
+                f"--distinct={args.distinct}",
+                *(["--same"] if same else []),
                 *([f"--margin={args.margin}"] if args.margin is not None else []),
                 stdout=asyncio.subprocess.PIPE,
             )
@@ -187,6 +211,7 @@ async def _run(args: argparse.Namespace, redis: RedisServer, db: int, *, kill: b
         paid_twice=stats["paid_twice"],
         makespan=makespan,
         best=best,
+        shared_flights=sum(r["shared_flights"] for r in survivors),
     )
 
 
@@ -197,6 +222,19 @@ def _report(name: str, run: Run) -> bool:
         f"{name}: goodput {run.goodput:.1%} of the limit (makespan {run.makespan:.2f} s, "
         f"best {run.best:.2f} s), 429s {run.rate_limited}, lost {run.lost}, "
         f"calls {run.calls}, paid twice {run.paid_twice} -> {'PASS' if ok else 'FAIL'}"
+    )
+    return ok
+
+
+def _report_same(args: argparse.Namespace, run: Run) -> bool:
+    distinct = min(args.distinct, args.members * args.requests)
+    asked = args.processes * args.members * args.requests
+    ok = run.calls == distinct and run.rate_limited == 0 and run.lost == 0
+    print(
+        f"identical requests: {asked} asked for {distinct} distinct texts in every process, "
+        f"calls {run.calls}, answered by another process's call {run.shared_flights}, "
+        f"429s {run.rate_limited}, lost {run.lost}, paid twice {run.paid_twice}, "
+        f"makespan {run.makespan:.2f} s (best {run.best:.2f} s) -> {'PASS' if ok else 'FAIL'}"
     )
     return ok
 
@@ -215,9 +253,10 @@ async def _bench(args: argparse.Namespace) -> bool:
         )
         full = _report("all alive", await _run(args, redis, 1, kill=False))
         killed = _report("one killed", await _run(args, redis, 2, kill=True))
+        same = _report_same(args, await _run(args, redis, 3, kill=False, same=True))
     finally:
         redis.stop()
-    return full and killed
+    return full and killed and same
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -230,6 +269,10 @@ def main(argv: list[str] | None = None) -> None:
     # The auto margin (1 % of the window: 20 ms here) scales down with the window, but a Redis
     # round trip and six processes on a small machine do not: 40 ms keeps arrivals inside it.
     parser.add_argument("--margin", type=float, default=0.04, help="safety margin (s)")
+    parser.add_argument(
+        "--distinct", type=int, default=75, help="texts every process asks in the third run"
+    )
+    parser.add_argument("--same", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--base-url", default="", help=argparse.SUPPRESS)

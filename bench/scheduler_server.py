@@ -7,7 +7,7 @@ window), so the server must not share the bot's event loop or core. This wraps
 (`--fail-rate`, `--seed`), each answered after the normal latency, as a gateway would.
 
     python -m bench.scheduler_server --rpm 5 --window 6 --latency 1.8 [--no-reset]
-                                     [--fail-rate 0.3 --seed 1]
+                                     [--fail-rate 0.3 --seed 1] [--shape ogg]
 
 It prints `SEGMIND_BASE_URL=...` and serves until killed. `ServerProcess` starts it from a
 bench; `best_makespan` is the bound a burst is measured against.
@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from bench.fake_process import FakeServerProcess
-from tests.fake_segmind import FakeSegmind, status
+from tests.fake_segmind import FakeSegmind, Shape, status
 
 __all__ = ["KEY", "BenchSegmind", "ServerProcess", "best_makespan", "main", "percentile"]
 
@@ -60,9 +60,11 @@ class BenchSegmind(FakeSegmind):
         reset_headers: bool = True,
         fail_rate: float = 0.0,
         seed: int = 0,
+        shape: Shape = Shape.WAV,
     ) -> None:
         super().__init__(
             api_key=KEY,
+            shape=shape,
             latency=latency,
             rpm_limit=rpm_limit,
             rpm_window=rpm_window,
@@ -120,6 +122,7 @@ async def _serve(args: argparse.Namespace) -> None:
         reset_headers=not args.no_reset,
         fail_rate=args.fail_rate,
         seed=args.seed,
+        shape=Shape(args.shape),
     )
     async with fake:
         print(f"SEGMIND_BASE_URL={fake.base_url}", flush=True)
@@ -134,6 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-reset", action="store_true", help="429s without reset headers")
     parser.add_argument("--fail-rate", type=float, default=0.0, help="fraction answered 502")
     parser.add_argument("--seed", type=int, default=0, help="seed of the 502 storm")
+    parser.add_argument(
+        "--shape", choices=[s.value for s in Shape], default="wav", help="how audio is answered"
+    )
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args))

@@ -156,6 +156,11 @@ class Metrics:
             value=source.coalesced,
         )
         yield CounterMetricFamily(
+            "tts_shared_flights",
+            "Calls not made because another process on the key made them (REDIS_URL)",
+            value=source.shared_flights,
+        )
+        yield CounterMetricFamily(
             "tts_cache_answered",
             "Requests answered from the cache, with no API call",
             value=source.cache_hits,

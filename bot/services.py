@@ -23,7 +23,7 @@ from bot.errors import SegmindError
 from bot.storage import Storage, open_storage
 from bot.synthesis.cache import AudioCache, Cache, NullCache
 from bot.synthesis.client import SegmindClient
-from bot.synthesis.cluster import SharedCache, key_prefix, open_limiter
+from bot.synthesis.cluster import RedisFlights, SharedCache, key_prefix, open_limiter
 from bot.synthesis.scheduler import Scheduler, SchedulerConfig, Synthesize
 from bot.synthesis.scheduler.gate import Gate
 from bot.synthesis.service import SpeechService
@@ -68,6 +68,7 @@ class Services:
     async def stop_intake(self, *, grace: float | None = None) -> None:
         """Refuse new requests and fail the queued ones (their members are told), giving
         running calls `grace` s (SHUTDOWN_GRACE by default). Safe to call more than once."""
+        self.speech.source.stop_waiting()
         await self.scheduler.close(grace=self.settings.shutdown_grace if grace is None else grace)
 
     async def close(self) -> None:
@@ -154,8 +155,8 @@ async def open_services(
 
     `synthesize` replaces the client's call (benches and tests that fake the API in-process);
     `scheduler_config` the scheduler's knobs from the settings (benches with a short window).
-    With REDIS_URL the processes on the key share its limit (the scheduler's gate) and a
-    cache tier (`SharedCache`).
+    With REDIS_URL the processes on the key share its limit (the scheduler's gate), a
+    cache tier (`SharedCache`) and identical calls in flight (`RedisFlights`).
     If any step fails, what was already opened is closed again before the error propagates.
     """
     async with contextlib.AsyncExitStack() as stack:
@@ -189,9 +190,15 @@ async def open_services(
         )
         stack.push_async_callback(scheduler.close, grace=0)
         cache = await open_cache(settings)
-        if cluster is not None and settings.cache_enabled:
-            cache = SharedCache(cache, cluster, prefix=prefix, ttl=SHARED_CLIP_TTL)
-        speech = SpeechService(settings, scheduler, storage=storage, usage=usage, cache=cache)
+        flights: RedisFlights | None = None
+        if cluster is not None:
+            if settings.cache_enabled:
+                cache = SharedCache(cache, cluster, prefix=prefix, ttl=SHARED_CLIP_TTL)
+            flights = RedisFlights(cluster, prefix=prefix)
+            stack.push_async_callback(flights.settle)
+        speech = SpeechService(
+            settings, scheduler, storage=storage, usage=usage, cache=cache, flights=flights
+        )
         stack.push_async_callback(speech.source.drain)
         return Services(
             settings=settings,

@@ -30,7 +30,7 @@ from bot.storage import GuildSettings, MemberSettings, Storage
 from bot.synthesis.cache import Cache
 from bot.synthesis.deadline import estimate_seconds, too_slow
 from bot.synthesis.scheduler import Scheduler
-from bot.synthesis.stream import SpeechSource, SpeechStream
+from bot.synthesis.stream import SharedFlights, SpeechSource, SpeechStream
 from bot.synthesis.usage import UsageRecorder, day_start, next_reset, paid_calls
 
 __all__ = [
@@ -105,6 +105,7 @@ class SpeechService:
         usage: UsageRecorder | None = None,
         cache: Cache | None = None,
         executor: Executor | None = None,
+        flights: SharedFlights | None = None,
     ) -> None:
         self.settings = settings
         self.storage = storage
@@ -115,6 +116,7 @@ class SpeechService:
             cache=cache,
             usage=usage,
             executor=executor,
+            flights=flights,
         )
 
     async def begin(

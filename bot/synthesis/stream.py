@@ -1,5 +1,6 @@
 """A message's speech, chunk by chunk: from the cache, shared with an identical call already in
-flight, or queued through the scheduler; always yielded in order.
+flight (in this process, or with `SharedFlights` in another), or queued through the
+scheduler; always yielded in order.
 
 Every result is normalized once to Ogg Opus, the form that is cached, posted and played, so a
 cache hit needs no transcoding at all.
@@ -9,66 +10,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
+from typing import Any
 
 from bot import audio as audio_mod
 from bot.audio import Audio
+from bot.errors import SchedulerClosedError
 from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest
 from bot.synthesis.cache import Cache, NullCache, cache_key
 from bot.synthesis.deadline import DeadlineError
+from bot.synthesis.flight import Claim, Claiming, Flight, Pending, SharedFlights
 from bot.synthesis.scheduler import Scheduler, Ticket
 from bot.synthesis.usage import UsageRecorder
 
-__all__ = ["Pending", "SpeechSource", "SpeechStream"]
+__all__ = ["Claim", "Pending", "SharedFlights", "SpeechSource", "SpeechStream"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(eq=False)
-class _Flight:
-    """One API call that identical requests share."""
-
-    key: str
-    ticket: Ticket
-    future: asyncio.Future[Audio]
-    waiters: int = 1
-
-
-@dataclass(eq=False)
-class Pending:
-    """One chunk's audio to come (or already here)."""
-
-    ready: Audio | None = None
-    flight: _Flight | None = None
-    released: bool = field(default=False)
-
-    @property
-    def ticket(self) -> Ticket | None:
-        """The queued call, for progress; None for a cache hit."""
-        return self.flight.ticket if self.flight else None
-
-    async def result(self) -> Audio:
-        if self.ready is not None:
-            return self.ready
-        assert self.flight is not None
-        # Shielded: one waiter giving up must not cancel the call others share.
-        return await asyncio.shield(self.flight.future)
-
-    def release(self) -> None:
-        """This waiter no longer wants it; the call is withdrawn once nobody does."""
-        if self.flight is None or self.released:
-            return
-        self.released = True
-        self.flight.waiters -= 1
-        if self.flight.waiters <= 0 and not self.flight.future.done():
-            self.flight.ticket.cancel()
-
-
 class SpeechSource:
-    """Turns requests into Ogg Opus audio as cheaply as possible: cache, coalescing, queue."""
+    """Turns requests into Ogg Opus audio as cheaply as possible: cache, coalescing (in this
+    process, then across processes with `flights`), queue."""
 
     def __init__(
         self,
@@ -78,17 +43,23 @@ class SpeechSource:
         cache: Cache | None = None,
         usage: UsageRecorder | None = None,
         executor: Executor | None = None,
+        flights: SharedFlights | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.model = model
         self.cache: Cache = cache if cache is not None else NullCache()
         self.usage = usage
+        self.flights = flights
         self._executor = executor
-        self._flights: dict[str, _Flight] = {}
+        self._flights: dict[str, Flight] = {}
+        self._claiming: dict[str, Claiming] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopped = False
         #: Requests answered without a new API call.
         self.cache_hits = 0
         self.coalesced = 0
+        #: Calls this process did not make because another process made them (also coalesced).
+        self.shared_flights = 0
 
     async def begin(
         self,
@@ -100,29 +71,115 @@ class SpeechSource:
     ) -> Pending:
         """Start getting `request`'s audio; a refusal (cooldown, full queue) raises here."""
         key = cache_key(request, model=self.model)
-        if not fresh:
-            hit = await self.cache.get(key)
-            if hit is not None:
-                self.cache_hits += 1
-                if self.usage is not None:
-                    self.usage.record_cached(requester.user_id, requester.guild_id, hit.duration)
-                return Pending(ready=hit)
-            flight = self._flights.get(key)
-            if flight is not None and not flight.future.done():
-                flight.waiters += 1
-                self.coalesced += 1
-                pending = Pending(flight=flight)
-                self._count_shared(pending, requester)
-                return pending
+        if fresh:
+            return self._call(key, request, requester, follow_up, None)
+        hit = await self.cache.get(key)
+        if hit is not None:
+            self.cache_hits += 1
+            if self.usage is not None:
+                self.usage.record_cached(requester.user_id, requester.guild_id, hit.duration)
+            return Pending(ready=hit)
+        joined = self._join(key, requester)
+        if joined is not None:
+            return joined
+        if self.flights is None or self._stopped:
+            return self._call(key, request, requester, follow_up, None)
+        return await self._begin_shared(self.flights, key, request, requester, follow_up)
+
+    def _join(self, key: str, requester: Requester) -> Pending | None:
+        flight = self._flights.get(key)
+        if flight is None or flight.future.done():
+            return None
+        flight.waiters += 1
+        self.coalesced += 1
+        pending = Pending(flight=flight)
+        self._count_shared(pending, requester)
+        return pending
+
+    async def _begin_shared(
+        self,
+        flights: SharedFlights,
+        key: str,
+        request: SpeechRequest,
+        requester: Requester,
+        follow_up: bool,
+    ) -> Pending:
+        """A local miss: claim the key across processes, or wait for the process that has."""
+        claiming = self._claiming.setdefault(key, Claiming())
+        claiming.users += 1
+        try:
+            async with claiming.lock:
+                joined = self._join(key, requester)  # a request ahead of this one claimed it
+                if joined is not None:
+                    return joined
+                outcome = await flights.claim(key)
+                if outcome is None:
+                    return self._await_other(key, request, requester, follow_up)
+                if isinstance(outcome, Audio):
+                    self._answered(requester, outcome)
+                    await self.cache.put(key, outcome)
+                    return Pending(ready=outcome)
+                try:
+                    return self._call(key, request, requester, follow_up, outcome)
+                except BaseException:
+                    await outcome.release()
+                    raise
+        finally:
+            claiming.users -= 1
+            if claiming.users == 0:
+                del self._claiming[key]
+
+    def _call(
+        self,
+        key: str,
+        request: SpeechRequest,
+        requester: Requester,
+        follow_up: bool,
+        claim: Claim | None,
+    ) -> Pending:
+        """Queue the call (a refusal raises) as a flight identical requests can join."""
         ticket = self.scheduler.submit(request, requester, follow_up=follow_up)
+        flight = self._new_flight(key, ticket)
+        flight.task = self._spawn(self._complete(flight, claim), f"speech-{ticket.id}")
+        return Pending(flight=flight)
+
+    def _await_other(
+        self, key: str, request: SpeechRequest, requester: Requester, follow_up: bool
+    ) -> Pending:
+        """Another process is making it: a flight fed by its answer, holding no ticket."""
+        flight = self._new_flight(key, None)
+        pending = Pending(flight=flight)
+        flight.task = self._spawn(
+            self._relay(flight, pending, request, requester, follow_up), f"speech-wait-{key[:12]}"
+        )
+        return pending
+
+    def _new_flight(self, key: str, ticket: Ticket | None) -> Flight:
         future: asyncio.Future[Audio] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_consume_error)
-        flight = _Flight(key, ticket, future)
+        flight = Flight(key, ticket, future)
         self._flights[key] = flight
-        task = asyncio.create_task(self._complete(flight), name=f"speech-{ticket.id}")
+        return flight
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return Pending(flight=flight)
+        return task
+
+    def _land(self, flight: Flight) -> None:
+        if self._flights.get(flight.key) is flight:
+            del self._flights[flight.key]
+
+    def _answered(self, requester: Requester | None, audio: Audio) -> None:
+        """Another process's call answered this request (None: its member gave up, others
+        joined it): a call saved, and a free use like a shared one."""
+        self.shared_flights += 1
+        if requester is None:
+            return
+        self.coalesced += 1
+        if self.usage is not None:
+            self.usage.record_cached(requester.user_id, requester.guild_id, audio.duration)
 
     def _count_shared(self, pending: Pending, requester: Requester) -> None:
         """A request that joined a call in flight is a use like a cache hit (free): recorded
@@ -138,21 +195,62 @@ class SpeechSource:
 
         pending.flight.future.add_done_callback(record)
 
-    async def _complete(self, flight: _Flight) -> None:
+    async def _relay(
+        self,
+        flight: Flight,
+        pending: Pending,
+        request: SpeechRequest,
+        requester: Requester,
+        follow_up: bool,
+    ) -> None:
+        """Wait for another process's answer; if its claim goes without one, call here."""
+        assert self.flights is not None
         try:
-            audio = await self.normalize(await flight.ticket.result())
-        except asyncio.CancelledError:
+            outcome = await self.flights.wait(flight.key)
+        except asyncio.CancelledError:  # nobody wants it any more, or shutting down
+            self._land(flight)
             if not flight.future.done():
                 flight.future.cancel()
             return
+        if isinstance(outcome, Audio):
+            self._land(flight)
+            self._answered(None if pending.released else requester, outcome)
+            flight.future.set_result(outcome)
+            await self.cache.put(flight.key, outcome)
+            return
+        try:
+            flight.ticket = self.scheduler.submit(request, requester, follow_up=follow_up)
+        except BaseException as exc:  # refused now (cooldown, full queue, closing)
+            self._land(flight)
+            flight.future.set_exception(exc)
+            await outcome.release()
+            return
+        for told in flight.on_ticket:
+            told()
+        await self._complete(flight, outcome)
+
+    async def _complete(self, flight: Flight, claim: Claim | None) -> None:
+        assert flight.ticket is not None
+        try:
+            audio = await self.normalize(await flight.ticket.result())
+        except asyncio.CancelledError:
+            self._land(flight)
+            if not flight.future.done():
+                flight.future.cancel()
+            if claim is not None:
+                await claim.release()
+            return
         except BaseException as exc:
+            self._land(flight)
             if not flight.future.done():
                 flight.future.set_exception(exc)
+            if claim is not None:
+                await claim.release()
             return
-        finally:
-            if self._flights.get(flight.key) is flight:
-                del self._flights[flight.key]
+        self._land(flight)
         flight.future.set_result(audio)
+        if claim is not None:
+            await claim.publish(audio)
         await self.cache.put(flight.key, audio)
 
     async def normalize(self, audio: Audio) -> Audio:
@@ -165,6 +263,16 @@ class SpeechSource:
             return replace(audio, decoded=None) if audio.decoded is not None else audio
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, audio_mod.to_ogg_opus, audio)
+
+    def stop_waiting(self) -> None:
+        """Shutdown: requests waiting for another process's answer fail as queued ones do
+        when the scheduler closes (their members are told), instead of holding shutdown;
+        later requests no longer wait for other processes either."""
+        self._stopped = True
+        for flight in list(self._flights.values()):
+            if flight.ticket is None and not flight.future.done() and flight.task is not None:
+                flight.future.set_exception(SchedulerClosedError())
+                flight.task.cancel()
 
     async def drain(self) -> None:
         """Wait for results still being normalized and cached (shutdown, tests)."""
@@ -230,13 +338,22 @@ class SpeechStream:
         return [p.ticket for p in self.pending if p.ticket is not None]
 
     def add_listener(self, callback: Callable[[SpeechStream], None]) -> None:
-        """Told when the stream moves on to its next chunk."""
+        """Told when the stream moves on to its next chunk, and when a chunk another process
+        was making is queued here after all (its call failed or the process died)."""
         self._listeners.append(callback)
 
     async def _begin(self, index: int) -> Pending:
-        return await self._source.begin(
+        pending = await self._source.begin(
             self.requests[index], self.requester, follow_up=index > 0, fresh=self._fresh
         )
+        if pending.flight is not None and pending.ticket is None:
+            # Another process makes it; if this one ends up queueing it, progress shows that.
+            pending.flight.on_ticket.append(self._tell)
+        return pending
+
+    def _tell(self) -> None:
+        for listener in self._listeners:
+            listener(self)
 
     async def audio(self) -> AsyncIterator[Audio]:
         """Each chunk's audio as soon as it and every chunk before it is ready."""
@@ -246,8 +363,7 @@ class SpeechStream:
                     self.pending.append(await self._begin(len(self.pending)))
                 result = await self._result(self.pending[self.index])
                 self.index += 1
-                for listener in self._listeners:
-                    listener(self)
+                self._tell()
                 yield result
         finally:
             if self.index < self.total:

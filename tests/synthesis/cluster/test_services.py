@@ -1,5 +1,5 @@
-"""REDIS_URL wires the shared window into the services every process builds; without it,
-nothing changes."""
+"""REDIS_URL wires the shared window, cache tier and calls in flight into the services every
+process builds; without it, nothing changes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from bot.config import Settings
 from bot.services import open_services
 from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest
-from bot.synthesis.cluster import SharedCache, key_prefix
+from bot.synthesis.cluster import RedisFlights, SharedCache, key_prefix
 from tests import fake_segmind as fs
 from tests.conftest import TEST_API_KEY
 
@@ -28,6 +28,7 @@ async def test_redis_url_makes_every_start_take_a_shared_slot(
             ticket = services.scheduler.submit(SpeechRequest(text="hello"), Requester(1))
             await ticket.result()
             assert isinstance(services.cache, SharedCache)
+            assert isinstance(services.speech.source.flights, RedisFlights)
         finally:
             await services.close()
     async with Redis.from_url(redis_url) as client:
@@ -41,5 +42,6 @@ async def test_without_redis_url_the_scheduler_paces_alone(
     try:
         assert services.scheduler._gate is None
         assert not isinstance(services.cache, SharedCache)
+        assert services.speech.source.flights is None
     finally:
         await services.close()
