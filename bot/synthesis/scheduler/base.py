@@ -62,6 +62,8 @@ class SchedulerBase:
         self._on_attempt = on_attempt
         self._on_limit_learned = on_limit_learned
         self._gate = gate
+        #: The shared window could not be asked last time (logged once per outage).
+        self._gate_down = False
         self._wants_slot = False  # the last step stopped only for want of a cluster slot
         self._chores: set[asyncio.Task[None]] = set()  # telling the cluster, in the background
 

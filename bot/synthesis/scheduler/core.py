@@ -40,6 +40,7 @@ from bot.synthesis.scheduler.aio import cancel_and_wait, first_of
 from bot.synthesis.scheduler.base import Synthesize
 from bot.synthesis.scheduler.breaker import fresh
 from bot.synthesis.scheduler.failures import SchedulerFailures
+from bot.synthesis.scheduler.gate import GATE_TIMEOUT, LOCAL_SLOT, Admission
 from bot.synthesis.scheduler.ticket import Attempt, Ticket
 from bot.synthesis.scheduler.window import Stamp
 
@@ -304,7 +305,7 @@ class Scheduler(SchedulerFailures):
                 until = self._step(slots)
                 if not self._wants_slot or self._closed:
                     return until
-                admission = await self._gate.admit(self._window.rpm)
+                admission = await self._ask_gate()
                 now = self._clock.now()
                 if admission.rpm is not None and self._learner.adopt(admission.rpm, now):
                     self._set_rate(self._learner.rpm, "another process learned the key's limit")
@@ -320,7 +321,33 @@ class Scheduler(SchedulerFailures):
                 return wake if until is None else min(until, wake)
         finally:
             for slot in slots:
-                self._tell_cluster(self._gate.give_back(slot), "an unused slot")
+                if slot != LOCAL_SLOT:
+                    self._tell_cluster(self._gate.give_back(slot), "an unused slot")
+
+    async def _ask_gate(self) -> Admission:
+        """The shared window's answer; while it cannot be had, this process's own window's.
+
+        Redis down (or slower than `GATE_TIMEOUT`) must not silence every server: each process
+        then paces itself at SEGMIND_RPM as a lone bot does, a 429 from the key pauses it as
+        usual, and the shared window takes over again as soon as it answers.
+        """
+        assert self._gate is not None
+        try:
+            async with asyncio.timeout(GATE_TIMEOUT):
+                admission = await self._gate.admit(self._window.rpm)
+        except Exception as exc:
+            if not self._gate_down:
+                self._gate_down = True
+                log.warning(
+                    "The rate window shared with other processes cannot be reached (%s); "
+                    "pacing this process alone until it can",
+                    exc or type(exc).__name__,
+                )
+            return Admission(LOCAL_SLOT)
+        if self._gate_down:
+            self._gate_down = False
+            log.info("The rate window shared with other processes answers again")
+        return admission
 
     def _tell_listeners(self, until: float | None) -> float | None:
         """Refresh places and ETAs for listeners if due; return the next moment to look."""
@@ -343,7 +370,7 @@ class Scheduler(SchedulerFailures):
             await first_of(self._wake.wait(), self._clock.sleep(until - self._clock.now()))
 
     def _launch(self, ticket: Ticket, now: float, slot: str | None = None) -> None:
-        stamp = self._window.record_start(now, slot)
+        stamp = self._window.record_start(now, slot or None)
         self._learner.started(ticket.id, now)
         self._idle.clear()
         self._running[ticket] = asyncio.get_running_loop().create_task(

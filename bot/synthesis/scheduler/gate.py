@@ -12,7 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Admission", "Gate"]
+__all__ = ["GATE_TIMEOUT", "LOCAL_SLOT", "Admission", "Gate"]
+
+#: Seconds the shared window may take to answer before this process paces itself alone.
+GATE_TIMEOUT = 2.0
+#: The "slot" of a start admitted by this process's own window while the shared one is
+#: unreachable: nothing in the shared window to give back.
+LOCAL_SLOT = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -14,6 +15,7 @@ from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest
 from bot.synthesis.cluster import RedisLimiter, key_prefix
 from bot.synthesis.scheduler import Scheduler, SchedulerConfig, Ticket
+from tests.servers import free_port
 from tests.synthesis.scheduler.fakes import AUDIO
 
 KEY = "sk-cluster-key"
@@ -133,3 +135,29 @@ async def test_a_cancelled_ticket_gives_its_slot_back(build: Build) -> None:
     await quiet()
     assert waiting.cancel()
     assert server.calls == ["clip 100"]
+
+
+async def test_without_redis_a_process_paces_itself_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A Redis that is not there: a real client on a port nothing listens on.
+    client: Redis = Redis.from_url(f"redis://127.0.0.1:{free_port()}")
+    server = Server()
+    config = SchedulerConfig(rpm=2, window=60.0, user_cooldown=0, initial_latency=1.0)
+    gate = RedisLimiter(client, api_key=KEY, span=config.span)
+    scheduler = Scheduler(server.synthesize, config, gate=gate)
+    scheduler.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="bot.synthesis.scheduler"):
+            submit(scheduler, 3, 0)
+            await until(lambda: len(server.calls) == 2)
+            await quiet()
+        # Speech goes on at the process's own SEGMIND_RPM: two starts, the third held back.
+        assert len(server.calls) == 2
+        warnings = [r for r in caplog.records if "cannot be reached" in r.getMessage()]
+        assert len(warnings) == 1
+        assert scheduler.stats.running == 2
+    finally:
+        server.release.set()
+        await scheduler.close(grace=0)
+        await client.aclose()
