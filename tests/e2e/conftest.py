@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.discord_emulator import Emulator
-from tests.e2e.harness import BotProcess, start_bot
+from tests.e2e.harness import BotProcess, running_bot
 from tests.fake_segmind import FakeSegmind, Shape
 
 
@@ -29,10 +29,5 @@ async def segmind() -> AsyncIterator[FakeSegmind]:
 async def bot(
     emulator: Emulator, segmind: FakeSegmind, tmp_path: Path
 ) -> AsyncIterator[BotProcess]:
-    process = await start_bot(emulator, segmind, tmp_path)
-    try:
+    async with running_bot(emulator, segmind, tmp_path) as process:
         yield process
-    finally:
-        if process.process.returncode is None:
-            await process.terminate(within=15)
-        print(f"--- bot output ---\n{process.log()}")

@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from tests.e2e.discord_emulator import Emulator
@@ -108,3 +109,17 @@ async def start_bot(
         await bot.kill()
         raise
     return bot
+
+
+@contextlib.asynccontextmanager
+async def running_bot(
+    emulator: Emulator, segmind: FakeSegmind, workdir: Path, **extra_env: str
+) -> AsyncIterator[BotProcess]:
+    """The bot for one test: stopped afterwards, its output printed for a failing test."""
+    process = await start_bot(emulator, segmind, workdir, **extra_env)
+    try:
+        yield process
+    finally:
+        if process.process.returncode is None:
+            await process.terminate(within=15)
+        print(f"--- bot output ---\n{process.log()}")

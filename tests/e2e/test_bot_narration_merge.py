@@ -11,7 +11,7 @@ import pytest
 from bot.speech.voices import voice_for_user
 from tests.e2e.discord_emulator import Emulator
 from tests.e2e.discord_emulator.state import ALICE, BOB, GUILD_ID, OWNER_ID, VOICE_CHANNEL_ID
-from tests.e2e.harness import BotProcess, start_bot
+from tests.e2e.harness import BotProcess, running_bot
 from tests.fake_segmind import FakeSegmind, Shape
 
 #: Long enough that messages written meanwhile wait behind the first call.
@@ -29,13 +29,8 @@ async def bot(
     emulator: Emulator, segmind: FakeSegmind, tmp_path: Path
 ) -> AsyncIterator[BotProcess]:
     # One call at a time: the key's pace, made visible without waiting out a real minute.
-    process = await start_bot(emulator, segmind, tmp_path, MAX_CONCURRENCY="1")
-    try:
+    async with running_bot(emulator, segmind, tmp_path, MAX_CONCURRENCY="1") as process:
         yield process
-    finally:
-        if process.process.returncode is None:
-            await process.terminate(within=15)
-        print(f"--- bot output ---\n{process.log()}")
 
 
 def replied(interaction: object) -> str:
