@@ -5,8 +5,8 @@ and cleans up when it is disconnected, so no player or connection leaks.
 
 "In a channel" means the bot has a voice client there, connected or re-handshaking: on
 Discord a voice server change or a resume takes a round trip or several, and the bot is
-still in the channel for everyone listening. Joins are serialised per server, so two at the
-same moment cannot disconnect each other.
+still in the channel for everyone listening. Joins and leaves are serialised per server, so
+two at the same moment cannot disconnect each other, and a join during a leave connects anew.
 """
 
 from __future__ import annotations
@@ -160,7 +160,17 @@ class VoiceManager:
         )
 
     async def leave(self, guild: discord.Guild, reason: str = "asked") -> bool:
-        """Close the player and disconnect; True if there was something to leave."""
+        """Close the player and disconnect; True if there was something to leave.
+
+        Serialised with joins: a join that comes while the bot is disconnecting waits for
+        the leave to end and connects anew, instead of taking the disconnecting client for
+        one re-handshaking and waiting out the reconnect bound for it.
+        """
+        lock = self._joining.setdefault(guild.id, asyncio.Lock())
+        async with lock:
+            return await self._leave(guild, reason)
+
+    async def _leave(self, guild: discord.Guild, reason: str) -> bool:
         player = self.players.pop(guild.id, None)
         if player is not None:
             await player.close()

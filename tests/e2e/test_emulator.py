@@ -16,7 +16,17 @@ import pytest
 import yarl
 
 from tests.e2e.discord_emulator import Emulator, Interaction
-from tests.e2e.discord_emulator.state import ALICE, GUILD_ID, TEXT_CHANNEL_ID, VOICE_CHANNEL_ID
+from tests.e2e.discord_emulator.state import (
+    ALICE,
+    BOT_ID,
+    BOT_ROLE_ID,
+    GUILD_ID,
+    MUTE_MEMBERS,
+    REQUEST_TO_SPEAK,
+    STAGE_CHANNEL_ID,
+    TEXT_CHANNEL_ID,
+    VOICE_CHANNEL_ID,
+)
 
 
 @pytest.fixture
@@ -241,3 +251,96 @@ async def test_a_voice_message_is_refused_unless_as_discord_documents(
     assert body["attachments"][0]["duration_secs"] == 1.0
     status, body = await call(http, "POST", url, data=voice_message_form(good | change, files))
     assert (status, body["code"]) == (400, code)
+
+
+def voice_state_url(emulator: Emulator) -> str:
+    return f"{emulator.base_url}/guilds/{GUILD_ID}/voice-states/@me"
+
+
+def suppressed(emulator: Emulator) -> bool:
+    return emulator.world.voice_states[BOT_ID].suppress
+
+
+def raised_hand(emulator: Emulator) -> str | None:
+    return emulator.world.voice_states[BOT_ID].request_to_speak_timestamp
+
+
+async def test_becoming_a_stage_speaker_needs_mute_members_in_that_stage(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    url = voice_state_url(emulator)
+    unsuppress = {"channel_id": str(STAGE_CHANNEL_ID), "suppress": False}
+    status, body = await call(http, "PATCH", url, json=unsuppress)
+    assert (status, body["code"]) == (404, 10065)  # Not in voice at all.
+    emulator.world.set_voice(BOT_ID, STAGE_CHANNEL_ID, "session")
+    assert suppressed(emulator)  # A Stage is joined in the audience.
+    status, body = await call(http, "PATCH", url, json=unsuppress)
+    assert (status, body) == (403, {"message": "Missing Permissions", "code": 50013})
+    assert suppressed(emulator)
+    emulator.world.role_permissions[BOT_ROLE_ID] |= MUTE_MEMBERS
+    # Mute Members guild-wide, but denied on this Stage: still refused.
+    deny = {"id": str(BOT_ROLE_ID), "type": 0, "allow": "0", "deny": str(MUTE_MEMBERS)}
+    emulator.world.overwrites[STAGE_CHANNEL_ID] = [deny]
+    status, body = await call(http, "PATCH", url, json=unsuppress)
+    assert (status, body["code"]) == (403, 50013)
+    emulator.world.overwrites.clear()
+    assert await call(http, "PATCH", url, json=unsuppress) == (204, None)
+    assert not suppressed(emulator)
+    # Suppressing oneself is always allowed.
+    emulator.world.role_permissions[BOT_ROLE_ID] &= ~MUTE_MEMBERS
+    suppress = {"channel_id": str(STAGE_CHANNEL_ID), "suppress": True}
+    assert await call(http, "PATCH", url, json=suppress) == (204, None)
+    assert suppressed(emulator)
+
+
+async def test_the_channel_must_be_the_stage_the_user_is_in(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    emulator.world.role_permissions[BOT_ROLE_ID] |= MUTE_MEMBERS
+    url = voice_state_url(emulator)
+    emulator.world.set_voice(BOT_ID, STAGE_CHANNEL_ID, "session")
+    for wrong in (VOICE_CHANNEL_ID, TEXT_CHANNEL_ID, None):
+        status, body = await call(http, "PATCH", url, json={"channel_id": wrong, "suppress": False})
+        assert (status, body["code"]) == (400, 50035), wrong
+        assert "channel_id" in body["errors"]
+    # In a plain voice channel, there is no Stage to speak on.
+    emulator.world.set_voice(BOT_ID, VOICE_CHANNEL_ID, "session")
+    body_json = {"channel_id": VOICE_CHANNEL_ID, "suppress": False}
+    status, body = await call(http, "PATCH", url, json=body_json)
+    assert (status, body["code"]) == (400, 50035)
+    status, body = await call(http, "PATCH", f"{emulator.base_url}/guilds/1/voice-states/@me")
+    assert (status, body["code"]) == (404, 10004)
+
+
+async def test_raising_a_hand_needs_request_to_speak_and_is_dispatched(
+    emulator: Emulator, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = voice_state_url(emulator)
+    emulator.world.set_voice(BOT_ID, STAGE_CHANNEL_ID, "session")
+    deny = {"id": str(GUILD_ID), "type": 0, "allow": "0", "deny": str(REQUEST_TO_SPEAK)}
+    emulator.world.overwrites[STAGE_CHANNEL_ID] = [deny]
+    hand = {"channel_id": STAGE_CHANNEL_ID, "request_to_speak_timestamp": "2030-01-01T00:00:00"}
+    status, body = await call(http, "PATCH", url, json=hand)
+    assert (status, body["code"]) == (403, 50013)
+    assert raised_hand(emulator) is None
+    emulator.world.overwrites.clear()
+    status, body = await call(http, "PATCH", url, json=hand | {"request_to_speak_timestamp": "x"})
+    assert (status, body["code"]) == (400, 50035)
+    updates: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(emulator.gateway, "dispatch", _recorder(updates))
+    assert await call(http, "PATCH", url, json=hand) == (204, None)
+    assert raised_hand(emulator) == "2030-01-01T00:00:00"
+    assert suppressed(emulator)  # A raised hand is not a speaker yet.
+    ((event, data),) = updates
+    assert event == "VOICE_STATE_UPDATE"
+    assert data["user_id"] == str(BOT_ID)
+    assert data["channel_id"] == str(STAGE_CHANNEL_ID)
+    assert data["suppress"] is True
+    assert data["request_to_speak_timestamp"] == hand["request_to_speak_timestamp"]
+
+
+def _recorder(into: list[Any]) -> Any:
+    async def dispatch(event: str, data: dict[str, Any]) -> None:
+        into.append((event, data))
+
+    return dispatch

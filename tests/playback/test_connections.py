@@ -267,3 +267,28 @@ async def test_idle_timeout_leaves(world: World) -> None:
             await asyncio.sleep(0.01)
     assert player.closed
     world.voice_client.disconnect.assert_awaited()
+
+
+async def test_a_join_during_a_leave_waits_for_it_then_connects_anew(world: World) -> None:
+    """A member moves from the bot's channel (which empties it, so the bot leaves) and runs
+    /join at once: the join must not take the disconnecting client for one re-handshaking
+    and wait out the reconnect bound for it."""
+    manager = VoiceManager(world.client, idle_timeout=60, reconnect_timeout=5.0)
+    await manager.join(world.general)
+    old = world.voice_client
+
+    async def slow_disconnect(*, force: bool = False) -> None:
+        old.is_connected.return_value = False
+        await asyncio.sleep(0.2)  # Waiting for Discord to confirm.
+        world.guild.voice_client = None
+
+    old.disconnect.side_effect = slow_disconnect
+    leaving = asyncio.create_task(manager.leave(world.guild, "no one left to listen"))
+    await asyncio.sleep(0)  # The leave has started disconnecting.
+    async with asyncio.timeout(2):
+        player = await manager.join(world.general)
+    assert await leaving
+    assert world.connects == 2
+    assert world.voice_client is not old
+    assert player.voice is world.voice_client
+    await manager.close()

@@ -4,7 +4,9 @@ Emulated:
 - REST API v10 (`rest`): login (`/users/@me`), `/gateway/bot`, application info, command
   sync (global and guild), interaction callbacks (types 1, 4-10, 12), interaction webhooks
   (follow-ups, GET/PATCH/DELETE `@original` and follow-up messages, JSON or multipart with
-  files), channel messages and DMs. Every request is recorded with its JSON and uploads.
+  files), channel messages and DMs, and Stage speakers (`stage`: PATCH
+  `/guilds/{guild}/voice-states/@me`). Every request is recorded with its JSON and uploads.
+- Permissions (`state`): role permissions and channel overwrites, computed as Discord does.
 - Gateway (`gateway`): HELLO, IDENTIFY, READY, GUILD_CREATE of one guild (text, voice and
   stage channels, roles, members, voice states), heartbeats, RESUME, zlib-stream transport
   compression, opcode 4 answered with VOICE_STATE_UPDATE and VOICE_SERVER_UPDATE, and helpers
@@ -12,14 +14,18 @@ Emulated:
 - Voice (`voice`, `rtp`): the v8 voice gateway over TLS (a throwaway certificate, `certs`),
   UDP IP discovery with a few milliseconds of network delay, transport-encrypted RTP
   (aead_xchacha20_poly1305_rtpsize; AES-GCM only where libsodium offers it), decrypted and
-  decoded to PCM with PyAV; forced voice server changes and slow handshakes.
+  decoded to PCM with PyAV; forced voice server changes and slow handshakes. On a Stage a
+  member joins suppressed (audience): what the bot sends then is kept apart (`unheard`), not
+  counted as heard.
 
 Refused as Discord refuses them, with its error JSON (`code`, `message`, `errors`): a missing
 or wrong `Authorization: Bot <token>` (401), unknown routes (404), content over 2,000
 characters and more than 25 autocomplete choices (400/50035), empty messages (50006), a
 callback after 3 s (404/10062), a second callback (400/40060), interaction webhooks after the
 token's 15 minutes (401/50027, ttl injectable), uploads over the limit (413/40005, 10 MiB by
-default); on the gateway: a bad token (4004), privileged intents not allowed (4014).
+default), becoming a Stage speaker without Mute Members or raising a hand without Request to
+Speak (403/50013), a voice-state PATCH for a channel that is not the Stage the bot is in
+(400/50035) or while in no voice channel (404/10065); on the gateway: a bad token (4004), privileged intents not allowed (4014).
 
 Not emulated: DAVE, Discord's end-to-end encrypted voice. Its MLS group handshake needs a real
 peer group and Discord's external sender, so the voice server always answers with

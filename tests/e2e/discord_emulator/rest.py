@@ -84,7 +84,7 @@ class RestApi:
         self.emu = emulator
         # (method, pattern, needs bot auth, handler)
         self._routes: list[tuple[str, re.Pattern[str], bool, Handler]] = []
-        add = self._add
+        add = self.add
         add("GET", r"/users/@me", True, self._me)
         add("GET", r"/users/(?P<user>\d+)", True, self._user)
         add("GET", r"/gateway/bot", True, self._gateway_bot)
@@ -103,7 +103,7 @@ class RestApi:
         add("GET", r"/channels/(?P<channel>\d+)", True, self._channel)
         add("POST", r"/users/@me/channels", True, self._dm)
 
-    def _add(self, method: str, pattern: str, auth: bool, handler: Handler) -> None:
+    def add(self, method: str, pattern: str, auth: bool, handler: Handler) -> None:
         self._routes.append((method, re.compile(pattern + "$"), auth, handler))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:

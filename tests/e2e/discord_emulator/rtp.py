@@ -92,17 +92,18 @@ class ReceivedAudio:
 
 
 class OpusStream:
-    """One SSRC's packets: checks RTP continuity, decodes Opus with PyAV into `audio`."""
+    """One SSRC's packets: checks RTP continuity, decodes Opus with PyAV into the `audio`
+    each packet is counted in (heard, or sent while suppressed on a Stage)."""
 
-    def __init__(self, ssrc: int, audio: ReceivedAudio) -> None:
+    def __init__(self, ssrc: int) -> None:
         self.ssrc = ssrc
-        self.audio = audio
         self.decoder = av.CodecContext.create("opus", "r")
         self.last: RtpPacket | None = None
-        audio.ssrcs.append(ssrc)
 
-    def feed(self, packet: RtpPacket) -> None:
-        last, audio = self.last, self.audio
+    def feed(self, packet: RtpPacket, audio: ReceivedAudio) -> None:
+        if self.ssrc not in audio.ssrcs:
+            audio.ssrcs.append(self.ssrc)
+        last = self.last
         if last is not None:
             if packet.sequence != (last.sequence + 1) & 0xFFFF:
                 audio.problems.append(f"sequence {last.sequence} -> {packet.sequence}")

@@ -12,7 +12,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from tests.e2e.discord_emulator import rest
+from tests.e2e.discord_emulator import rest, stage
 from tests.e2e.discord_emulator.certs import Certificate, make_certificate
 from tests.e2e.discord_emulator.gateway import Gateway, GatewaySession
 from tests.e2e.discord_emulator.records import Interaction, RestRequest
@@ -55,6 +55,8 @@ class Emulator:
         self.changes = Changes()
         self.world = World()
         self.rest = rest.RestApi(self)
+        self.stage = stage.StageApi(self)
+        self.rest.add("PATCH", stage.ROUTE, True, self.stage.edit_my_voice_state)
         self.gateway = Gateway(self)
         self.requests: list[RestRequest] = []
         self.interactions: dict[int, Interaction] = {}
@@ -64,6 +66,8 @@ class Emulator:
         self.voice_servers: list[VoiceServer] = []
         self.current_voice: dict[int, VoiceServer] = {}
         self.audio: dict[int, ReceivedAudio] = {}
+        #: What the bot sent while suppressed on a Stage: received, but nobody heard it.
+        self.unheard: dict[int, ReceivedAudio] = {}
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -111,7 +115,12 @@ class Emulator:
         return await self.changes.wait_for(predicate, within)
 
     def audio_for(self, guild_id: int) -> ReceivedAudio:
+        """What listeners heard from the bot: never what it sent while suppressed."""
         return self.audio.setdefault(guild_id, ReceivedAudio())
+
+    def unheard_audio_for(self, guild_id: int) -> ReceivedAudio:
+        """What the bot sent while suppressed on a Stage (in the audience, not a speaker)."""
+        return self.unheard.setdefault(guild_id, ReceivedAudio())
 
     # -- voice, Discord's side ------------------------------------------------------------
 
@@ -187,6 +196,15 @@ class Emulator:
         await self.gateway.dispatch(
             "VOICE_STATE_UPDATE", state.payload(self.world.guild_id, member)
         )
+
+    async def invite_to_speak(self, user_id: int) -> None:
+        """A stage moderator makes a member on the Stage a speaker (Modify User Voice State
+        with `suppress: false`): their hand goes down and they are heard."""
+        state = self.world.voice_states[user_id]
+        assert state.channel_id in self.world.stage_channels, "not on a Stage"
+        state.suppress = False
+        state.request_to_speak_timestamp = None
+        await self.stage.dispatch(state)
 
     def bot_voice_channel(self) -> int | None:
         state = self.world.voice_states.get(BOT_ID)

@@ -32,8 +32,11 @@ ATTACH_FILES = 1 << 15
 READ_MESSAGE_HISTORY = 1 << 16
 CONNECT = 1 << 20
 SPEAK = 1 << 21
+MUTE_MEMBERS = 1 << 22
+MOVE_MEMBERS = 1 << 24
 USE_VAD = 1 << 25
 USE_APPLICATION_COMMANDS = 1 << 31
+REQUEST_TO_SPEAK = 1 << 32
 SEND_VOICE_MESSAGES = 1 << 46
 MANAGE_GUILD = 1 << 5
 ADMINISTRATOR = 1 << 3
@@ -48,6 +51,7 @@ EVERYONE_PERMISSIONS = (
     | SPEAK
     | USE_VAD
     | USE_APPLICATION_COMMANDS
+    | REQUEST_TO_SPEAK
     | SEND_VOICE_MESSAGES
 )
 ALL_PERMISSIONS = (1 << 53) - 1
@@ -151,6 +155,9 @@ class VoiceState:
     session_id: str
     self_deaf: bool = False
     self_mute: bool = False
+    #: On a Stage: not a speaker (audience), so not heard. Everyone joins a Stage suppressed.
+    suppress: bool = False
+    request_to_speak_timestamp: str | None = None
 
     def payload(self, guild_id: int | None = None, member: Member | None = None) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -162,8 +169,8 @@ class VoiceState:
             "self_deaf": self.self_deaf,
             "self_mute": self.self_mute,
             "self_video": False,
-            "suppress": False,
-            "request_to_speak_timestamp": None,
+            "suppress": self.suppress,
+            "request_to_speak_timestamp": self.request_to_speak_timestamp,
         }
         if guild_id is not None:
             data["guild_id"] = str(guild_id)
@@ -187,6 +194,16 @@ class World:
         self.voice_states: dict[int, VoiceState] = {}
         self.text_channels = {TEXT_CHANNEL_ID}
         self.voice_channels = {VOICE_CHANNEL_ID, STAGE_CHANNEL_ID}
+        self.stage_channels = {STAGE_CHANNEL_ID}
+        #: Each role's guild-wide permissions; change them before the bot connects (they are
+        #: sent in GUILD_CREATE), e.g. to give the bot's role Mute Members.
+        self.role_permissions: dict[int, int] = {
+            self.guild_id: EVERYONE_PERMISSIONS,
+            BOT_ROLE_ID: EVERYONE_PERMISSIONS,
+        }
+        #: Channel permission overwrites, as Discord sends them: {"id", "type" (0 role,
+        #: 1 member), "allow", "deny"}.
+        self.overwrites: dict[int, list[dict[str, Any]]] = {}
         self.dm_channels: dict[int, int] = {}  # channel id -> recipient
 
     def channel_exists(self, channel_id: int) -> bool:
@@ -226,8 +243,8 @@ class World:
             }
 
         return [
-            role(self.guild_id, "@everyone", EVERYONE_PERMISSIONS, 0),
-            role(BOT_ROLE_ID, "TTS", EVERYONE_PERMISSIONS, 1),
+            role(self.guild_id, "@everyone", self.role_permissions[self.guild_id], 0),
+            role(BOT_ROLE_ID, "TTS", self.role_permissions[BOT_ROLE_ID], 1),
         ]
 
     def channels(self) -> list[dict[str, Any]]:
@@ -238,7 +255,7 @@ class World:
                 "guild_id": str(self.guild_id),
                 "name": name,
                 "position": position,
-                "permission_overwrites": [],
+                "permission_overwrites": self.overwrites.get(channel_id, []),
                 "nsfw": False,
                 "parent_id": None,
                 "last_message_id": None,
@@ -316,12 +333,50 @@ class World:
         }
 
     def member_permissions(self, user_id: int) -> int:
+        """Guild-wide: @everyone's and the member's roles' permissions (all for the owner
+        or an administrator)."""
         if user_id == OWNER_ID:
             return ALL_PERMISSIONS
-        return EVERYONE_PERMISSIONS
+        permissions = self.role_permissions[self.guild_id]
+        for role in self.members[user_id].roles:
+            permissions |= self.role_permissions.get(role, 0)
+        return ALL_PERMISSIONS if permissions & ADMINISTRATOR else permissions
+
+    def channel_permissions(self, user_id: int, channel_id: int) -> int:
+        """In one channel, as Discord computes them: the guild-wide permissions, then the
+        @everyone overwrite, the member's roles' overwrites together, the member's own."""
+        permissions = self.member_permissions(user_id)
+        if permissions == ALL_PERMISSIONS:
+            return permissions
+        overwrites = {int(o["id"]): o for o in self.overwrites.get(channel_id, [])}
+
+        def apply(permissions: int, allow: int, deny: int) -> int:
+            return (permissions & ~deny) | allow
+
+        everyone = overwrites.get(self.guild_id)
+        if everyone is not None:
+            permissions = apply(permissions, int(everyone["allow"]), int(everyone["deny"]))
+        allow = deny = 0
+        for role in self.members[user_id].roles:
+            overwrite = overwrites.get(role)
+            if overwrite is not None and overwrite["type"] == 0:
+                allow |= int(overwrite["allow"])
+                deny |= int(overwrite["deny"])
+        permissions = apply(permissions, allow, deny)
+        own = overwrites.get(user_id)
+        if own is not None and own["type"] == 1:
+            permissions = apply(permissions, int(own["allow"]), int(own["deny"]))
+        return permissions
 
     def set_voice(self, user_id: int, channel_id: int | None, session_id: str) -> VoiceState:
+        """Join, move or leave. Joining a Stage starts suppressed (in the audience); staying
+        in the same channel keeps the state (a speaker stays a speaker)."""
+        old = self.voice_states.get(user_id)
+        if old is not None and channel_id is not None and old.channel_id == channel_id:
+            old.session_id = session_id
+            return old
         state = VoiceState(user_id, channel_id, session_id)
+        state.suppress = channel_id in self.stage_channels
         if channel_id is None:
             self.voice_states.pop(user_id, None)
         else:

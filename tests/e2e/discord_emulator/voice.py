@@ -252,7 +252,12 @@ class VoiceServer:
         connection = next((c for c in self.connections if c.ssrc == ssrc), None)
         if connection is None or connection.secret_key is None or connection.mode is None:
             return  # Discord drops media from unknown or not yet described SSRCs.
-        audio = self.emu.audio_for(connection.grant.guild_id)
+        guild_id, user_id = connection.grant.guild_id, connection.grant.user_id
+        state = self.emu.world.voice_states.get(user_id)
+        if state is not None and state.suppress:  # On a Stage, in the audience: not heard.
+            audio = self.emu.unheard_audio_for(guild_id)
+        else:
+            audio = self.emu.audio_for(guild_id)
         try:
             packet = rtp.decrypt(connection.mode, connection.secret_key, data)
         except rtp.RtpError as exc:
@@ -260,8 +265,8 @@ class VoiceServer:
             return
         stream = self._streams.get(ssrc)
         if stream is None:
-            stream = self._streams[ssrc] = rtp.OpusStream(ssrc, audio)
-        stream.feed(packet)
+            stream = self._streams[ssrc] = rtp.OpusStream(ssrc)
+        stream.feed(packet, audio)
         self.emu.changes.notify()
 
     def _send(self, data: bytes, addr: tuple[Any, int]) -> None:
