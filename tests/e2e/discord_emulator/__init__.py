@@ -25,7 +25,8 @@ callback after 3 s (404/10062), a second callback (400/40060), interaction webho
 token's 15 minutes (401/50027, ttl injectable), uploads over the limit (413/40005, 10 MiB by
 default), becoming a Stage speaker without Mute Members or raising a hand without Request to
 Speak (403/50013), a voice-state PATCH for a channel that is not the Stage the bot is in
-(400/50035) or while in no voice channel (404/10065); on the gateway: a bad token (4004), privileged intents not allowed (4014).
+(400/50035) or while in no voice channel (404/10065); on the gateway: a bad token (4004),
+privileged intents not allowed (4014).
 
 Not emulated: DAVE, Discord's end-to-end encrypted voice. Its MLS group handshake needs a real
 peer group and Discord's external sender, so the voice server always answers with
