@@ -19,16 +19,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
-import discord
 
 from bot import __version__
 from bot import audio as audio_mod
-from bot.app import run_bot, sync_commands
 from bot.audio import AudioFormat
 from bot.config import Settings, load_settings, require
 from bot.errors import BotError, SegmindConnectionError, SegmindError, SettingsError
 from bot.logs import configure_logging
-from bot.services import USER_AGENT, build_scheduler
 from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest, build_request
 from bot.speech.voices import VOICES
@@ -217,6 +214,12 @@ def _voices() -> int:
 
 def _run(settings: Settings) -> int:
     require(settings, "discord_token", "segmind_api_key")
+    # discord.py and the bot are imported here, not at the top: `voices`, `say` and `--help`
+    # start in a fraction of the time without them.
+    import discord
+
+    from bot.app import run_bot
+
     try:
         asyncio.run(run_bot(settings))
     except discord.LoginFailure:
@@ -232,6 +235,10 @@ def _run(settings: Settings) -> int:
 
 
 async def _sync(settings: Settings, guild_id: int | None) -> int:
+    import discord
+
+    from bot.app import sync_commands
+
     try:
         names = await sync_commands(settings, guild_id)
     except discord.LoginFailure:
@@ -274,6 +281,8 @@ async def _say(settings: Settings, args: argparse.Namespace) -> int:
         default_temperature=settings.default_temperature,
     )
     require(settings, "segmind_api_key")
+    from bot.services import USER_AGENT  # the services (Redis, storage) only when calling
+
     async with aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as session:
         client = SegmindClient.from_settings(session, settings)
         with _naming_the_host(settings):
@@ -319,6 +328,8 @@ async def _through_the_scheduler(
     """One request through the scheduler the bot uses, so the terminal paces, waits out 429s
     and retries exactly as Discord members are served. Its running commentary is for the
     bot's log; here the outcome is the one line the user reads (LOG_LEVEL=DEBUG shows it)."""
+    from bot.services import build_scheduler
+
     quiet = logging.getLogger("bot.synthesis")
     level = quiet.level
     if not log.isEnabledFor(logging.DEBUG):
