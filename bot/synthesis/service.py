@@ -163,11 +163,12 @@ class SpeechService:
             if refusal is not None:
                 raise refusal
             deadline = asyncio.get_running_loop().time() + within
-        if destination is Destination.NARRATION:
+        # Narration reads every message: no cooldown, and no per-member waiting cap.
+        narration = destination is Destination.NARRATION
+        if narration:
             cooldown: float | None = 0.0
         else:
             cooldown = ctx.guild.user_cooldown if ctx.guild is not None else None
-        narration = destination is Destination.NARRATION
         requester = Requester(caller.user_id, caller.guild_id, cooldown, capped=not narration)
         return await self.stream(requester, requests, fresh=options.fresh, deadline=deadline)
 
