@@ -117,12 +117,13 @@ class _Batch:
 _WAV_MAX_CHUNKS = 16
 
 
-def _plain_wav(data: bytes, deadline: float | None) -> tuple[bytes, int, int] | None:
-    """Gemini's own form (16-bit mono PCM WAV at most 48 kHz) taken as it is, or None to let
-    FFmpeg decode it: the samples are the file's bytes, and a demuxer walking them packet by
-    packet costs more than the Opus encoding that follows. Anything unusual (another sample
-    format, channels, a rate to cap, a header it cannot read) goes the general way, which
-    refuses or repairs it with the same rules as before.
+def _plain_wav(data: bytes, deadline: float | None) -> tuple[int, int, int] | None:
+    """Where Gemini's own form (16-bit mono PCM WAV at most 48 kHz) keeps its samples (start,
+    end, rate), to take them as they are; None lets FFmpeg decode it. The samples are the
+    file's bytes, and a demuxer walking them packet by packet costs more than the Opus
+    encoding that follows. Anything unusual (another sample format, channels, a rate to cap, a
+    header it cannot read) goes the general way, which refuses or repairs it with the same
+    rules as before.
     """
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return None
@@ -151,7 +152,7 @@ def _plain_wav(data: bytes, deadline: float | None) -> tuple[bytes, int, int] | 
                 return None
             if end - body > MAX_DECODED_BYTES:
                 raise AudioError(f"WAV data decodes to over {MAX_DECODED_BYTES >> 20} MiB")
-            return data[body:end], end - body, rate
+            return body, end, rate
         pos = body + size + (size & 1)  # chunks are padded to an even length
     return None
 
@@ -170,8 +171,8 @@ def _decode_container(
     if fmt is AudioFormat.WAV:
         plain = _plain_wav(data, deadline)
         if plain is not None:
-            samples, size, rate = plain
-            return (samples if keep else b""), size, rate
+            start, end, rate = plain
+            return (data[start:end] if keep else b""), end - start, rate
     try:
         # Tags are decoded leniently: a stray byte in an ID3 title is no reason to refuse.
         container = av.open(
