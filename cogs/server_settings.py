@@ -13,6 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import InvalidRequestError
+from bot.speech.request import text_limit
 from bot.storage import GuildSettings
 from bot.tree import NO_MENTIONS
 from cogs._shared import cleared
@@ -62,14 +63,19 @@ def settings_embed(
         ),
         inline=False,
     )
-    limit = settings.max_text_length or bot_text_limit
+    limit = text_limit(bot_text_limit, settings.max_text_length)
+    if settings.max_text_length is None:
+        whose = " (bot default)"
+    elif settings.max_text_length > limit:
+        whose = f" (this server's {settings.max_text_length:,} is above the bot's limit)"
+    else:
+        whose = ""
     cooldown = settings.user_cooldown if settings.user_cooldown is not None else bot_cooldown
     quota = settings.daily_quota if settings.daily_quota is not None else "unlimited"
     embed.add_field(
         name="Limits",
         value=(
-            f"Longest /speak text: {limit:,} characters"
-            f"{'' if settings.max_text_length else ' (bot default)'}\n"
+            f"Longest /speak text: {limit:,} characters{whose}\n"
             f"Cooldown per member: {cooldown:g} s"
             f"{'' if settings.user_cooldown is not None else ' (bot default)'}\n"
             f"Requests per member per day: {quota}"

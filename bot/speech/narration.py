@@ -41,14 +41,16 @@ class NarrationRules:
     say_names: bool = True
     #: Skip messages sent with @silent (Discord's "suppress notifications").
     skip_silent: bool = False
-    #: The longest text one request may speak in this server: a message longer than this,
-    #: "Alice said" included, is read from its start, "… and more", never dropped.
+    #: The longest text one request may speak in this server (`text_limit`): a message longer
+    #: than this, "Alice said" included, is read from its start, "… and more", never dropped.
     text_limit: int = 2000
     #: How a speaker is announced, with a {name} placeholder.
     said: str = DEFAULT_SAID
 
     @classmethod
-    def from_guild(cls, guild: GuildSettings, *, text_limit: int = 2000) -> NarrationRules:
+    def from_guild(cls, guild: GuildSettings, *, text_limit: int) -> NarrationRules:
+        """The server's rules; `text_limit` is the limit in force there (the server's own
+        figure already bounded by the operator's), computed in one place by the caller."""
         return cls(
             skip_prefix=guild.narration_skip_prefix,
             voice_only=guild.narration_voice_only,
@@ -56,7 +58,7 @@ class NarrationRules:
             emoji=guild.narration_emoji,
             say_names=guild.narration_say_names,
             skip_silent=guild.narration_skip_silent,
-            text_limit=guild.max_text_length or text_limit,
+            text_limit=text_limit,
             said=guild.said,
         )
 

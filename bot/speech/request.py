@@ -16,6 +16,7 @@ __all__ = [
     "MIN_TEMPERATURE",
     "SpeechRequest",
     "build_request",
+    "text_limit",
 ]
 
 MIN_TEMPERATURE = 0.0
@@ -42,6 +43,14 @@ class SpeechRequest:
         if self.voice_2 is not None:
             body["voice_2"] = self.voice_2
         return body
+
+
+def text_limit(operator: int, server: int | None) -> int:
+    """The longest text one request may speak in a server, the one figure every path uses
+    (/speak, "Speak this message", narration, /settings show). A server may lower the
+    operator's MAX_TEXT_LENGTH, never raise it: the operator's limit bounds the work and the
+    money one request can cause, so a higher server figure is not the one in force."""
+    return operator if server is None else min(operator, server)
 
 
 def build_request(

@@ -24,7 +24,7 @@ from bot.speech.access import Caller, Requester, check_access
 from bot.speech.chunking import split_text
 from bot.speech.narration import member_voice
 from bot.speech.pronunciations import Pronunciations
-from bot.speech.request import SpeechRequest, build_request
+from bot.speech.request import SpeechRequest, build_request, text_limit
 from bot.speech.styles import apply_style
 from bot.storage import GuildSettings, MemberSettings, Storage
 from bot.synthesis.cache import Cache
@@ -34,6 +34,7 @@ from bot.synthesis.stream import SharedFlights, SpeechSource, SpeechStream
 from bot.synthesis.usage import UsageRecorder, day_start, next_reset, paid_calls
 
 __all__ = [
+    "Admission",
     "Clip",
     "Destination",
     "SpeakContext",
@@ -83,6 +84,21 @@ class SpeakOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class Admission:
+    """A request that passed every rule: the calls it may make, for whom, and by when."""
+
+    requester: Requester
+    requests: tuple[SpeechRequest, ...]
+    fresh: bool = False
+    #: Event-loop time by which every chunk must be made (a chat reply's window), if any.
+    deadline: float | None = None
+
+    @property
+    def calls(self) -> int:
+        return len(self.requests)
+
+
+@dataclass(frozen=True, slots=True)
 class SpeakContext:
     """Who asks and under which rules: loaded once per command, before anything is spent."""
 
@@ -127,20 +143,49 @@ class SpeechService:
         *,
         destination: Destination = Destination.CHAT,
         guild: GuildSettings | None = None,
+        member: MemberSettings | None = None,
         within: float | None = None,
         short_first: bool = True,
     ) -> SpeechStream:
-        """Start making `text` into speech for `caller`, or raise a `BotError` saying why not.
+        """Start making `text` into speech for `caller`, or raise a `BotError` saying why not:
+        `admit`, then `start`. See `admit` for the arguments."""
+        admission = await self.admit(
+            caller,
+            text,
+            options,
+            destination=destination,
+            guild=guild,
+            member=member,
+            within=within,
+            short_first=short_first,
+        )
+        return await self.start(admission)
 
-        Every refusal (invalid input, the server's rules, the daily quota, a cooldown, a full
-        queue) raises here, before any call is made. `guild` passes server settings the
-        caller already loaded, so they are not read twice. `within` is the seconds the whole
-        message must be made in (a chat reply's window): refused up front if the queue cannot
-        plausibly meet it, and what is left unmade when it passes is withdrawn.
-        `short_first=False` keeps voice from splitting off a short first chunk: for narration
-        that is behind, whose first words are late anyway, one call matters more.
+    async def admit(
+        self,
+        caller: Caller,
+        text: str,
+        options: SpeakOptions = SpeakOptions(),
+        *,
+        destination: Destination = Destination.CHAT,
+        guild: GuildSettings | None = None,
+        member: MemberSettings | None = None,
+        within: float | None = None,
+        short_first: bool = True,
+    ) -> Admission:
+        """Every rule a request must pass, checked before anything is spent or the bot moves:
+        invalid input, the server's rules and the daily quota raise a `BotError` here. A
+        caller that must do something between the rules and the spending (narration joins
+        voice only for a message it will read) admits first and `start`s after.
+
+        `guild` and `member` pass settings the caller already loaded, so they are not read
+        twice. `within` is the seconds the whole message must be made in (a chat reply's
+        window): refused up front if the queue cannot plausibly meet it, and what is left
+        unmade when it passes is withdrawn. `short_first=False` keeps voice from splitting
+        off a short first chunk: for narration that is behind, whose first words are late
+        anyway, one call matters more.
         """
-        ctx = await self.context(caller, guild=guild)
+        ctx = await self.context(caller, guild=guild, member=member)
         text = pronounce(text, ctx.guild)
         voice = options.voice
         if destination is Destination.NARRATION and not voice:
@@ -170,7 +215,17 @@ class SpeechService:
         else:
             cooldown = ctx.guild.user_cooldown if ctx.guild is not None else None
         requester = Requester(caller.user_id, caller.guild_id, cooldown, capped=not narration)
-        return await self.stream(requester, requests, fresh=options.fresh, deadline=deadline)
+        return Admission(requester, tuple(requests), fresh=options.fresh, deadline=deadline)
+
+    async def start(self, admission: Admission) -> SpeechStream:
+        """Spend what `admission` allows: its first chunk is queued (or found in the cache);
+        a refusal of that first chunk (a cooldown, a full queue) raises here."""
+        return await self.stream(
+            admission.requester,
+            admission.requests,
+            fresh=admission.fresh,
+            deadline=admission.deadline,
+        )
 
     async def prefers_voice_message(self, caller: Caller) -> bool:
         """Whether the member asked for their /speak speech as voice messages by default."""
@@ -179,21 +234,30 @@ class SpeechService:
         return bool((await self.storage.get_member(caller.user_id)).voice_message)
 
     def text_limit(self, guild: GuildSettings | None) -> int:
-        """The longest text one request may speak here: the server's limit, else the bot's."""
-        if guild is not None and guild.max_text_length is not None:
-            return guild.max_text_length
-        return self.settings.max_text_length
+        """The longest text one request may speak here (`bot.speech.request.text_limit`)."""
+        return text_limit(
+            self.settings.max_text_length, guild.max_text_length if guild is not None else None
+        )
 
-    async def context(self, caller: Caller, *, guild: GuildSettings | None = None) -> SpeakContext:
+    async def context(
+        self,
+        caller: Caller,
+        *,
+        guild: GuildSettings | None = None,
+        member: MemberSettings | None = None,
+    ) -> SpeakContext:
         """The member's saved defaults and the server's rules (defaults without storage).
 
-        `guild` passes server settings the caller already loaded, so they are not read twice.
+        `guild` and `member` pass settings the caller already loaded, so they are not read
+        twice.
         """
         if self.storage is None:
             if guild is None and caller.guild_id:
                 guild = GuildSettings.defaults(caller.guild_id)
-            return SpeakContext(caller, MemberSettings.defaults(caller.user_id), guild)
-        member = await self.storage.get_member(caller.user_id)
+            member = member or MemberSettings.defaults(caller.user_id)
+            return SpeakContext(caller, member, guild)
+        if member is None:
+            member = await self.storage.get_member(caller.user_id)
         if guild is None and caller.guild_id:
             guild = await self.storage.get_guild(caller.guild_id)
         return SpeakContext(caller, member, guild)
@@ -254,10 +318,7 @@ class SpeechService:
             voice = voice or ctx.member.voice
             temperature = ctx.member.temperature if temperature is None else temperature
             style = style if style is not None else ctx.member.style
-            if ctx.guild is not None and ctx.guild.max_text_length is not None:
-                # A server may lower the operator's MAX_TEXT_LENGTH, never raise it: the
-                # operator's limit bounds the work (and the money) one request can cause.
-                max_length = min(max_length, ctx.guild.max_text_length)
+            max_length = self.text_limit(ctx.guild)
         whole = self._validate(
             text,
             voice=voice,

@@ -4,6 +4,7 @@ import pytest
 
 from bot.speech.cleanup import MessageFacts
 from bot.speech.narration import NarrationRules, Narrator, member_voice, skip_reason
+from bot.speech.request import text_limit
 from bot.speech.voices import voice_for_user
 from bot.storage import GuildSettings, MemberSettings
 
@@ -30,7 +31,7 @@ def test_skip_reason(
 
 def test_rules_come_from_the_server_settings() -> None:
     guild = GuildSettings.defaults(1)
-    rules = NarrationRules.from_guild(guild)
+    rules = NarrationRules.from_guild(guild, text_limit=2000)
     assert rules.skip_prefix == guild.narration_skip_prefix
     assert rules.voice_only == guild.narration_voice_only
     assert rules.max_length == guild.narration_max_length
@@ -123,7 +124,7 @@ def test_a_message_that_was_never_heard_does_not_use_up_the_name() -> None:
 
 def test_a_long_message_under_a_low_server_limit_is_read_from_its_start() -> None:
     guild = GuildSettings(1, max_text_length=80, narration_max_length=300)
-    rules = NarrationRules.from_guild(guild, text_limit=2000)
+    rules = NarrationRules.from_guild(guild, text_limit=text_limit(2000, guild.max_text_length))
     assert rules.text_limit == 80
     reading = Narrator().compose(
         MessageFacts("word " * 100), channel_id=5, author_id=1, author_name="Alice", rules=rules
@@ -133,16 +134,22 @@ def test_a_long_message_under_a_low_server_limit_is_read_from_its_start() -> Non
     assert reading.text.endswith("and more")
 
 
+def test_a_server_limit_above_the_operators_is_not_the_one_in_force() -> None:
+    assert text_limit(300, 1000) == 300
+    assert text_limit(300, 80) == 80
+    assert text_limit(300, None) == 300
+
+
 def test_the_servers_wording_announces_a_speaker() -> None:
     narrator = Narrator(clock=lambda: 0.0)
     guild = GuildSettings(1, narration_said="{name} says")
-    rules = NarrationRules.from_guild(guild)
+    rules = NarrationRules.from_guild(guild, text_limit=2000)
     assert rules.said == "{name} says"
     reading = narrator.compose(
         MessageFacts("hi", is_reply=True), channel_id=1, author_id=2, author_name="Ann", rules=rules
     )
     assert reading.text == "Ann says: hi"  # The server's wording, for replies too.
-    default = NarrationRules.from_guild(GuildSettings(1))
+    default = NarrationRules.from_guild(GuildSettings(1), text_limit=2000)
     replied = narrator.compose(
         MessageFacts("hi", is_reply=True), channel_id=1, author_id=2, author_name="Ann",
         rules=default,
