@@ -7,7 +7,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.speech.access import Caller
+from bot.playback.presence import caller_of
 from bot.speech.cleanup import MessageFacts
 from bot.speech.styles import search_styles
 from bot.speech.voices import search as search_voices
@@ -31,18 +31,6 @@ def cleared(value: str | None) -> str | None:
     if value is not None and value.strip().casefold() in CLEAR_WORDS:
         return ""
     return value
-
-
-def caller_of(user: discord.User | discord.Member, guild_id: int | None) -> Caller:
-    """The core's view of a member: id, server, roles, and whether they manage the server."""
-    if isinstance(user, discord.Member):
-        return Caller(
-            user_id=user.id,
-            guild_id=guild_id,
-            role_ids=frozenset(role.id for role in user.roles),
-            manager=user.guild_permissions.manage_guild,
-        )
-    return Caller(user_id=user.id, guild_id=guild_id)
 
 
 def facts_from_message(message: discord.Message) -> MessageFacts:

@@ -14,73 +14,24 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import AccessDeniedError, NotConnectedError, NotInVoiceError
-from bot.playback.connections import VoiceTarget, check_joinable, humans_in
+from bot.playback.connections import VoiceTarget
 from bot.playback.player import GuildPlayer
-from bot.speech.control import Action, Seat, control_refusal, queue_line
+from bot.playback.presence import (
+    bring_bot,
+    check_may,
+    check_voice_target,
+    seat_of,
+    voice_channel_of,
+)
+from bot.speech.control import Action, control_refusal, queue_line
 from bot.tree import NO_MENTIONS
 
 if TYPE_CHECKING:
     from bot.app import TTSBot
 
-__all__ = [
-    "Playback",
-    "bring_bot",
-    "caller_channel",
-    "check_may",
-    "check_voice_target",
-    "seat_of",
-    "setup",
-]
+__all__ = ["Playback", "setup"]
 
 log = logging.getLogger(__name__)
-
-
-def caller_channel(interaction: discord.Interaction[TTSBot]) -> VoiceTarget | None:
-    """The voice channel the member who ran the command is in, if any."""
-    user = interaction.user
-    if isinstance(user, discord.Member) and user.voice is not None:
-        channel = user.voice.channel
-        if isinstance(channel, discord.VoiceChannel | discord.StageChannel):
-            return channel
-    return None
-
-
-def seat_of(user: discord.User | discord.Member, channel: VoiceTarget, author_id: int = 0) -> Seat:
-    """Where `user` stands relative to the bot's session in `channel`."""
-    listening = isinstance(user, discord.Member) and user in channel.members
-    moves = isinstance(user, discord.Member) and channel.permissions_for(user).move_members
-    others = [member for member in humans_in(channel) if member.id != user.id]
-    return Seat(
-        listening=listening,
-        moves_members=moves,
-        author=author_id == user.id,
-        others_listening=len(others),
-    )
-
-
-def check_may(action: Action, user: discord.User | discord.Member, channel: VoiceTarget) -> None:
-    """Raise, for free, if `user` may not do `action` to the bot's session in `channel`."""
-    refusal = control_refusal(action, seat_of(user, channel), channel.mention)
-    if refusal is not None:
-        raise AccessDeniedError(refusal)
-
-
-def check_voice_target(
-    bot: TTSBot, user: discord.User | discord.Member, target: VoiceTarget
-) -> None:
-    """Everything that would stop the bot speaking in `target`, checked before speech is made
-    and paid for: permissions, a full channel, and listeners it would be pulled away from."""
-    current = bot.playback.connected_channel(target.guild)
-    if current is not None and current != target:
-        check_may(Action.MOVE, user, current)
-    check_joinable(target)
-
-
-async def bring_bot(bot: TTSBot, target: VoiceTarget) -> tuple[GuildPlayer, str | None]:
-    """Join (or move to) `target`; on a Stage, ask to speak. Returns the player and a line
-    for the member when the bot cannot simply be heard there yet."""
-    player = await bot.playback.join(target)
-    return player, await bot.playback.take_the_stage(target)
 
 
 class Playback(commands.Cog):
@@ -104,12 +55,12 @@ class Playback(commands.Cog):
     @app_commands.guild_only()
     @app_commands.command(name="join", description="Bring the bot into your voice channel")
     async def join(self, interaction: discord.Interaction[TTSBot]) -> None:
-        channel = caller_channel(interaction)
+        channel = voice_channel_of(interaction.user)
         if channel is None:
             raise NotInVoiceError()
-        check_voice_target(self.bot, interaction.user, channel)
+        check_voice_target(self.bot.playback, interaction.user, channel)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        _, note = await bring_bot(self.bot, channel)
+        _, note = await bring_bot(self.bot.playback, channel)
         line = f"🔊 Joined {channel.mention}. Use /speak, or /narrate to read a channel aloud."
         await interaction.edit_original_response(
             content=line + (f"\n⚠️ {note}" if note else ""), allowed_mentions=NO_MENTIONS

@@ -18,6 +18,7 @@ from bot.audio import Audio
 from bot.errors import BotError, InvalidRequestError, NotInVoiceError
 from bot.playback.connections import VoiceTarget
 from bot.playback.player import Utterance
+from bot.playback.presence import bring_bot, check_voice_target, voice_channel_of
 from bot.speech.cleanup import CleanupOptions, clean_message
 from bot.speech.control import estimate_seconds
 from bot.speech.request import SpeechRequest
@@ -30,7 +31,6 @@ from bot.tree import NO_MENTIONS, send_error
 from cogs._shared import caller_of, facts_from_message, style_autocomplete, voice_autocomplete
 from cogs._voice_message import can_send_voice_messages
 from cogs._voice_message import send as send_voice_message
-from cogs.playback import bring_bot, caller_channel, check_voice_target
 
 if TYPE_CHECKING:
     from bot.app import TTSBot
@@ -341,7 +341,7 @@ class Speak(commands.Cog):
         """Where to play, decided before anything is spent: a member who asks to hear it in
         voice but is in no voice channel, or where the bot cannot speak or may not go, is
         told so for free."""
-        channel = caller_channel(interaction)
+        channel = voice_channel_of(interaction.user)
         if play is False or interaction.guild is None:
             return None
         if play is True and channel is None:
@@ -351,7 +351,7 @@ class Speak(commands.Cog):
             and self.bot.playback.connected_channel(interaction.guild) == channel
         ):
             assert channel is not None
-            check_voice_target(self.bot, interaction.user, channel)
+            check_voice_target(self.bot.playback, interaction.user, channel)
             return channel
         return None
 
@@ -373,7 +373,7 @@ class Speak(commands.Cog):
         player = self.bot.playback.player(channel.guild.id)
         note = None
         if player is None or self.bot.playback.connected_channel(channel.guild) != channel:
-            player, note = await bring_bot(self.bot, channel)
+            player, note = await bring_bot(self.bot.playback, channel)
 
         async def notify(line: str) -> None:
             await interaction.followup.send(line, ephemeral=True, allowed_mentions=NO_MENTIONS)

@@ -14,11 +14,21 @@ announced is exactly what would be announced without merging.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from bot.speech.cleanup import with_prefix
 
-__all__ = ["Merged", "Part", "speaker_label"]
+__all__ = [
+    "JoinWaiting",
+    "MergeDecision",
+    "Merged",
+    "Part",
+    "ReadAlone",
+    "decide_merge",
+    "dialogue_voices",
+    "speaker_label",
+]
 
 #: What may appear in a speaker's label: a colon or a line break would end it early.
 _LABEL_UNSAFE = re.compile(r"[^\w' -]+")
@@ -87,6 +97,15 @@ class Merged:
     def with_part(self, part: Part) -> Merged:
         return Merged((*self.parts, part))
 
+    def part(self, message_id: int) -> Part | None:
+        return next((p for p in self.parts if p.message_id == message_id), None)
+
+    def with_text(self, message_id: int, text: str) -> Merged:
+        """The call with one message's words as edited (its "Alice said" kept in `text`)."""
+        return Merged(
+            tuple(replace(p, text=text) if p.message_id == message_id else p for p in self.parts)
+        )
+
     def without(self, message_id: int) -> Merged | None:
         """The call without one message (deleted before its turn); None if nothing is left.
 
@@ -113,3 +132,67 @@ class Merged:
                 after = replace(after, text=after.text[len(lead) :], prefix=None)
             kept[index] = after
         return Merged(tuple(kept)) if kept else None
+
+
+def dialogue_voices(merged: Merged, voices: Mapping[int, str]) -> tuple[str, str] | None:
+    """The two voices of a two-speaker call, or None to read it in one voice: one speaker,
+    or two members who happen to share a voice (their "X said" tells them apart)."""
+    if len(merged.speakers) != 2:
+        return None
+    first, second = (voices[member] for member in merged.speakers)
+    return None if first == second else (first, second)
+
+
+@dataclass(frozen=True, slots=True)
+class JoinWaiting:
+    """Read the message in the waiting call: `merged` is what that call now says."""
+
+    merged: Merged
+    #: The two voices of a dialogue, or None for one voice.
+    voices: tuple[str, str] | None
+
+    def text(self) -> str:
+        return self.merged.text(dialogue=self.voices is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAlone:
+    """Read the message in a call of its own, and why (for the log)."""
+
+    reason: str
+
+
+MergeDecision = JoinWaiting | ReadAlone
+
+
+def decide_merge(
+    waiting: Merged | None,
+    part: Part,
+    *,
+    enabled: bool,
+    unmade: bool,
+    two_speakers: bool,
+    voices: Mapping[int, str],
+    limit: int,
+) -> MergeDecision:
+    """Whether a new message joins the call waiting at the tail of narration's queue.
+
+    It does only when merging is on, that call has not been started (`unmade`: once a call is
+    being made, or came from the cache, there is nothing left to save), the speakers stay
+    within what the server allows (one member, or two with its setting: never a third), and
+    the merged text, labels included, fits `limit` (the text limit in force, no larger than
+    one chunk: a merged call is one call). `voices` maps each speaker to their voice.
+    """
+    if not enabled:
+        return ReadAlone("merging is off")
+    if waiting is None:
+        return ReadAlone("nothing is waiting")
+    if not unmade:
+        return ReadAlone("the waiting call is already being made")
+    merged = waiting.with_part(part)
+    if len(merged.speakers) > (2 if two_speakers else 1):
+        return ReadAlone("another speaker")
+    join = JoinWaiting(merged, dialogue_voices(merged, voices))
+    if len(join.text()) > limit:
+        return ReadAlone("too long to share a call")
+    return join

@@ -46,6 +46,8 @@ class NarrationRules:
     text_limit: int = 2000
     #: How a speaker is announced, with a {name} placeholder.
     said: str = DEFAULT_SAID
+    #: Seconds a message may wait before it is no longer worth reading (0: always read).
+    stale_after: int = 300
 
     @classmethod
     def from_guild(cls, guild: GuildSettings, *, text_limit: int) -> NarrationRules:
@@ -60,6 +62,7 @@ class NarrationRules:
             skip_silent=guild.narration_skip_silent,
             text_limit=text_limit,
             said=guild.said,
+            stale_after=guild.narration_stale_after,
         )
 
 

@@ -1,0 +1,199 @@
+"""Making narration's calls: what a message reads as, admitting it through the one pipeline,
+starting it as an utterance the player can queue, and telling a channel what was not read.
+The base of `bot.playback.narration.NarrationReader` (split for size, one face)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import discord
+
+from bot.errors import BotError
+from bot.playback.connections import VoiceManager, VoiceTarget
+from bot.playback.player import Utterance
+from bot.playback.presence import caller_of, voice_channel_of
+from bot.playback.rooms import Author, GuildNarration, NarrationRooms
+from bot.speech.cleanup import MessageFacts
+from bot.speech.control import estimate_seconds
+from bot.speech.narration import AutoPrefix, NarrationRules, Narrator, Reading, skip_reason
+from bot.storage import GuildSettings, MemberSettings, Storage
+from bot.synthesis.service import Admission, Destination, SpeakOptions, SpeechService
+from bot.synthesis.stream import SpeechStream
+
+__all__ = ["NOT_READ", "Incoming", "NarrationCalls", "Read"]
+
+log = logging.getLogger(__name__)
+
+#: At most one notice of each kind per channel in this many seconds.
+NOTICE_INTERVAL = 60.0
+NOT_READ = "📕 Some messages here were not read aloud: {reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A message as narration reads it, taken from Discord once by the cog."""
+
+    message_id: int
+    guild: discord.Guild
+    channel: discord.abc.Messageable
+    channel_id: int
+    author: Author
+    content: str
+    facts: MessageFacts
+    #: Discord's words (a join, a pin, a new thread), not a member's.
+    system: bool = False
+    #: Sent with @silent.
+    silent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """What one message reads as, with the settings it was decided under."""
+
+    reading: Reading
+    member: MemberSettings
+    rules: NarrationRules
+
+
+class NarrationCalls:
+    """What every narration path shares: settings in, an utterance out."""
+
+    def __init__(
+        self,
+        voices: VoiceManager,
+        speech: SpeechService,
+        storage: Storage,
+        *,
+        merge: bool = True,
+        chunk_chars: int = 500,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.voices = voices
+        self.speech = speech
+        self.storage = storage
+        self.merge = merge
+        self.chunk_chars = chunk_chars
+        self.narrator = Narrator()
+        self.rooms = NarrationRooms()
+        self._clock = clock
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    async def _compose(
+        self,
+        incoming: Incoming,
+        settings: GuildSettings,
+        voice_channel: VoiceTarget,
+        prefix: str | AutoPrefix | None,
+    ) -> Read | None:
+        """What `incoming` reads as, or None (logged) if it is not read at all."""
+        author = incoming.author
+        author_channel = voice_channel_of(author)
+        rules = NarrationRules.from_guild(settings, text_limit=self.speech.text_limit(settings))
+        reason = skip_reason(
+            incoming.content,
+            author_is_bot=author.bot,
+            author_in_voice=author_channel is not None and author_channel == voice_channel,
+            rules=rules,
+            system=incoming.system,
+            silent=incoming.silent,
+        )
+        if reason is not None:
+            log.debug("Not reading message %s: %s", incoming.message_id, reason)
+            return None
+        member = await self.storage.get_member(author.id)
+        reading = self.narrator.compose(
+            incoming.facts,
+            channel_id=incoming.channel_id,
+            author_id=author.id,
+            # The name as the member wants it said (/voice name), else as Discord shows it.
+            author_name=member.spoken_name or author.display_name,
+            rules=rules,
+            prefix=prefix,
+        )
+        return Read(reading, member, rules) if reading.text else None
+
+    async def _admit(
+        self,
+        guild_id: int,
+        author: Author,
+        read: Read,
+        settings: GuildSettings,
+        *,
+        voices: tuple[str, str] | None = None,
+        merged: bool = False,
+    ) -> Admission:
+        options = SpeakOptions(voice=voices[0], voice_2=voices[1]) if voices else SpeakOptions()
+        return await self.speech.admit(
+            caller_of(author, guild_id),
+            read.reading.text,
+            options,
+            destination=Destination.NARRATION,
+            guild=settings,
+            member=read.member,
+            # A merged reading is one call (no short first chunk: it is late anyway).
+            short_first=not merged,
+        )
+
+    async def _start(
+        self,
+        room: GuildNarration,
+        admission: Admission,
+        author: Author,
+        reading: Reading,
+        channel: discord.abc.Messageable,
+        message_id: int,
+        *,
+        label: str | None = None,
+    ) -> tuple[Utterance, SpeechStream] | None:
+        """Begin making what was admitted, filed under `message_id` (a merged call's first
+        message) in the player; None (logged) if the queue refuses it."""
+        try:
+            stream = await self.speech.start(admission)
+        except BotError as exc:
+            log.info("Not reading message %s: %s", message_id, exc)
+            return None
+        utterance: Utterance
+
+        def closed() -> None:
+            stream.cancel()
+            waiting = room.waiting.get(message_id)
+            if waiting is not None and waiting.utterance is utterance:
+                room.drop(waiting)
+
+        async def notify(line: str) -> None:
+            reason = line.removeprefix("⚠️ ")
+            await self._notice(room, channel, "not_read", NOT_READ.format(reason=reason))
+
+        utterance = Utterance(
+            label=label or author.display_name,
+            user_id=author.id,
+            clips=self.speech.ogg_clips(stream.audio(), stream.requests[0]),
+            on_close=closed,
+            notify=notify,
+            seconds=estimate_seconds(reading.text),
+            source_id=message_id,
+        )
+        return utterance, stream
+
+    async def _notice(
+        self,
+        room: GuildNarration,
+        channel: discord.abc.Messageable,
+        kind: str,
+        line: str,
+        *,
+        interval: float = NOTICE_INTERVAL,
+    ) -> None:
+        """Tell the channel, once per interval at most for each kind of notice."""
+        if not room.may_notice(getattr(channel, "id", 0), kind, self._now(), interval):
+            return
+        try:
+            await channel.send(line, allowed_mentions=discord.AllowedMentions.none())
+        except discord.HTTPException as exc:
+            log.info("Could not tell channel %s: %s", getattr(channel, "id", 0), exc)
