@@ -15,20 +15,21 @@ from discord.ext import commands
 from bot.errors import InvalidRequestError
 from bot.speech.request import text_limit
 from bot.storage import GuildSettings
+from bot.storage.validation import MAX_STALE_AFTER
 from bot.tree import NO_MENTIONS
 from cogs._shared import cleared
 
 if TYPE_CHECKING:
     from bot.app import TTSBot
 
-__all__ = ["RESETTABLE", "ServerSettings", "settings_embed", "setup"]
+__all__ = ["RESETTABLE", "ServerSettings", "settings_embed", "setup", "stale_after_words"]
 
 #: What `/settings reset` can put back to its default.
 RESETTABLE = {
     "narration_channel": "narration_channel_id",
     "narration": "narration_voice_only narration_skip_prefix narration_max_length "
     "narration_emoji narration_say_names narration_skip_silent narration_said "
-    "narration_merge_speakers",
+    "narration_merge_speakers narration_stale_after",
     "max_text_length": "max_text_length",
     "cooldown": "user_cooldown",
     "daily_quota": "daily_quota",
@@ -36,6 +37,14 @@ RESETTABLE = {
     "switches": "allow_files allow_voice",
     "everything": " ".join(f for f in GuildSettings.__dataclass_fields__ if f != "guild_id"),
 }
+
+
+def stale_after_words(seconds: int) -> str:
+    """The bound as an admin thinks of it: in minutes, the way `/settings narration` takes it."""
+    if seconds <= 0:
+        return "Waiting messages are never skipped, however late"
+    age = f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
+    return f"Waiting messages older than {age} are skipped"
 
 
 def settings_embed(
@@ -59,7 +68,8 @@ def settings_embed(
             f"Longest message read: {settings.narration_max_length} characters\n"
             f"Custom emoji: {'read by name' if settings.narration_emoji == 'name' else 'dropped'}\n"
             f"“Name said”: {yes(settings.narration_say_names)}, as “{settings.said}”\n"
-            f"Two members in one call when behind: {yes(settings.narration_merge_speakers)}"
+            f"Two members in one call when behind: {yes(settings.narration_merge_speakers)}\n"
+            f"{stale_after_words(settings.narration_stale_after)}"
         ),
         inline=False,
     )
@@ -159,6 +169,8 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
         said="Announce a speaker as e.g. “{name} says”; “default” goes back to “{name} said”",
         merge_speakers="When behind, read two members' messages in one two-voice call "
         "(saves calls; voices may be swapped)",
+        stale_after="Skip a message still waiting to be read after this many minutes "
+        "(0 never skips)",
     )
     async def narration(
         self,
@@ -172,6 +184,7 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
         skip_silent: bool | None = None,
         said: app_commands.Range[str, 1, 60] | None = None,
         merge_speakers: bool | None = None,
+        stale_after: app_commands.Range[int, 0, MAX_STALE_AFTER // 60] | None = None,
     ) -> None:
         default_said = said is not None and (
             cleared(said) == "" or said.strip().casefold() == "default"
@@ -188,6 +201,7 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
             narration_say_names=say_names,
             narration_skip_silent=skip_silent,
             narration_merge_speakers=merge_speakers,
+            narration_stale_after=None if stale_after is None else stale_after * 60,
         )
 
     @app_commands.command(name="limits", description="Text length, cooldown and daily quota")

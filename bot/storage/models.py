@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 __all__ = [
     "DEFAULT_SAID",
+    "DEFAULT_STALE_AFTER",
     "GuildSettings",
     "MemberSettings",
     "NarrationEmoji",
@@ -23,6 +24,10 @@ NarrationEmoji = Literal["name", "drop"]
 
 #: How narration announces a speaker unless the server words it otherwise.
 DEFAULT_SAID = "{name} said"
+
+#: Seconds a narration message may wait before it is skipped rather than read late; migration 5
+#: gives existing servers the same value.
+DEFAULT_STALE_AFTER = 300
 
 #: A server's dictionary: (word, say_as) pairs, in the order they were added.
 Pronunciation = tuple[str, str]
@@ -72,9 +77,11 @@ class GuildSettings:
     allow_voice: bool = True
     #: The "X said" wording with a {name} placeholder; None is DEFAULT_SAID.
     narration_said: str | None = None
-    #: When narration is behind, two members' messages may become one two-speaker call.
     #: Narration that is behind may read two members' messages in one two-speaker call.
     narration_merge_speakers: bool = False
+    #: Seconds a waiting message may get before narration skips it instead of reading it
+    #: late (a shared, rate-limited key can fall minutes behind); 0 never skips.
+    narration_stale_after: int = DEFAULT_STALE_AFTER
     #: The server's own pronunciations, applied to everything the bot says here.
     pronunciations: tuple[Pronunciation, ...] = ()
 

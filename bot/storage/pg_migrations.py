@@ -111,6 +111,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE guild_settings ADD COLUMN pronunciations TEXT NOT NULL DEFAULT '[]';
         """,
     ),
+    Migration(
+        5,
+        "narration skips messages that waited too long",
+        # 300 s is models.DEFAULT_STALE_AFTER when this step was written; a literal, because a
+        # released step must not change with the code.
+        """
+        ALTER TABLE guild_settings
+            ADD COLUMN narration_stale_after INTEGER NOT NULL DEFAULT 300;
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

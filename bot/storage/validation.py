@@ -20,7 +20,9 @@ __all__ = [
     "MAX_SKIP_PREFIX",
     "MAX_SNOWFLAKE",
     "MAX_SPOKEN_NAME",
+    "MAX_STALE_AFTER",
     "MEMBER_CHECKS",
+    "MIN_STALE_AFTER",
     "Check",
     "guild_changes",
     "member_changes",
@@ -32,6 +34,11 @@ MAX_SNOWFLAKE = 2**63 - 1
 MAX_SKIP_PREFIX = 10
 MAX_SAID = 60
 MAX_SPOKEN_NAME = 60
+#: Bounds, in seconds, on how old a waiting narration message may get (0 never skips). Below a
+#: minute, an ordinary burst on a 5-calls-a-minute key (a call every 12 s) would already lose
+#: messages, and `/settings` offers whole minutes anyway; past an hour, "never" says it better.
+MIN_STALE_AFTER = 60
+MAX_STALE_AFTER = 3600
 
 
 def _optional(check: Check) -> Check:
@@ -80,6 +87,21 @@ def _text(max_length: int, *, empty_is_none: bool) -> Check:
         return None if empty_is_none and not cleaned else cleaned
 
     return text
+
+
+def _stale_after(name: str, value: Any) -> int:
+    """Not `_whole`: 0 is allowed (never skip) while the seconds just above it are not."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not (value == 0 or MIN_STALE_AFTER <= value <= MAX_STALE_AFTER)
+    ):
+        raise ValueError(
+            f"{name} must be 0 (never skip) or a whole number of seconds from "
+            f"{MIN_STALE_AFTER} to {MAX_STALE_AFTER:,} ({MIN_STALE_AFTER // 60} to "
+            f"{MAX_STALE_AFTER // 60} minutes)."
+        )
+    return value
 
 
 def _voice(name: str, value: Any) -> str:
@@ -151,6 +173,7 @@ GUILD_CHECKS: dict[str, Check] = {
     "allow_voice": _flag,
     "narration_said": _optional(_said),
     "narration_merge_speakers": _flag,
+    "narration_stale_after": _stale_after,
     "pronunciations": _pronunciations,
 }
 

@@ -230,6 +230,7 @@ _GUILD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "allowed_role_id": st.none() | st.integers(1, 2**63 - 1),
     "allow_files": st.booleans(),
     "allow_voice": st.booleans(),
+    "narration_stale_after": st.just(0) | st.integers(60, 3600),
 }
 _GUILD_CHANGE = st.sampled_from(sorted(_GUILD_VALUES)).flatmap(
     lambda name: st.tuples(st.just(name), _GUILD_VALUES[name])

@@ -191,3 +191,49 @@ async def test_silent_messages_and_voice_channel_chat_are_server_settings(starte
     )["options"][0]
     assert channel_option["name"] == "channel"
     assert {0, 2} <= set(channel_option["channel_types"])  # Text, and a voice channel's chat.
+
+
+async def test_stale_narration_is_set_in_minutes_shown_in_words_and_reset(started: Any) -> None:
+    wired = await started()
+    (shown,) = await wired.invoke(df.slash_command("settings", subcommand="show", user_id=ALICE))
+    assert "Waiting messages older than 5 min are skipped" in content(shown)
+
+    (saved,) = await wired.invoke(
+        df.slash_command("settings", subcommand="narration", user_id=ALICE, stale_after=10)
+    )
+    assert "Saved." in content(saved)
+    assert "Waiting messages older than 10 min are skipped" in content(saved)
+    assert (await wired.bot.services.storage.get_guild(df.GUILD_ID)).narration_stale_after == 600
+
+    (never,) = await wired.invoke(
+        df.slash_command("settings", subcommand="narration", user_id=ALICE, stale_after=0)
+    )
+    assert "Waiting messages are never skipped" in content(never)
+    (shown,) = await wired.invoke(df.slash_command("settings", subcommand="show", user_id=ALICE))
+    assert "never skipped" in content(shown)
+    assert (await wired.bot.services.storage.get_guild(df.GUILD_ID)).narration_stale_after == 0
+
+    (reset,) = await wired.invoke(
+        df.slash_command("settings", subcommand="reset", user_id=ALICE, setting="narration")
+    )
+    assert "Waiting messages older than 5 min are skipped" in content(reset)
+    assert (await wired.bot.services.storage.get_guild(df.GUILD_ID)).narration_stale_after == 300
+
+
+async def test_stale_narration_option_is_whole_minutes_up_to_an_hour(started: Any) -> None:
+    wired = await started()
+    settings = next(c for c in wired.bot.tree.get_commands() if c.name == "settings")
+    narration = next(
+        option
+        for option in settings.to_dict(wired.bot.tree)["options"]
+        if option["name"] == "narration"
+    )
+    option = next(o for o in narration["options"] if o["name"] == "stale_after")
+    assert (option["type"], option["min_value"], option["max_value"]) == (4, 0, 60)  # INTEGER
+    assert option["required"] is False
+    # Discord enforces the range; past it (an old client, a raw request) the storage refuses.
+    (refused,) = await wired.invoke(
+        df.slash_command("settings", subcommand="narration", user_id=ALICE, stale_after=61)
+    )
+    assert "from 60 to 3,600 (1 to 60 minutes)" in content(refused)
+    assert (await wired.bot.services.storage.get_guild(df.GUILD_ID)).narration_stale_after == 300
