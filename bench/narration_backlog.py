@@ -133,7 +133,8 @@ class Player:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             utterance = self.queue[0]
-            waiting = self.cog._queued.get(utterance.source_id or 0)
+            room = self.cog.reader.rooms.find(GUILD)
+            waiting = room.waiting.get(utterance.source_id or 0) if room else None
             parts = list(waiting.merged.message_ids) if waiting else [utterance.source_id]
             try:
                 async for _ in utterance.clips:

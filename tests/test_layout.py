@@ -115,6 +115,25 @@ def test_only_the_app_loads_the_cogs() -> None:
     assert reaching == ["bot/app.py"]
 
 
+def test_no_extension_imports_another() -> None:
+    """A cog extension uses only `bot` and the private helpers (`cogs._*`): one extension
+    that fails to load must never take a second down with it."""
+    reaching = {
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in modules("cogs")
+        for name in project_imports(path)
+        if name.split(".")[0] == "cogs"
+        and not name.split(".")[1].startswith("_")
+        and name.split(".")[1] != path.stem
+    }
+    assert not reaching, sorted(reaching)
+
+
+def test_narration_extension_stays_thin() -> None:
+    """Narration's decisions live in `bot.playback`; its extension only translates events."""
+    assert len((ROOT / "cogs" / "narration.py").read_text().splitlines()) < 250
+
+
 def test_no_module_grows_past_500_lines() -> None:
     long = {
         str(path.relative_to(ROOT)): n

@@ -58,11 +58,14 @@ class NarrationReader(WaitingCalls):
         async with room.lock:
             waiting = room.waiting.get(message_id)
             player = self.voices.player(guild_id)
-            if waiting is None or not waiting.waiting_in(player):
+            if waiting is None or player is None:
                 return
-            assert player is not None
-            await self._remove(room, player, waiting, message_id, guild_id)
-            log.debug("Message %s deleted before its turn: withdrawn", message_id)
+            if len(waiting.merged.parts) == 1:  # The player withdraws it if not yet playing.
+                if await player.withdraw(waiting.utterance):
+                    log.debug("Message %s deleted before its turn: withdrawn", message_id)
+                return
+            if waiting.waiting_in(player):  # Read with others in one call: read the others.
+                await self._remove(room, player, waiting, message_id, guild_id)
 
     async def _guarded(self, incoming: Incoming, work: object) -> None:
         """Run `work`; an unexpected error is logged with a reference and reported in the

@@ -77,10 +77,10 @@ class Waiting:
         return self.merged.parts[0].message_id
 
     def unmade(self) -> bool:
-        """Nothing of the call has been made or started: withdrawing it throws away nothing
-        paid for, and a next message may still join it."""
-        stream = self.stream
-        return stream.index == 0 and all(t.state == "queued" for t in stream.tickets)
+        """The call awaited next has not been started (nor come from the cache): withdrawing
+        it throws away nothing paid for, and a next message may still join it."""
+        ticket = self.stream.current
+        return ticket is not None and ticket.state == "queued"
 
     def waiting_in(self, player: GuildPlayer | None) -> bool:
         """Still in `player`'s queue, not yet playing (what is said stays said)."""
