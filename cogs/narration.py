@@ -24,6 +24,7 @@ from bot.playback.connections import VoiceTarget
 from bot.playback.player import GuildPlayer, Utterance
 from bot.speech.control import estimate_seconds
 from bot.speech.merging import Merged, Part
+from bot.speech.names import announced_name
 from bot.speech.narration import (
     AUTO,
     AutoPrefix,
@@ -368,13 +369,15 @@ class Narration(commands.Cog):
             if player is None:
                 return None
         assert player is not None
-        # The name as the member wants it said (/voice name), else as Discord shows it.
+        # The name as the member wants it said (/voice name), where they may change their
+        # nickname; else as Discord shows it. An author without member data: unknown, so no.
         spoken = (await self.bot.services.storage.get_member(author.id)).spoken_name
+        may_rename = isinstance(author, discord.Member) and author.guild_permissions.change_nickname
         reading = self.narrator.compose(
             facts_from_message(message),
             channel_id=message.channel.id,
             author_id=author.id,
-            author_name=spoken or author.display_name,
+            author_name=announced_name(spoken, author.display_name, may_change_nickname=may_rename),
             rules=rules,
             prefix=prefix,
         )
