@@ -1,4 +1,8 @@
-"""A member's own settings: `/voice set|show|reset`, and `/forget-me` for their data."""
+"""A member's own settings: `/voice set|name|show|reset`, and `/forget-me` for their data.
+
+`/voice name member:` is the one place a member acts on someone else's: managers clearing
+a spoken name, as they may reset a nickname.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.errors import InvalidRequestError
+from bot.errors import AccessDeniedError, InvalidRequestError
+from bot.speech.names import NameRights, name_refusal
 from bot.speech.narration import member_voice
 from bot.speech.voices import get_voice
 from bot.storage import MemberSettings
@@ -18,11 +23,17 @@ from cogs._shared import cleared, style_autocomplete, voice_autocomplete
 if TYPE_CHECKING:
     from bot.app import TTSBot
 
-__all__ = ["VoiceSettings", "describe_member", "setup"]
+__all__ = ["VoiceSettings", "describe_member", "rights_of", "setup"]
 
 
-def describe_member(settings: MemberSettings, default_voice: str) -> str:
-    """What a member's settings mean in practice, in a few lines."""
+def describe_member(
+    settings: MemberSettings, default_voice: str, *, name_said_here: bool = True
+) -> str:
+    """What a member's settings mean in practice, in a few lines.
+
+    `name_said_here` is False in a server where the member may not change their nickname:
+    narration reads their display name there, whatever spoken name they set elsewhere.
+    """
     if settings.voice:
         voice = f"**{get_voice(settings.voice).label}** (your choice)"
     else:
@@ -32,9 +43,25 @@ def describe_member(settings: MemberSettings, default_voice: str) -> str:
     style = f"“{settings.style}”" if settings.style else "none"
     voice_message = "yes" if settings.voice_message else "no"
     name = f"“{settings.spoken_name}”" if settings.spoken_name else "your display name"
+    if settings.spoken_name and not name_said_here:
+        name = (
+            f"your display name in this server, which doesn't let you change your nickname "
+            f"({name} elsewhere)"
+        )
     return (
         f"🗣️ Voice: {voice}\n🌡️ Temperature: {temperature}\n🎭 Style: {style}\n"
         f"🎤 Voice messages: {voice_message}\n📛 Narration says your name as: {name}"
+    )
+
+
+def rights_of(interaction: discord.Interaction[TTSBot]) -> NameRights:
+    """The member's nickname permissions where they ask. Discord resolves them into the
+    interaction; neither can be changed per channel, so these are their server's."""
+    permissions = interaction.permissions
+    return NameRights(
+        in_server=interaction.guild_id is not None,
+        change_nickname=permissions.change_nickname,
+        manage_nicknames=permissions.manage_nicknames,
     )
 
 
@@ -86,15 +113,30 @@ class VoiceSettings(commands.Cog, name="Voice settings"):
         )
 
     @voice.command(name="name", description="How narration says your name")
-    @app_commands.describe(said_as="Your name as it should be said, e.g. Nwin (clear: your name)")
+    @app_commands.describe(
+        said_as="Your name as it should be said, e.g. Nwin (clear: your display name)",
+        member="(Manage Nicknames) Clear this member's spoken name instead; needs said_as:clear",
+    )
     async def name(
-        self, interaction: discord.Interaction[TTSBot], said_as: app_commands.Range[str, 1, 60]
+        self,
+        interaction: discord.Interaction[TTSBot],
+        said_as: app_commands.Range[str, 1, 60],
+        member: discord.Member | discord.User | None = None,
     ) -> None:
         # Gemini guesses at names; the member knows how theirs is said. Cleared, narration
-        # reads their display name again.
+        # reads their display name again. The name is announced as theirs, so who may set
+        # or clear it follows Discord's nickname rule (bot.speech.names).
+        spoken_name = cleared(said_as)
+        own = member is None or member.id == interaction.user.id
+        refusal = name_refusal(rights_of(interaction), clearing=spoken_name == "", own=own)
+        if refusal is not None:
+            raise AccessDeniedError(refusal)
+        if member is not None and not own:
+            await self._clear_name_of(interaction, member)
+            return
         try:
             settings = await self.bot.services.storage.update_member(
-                interaction.user.id, spoken_name=cleared(said_as)
+                interaction.user.id, spoken_name=spoken_name
             )
         except ValueError as exc:
             raise InvalidRequestError(str(exc)) from None
@@ -103,10 +145,34 @@ class VoiceSettings(commands.Cog, name="Voice settings"):
             "Saved.\n" + describe_member(settings, self.bot.settings.default_voice),
         )
 
+    async def _clear_name_of(
+        self, interaction: discord.Interaction[TTSBot], member: discord.Member | discord.User
+    ) -> None:
+        """A manager's clearing: nothing is stored for a member who had no spoken name."""
+        storage = self.bot.services.storage
+        before = (await storage.get_member(member.id)).spoken_name
+        if not before:
+            await self._reply(
+                interaction,
+                f"{member.mention} has no spoken name; narration already reads their display name.",
+            )
+            return
+        await storage.update_member(member.id, spoken_name="")
+        await self._reply(
+            interaction,
+            f"📛 Cleared {member.mention}'s spoken name (it was “{before}”): narration reads "
+            "their display name again.",
+        )
+
     @voice.command(name="show", description="See your voice settings")
     async def show(self, interaction: discord.Interaction[TTSBot]) -> None:
         settings = await self.bot.services.storage.get_member(interaction.user.id)
-        await self._reply(interaction, describe_member(settings, self.bot.settings.default_voice))
+        rights = rights_of(interaction)
+        said = not rights.in_server or rights.change_nickname
+        await self._reply(
+            interaction,
+            describe_member(settings, self.bot.settings.default_voice, name_said_here=said),
+        )
 
     @voice.command(name="reset", description="Forget your voice settings")
     async def reset(self, interaction: discord.Interaction[TTSBot]) -> None:

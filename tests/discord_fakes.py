@@ -149,11 +149,37 @@ def _interaction(
 
 
 _OPTION_TYPES = {str: 3, int: 4, bool: 5, float: 10}
+#: Discord's option type for a user (a member, in a server).
+USER_OPTION = 6
+
+
+@dataclass(frozen=True)
+class Picked:
+    """A user option's value: the member chosen, whom Discord resolves in the payload."""
+
+    user_id: int
+    name: str = "member"
+
+
+def _resolved(options: dict[str, Any]) -> dict[str, Any]:
+    """The `resolved` block Discord sends with user options: each user and their membership."""
+    picked = [value for value in options.values() if isinstance(value, Picked)]
+    if not picked:
+        return {}
+    users, members = {}, {}
+    for choice in picked:
+        member = member_payload(choice.user_id, choice.name)
+        users[str(choice.user_id)] = member.pop("user")
+        members[str(choice.user_id)] = member
+    return {"resolved": {"users": users, "members": members}}
 
 
 def _options(options: dict[str, Any], focused: str | None) -> list[dict[str, Any]]:
     result = []
     for name, value in options.items():
+        if isinstance(value, Picked):
+            result.append({"name": name, "type": USER_OPTION, "value": str(value.user_id)})
+            continue
         option: dict[str, Any] = {"name": name, "type": _OPTION_TYPES[type(value)], "value": value}
         if name == focused:
             option["focused"] = True
@@ -173,7 +199,7 @@ def slash_command(
     given = _options(options, None)
     if subcommand is not None:
         given = [{"name": subcommand, "type": 1, "options": given}]
-    data = {"id": str(snowflake()), "name": name, "type": 1, "options": given}
+    data = {"id": str(snowflake()), "name": name, "type": 1, "options": given, **_resolved(options)}
     return _interaction(2, data, user_id, permissions)
 
 
@@ -190,6 +216,9 @@ def in_dm(payload: dict[str, Any]) -> dict[str, Any]:
     payload["context"] = 1
     payload["authorizing_integration_owners"] = {"0": str(payload["user"]["id"])}
     payload["data"] = {k: v for k, v in payload["data"].items() if k != "guild_id"}
+    if "resolved" in payload["data"]:  # Outside a server a picked user has no membership.
+        resolved = payload["data"]["resolved"]
+        payload["data"]["resolved"] = {k: v for k, v in resolved.items() if k != "members"}
     return payload
 
 

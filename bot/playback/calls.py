@@ -18,6 +18,7 @@ from bot.playback.presence import caller_of, voice_channel_of
 from bot.playback.rooms import Author, GuildNarration, NarrationRooms
 from bot.speech.cleanup import MessageFacts
 from bot.speech.control import estimate_seconds
+from bot.speech.names import announced_name
 from bot.speech.narration import AutoPrefix, NarrationRules, Narrator, Reading, skip_reason
 from bot.storage import GuildSettings, MemberSettings, Storage
 from bot.synthesis.service import Admission, Destination, SpeakOptions, SpeechService
@@ -107,12 +108,16 @@ class NarrationCalls:
             log.debug("Not reading message %s: %s", incoming.message_id, reason)
             return None
         member = await self.storage.get_member(author.id)
+        # The name as the member wants it said (/voice name), where they may change their
+        # nickname; else as Discord shows it. An author without member data: unknown, so no.
+        may_rename = isinstance(author, discord.Member) and author.guild_permissions.change_nickname
         reading = self.narrator.compose(
             incoming.facts,
             channel_id=incoming.channel_id,
             author_id=author.id,
-            # The name as the member wants it said (/voice name), else as Discord shows it.
-            author_name=member.spoken_name or author.display_name,
+            author_name=announced_name(
+                member.spoken_name, author.display_name, may_change_nickname=may_rename
+            ),
             rules=rules,
             prefix=prefix,
         )

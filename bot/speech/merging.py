@@ -40,7 +40,8 @@ class Part:
 
     message_id: int
     author_id: int
-    #: How the member's name is said (their /voice name, else their display name).
+    #: How the member's name is said (their /voice name where they may change their
+    #: nickname, else their display name).
     name: str
     #: What is said for it, its "Alice said" included.
     text: str

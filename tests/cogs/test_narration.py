@@ -73,7 +73,7 @@ class Scene:
         author.voice = create_autospec(discord.VoiceState, instance=True)
         author.voice.channel = extra.pop("voice_channel", self.voice_channel)
         author.roles = []
-        author.guild_permissions = discord.Permissions.none()
+        author.guild_permissions = extra.pop("permissions", discord.Permissions.none())
         message.author = author
         message.mentions, message.role_mentions, message.channel_mentions = [], [], []
         message.attachments, message.stickers = [], []
@@ -358,8 +358,20 @@ async def test_a_member_is_announced_by_their_chosen_name_in_the_servers_words(
     await storage.update_guild(GUILD, narration_said="{name} writes")
     await storage.update_guild(GUILD, pronunciations=[("hiya", "hi there")])
     cog = Narration(scene.bot)
-    await cog.on_message(scene.message("hiya all"))
+    renames = discord.Permissions(change_nickname=True)
+    await cog.on_message(scene.message("hiya all", permissions=renames))
     assert scene.spoken() == ["Ah-lee-sah writes: hi there all"]
+
+
+async def test_a_spoken_name_is_not_said_where_its_owner_may_not_change_their_nickname(
+    scene: Scene, storage: SQLiteStorage
+) -> None:
+    # Set in a server that allows it, the name is stored once for every server; this one
+    # denies Change Nickname, so it hears the display name it controls.
+    await storage.update_member(ALICE, spoken_name="Bob")
+    locked = discord.Permissions(send_messages=True, connect=True, speak=True)
+    await Narration(scene.bot).on_message(scene.message("hi", name="Alice", permissions=locked))
+    assert scene.spoken() == ["Alice said: hi"]
 
 
 def idle(scene: Scene) -> None:
