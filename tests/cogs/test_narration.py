@@ -485,7 +485,8 @@ async def test_when_behind_one_members_messages_share_one_call(scene: Scene) -> 
     assert [u.source_id for u in line.queue] == [600, 700]  # Order kept, one place each.
     assert scene.spoken()[-2:] == ["Alice said: first second third", "Bob said: mine"]
     # A message that joins the waiting call never begins a call of its own.
-    assert "second" not in scene.spoken() and "third" not in scene.spoken()
+    assert "second" not in scene.spoken()
+    assert "third" not in scene.spoken()
     # A message deleted from the merged call is not read; the others still are.
     await cog.on_raw_message_delete(
         discord.RawMessageDeleteEvent({"id": "601", "channel_id": str(TEXT), "guild_id": "10"})
