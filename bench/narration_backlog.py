@@ -79,8 +79,15 @@ WORDS = [
 ]
 
 
-#: The modes compared: (name, merge one member's messages, merge two members').
-MODES = (("off", False, False), ("one member", True, False), ("two speakers", True, True))
+#: The modes compared: (name, merge one member's messages, merge two members', the server's
+#: bound in (scaled) seconds past which waiting messages are skipped, 0 for never).
+MODES = (
+    ("off", False, False, 0),
+    ("one member", True, False, 0),
+    ("two speakers", True, True, 0),
+    ("off, skip after 5 min", False, False, 300),
+    ("one member, skip after 5 min", True, False, 300),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +99,8 @@ class Result:
     per_call: float
     p50: float
     p95: float
+    #: Messages skipped as stale (the channel is told in one line each time).
+    skipped: int = 0
 
 
 class Player:
@@ -102,6 +111,9 @@ class Player:
         self.cog = cog
         self.heard = heard
         self.queue: list[Utterance] = []
+        #: Messages withdrawn before their turn (stale: nothing else withdraws here).
+        self.skipped = 0
+        self.current: Utterance | None = None
         self._wakeup = asyncio.Event()
         self.task = asyncio.create_task(self._run())
 
@@ -124,6 +136,10 @@ class Player:
         if utterance not in self.queue:
             return False
         self.queue.remove(utterance)
+        room = self.cog.reader.rooms.find(GUILD)
+        waiting = room.waiting.get(utterance.source_id or 0) if room else None
+        if waiting is not None and waiting.utterance is utterance:
+            self.skipped += len(waiting.merged.parts)
         await utterance.close()
         return True
 
@@ -132,7 +148,10 @@ class Player:
             while not self.queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            utterance = self.queue[0]
+            # Taken out of the queue as it starts, as the real player does: what is playing
+            # (or awaiting its audio at the head) is no longer "waiting".
+            utterance = self.queue.pop(0)
+            self.current = utterance
             room = self.cog.reader.rooms.find(GUILD)
             waiting = room.waiting.get(utterance.source_id or 0) if room else None
             parts = list(waiting.merged.message_ids) if waiting else [utterance.source_id]
@@ -145,8 +164,8 @@ class Player:
             for part in parts:
                 if part is not None:
                     self.heard.setdefault(part, now)
-            if self.queue and self.queue[0] is utterance:
-                self.queue.pop(0)
+            self.current = None
+            await utterance.close()
             await utterance.close()
 
 
@@ -194,7 +213,9 @@ def script(count: int, seed: int) -> list[tuple[int, str]]:
     return lines[:count]
 
 
-async def run(args: argparse.Namespace, mode: str, merging: bool, speakers: bool) -> Result:
+async def run(
+    args: argparse.Namespace, mode: str, merging: bool, speakers: bool, stale: int
+) -> Result:
     minute = args.minute
     latency = CALL_SECONDS / 60 * minute
     lines = script(int(MESSAGES_PER_MINUTE * args.minutes), args.seed)
@@ -227,9 +248,17 @@ async def run(args: argparse.Namespace, mode: str, merging: bool, speakers: bool
             bot.services.speech = SpeechService(settings, scheduler, storage=storage)
             _, voice, message = discord_world()
             await storage.update_guild(
-                GUILD, narration_channel_id=TEXT, narration_merge_speakers=speakers
+                GUILD,
+                narration_channel_id=TEXT,
+                narration_merge_speakers=speakers,
+                narration_stale_after=stale,
             )
             cog = Narration(bot)
+            # The reader's clock runs in scaled seconds, so the bound is in scaled time.
+            loop = asyncio.get_running_loop()
+            rate = 60 / minute
+            cog.reader._clock = lambda: loop.time() * rate
+            cog.reader.clock_rate = rate
             heard: dict[int, float] = {}
             player = Player(cog, heard)
             bot.playback.connected_channel.return_value = voice
@@ -243,13 +272,14 @@ async def run(args: argparse.Namespace, mode: str, merging: bool, speakers: bool
                 await cog.on_message(message(n + 1, author, content))
             # Wait until everything still queued is heard (or nothing moves for 3 minutes).
             last, progress = time.monotonic(), len(heard)
-            while player.queue and time.monotonic() - last < 3 * minute:
+            while (player.queue or player.current) and time.monotonic() - last < 3 * minute:
                 await asyncio.sleep(0.05)
                 if len(heard) != progress:
                     last, progress = time.monotonic(), len(heard)
             player.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await player.task
+            await cog.reader.close()
             await scheduler.close(grace=0)
             calls = fake.tts_calls
     delays = [(heard[m] - written[m]) / minute * 60 for m in written if m in heard]
@@ -261,6 +291,7 @@ async def run(args: argparse.Namespace, mode: str, merging: bool, speakers: bool
         per_call=len(delays) / calls if calls else 0.0,
         p50=percentile(delays, 0.50) if delays else float("nan"),
         p95=percentile(delays, 0.95) if delays else float("nan"),
+        skipped=player.skipped,
     )
 
 
@@ -271,16 +302,17 @@ def report(result: Result) -> None:
     print(f"merging {mode}: messages per call: {result.per_call:.2f}")
     print(f"merging {mode}: backlog delay p50: {result.p50:.1f} s (scaled)")
     print(f"merging {mode}: backlog delay p95: {result.p95:.1f} s (scaled)")
-    print(f"merging {mode}: dropped messages: {result.written - result.heard}")
+    print(f"merging {mode}: skipped as stale: {result.skipped}")
+    print(f"merging {mode}: dropped messages: {result.written - result.heard - result.skipped}")
 
 
 async def main_async(args: argparse.Namespace) -> bool:
     results = []
-    for mode, merging, speakers in MODES:
-        results.append(await run(args, mode, merging, speakers))
+    for mode, merging, speakers, stale in MODES:
+        results.append(await run(args, mode, merging, speakers, stale))
         report(results[-1])
-    off, one, two = results
-    for result in (one, two):
+    off, two = results[0], results[2]
+    for result in results[1:]:
         print(
             f"merging {result.mode}: p95 vs off: {result.p95 / off.p95:.0%}, "
             f"messages per call vs off: {result.per_call / off.per_call:.1f}x"

@@ -71,6 +71,7 @@ class NarrationCalls:
         merge: bool = True,
         chunk_chars: int = 500,
         clock: Callable[[], float] | None = None,
+        clock_rate: float = 1.0,
     ) -> None:
         self.voices = voices
         self.speech = speech
@@ -80,6 +81,8 @@ class NarrationCalls:
         self.narrator = Narrator()
         self.rooms = NarrationRooms()
         self._clock = clock
+        #: Seconds of `clock` per second of the event loop (a bench runs scaled time).
+        self.clock_rate = clock_rate
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _now(self) -> float:

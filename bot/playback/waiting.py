@@ -273,7 +273,7 @@ class WaitingCalls(NarrationCalls):
         if bound <= 0 or room.sweep is not None or not room.waiting:
             return
         oldest = room.calls()[0].queued_at
-        delay = max(oldest + bound - self._now(), soonest, 0.01)
+        delay = max(oldest + bound - self._now(), soonest, 0.01) / self.clock_rate
         loop = asyncio.get_running_loop()
 
         def fire() -> None:
