@@ -1,5 +1,6 @@
 """Narration that is behind, end to end: with the server's two-speaker setting on, two
-members' waiting messages become one two-voice call, and all of it is heard in order."""
+members' waiting messages become one two-voice call, and all of it is heard in order; a
+message edited while it waits in such a call is heard as edited."""
 
 from __future__ import annotations
 
@@ -72,3 +73,38 @@ async def test_two_members_waiting_messages_share_one_two_voice_call(
     assert audio.duration == pytest.approx(expected, rel=0.10)
     assert audio.problems == []
     await emulator.wait_for(lambda: segmind.tts_calls == 2, within=1)  # nothing more was paid
+
+
+async def test_an_edit_to_a_merged_waiting_message_is_heard_as_edited(
+    emulator: Emulator, segmind: FakeSegmind, tmp_path: Path
+) -> None:
+    # DEBUG: the merge is logged, and nothing Discord sees tells when it happened.
+    async with running_bot(
+        emulator, segmind, tmp_path, MAX_CONCURRENCY="1", LOG_LEVEL="DEBUG"
+    ) as bot:
+        await emulator.member_voice(ALICE, VOICE_CHANNEL_ID)
+        start = await emulator.interact("narrate", user_id=ALICE, subcommand="start")
+        await emulator.wait_for(lambda: "Reading" in replied(start), within=15)
+
+        await emulator.send_message("First, while nothing waits.", author_id=ALICE)
+        await bot.wait_for_log("attempt 1 started", within=10)
+        second = await emulator.send_message("Second, with a tpyo in it.", author_id=ALICE)
+        await emulator.send_message("Third, after the second.", author_id=ALICE)
+        await bot.wait_for_log("Narration behind: 2 messages of 1 members", within=10)
+        # Still waiting behind the first call: the edit comes before its turn.
+        assert segmind.tts_calls == 1
+        await emulator.edit_message(second, "Second, now spelled right.")
+        await emulator.wait_for(lambda: segmind.tts_calls == 2, within=15)
+
+        spoken = [request.json_body["text"] for request in segmind.requests]
+        assert "spelled right" in spoken[1]
+        assert "Third, after the second." in spoken[1]
+        assert not any("tpyo" in said for said in spoken)
+        expected = sum(segmind.expected_duration(said) for said in spoken)
+        audio = emulator.audio_for(GUILD_ID)
+        await emulator.wait_for(
+            lambda: audio.duration >= expected * 0.9 and audio.silence_packets >= 5, within=20
+        )
+        assert audio.duration == pytest.approx(expected, rel=0.10)
+        assert audio.problems == []
+        await emulator.wait_for(lambda: segmind.tts_calls == 2, within=1)  # nothing more paid

@@ -15,9 +15,10 @@ import discord
 import pytest
 import yarl
 
-from tests.e2e.discord_emulator import Emulator, Interaction
+from tests.e2e.discord_emulator import Emulator, Interaction, RoleChoice
 from tests.e2e.discord_emulator.state import (
     ALICE,
+    BOB,
     BOT_ID,
     BOT_ROLE_ID,
     GUILD_ID,
@@ -344,3 +345,46 @@ def _recorder(into: list[Any]) -> Any:
         into.append((event, data))
 
     return dispatch
+
+
+async def test_a_role_option_carries_the_role_resolved_as_in_guild_create(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    role = emulator.world.add_role("Speakers", members=(BOB,))
+    guild = emulator.world.guild_create()
+    (sent,) = [r for r in guild["roles"] if r["id"] == str(role)]
+    members = {m["user"]["id"]: m["roles"] for m in guild["members"]}
+    assert (members[str(BOB)], members[str(ALICE)]) == ([str(role)], [])
+    events: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(emulator.gateway, "dispatch", _recorder(events))
+    await emulator.interact("settings", user_id=ALICE, subcommand="access", role=RoleChoice(role))
+    ((_, payload),) = events
+    (subcommand,) = payload["data"]["options"]
+    assert subcommand["options"] == [{"name": "role", "type": 8, "value": str(role)}]
+    assert payload["data"]["resolved"] == {"roles": {str(role): sent}}
+    with pytest.raises(ValueError, match="no role"):  # A client offers only existing roles.
+        await emulator.interact("settings", user_id=ALICE, role=RoleChoice(12345))
+
+
+async def test_a_message_command_targets_the_message_it_was_picked_on(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.commands[GUILD_ID] = [
+        {"id": "1", "name": "speak", "type": 1},
+        {"id": "2", "name": "Speak this message", "type": 3},
+    ]
+    message = await emulator.send_message("Read me", author_id=ALICE)
+    events: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(emulator.gateway, "dispatch", _recorder(events))
+    interaction = await emulator.interact_with_message("Speak this message", message, user_id=BOB)
+    ((event, payload),) = events
+    assert (event, payload["type"], interaction.kind) == ("INTERACTION_CREATE", 2, 2)
+    data = payload["data"]
+    assert (data["id"], data["type"], data["target_id"]) == ("2", 3, message["id"])
+    resolved = data["resolved"]["messages"][message["id"]]
+    assert resolved["content"] == "Read me"
+    assert resolved["author"]["id"] == str(ALICE)
+    assert "member" not in resolved  # Resolved messages carry their author, not the member.
+    assert payload["member"]["user"]["id"] == str(BOB)
+    with pytest.raises(ValueError, match="no message command"):
+        await emulator.interact_with_message("speak", message, user_id=BOB)

@@ -10,7 +10,9 @@ Emulated:
 - Gateway (`gateway`): HELLO, IDENTIFY, READY, GUILD_CREATE of one guild (text, voice and
   stage channels, roles, members, voice states), heartbeats, RESUME, zlib-stream transport
   compression, opcode 4 answered with VOICE_STATE_UPDATE and VOICE_SERVER_UPDATE, and helpers
-  to dispatch INTERACTION_CREATE, MESSAGE_CREATE/UPDATE/DELETE and members' voice states.
+  to dispatch INTERACTION_CREATE (slash commands, with role options resolved, and message
+  commands on a message), MESSAGE_CREATE/UPDATE/DELETE and members' voice states.
+- Roles (`state`): roles an admin made, given to members, sent in GUILD_CREATE.
 - Voice (`voice`, `rtp`): the v8 voice gateway over TLS (a throwaway certificate, `certs`),
   UDP IP discovery with a few milliseconds of network delay, transport-encrypted RTP
   (aead_xchacha20_poly1305_rtpsize; AES-GCM only where libsodium offers it), decrypted and
@@ -38,6 +40,6 @@ from __future__ import annotations
 
 from tests.e2e.discord_emulator.records import Interaction, RestRequest, Upload
 from tests.e2e.discord_emulator.rtp import ReceivedAudio
-from tests.e2e.discord_emulator.server import Emulator
+from tests.e2e.discord_emulator.server import Emulator, RoleChoice
 
-__all__ = ["Emulator", "Interaction", "ReceivedAudio", "RestRequest", "Upload"]
+__all__ = ["Emulator", "Interaction", "ReceivedAudio", "RestRequest", "RoleChoice", "Upload"]

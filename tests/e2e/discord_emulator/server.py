@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -31,6 +32,15 @@ from tests.e2e.discord_emulator.state import (
 from tests.e2e.discord_emulator.voice import VoiceServer
 
 _OPTION_TYPES = {str: 3, int: 4, bool: 5, float: 10}
+ROLE_OPTION = 8
+
+
+@dataclass(frozen=True)
+class RoleChoice:
+    """A role picked in a role option: Discord sends its id as the value and the role itself
+    in `data.resolved.roles`, which is where discord.py finds the `discord.Role`."""
+
+    role_id: int
 
 
 class Emulator:
@@ -285,20 +295,31 @@ class Emulator:
         """A member runs a slash command (or types in one of its options, with `focused`);
         `dm` sends it from their DMs with the bot instead of the server."""
         given = []
+        resolved: dict[str, dict[str, Any]] = {}
         for option, value in options.items():
-            entry = {"name": option, "type": _OPTION_TYPES[type(value)], "value": value}
+            if isinstance(value, RoleChoice):
+                # A client offers only the server's roles: anything else is a broken test.
+                if value.role_id not in self.world.role_names:
+                    raise ValueError(f"no role {value.role_id} in the emulated server")
+                role = self.world.role_payload(value.role_id)
+                resolved.setdefault("roles", {})[role["id"]] = role
+                entry = {"name": option, "type": ROLE_OPTION, "value": role["id"]}
+            else:
+                entry = {"name": option, "type": _OPTION_TYPES[type(value)], "value": value}
             if option == focused:
                 entry["focused"] = True
             given.append(entry)
         if subcommand is not None:
             given = [{"name": subcommand, "type": 1, "options": given}]
         command = self._command(name)
-        data = {
+        data: dict[str, Any] = {
             "id": command["id"] if command else str(snowflake()),
             "name": name,
             "type": 1,
             "options": given,
         }
+        if resolved:
+            data["resolved"] = resolved
         kind = 4 if focused else 2
         if dm:
             payload = self.dm_interaction_payload(kind, data, user_id)
@@ -307,6 +328,31 @@ class Emulator:
             payload = self.interaction_payload(kind, data, user_id, channel_id)
         interaction = Interaction(
             int(payload["id"]), payload["token"], kind, self.clock.now(), payload
+        )
+        self.interactions[interaction.id] = interaction
+        await self.gateway.dispatch("INTERACTION_CREATE", payload)
+        return interaction
+
+    async def interact_with_message(
+        self, name: str, message: dict[str, Any], *, user_id: int
+    ) -> Interaction:
+        """A member picks a message command (Apps → `name`) on a message in the server: type 2
+        with `data.type` 3, the message as `target_id` and in `data.resolved.messages`."""
+        command = self._command(name)
+        if command is None or command.get("type") != 3:
+            raise ValueError(f"the bot synced no message command named {name!r}")
+        target = {key: value for key, value in message.items() if key != "member"}
+        data = {
+            "id": command["id"],
+            "name": name,
+            "type": 3,
+            "target_id": message["id"],
+            "resolved": {"messages": {message["id"]: target}},
+            "guild_id": str(self.world.guild_id),
+        }
+        payload = self.interaction_payload(2, data, user_id, int(message["channel_id"]))
+        interaction = Interaction(
+            int(payload["id"]), payload["token"], 2, self.clock.now(), payload
         )
         self.interactions[interaction.id] = interaction
         await self.gateway.dispatch("INTERACTION_CREATE", payload)
@@ -374,4 +420,4 @@ class Emulator:
         )
 
 
-__all__ = ["Emulator", "contextlib"]
+__all__ = ["Emulator", "RoleChoice", "contextlib"]

@@ -201,6 +201,7 @@ class World:
             self.guild_id: EVERYONE_PERMISSIONS,
             BOT_ROLE_ID: EVERYONE_PERMISSIONS,
         }
+        self.role_names: dict[int, str] = {self.guild_id: "@everyone", BOT_ROLE_ID: "TTS"}
         #: Channel permission overwrites, as Discord sends them: {"id", "type" (0 role,
         #: 1 member), "allow", "deny"}.
         self.overwrites: dict[int, list[dict[str, Any]]] = {}
@@ -228,24 +229,34 @@ class World:
             "summary": "",
         }
 
-    def roles(self) -> list[dict[str, Any]]:
-        def role(role_id: int, name: str, permissions: int, position: int) -> dict[str, Any]:
-            return {
-                "id": str(role_id),
-                "name": name,
-                "color": 0,
-                "hoist": False,
-                "position": position,
-                "permissions": str(permissions),
-                "managed": role_id == BOT_ROLE_ID,
-                "mentionable": False,
-                "flags": 0,
-            }
+    def add_role(self, name: str, permissions: int = 0, *, members: tuple[int, ...] = ()) -> int:
+        """A role the server's admins made, given to `members`. Add it before the bot connects:
+        roles and members' roles are sent in GUILD_CREATE (the bot has no GUILD_MEMBERS intent,
+        so Discord would tell it of a member's new roles only in their messages and voice
+        states, which carry the member)."""
+        role_id = snowflake()
+        self.role_permissions[role_id] = permissions
+        self.role_names[role_id] = name
+        for user_id in members:
+            self.members[user_id].roles.append(role_id)
+        return role_id
 
-        return [
-            role(self.guild_id, "@everyone", self.role_permissions[self.guild_id], 0),
-            role(BOT_ROLE_ID, "TTS", self.role_permissions[BOT_ROLE_ID], 1),
-        ]
+    def role_payload(self, role_id: int) -> dict[str, Any]:
+        """A role as Discord sends it (in GUILD_CREATE, and resolved in an option)."""
+        return {
+            "id": str(role_id),
+            "name": self.role_names[role_id],
+            "color": 0,
+            "hoist": False,
+            "position": list(self.role_names).index(role_id),
+            "permissions": str(self.role_permissions[role_id]),
+            "managed": role_id == BOT_ROLE_ID,
+            "mentionable": False,
+            "flags": 0,
+        }
+
+    def roles(self) -> list[dict[str, Any]]:
+        return [self.role_payload(role_id) for role_id in self.role_names]
 
     def channels(self) -> list[dict[str, Any]]:
         def channel(channel_id: int, kind: int, name: str, position: int) -> dict[str, Any]:
