@@ -5,9 +5,10 @@ Each input is a shape that once made a regular expression backtrack quadraticall
 of backslashes, "<", "@", dots, commas, spaces, unclosed spoilers and code fences) or that
 makes the most work for the passes (thousands of spoilers and code blocks). It prints the
 worst of several runs per input, clean-up and chunking separately, and the length at which a
-doubling of the input more than triples the time (none, for linear work).
+doubling of the input more than triples the time (none, for linear work). Then the server's
+pronunciations over the same length, beside the clean-up of the same text (`bench.dictionary`).
 
-    python -m bench.text_cleanup [--chars 20000] [--target-ms 50]
+    python -m bench.text_cleanup [--chars 20000] [--target-ms 50] [--dictionary-target-ms 5]
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from bench import dictionary
 from bot.speech.chunking import split_text
 from bot.speech.cleanup import CleanupOptions, MessageFacts, clean_message
 
@@ -64,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--chars", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--target-ms", type=float, default=50.0)
+    parser.add_argument("--dictionary-target-ms", type=float, default=5.0)
     args = parser.parse_args(argv)
     worst_total = 0.0
     superlinear: list[str] = []
@@ -79,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"worst total for {args.chars:,} characters: {worst_total:.1f} ms")
     print(f"target: < {args.target_ms:g} ms; growing faster than linear: {superlinear or 'none'}")
     met = worst_total < args.target_ms and not superlinear
+    print()
+    met = dictionary.report(args.chars, max(args.runs, 5), args.dictionary_target_ms) and met
     print(f"target met: {'yes' if met else 'no'}")
     return 0 if met else 1
 
