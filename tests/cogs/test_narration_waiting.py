@@ -183,3 +183,12 @@ async def test_a_stale_message_already_paid_for_is_still_read(
     await cog.reader._sweep(room, GUILD)  # 0: never skipped, however late.
     assert [u.source_id for u in line.queue] == [600]
     await cog.reader.close()
+
+
+async def test_turkish_letters_beside_a_dictionary_entry_with_i_are_still_read(
+    scene: Scene, storage: SQLiteStorage
+) -> None:
+    await storage.update_guild(GUILD, pronunciations=[("gif", "jif")])
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("a GİF, a gıf and a gif", message_id=900))
+    assert scene.spoken() == ["Alice said: a GİF, a gıf and a jif"]

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from bot.speech.merging import Merged, Part, speaker_label
+from bot.speech.merging import (
+    JoinWaiting,
+    Merged,
+    Part,
+    ReadAlone,
+    decide_merge,
+    speaker_label,
+)
 
 ALICE, BOB = 1, 2
 
@@ -82,3 +89,67 @@ def test_a_member_who_now_follows_themself_is_not_announced_twice() -> None:
     assert rest is not None
     assert rest.speakers == (ALICE,)
     assert rest.text(dialogue=True) == "Alice said: one three"
+
+
+VOICES = {ALICE: "Kore", BOB: "Puck"}
+
+
+def decide(
+    waiting: Merged | None,
+    new: Part,
+    *,
+    enabled: bool = True,
+    unmade: bool = True,
+    two_speakers: bool = False,
+    voices: dict[int, str] = VOICES,
+    limit: int = 500,
+) -> object:
+    return decide_merge(
+        waiting,
+        new,
+        enabled=enabled,
+        unmade=unmade,
+        two_speakers=two_speakers,
+        voices=voices,
+        limit=limit,
+    )
+
+
+def test_a_members_next_message_joins_their_unmade_waiting_call() -> None:
+    waiting = Merged((part(1, ALICE, "hi", "Alice said"),))
+    decision = decide(waiting, part(2, ALICE, "there"))
+    assert isinstance(decision, JoinWaiting)
+    assert decision.voices is None
+    assert decision.text() == "Alice said: hi there"
+
+
+def test_each_refusal_says_why_and_nothing_joins() -> None:
+    waiting = Merged((part(1, ALICE, "hi", "Alice said"),))
+    cases = {
+        "merging is off": decide(waiting, part(2, ALICE, "x"), enabled=False),
+        "nothing is waiting": decide(None, part(2, ALICE, "x")),
+        "the waiting call is already being made": decide(
+            waiting, part(2, ALICE, "x"), unmade=False
+        ),
+        "another speaker": decide(waiting, part(2, BOB, "x", "Bob said")),
+        "too long to share a call": decide(waiting, part(2, ALICE, "x" * 30), limit=30),
+    }
+    for reason, decision in cases.items():
+        assert decision == ReadAlone(reason)
+
+
+def test_two_speakers_join_only_with_the_setting_and_never_a_third() -> None:
+    waiting = Merged((part(1, ALICE, "hi", "Alice said"),))
+    decision = decide(waiting, part(2, BOB, "yo", "Bob said"), two_speakers=True)
+    assert isinstance(decision, JoinWaiting)
+    assert decision.voices == ("Kore", "Puck")
+    assert decision.text() == "Alice: Alice said: hi\nBob: Bob said: yo"
+    carol = Part(3, 3, "Carol", "Carol said: hey", "Carol said")
+    third = decide(decision.merged, carol, two_speakers=True, voices={**VOICES, 3: "Zephyr"})
+    assert third == ReadAlone("another speaker")
+
+
+def test_an_edit_changes_only_its_own_words() -> None:
+    merged = Merged((part(1, ALICE, "hi", "Alice said"), part(2, ALICE, "tpyo")))
+    assert merged.with_text(2, "typo").text(dialogue=False) == "Alice said: hi typo"
+    assert merged.part(3) is None
