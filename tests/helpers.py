@@ -79,3 +79,35 @@ def mock_bot(settings: Any) -> Any:
     bot.playback = create_autospec(VoiceManager, instance=True)
     bot.responding.return_value = contextlib.nullcontext()
     return bot
+
+
+def make_member(user_id: int = 1, **overrides: Any) -> Any:
+    """A server member spec'd from discord.Member: a human with no roles and no permissions
+    unless `overrides` say otherwise (any attribute: `display_name`, `roles`, `voice`…)."""
+    import discord
+
+    member = create_autospec(discord.Member, instance=True)
+    member.id, member.bot, member.display_name = user_id, False, f"Member {user_id}"
+    member.roles, member.guild_permissions = [], discord.Permissions.none()
+    member.voice = None
+    for name, value in overrides.items():
+        setattr(member, name, value)
+    return member
+
+
+def make_message(content: str = "", **overrides: Any) -> Any:
+    """A plain member's message spec'd from discord.Message: default type, no mentions,
+    attachments, stickers or reply, unless `overrides` say otherwise (any attribute)."""
+    import discord
+
+    message = create_autospec(discord.Message, instance=True)
+    message.id, message.content, message.webhook_id = 1, content, None
+    message.type = discord.MessageType.default
+    message.flags = discord.MessageFlags()
+    message.author = make_member()
+    message.mentions, message.role_mentions, message.channel_mentions = [], [], []
+    message.attachments, message.stickers, message.reference = [], [], None
+    message.jump_url = "https://discord.com/channels/1/2/3"
+    for name, value in overrides.items():
+        setattr(message, name, value)
+    return message

@@ -20,7 +20,7 @@ from bot.synthesis.service import SpeechService
 from bot.synthesis.stream import SpeechStream
 from cogs._shared import facts_from_message
 from cogs.narration import Narration
-from tests.helpers import mock_bot, mock_interaction
+from tests.helpers import make_member, make_message, mock_bot, mock_interaction
 
 GUILD, TEXT, OTHER_TEXT = 10, 20, 21
 ALICE = 1001
@@ -57,30 +57,27 @@ class Scene:
     def message(
         self, content: str, *, author_id: int = ALICE, channel_id: int = TEXT, **extra: Any
     ) -> Any:
-        message = create_autospec(discord.Message, instance=True)
-        message.guild = self.guild
-        message.webhook_id = None
-        message.id = extra.pop("message_id", 555)
-        message.type = extra.pop("type", discord.MessageType.default)
-        message.flags = discord.MessageFlags(suppress_notifications=extra.pop("silent", False))
-        message.content = content
-        message.channel = create_autospec(discord.TextChannel, instance=True)
-        message.channel.id = channel_id
-        author = create_autospec(discord.Member, instance=True)
-        author.id = author_id
-        author.bot = extra.pop("bot", False)
-        author.display_name = extra.pop("name", "Alice")
-        author.voice = create_autospec(discord.VoiceState, instance=True)
-        author.voice.channel = extra.pop("voice_channel", self.voice_channel)
-        author.roles = []
-        author.guild_permissions = extra.pop("permissions", discord.Permissions.none())
-        message.author = author
-        message.mentions, message.role_mentions, message.channel_mentions = [], [], []
-        message.attachments, message.stickers = [], []
-        message.reference = None
-        for key, value in extra.items():
-            setattr(message, key, value)
-        return message
+        channel = create_autospec(discord.TextChannel, instance=True)
+        channel.id = channel_id
+        voice = create_autospec(discord.VoiceState, instance=True)
+        voice.channel = extra.pop("voice_channel", self.voice_channel)
+        author = make_member(
+            author_id,
+            bot=extra.pop("bot", False),
+            display_name=extra.pop("name", "Alice"),
+            voice=voice,
+            guild_permissions=extra.pop("permissions", discord.Permissions.none()),
+        )
+        silent = discord.MessageFlags(suppress_notifications=extra.pop("silent", False))
+        return make_message(
+            content,
+            id=extra.pop("message_id", 555),
+            guild=self.guild,
+            channel=channel,
+            author=author,
+            flags=silent,
+            **extra,
+        )
 
     def spoken(self) -> list[str]:
         return [request.text for c in self.queued.call_args_list for request in c.args[1]]

@@ -14,13 +14,11 @@ from bot.config import Settings
 from bot.errors import AccessDeniedError
 from bot.playback.player import GuildPlayer, Utterance
 from cogs.playback import Playback
-from tests.helpers import mock_bot, mock_interaction
+from tests.helpers import make_member, mock_bot, mock_interaction
 
 
 def human(user_id: int) -> Any:
-    member = create_autospec(discord.Member, instance=True)
-    member.id, member.bot = user_id, False
-    return member
+    return make_member(user_id)
 
 
 class Session:

@@ -21,7 +21,7 @@ from bot.synthesis.service import Clip, Destination, SpeakOptions
 from bot.synthesis.stream import SpeechStream
 from cogs._shared import style_autocomplete, voice_autocomplete
 from cogs.speak import Speak, progress_line, result_line
-from tests.helpers import mock_bot, mock_interaction
+from tests.helpers import make_member, make_message, mock_bot, mock_interaction
 from tests.signals import tone
 
 REQUEST = build_request("Hello there", voice="Kore")
@@ -139,14 +139,7 @@ async def test_asking_to_play_without_being_in_voice_is_refused_for_free(bot: An
 
 
 def a_message(content: str) -> Any:
-    message = create_autospec(discord.Message, instance=True)
-    message.content = content
-    message.jump_url = "https://discord.com/channels/1/2/3"
-    alice = create_autospec(discord.Member, instance=True)
-    alice.id, alice.display_name = 5, "Alice"
-    message.mentions, message.role_mentions, message.channel_mentions = [alice], [], []
-    message.attachments, message.stickers, message.reference = [], [], None
-    return message
+    return make_message(content, mentions=[make_member(5, display_name="Alice")])
 
 
 @pytest.fixture
