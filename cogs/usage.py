@@ -49,7 +49,11 @@ class Usage(commands.GroupCog, group_name="usage"):
         lines = [f"Today in this server: {summary_line(today)}."]
         guild = await self.bot.services.storage.get_guild(interaction.guild_id)
         if guild.daily_quota is not None:
-            left = max(0, guild.daily_quota - paid_calls(today))
+            # Requests still being made count already, as they do when the member asks again.
+            pending = self.bot.services.speech.quota.outstanding(
+                interaction.guild_id, interaction.user.id
+            )
+            left = max(0, guild.daily_quota - paid_calls(today) - pending)
             lines.append(f"Left today: {left} of {guild.daily_quota} (resets at midnight UTC).")
         await interaction.response.send_message(
             "\n".join(lines), ephemeral=True, allowed_mentions=NO_MENTIONS

@@ -71,6 +71,9 @@ class Pending:
     ready: Audio | None = None
     flight: Flight | None = None
     released: bool = field(default=False)
+    #: Joined a call another request made here: free for this one, whatever becomes of it
+    #: (the call is that request's, and paid by its member).
+    joined: bool = False
 
     @property
     def ticket(self) -> Ticket | None:

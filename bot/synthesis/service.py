@@ -12,7 +12,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from bot import audio as audio_mod
@@ -29,6 +29,7 @@ from bot.speech.styles import apply_style
 from bot.storage import GuildSettings, MemberSettings, Storage
 from bot.synthesis.cache import Cache
 from bot.synthesis.deadline import estimate_seconds, too_slow
+from bot.synthesis.quota import QuotaLedger, Reservation
 from bot.synthesis.scheduler import Scheduler
 from bot.synthesis.stream import SharedFlights, SpeechSource, SpeechStream
 from bot.synthesis.usage import UsageRecorder, day_start, next_reset, paid_calls
@@ -85,17 +86,27 @@ class SpeakOptions:
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """A request that passed every rule: the calls it may make, for whom, and by when."""
+    """A request that passed every rule: the calls it may make, for whom, and by when.
+
+    Its calls already count against the member's daily quota (`reservation`): `start` it, or
+    `release` it if it will not be started, or they stay counted until the process ends.
+    """
 
     requester: Requester
     requests: tuple[SpeechRequest, ...]
     fresh: bool = False
     #: Event-loop time by which every chunk must be made (a chat reply's window), if any.
     deadline: float | None = None
+    reservation: Reservation = field(default_factory=Reservation)
 
     @property
     def calls(self) -> int:
         return len(self.requests)
+
+    def release(self) -> None:
+        """Not starting after all (narration that did not join voice): its calls no longer
+        count against the quota. Harmless twice, and after `start` (the stream has them)."""
+        self.reservation.abandon()
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +136,9 @@ class SpeechService:
     ) -> None:
         self.settings = settings
         self.storage = storage
+        #: What members have outstanding against their daily quotas: shared with the usage
+        #: recorder, which counts each paid call until its record is written.
+        self.quota = usage.quota if usage is not None else QuotaLedger()
         self._executor = executor
         self.source = SpeechSource(
             scheduler,
@@ -176,7 +190,8 @@ class SpeechService:
         """Every rule a request must pass, checked before anything is spent or the bot moves:
         invalid input, the server's rules and the daily quota raise a `BotError` here. A
         caller that must do something between the rules and the spending (narration joins
-        voice only for a message it will read) admits first and `start`s after.
+        voice only for a message it will read) admits first and `start`s after, or
+        `release`s the admission: its calls count against the quota from here on.
 
         `guild` and `member` pass settings the caller already loaded, so they are not read
         twice. `within` is the seconds the whole message must be made in (a chat reply's
@@ -201,11 +216,12 @@ class SpeechService:
             ),
             ctx=ctx,
         )
-        await self.check(ctx, voice=destination.in_voice, calls=len(requests))
+        reservation = await self.check(ctx, voice=destination.in_voice, calls=len(requests))
         deadline = None
         if within is not None:
             refusal = too_slow(self.estimate(len(requests)), within, len(requests))
             if refusal is not None:
+                reservation.abandon()
                 raise refusal
             deadline = asyncio.get_running_loop().time() + within
         # Narration reads every message: no cooldown, and no per-member waiting cap.
@@ -215,17 +231,31 @@ class SpeechService:
         else:
             cooldown = ctx.guild.user_cooldown if ctx.guild is not None else None
         requester = Requester(caller.user_id, caller.guild_id, cooldown, capped=not narration)
-        return Admission(requester, tuple(requests), fresh=options.fresh, deadline=deadline)
+        return Admission(
+            requester,
+            tuple(requests),
+            fresh=options.fresh,
+            deadline=deadline,
+            reservation=reservation,
+        )
 
     async def start(self, admission: Admission) -> SpeechStream:
         """Spend what `admission` allows: its first chunk is queued (or found in the cache);
-        a refusal of that first chunk (a cooldown, a full queue) raises here."""
-        return await self.stream(
-            admission.requester,
-            admission.requests,
-            fresh=admission.fresh,
-            deadline=admission.deadline,
-        )
+        a refusal of that first chunk (a cooldown, a full queue) raises here, and gives its
+        calls back to the quota. The stream gives each chunk's back as it settles."""
+        reservation = admission.reservation.take()
+        try:
+            return await self.stream(
+                admission.requester,
+                admission.requests,
+                fresh=admission.fresh,
+                deadline=admission.deadline,
+                reservation=reservation,
+            )
+        except BaseException:
+            # The stream gave back what it refused; this is for a stream never made at all.
+            reservation.release(reservation.held)
+            raise
 
     async def prefers_voice_message(self, caller: Caller) -> bool:
         """Whether the member asked for their /speak speech as voice messages by default."""
@@ -262,17 +292,30 @@ class SpeechService:
             guild = await self.storage.get_guild(caller.guild_id)
         return SpeakContext(caller, member, guild)
 
-    async def check(self, ctx: SpeakContext, *, voice: bool, calls: int) -> None:
-        """Server rules and the daily quota, checked before any call is made."""
+    async def check(self, ctx: SpeakContext, *, voice: bool, calls: int) -> Reservation:
+        """Server rules and the daily quota, checked before any call is made; the calls are
+        reserved against the quota as they pass (`bot.synthesis.quota`).
+
+        The quota counts today's paid calls in storage and what is outstanding here (admitted
+        and not yet settled, or paid and not yet stored), so requests arriving together, or
+        faster than calls are made, cannot pass it. Managers, and servers without a quota,
+        reserve nothing.
+        """
         check_access(ctx.caller, ctx.guild, voice=voice)
         quota = ctx.guild.daily_quota if ctx.guild else None
         if quota is None or self.storage is None or ctx.caller.manager:
-            return
-        today = await self.storage.usage(
-            since=day_start(), guild_id=ctx.caller.guild_id, user_id=ctx.caller.user_id
-        )
-        if paid_calls(today) + calls > quota:
-            raise QuotaExceededError(limit=quota, needed=calls, reset_at=next_reset().timestamp())
+            return Reservation()
+        guild_id, user_id = ctx.caller.guild_id, ctx.caller.user_id
+        # No record of this member's is written while storage is read: it would be counted
+        # by neither the read nor the ledger. Counting what is outstanding and reserving have
+        # no await between them, so two checks at once cannot both take the last call.
+        async with self.quota.locked(guild_id, user_id):
+            today = await self.storage.usage(since=day_start(), guild_id=guild_id, user_id=user_id)
+            if paid_calls(today) + self.quota.outstanding(guild_id, user_id) + calls > quota:
+                raise QuotaExceededError(
+                    limit=quota, needed=calls, reset_at=next_reset().timestamp()
+                )
+            return self.quota.reserve(guild_id, user_id, calls)
 
     def _validate(
         self,
@@ -352,9 +395,11 @@ class SpeechService:
         *,
         fresh: bool = False,
         deadline: float | None = None,
+        reservation: Reservation | None = None,
     ) -> SpeechStream:
         """Start making a message; a refusal for its first chunk raises here, before anything
-        is spent. `fresh` skips the cache and any identical call in flight, for a new take.
+        is spent. `fresh` skips the cache and any identical call in flight, for a new take;
+        `reservation` is the member's quota for it, given back chunk by chunk.
         """
         stream = SpeechStream(
             self.source,
@@ -363,6 +408,7 @@ class SpeechService:
             parallel=self.settings.chunk_parallelism,
             fresh=fresh,
             deadline=deadline,
+            reservation=reservation,
         )
         return await stream.start()
 

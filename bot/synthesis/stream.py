@@ -23,6 +23,7 @@ from bot.speech.request import SpeechRequest
 from bot.synthesis.cache import Cache, NullCache, cache_key
 from bot.synthesis.deadline import DeadlineError
 from bot.synthesis.flight import Claim, Claiming, Flight, Pending, SharedFlights
+from bot.synthesis.quota import Reservation
 from bot.synthesis.scheduler import Scheduler, Ticket
 from bot.synthesis.usage import UsageRecorder
 
@@ -92,7 +93,7 @@ class SpeechSource:
             return None
         flight.waiters += 1
         self.coalesced += 1
-        pending = Pending(flight=flight)
+        pending = Pending(flight=flight, joined=True)
         self._count_shared(pending, requester)
         return pending
 
@@ -291,6 +292,13 @@ class SpeechStream:
 
     At most `parallel` chunks are requested ahead of the one being waited for, so one long
     message neither floods the queue nor pays for chunks nobody will hear after a skip.
+
+    A `reservation` (the member's daily quota, one call per chunk) is given back chunk by
+    chunk as each settles: at once for a chunk from the cache, one that joined a call another
+    request made, one refused, and one never asked for (cancelled before its turn); when its
+    call ends for one this stream called for (withdrawn, failed, or paid: the usage recorder
+    counts a paid call in the same step its ticket ends). A chunk cancelled while its call
+    runs stays counted until that call ends: it is paid all the same.
     """
 
     def __init__(
@@ -302,6 +310,7 @@ class SpeechStream:
         parallel: int = 2,
         fresh: bool = False,
         deadline: float | None = None,
+        reservation: Reservation | None = None,
     ) -> None:
         if not requests:
             raise ValueError("nothing to say")
@@ -316,10 +325,21 @@ class SpeechStream:
         #: Event-loop time by which every chunk must be made; what is left then is withdrawn.
         self.deadline = deadline
         self._listeners: list[Callable[[SpeechStream], None]] = []
+        held = reservation is not None and reservation.held > 0
+        self._reservation = reservation if held else None
+        #: Per chunk: still counted in the reservation.
+        self._counted = [held] * len(self.requests)
+        #: Chunks asked for so far (the rest can still be given back on cancel).
+        self._asked = 0
 
     async def start(self) -> SpeechStream:
-        """Request the first chunk; refusals (cooldown, full queue, paused) raise here."""
-        self.pending.append(await self._begin(0))
+        """Request the first chunk; refusals (cooldown, full queue, paused) raise here, and
+        give back the whole reservation."""
+        try:
+            self.pending.append(await self._begin(0))
+        except BaseException:
+            self.cancel()
+            raise
         return self
 
     @property
@@ -343,13 +363,50 @@ class SpeechStream:
         self._listeners.append(callback)
 
     async def _begin(self, index: int) -> Pending:
-        pending = await self._source.begin(
-            self.requests[index], self.requester, follow_up=index > 0, fresh=self._fresh
-        )
+        self._asked = max(self._asked, index + 1)
+        try:
+            pending = await self._source.begin(
+                self.requests[index], self.requester, follow_up=index > 0, fresh=self._fresh
+            )
+        except BaseException:
+            self._settle(index)  # refused: never made
+            raise
+        self._settle_when_made(index, pending)
+        if self.closed:  # cancelled while this chunk was being asked for
+            pending.release()
         if pending.flight is not None and pending.ticket is None:
             # Another process makes it; if this one ends up queueing it, progress shows that.
             pending.flight.on_ticket.append(self._tell)
         return pending
+
+    def _settle_when_made(self, index: int, pending: Pending) -> None:
+        """Give the chunk's reservation back once nothing more can be paid for it: when its
+        ticket ends (the usage recorder counted a paid call in that same step), or when its
+        flight does without one (another process's answer, or given up while waiting)."""
+        if self._reservation is None:
+            return
+        flight = pending.flight
+        if flight is None or pending.joined:
+            self._settle(index)  # the cache, another process, or another request's call
+            return
+
+        def settle(_: object = None) -> None:
+            self._settle(index)
+
+        def ticketed() -> None:
+            assert flight.ticket is not None
+            flight.ticket.when_done(settle)
+
+        flight.future.add_done_callback(settle)
+        if flight.ticket is not None:
+            flight.ticket.when_done(settle)
+        else:  # another process makes it, unless its call fails and this one is queued
+            flight.on_ticket.append(ticketed)
+
+    def _settle(self, index: int) -> None:
+        if self._reservation is not None and self._counted[index]:
+            self._counted[index] = False
+            self._reservation.release()
 
     def _tell(self) -> None:
         for listener in self._listeners:
@@ -358,9 +415,13 @@ class SpeechStream:
     async def audio(self) -> AsyncIterator[Audio]:
         """Each chunk's audio as soon as it and every chunk before it is ready."""
         try:
-            while self.index < self.total and not self.closed:
-                while len(self.pending) < min(self.total, self.index + self._parallel):
+            while self.index < self.total:
+                while not self.closed and len(self.pending) < min(
+                    self.total, self.index + self._parallel
+                ):
                     self.pending.append(await self._begin(len(self.pending)))
+                if self.closed:  # cancelled, perhaps while a chunk was being asked for
+                    break
                 result = await self._result(self.pending[self.index])
                 self.index += 1
                 self._tell()
@@ -390,7 +451,10 @@ class SpeechStream:
         return [audio async for audio in self.audio()]
 
     def cancel(self) -> None:
-        """Give up every chunk not yet delivered; calls nobody else shares are withdrawn."""
+        """Give up every chunk not yet delivered; calls nobody else shares are withdrawn, and
+        chunks never asked for give their reservation back."""
         self.closed = True
         for pending in self.pending[self.index :]:
             pending.release()
+        for index in range(self._asked, self.total):
+            self._settle(index)

@@ -11,9 +11,10 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from bot.storage import Storage, UsageRecord, UsageSummary
+from bot.synthesis.quota import QuotaLedger
 from bot.synthesis.scheduler import Attempt
 
-__all__ = ["UsageRecorder", "day_start", "next_reset", "paid_calls"]
+__all__ = ["UsageRecorder", "day_start", "is_paid", "next_reset", "paid_calls"]
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +34,34 @@ def paid_calls(summary: UsageSummary) -> int:
     return summary.api_calls - summary.failures
 
 
+def is_paid(status: int | None) -> bool:
+    """Whether storage counts an API attempt with this status among `paid_calls`."""
+    return status is not None and 200 <= status <= 299
+
+
 class UsageRecorder:
     """Writes every API attempt and cache hit to storage without making a member wait:
     records are queued as tasks and drained at shutdown, since every call costs money and
-    quotas and `/usage` must count it."""
+    quotas and `/usage` must count it.
 
-    def __init__(self, storage: Storage, *, price_per_call: float) -> None:
+    A paid call is counted in `quota` from the moment it is reported until its record is
+    written, so a quota check never misses it in between (`bot.synthesis.quota`).
+    """
+
+    def __init__(
+        self, storage: Storage, *, price_per_call: float, quota: QuotaLedger | None = None
+    ) -> None:
         self.storage = storage
         self.price_per_call = price_per_call
+        self.quota = quota if quota is not None else QuotaLedger()
         self._pending: set[asyncio.Task[None]] = set()
 
     def record_attempt(self, attempt: Attempt) -> None:
-        """The scheduler's `on_attempt`: a successful call costs the price, a failed one
-        nothing (Segmind bills produced audio)."""
+        """The scheduler's `on_attempt`, told before the ticket's result is delivered: a
+        successful call costs the price, a failed one nothing (Segmind bills produced audio)."""
+        paid = is_paid(attempt.status)
+        if paid:
+            self.quota.paid(attempt.guild_id, attempt.user_id)
         self._write(
             UsageRecord(
                 guild_id=attempt.guild_id,
@@ -55,7 +71,8 @@ class UsageRecorder:
                 latency=attempt.elapsed,
                 audio_seconds=attempt.audio_seconds,
                 cost=self.price_per_call if attempt.status == 200 else 0.0,
-            )
+            ),
+            paid=paid,
         )
 
     def record_cached(self, user_id: int, guild_id: int | None, audio_seconds: float) -> None:
@@ -72,14 +89,18 @@ class UsageRecorder:
             )
         )
 
-    def _write(self, record: UsageRecord) -> None:
-        task = asyncio.get_running_loop().create_task(self._store(record))
+    def _write(self, record: UsageRecord, *, paid: bool = False) -> None:
+        task = asyncio.get_running_loop().create_task(self._store(record, paid))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _store(self, record: UsageRecord) -> None:
+    async def _store(self, record: UsageRecord, paid: bool) -> None:
         try:
-            await self.storage.record_usage(record)
+            if paid:
+                async with self.quota.writing(record.guild_id, record.user_id):
+                    await self.storage.record_usage(record)
+            else:
+                await self.storage.record_usage(record)
         except Exception:
             log.exception("Could not record usage")
 

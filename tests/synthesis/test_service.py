@@ -263,10 +263,13 @@ async def test_begin_applies_defaults_and_rules_then_queues(
     requester, (request,) = recorder.call_args.args
     assert requester == Requester(1, 9, cooldown=42.0)
     assert (request.voice, request.temperature, request.text) == ("Kore", 1.0, "Say excitedly: hi")
-    assert recorder.call_args.kwargs == {"fresh": False, "deadline": None}
+    kwargs = recorder.call_args.kwargs
+    assert (kwargs["fresh"], kwargs["deadline"]) == (False, None)
+    assert kwargs["reservation"].held == 0  # No quota in this server: nothing reserved.
     await speech.begin(Caller(1), "hi", SpeakOptions(fresh=True))  # A DM: operator's cooldown.
     assert recorder.call_args.args[0] == Requester(1, None, cooldown=None)
-    assert recorder.call_args.kwargs == {"fresh": True, "deadline": None}
+    kwargs = recorder.call_args.kwargs
+    assert (kwargs["fresh"], kwargs["deadline"]) == (True, None)
 
 
 async def test_begin_in_voice_starts_with_a_short_chunk_and_checks_voice_rules(

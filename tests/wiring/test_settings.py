@@ -11,6 +11,7 @@ from aioresponses import aioresponses
 
 from bot.app import create_bot
 from bot.config import Settings
+from bot.speech.access import Caller
 from tests import discord_fakes as df
 from tests import fake_segmind as fs
 from tests.conftest import TEST_API_KEY
@@ -111,6 +112,21 @@ async def test_daily_quota_refuses_without_calling_the_api(started: Any) -> None
     )
     assert "Today in this server: 1 request" in content(mine)
     assert "Left today: 0 of 1" in content(mine)
+
+
+async def test_requests_still_being_made_count_in_what_is_left_today(started: Any) -> None:
+    wired = await started()
+    await wired.invoke(
+        df.slash_command("settings", subcommand="limits", user_id=ALICE, daily_quota=2)
+    )
+    wired.segmind.latency = 1.0
+    speech = wired.bot.services.speech
+    stream = await speech.begin(Caller(BOB, df.GUILD_ID), "Still being made.")
+    (mine,) = await wired.invoke(
+        df.slash_command("usage", subcommand="me", user_id=BOB, permissions=df.MEMBER_PERMISSIONS)
+    )
+    assert "Left today: 1 of 2" in content(mine)
+    stream.cancel()
 
 
 async def test_every_api_call_is_counted_and_costed(started: Any) -> None:

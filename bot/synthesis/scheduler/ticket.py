@@ -61,6 +61,7 @@ class Ticket:
         "_listeners",
         "_not_before",
         "_notified_ready_at",
+        "_on_done",
         "_position",
         "_ready_at",
         "_refresh",
@@ -111,6 +112,7 @@ class Ticket:
         self._failures = 0  # retryable non-429 failures (max_attempts, if set, bounds them)
         self._started_at = 0.0
         self._listeners: list[Callable[[Ticket], None]] = []
+        self._on_done: list[Callable[[Ticket], None]] = []
         self._done = asyncio.Event()
         self._result: Audio | None = None
         self._error: BaseException | None = None
@@ -147,6 +149,18 @@ class Ticket:
         self._listeners.append(callback)
         if self._watch is not None and self._state in ("queued", "running"):
             self._watch(self)
+
+    def when_done(self, callback: Callable[[Ticket], None]) -> None:
+        """Call `callback(ticket)` once it is done, failed or withdrawn (at once if it is).
+
+        It runs in the same step as the scheduler's usage report of the last attempt, with
+        no await between: a quota counting the call moves from its reservation to its usage
+        record without a moment counted twice. Unlike a listener, it keeps no place fresh.
+        """
+        if self._done.is_set():
+            callback(self)
+        else:
+            self._on_done.append(callback)
 
     async def result(self) -> Audio:
         """The audio, or raise the final error. Cancelling the awaiting task leaves the ticket
@@ -258,6 +272,12 @@ class Ticket:
         self._result = result
         self._error = error
         self._done.set()
+        callbacks, self._on_done = self._on_done, []
+        for callback in callbacks:
+            try:
+                callback(self)
+            except Exception:
+                log.exception("A done callback of ticket %d failed", self.id)
         self._update(state="done" if error is None else "failed", position=None, ready_at=None)
 
     def _notify(self) -> None:

@@ -62,8 +62,8 @@ class Process:
     flights: RedisFlights
     source: SpeechSource
 
-    async def say(self, text: str, user: int = 1, **kw: bool) -> Audio:
-        stream = SpeechStream(self.source, Requester(user), [build_request(text)], **kw)
+    async def say(self, text: str, user: int = 1, *, fresh: bool = False) -> Audio:
+        stream = SpeechStream(self.source, Requester(user), [build_request(text)], fresh=fresh)
         (result,) = await (await stream.start()).collect()
         return result
 
