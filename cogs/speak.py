@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -29,7 +29,11 @@ from bot.synthesis.service import Clip, Destination, SpeakOptions
 from bot.synthesis.stream import SpeechStream
 from bot.tree import NO_MENTIONS, send_error
 from cogs._shared import caller_of, facts_from_message, style_autocomplete, voice_autocomplete
-from cogs._voice_message import can_send_voice_messages
+from cogs._voice_message import (
+    can_reply,
+    can_send_voice_messages,
+    check_member_may_send_voice_messages,
+)
 from cogs._voice_message import send as send_voice_message
 
 if TYPE_CHECKING:
@@ -39,10 +43,13 @@ __all__ = [
     "PROGRESS_EDIT_INTERVAL",
     "ProgressReporter",
     "Speak",
+    "edit_answer",
+    "only_mentioning",
     "progress_line",
     "reply_window",
     "result_line",
     "setup",
+    "tell_in_channel",
     "token_expired",
 ]
 
@@ -52,8 +59,9 @@ log = logging.getLogger(__name__)
 PROGRESS_EDIT_INTERVAL = 2.0
 #: Seconds an interaction token can edit its reply.
 TOKEN_LIFETIME = 15 * 60
-#: Discord's error code for an expired (or unknown) interaction token.
+#: Discord's error codes for an expired (or unknown) interaction token.
 INVALID_WEBHOOK_TOKEN = 50027
+UNKNOWN_WEBHOOK = 10015
 
 
 def progress_line(
@@ -79,8 +87,45 @@ def reply_window(interaction: discord.Interaction[TTSBot]) -> float:
 
 
 def token_expired(error: discord.HTTPException) -> bool:
-    """Discord's answer to a webhook call with an expired interaction token."""
-    return error.code == INVALID_WEBHOOK_TOKEN or error.status == 401
+    """Discord's answer to a webhook call with an expired interaction token: 401 (50027
+    Invalid Webhook Token), or 404 10015 Unknown Webhook."""
+    return error.code in (INVALID_WEBHOOK_TOKEN, UNKNOWN_WEBHOOK) or error.status == 401
+
+
+def only_mentioning(user: discord.abc.User) -> discord.AllowedMentions:
+    return discord.AllowedMentions(everyone=False, roles=False, users=[user], replied_user=False)
+
+
+async def edit_answer(
+    interaction: discord.Interaction[TTSBot], content: str, **fields: Any
+) -> bool:
+    """Edit the command's answer; False when its token has expired. A request that waited in
+    a long queue outlives the token's 15 minutes: that is expected, not an error."""
+    try:
+        await interaction.edit_original_response(
+            content=content, allowed_mentions=NO_MENTIONS, **fields
+        )
+    except discord.HTTPException as exc:
+        if not token_expired(exc):
+            raise
+        log.info(
+            "Interaction token expired (%s %s); the answer stays as it was", exc.status, exc.code
+        )
+        return False
+    return True
+
+
+async def tell_in_channel(interaction: discord.Interaction[TTSBot], line: str) -> None:
+    """What a member should still hear after the answer can no longer be edited: said in the
+    channel, naming (and pinging) only them."""
+    channel = interaction.channel
+    if not isinstance(channel, discord.abc.Messageable):
+        return
+    user = interaction.user
+    try:
+        await channel.send(f"{user.mention} {line}", allowed_mentions=only_mentioning(user))
+    except discord.HTTPException as exc:
+        log.info("Could not tell user %s in the channel: %s", user.id, exc)
 
 
 def result_line(request: SpeechRequest, duration: float | None, source: str | None = None) -> str:
@@ -219,8 +264,11 @@ class Speak(commands.Cog):
         posts the audio (as a file, or as a voice message)."""
         target = None if voice_message else self.voice_target(interaction, play)
         caller = caller_of(interaction.user, interaction.guild_id)
+        chosen = voice_message
         if target is None and voice_message is None and source is None:
             voice_message = await self.bot.services.speech.prefers_voice_message(caller)
+        if voice_message:
+            check_member_may_send_voice_messages(interaction, chosen=chosen is not None)
         with self.bot.responding():
             # Refusals (input, rules, quota, cooldown, full queue) raise here: private, free.
             stream = await self.bot.services.speech.begin(
@@ -233,11 +281,10 @@ class Speak(commands.Cog):
             )
             requests = stream.requests
             try:
-                # A voice message is its own channel message: the answer is a private line.
-                if voice_message:
-                    await interaction.response.defer(thinking=True, ephemeral=True)
-                else:
-                    await interaction.response.defer(thinking=True)
+                # Public, a voice message's too: it says who asked for the voice message (which
+                # has no text of its own) and, should the voice message not be allowed, the file
+                # takes its place. A private deferral would make that file private as well.
+                deferral = await interaction.response.defer(thinking=True)
             except BaseException:
                 stream.cancel()
                 raise
@@ -250,7 +297,10 @@ class Speak(commands.Cog):
                     audios = await stream.collect()
                     await progress.stop()
                     if voice_message:
-                        await self.deliver_voice_message(interaction, audios, requests[0])
+                        answer_id = deferral.message_id if deferral is not None else None
+                        await self.deliver_voice_message(
+                            interaction, audios, requests[0], answer_id
+                        )
                         return
                     clip = await self.bot.services.speech.render_many(audios, requests[0])
                     await self.deliver(
@@ -266,31 +316,20 @@ class Speak(commands.Cog):
     async def deliver(
         self, interaction: discord.Interaction[TTSBot], content: str, clip: Clip
     ) -> None:
-        """Attach the file to the placeholder; if the token has expired anyway (a message that
-        took the whole window), post it in the channel instead, naming the member."""
+        """Attach the file to the public answer; if the token has expired anyway (a message
+        that took the whole window), post it in the channel instead, naming the member."""
 
         def file() -> discord.File:
             return discord.File(io.BytesIO(clip.data), filename=clip.filename)
 
-        try:
-            await interaction.edit_original_response(
-                content=content, attachments=[file()], allowed_mentions=NO_MENTIONS
-            )
+        if await edit_answer(interaction, content, attachments=[file()]):
             return
-        except discord.HTTPException as exc:
-            if not token_expired(exc):
-                raise
-            log.info("Interaction token expired; delivering in the channel instead")
         channel = interaction.channel
         if not isinstance(channel, discord.abc.Messageable):
             raise BotError(user_message="Your speech was ready too late to deliver here.")
         user = interaction.user
         await channel.send(
-            content=f"{user.mention} {content}",
-            file=file(),
-            allowed_mentions=discord.AllowedMentions(
-                everyone=False, roles=False, users=[user], replied_user=False
-            ),
+            content=f"{user.mention} {content}", file=file(), allowed_mentions=only_mentioning(user)
         )
 
     async def deliver_voice_message(
@@ -298,10 +337,11 @@ class Speak(commands.Cog):
         interaction: discord.Interaction[TTSBot],
         audios: list[Audio],
         request: SpeechRequest,
+        answer_id: int | None,
     ) -> None:
         """Post the speech as a voice message (a new channel message: one cannot be an edit)
-        and answer privately; where the bot may not, or Discord refuses, post the normal file
-        instead and say why."""
+        in reply to the public answer, which names the member; where the bot may not, or
+        Discord refuses, the normal file goes on the public answer instead, saying why."""
         speech = self.bot.services.speech
         channel = interaction.channel
         guild = interaction.guild
@@ -310,30 +350,23 @@ class Speak(commands.Cog):
             why = "I may not post voice messages here (Send Voice Messages permission)"
         else:
             message = await speech.voice_message(audios)
+            reply_to = answer_id if can_reply(channel, me) else None
             try:
-                await send_voice_message(self.bot.http, interaction.channel_id, message)
+                await send_voice_message(
+                    self.bot.http, interaction.channel_id, message, reply_to=reply_to
+                )
             except discord.HTTPException as exc:
                 log.info("Voice message refused (%s %s); posting a file", exc.status, exc.code)
                 why = f"Discord refused the voice message ({exc.status}: {exc.text or 'no reason'})"
             else:
                 details = result_line(request, message.duration).removeprefix("🔊 ")
-                await interaction.edit_original_response(
-                    content=f"🎤 Posted as a voice message · {details}",
-                    allowed_mentions=NO_MENTIONS,
-                )
+                who = interaction.user.mention
+                # Once posted, an expired token is no loss: the voice message is there.
+                await edit_answer(interaction, f"🎤 Voice message for {who} · {details}")
                 return
         clip = await speech.render_many(audios, request)
-        user = interaction.user
-        await interaction.followup.send(
-            content=f"{user.mention} {result_line(request, clip.duration)}",
-            file=discord.File(io.BytesIO(clip.data), filename=clip.filename),
-            allowed_mentions=discord.AllowedMentions(
-                everyone=False, roles=False, users=[user], replied_user=False
-            ),
-        )
-        await interaction.edit_original_response(
-            content=f"📎 {why}, so I posted it as a file.", allowed_mentions=NO_MENTIONS
-        )
+        line = f"{result_line(request, clip.duration)}\n📎 {why}, so here it is as a file."
+        await self.deliver(interaction, line, clip)
 
     def voice_target(
         self, interaction: discord.Interaction[TTSBot], play: bool | None
@@ -395,9 +428,11 @@ class Speak(commands.Cog):
         duration = None if several else first_clip.duration
         details = result_line(request, duration).removeprefix("🔊 ")
         warning = f"\n⚠️ {note}" if note else ""
-        await interaction.edit_original_response(
-            content=f"🔊 Playing {where} · {details}{parts}{warning}", allowed_mentions=NO_MENTIONS
-        )
+        line = f"🔊 Playing {where} · {details}{parts}{warning}"
+        # After a long queue the token may have expired: the speech plays all the same, and
+        # only a warning is worth telling in the channel instead.
+        if not await edit_answer(interaction, line) and note:
+            await tell_in_channel(interaction, f"⚠️ {note}")
 
 
 async def setup(bot: TTSBot) -> None:

@@ -4,9 +4,13 @@ Emulated:
 - REST API v10 (`rest`): login (`/users/@me`), `/gateway/bot`, application info, command
   sync (global and guild), interaction callbacks (types 1, 4-10, 12), interaction webhooks
   (follow-ups, GET/PATCH/DELETE `@original` and follow-up messages, JSON or multipart with
-  files), channel messages and DMs, and Stage speakers (`stage`: PATCH
+  files), channel messages (replies included) and DMs, and Stage speakers (`stage`: PATCH
   `/guilds/{guild}/voice-states/@me`). Every request is recorded with its JSON and uploads.
-- Permissions (`state`): role permissions and channel overwrites, computed as Discord does.
+- Permissions (`state`): role permissions and channel overwrites, computed as Discord does,
+  and sent resolved in the interaction's channel (`member.permissions`, `app_permissions`).
+- Messages (`messages`): a follow-up while a deferred answer is still "thinking" becomes that
+  answer, keeping the deferral's visibility (private stays private), as on Discord; after the
+  answer's first edit, follow-ups are messages of their own.
 - Gateway (`gateway`): HELLO, IDENTIFY, READY, GUILD_CREATE of one guild (text, voice and
   stage channels, roles, members, voice states), heartbeats, RESUME, zlib-stream transport
   compression, opcode 4 answered with VOICE_STATE_UPDATE and VOICE_SERVER_UPDATE, and helpers
@@ -25,10 +29,13 @@ or wrong `Authorization: Bot <token>` (401), unknown routes (404), content over 
 characters and more than 25 autocomplete choices (400/50035), empty messages (50006), a
 callback after 3 s (404/10062), a second callback (400/40060), interaction webhooks after the
 token's 15 minutes (401/50027, ttl injectable), uploads over the limit (413/40005, 10 MiB by
-default), becoming a Stage speaker without Mute Members or raising a hand without Request to
-Speak (403/50013), a voice-state PATCH for a channel that is not the Stage the bot is in
-(400/50035) or while in no voice channel (404/10065); on the gateway: a bad token (4004),
-privileged intents not allowed (4014).
+default), the bot's channel posts its permissions there do not allow (View Channel 50001;
+Send Messages, Attach Files, Send Voice Messages, Read Message History to reply: 403/50013), a
+reply to a message nobody else can see or that is not there (400/50035, or posted as no
+reply with `fail_if_not_exists: false`), becoming a Stage speaker without Mute Members or
+raising a hand without Request to Speak (403/50013), a voice-state PATCH for a channel that
+is not the Stage the bot is in (400/50035) or while in no voice channel (404/10065); on the
+gateway: a bad token (4004), privileged intents not allowed (4014).
 
 Not emulated: DAVE, Discord's end-to-end encrypted voice. Its MLS group handshake needs a real
 peer group and Discord's external sender, so the voice server always answers with

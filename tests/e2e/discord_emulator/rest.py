@@ -6,8 +6,6 @@ in the path), as on Discord; every other route needs `Bot <token>`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 import time
@@ -17,48 +15,33 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
+from tests.e2e.discord_emulator.messages import (
+    EPHEMERAL,
+    LOADING,
+    DiscordError,
+    build_message,
+    check_channel_post,
+    check_message,
+    check_voice_message,
+    invalid,
+    resolve_deferral,
+    resolve_reference,
+)
 from tests.e2e.discord_emulator.records import Interaction, RestRequest, Upload
-from tests.e2e.discord_emulator.state import APP_ID, BOT_ID, snowflake, timestamp
+from tests.e2e.discord_emulator.state import APP_ID, BOT_ID, snowflake
 
 if TYPE_CHECKING:
     from tests.e2e.discord_emulator.server import Emulator
 
 PREFIX = "/api/v10"
-MAX_CONTENT = 2000
 MAX_CHOICES = 25
 #: An interaction must be answered within this many seconds.
 CALLBACK_DEADLINE = 3.0
 #: Its token (follow-ups, @original) works for this long.
 TOKEN_TTL = 15 * 60.0
-EPHEMERAL = 1 << 6
-LOADING = 1 << 7
-IS_VOICE_MESSAGE = 1 << 13
-#: A voice message's waveform: at most 256 one-byte points.
-MAX_WAVEFORM_POINTS = 256
 _CALLBACK_TYPES = {1, 4, 5, 6, 7, 8, 9, 10, 12}
 
 Handler = Callable[[web.Request, RestRequest], Awaitable[web.Response]]
-
-
-class DiscordError(Exception):
-    """A refusal, sent as Discord's error JSON (`code`, `message`, optional `errors`)."""
-
-    def __init__(
-        self, status: int, code: int, message: str, errors: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body: dict[str, Any] = {"message": message, "code": code}
-        if errors is not None:
-            self.body["errors"] = errors
-
-
-def _invalid(path: str, code: str, message: str) -> DiscordError:
-    """50035 Invalid Form Body, with the nested `errors` tree Discord sends."""
-    tree: dict[str, Any] = {"_errors": [{"code": code, "message": message}]}
-    for part in reversed(path.split(".")):
-        tree = {part: tree}
-    return DiscordError(400, 50035, "Invalid Form Body", tree)
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -166,129 +149,6 @@ class RestApi:
             except ValueError:
                 raise DiscordError(400, 50109, "The request body contains invalid JSON.") from None
 
-    # -- validation shared by every message-creating route --------------------------------
-
-    def _check_message(self, record: RestRequest, *, creating: bool) -> None:
-        body = record.json if isinstance(record.json, dict) else {}
-        total = sum(len(upload.data) for upload in record.files)
-        if total > self.emu.upload_limit:
-            raise DiscordError(413, 40005, "Request entity too large")
-        content = body.get("content")
-        if content is not None and len(content) > MAX_CONTENT:
-            raise _invalid(
-                "content",
-                "BASE_TYPE_MAX_LENGTH",
-                f"Must be {MAX_CONTENT} or fewer in length.",
-            )
-        if len(body.get("embeds") or []) > 10:
-            raise _invalid("embeds", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
-        if creating and not (
-            content or body.get("embeds") or record.files or body.get("components")
-        ):
-            raise DiscordError(400, 50006, "Cannot send an empty message")
-
-    def _check_voice_message(self, record: RestRequest) -> None:
-        """A message flagged IS_VOICE_MESSAGE, refused as Discord refuses it: no content or
-        embeds (50161), exactly one audio file (50159), and each attachment's `duration_secs`
-        and base64 `waveform` of at most 256 points (50160)."""
-        body = record.json if isinstance(record.json, dict) else {}
-        if not int(body.get("flags") or 0) & IS_VOICE_MESSAGE:
-            return
-        if body.get("content") or body.get("embeds") or body.get("sticker_ids"):
-            raise DiscordError(400, 50161, "Voice messages do not support additional content.")
-        if len(record.files) != 1 or not (record.files[0].content_type or "").startswith("audio/"):
-            raise DiscordError(400, 50159, "Voice messages must have a single audio attachment.")
-        attachments = body.get("attachments") or []
-        if len(attachments) != 1:
-            raise DiscordError(400, 50160, "Voice messages must have supporting metadata.")
-        (meta,) = attachments
-        duration = meta.get("duration_secs")
-        waveform = meta.get("waveform")
-        if not isinstance(duration, int | float) or duration <= 0 or not isinstance(waveform, str):
-            raise DiscordError(400, 50160, "Voice messages must have supporting metadata.")
-        try:
-            points = base64.b64decode(waveform, validate=True)
-        except binascii.Error:
-            raise _invalid("attachments.0.waveform", "BASE_TYPE_BAD", "Not base64.") from None
-        if not 1 <= len(points) <= MAX_WAVEFORM_POINTS:
-            raise _invalid("attachments.0.waveform", "BASE_TYPE_MAX_LENGTH", "At most 256 points.")
-
-    @staticmethod
-    def _voice_metadata(record: RestRequest, message: dict[str, Any]) -> None:
-        """Keep a voice message's duration and waveform on its attachment, as Discord does."""
-        body = record.json if isinstance(record.json, dict) else {}
-        if not int(body.get("flags") or 0) & IS_VOICE_MESSAGE:
-            return
-        (meta,) = body["attachments"]
-        message["attachments"][-1].update(
-            duration_secs=meta["duration_secs"], waveform=meta["waveform"]
-        )
-
-    def _message(
-        self,
-        record: RestRequest,
-        channel_id: int,
-        *,
-        old: dict[str, Any] | None = None,
-        interaction: Interaction | None = None,
-    ) -> dict[str, Any]:
-        body = record.json if isinstance(record.json, dict) else {}
-        message = (
-            dict(old)
-            if old is not None
-            else {
-                "id": str(snowflake()),
-                "channel_id": str(channel_id),
-                "author": self.emu.world.bot.user(),
-                "content": "",
-                "timestamp": timestamp(),
-                "edited_timestamp": None,
-                "tts": False,
-                "mention_everyone": False,
-                "mentions": [],
-                "mention_roles": [],
-                "attachments": [],
-                "embeds": [],
-                "components": [],
-                "pinned": False,
-                "type": 0 if interaction is None else 20,
-                "flags": 0,
-            }
-        )
-        if old is not None:
-            message["edited_timestamp"] = timestamp()
-        if interaction is not None:
-            message["webhook_id"] = str(APP_ID)
-            message["application_id"] = str(APP_ID)
-            if "guild_id" in interaction.payload:
-                message["guild_id"] = interaction.payload["guild_id"]
-        for key in ("content", "embeds", "components", "flags"):
-            if key in body and body[key] is not None:
-                message[key] = body[key]
-        if old is not None and "content" in body:
-            message["flags"] = message.get("flags", 0) & ~LOADING
-        kept = message.get("attachments", [])
-        if "attachments" in body:
-            wanted = {str(a.get("id")) for a in body["attachments"] or []}
-            kept = [a for a in kept if a["id"] in wanted]
-        new = []
-        for upload in record.files:
-            attachment_id = str(snowflake())
-            new.append(
-                {
-                    "id": attachment_id,
-                    "filename": upload.filename,
-                    "size": len(upload.data),
-                    "url": f"https://cdn.discordapp.com/attachments/{channel_id}/"
-                    f"{attachment_id}/{upload.filename}",
-                    "proxy_url": f"https://media.discordapp.net/attachments/{channel_id}/"
-                    f"{attachment_id}/{upload.filename}",
-                    "content_type": upload.content_type,
-                }
-            )
-        message["attachments"] = [*kept, *new]
-        return message
-
     # -- routes ---------------------------------------------------------------------------
 
     async def _me(self, request: web.Request, record: RestRequest) -> web.Response:
@@ -324,9 +184,9 @@ class RestApi:
             raise DiscordError(403, 50001, "Missing Access")
         commands = record.json
         if not isinstance(commands, list):
-            raise _invalid("_root", "BASE_TYPE_ARRAY", "Must be an array.")
+            raise invalid("_root", "BASE_TYPE_ARRAY", "Must be an array.")
         if len(commands) > 100:
-            raise _invalid("_root", "BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length.")
+            raise invalid("_root", "BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length.")
         guild = request["match"].get("guild")
         answer = []
         for command in commands:
@@ -334,7 +194,7 @@ class RestApi:
             chat_input = command.get("type", 1) == 1  # Menu commands may have spaces, capitals.
             valid = re.fullmatch(r"[-_\w]{1,32}", name) and name == name.lower()
             if not 1 <= len(name) <= 32 or (chat_input and not valid):
-                raise _invalid("name", "APPLICATION_COMMAND_INVALID_NAME", "Invalid name")
+                raise invalid("name", "APPLICATION_COMMAND_INVALID_NAME", "Invalid name")
             synced = {
                 "id": str(snowflake()),
                 "application_id": str(APP_ID),
@@ -369,26 +229,26 @@ class RestApi:
         body = record.json if isinstance(record.json, dict) else {}
         kind = body.get("type")
         if kind not in _CALLBACK_TYPES:
-            raise _invalid("type", "BASE_TYPE_CHOICES", f"Value must be one of {_CALLBACK_TYPES}.")
+            raise invalid("type", "BASE_TYPE_CHOICES", f"Value must be one of {_CALLBACK_TYPES}.")
         data = body.get("data") or {}
         if kind == 8:
             if interaction.kind != 4:
                 raise DiscordError(400, 50035, "Interaction is not an autocomplete interaction")
             if len(data.get("choices") or []) > MAX_CHOICES:
-                raise _invalid(
+                raise invalid(
                     "data.choices", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."
                 )
         elif kind in (6, 7) and interaction.kind != 3:
             raise DiscordError(400, 40043, "Interaction is not a component interaction")
         elif kind in (4, 7):
             wrapped = RestRequest(record.method, record.path, {}, {}, data, record.files)
-            self._check_message(wrapped, creating=kind == 4)
+            check_message(wrapped, creating=kind == 4, upload_limit=self.emu.upload_limit)
         interaction.callback_type = kind
         channel_id = int(interaction.payload.get("channel_id") or 0)
         message = None
         if kind in (4, 5):
             wrapped = RestRequest(record.method, record.path, {}, {}, data, record.files)
-            message = self._message(wrapped, channel_id, interaction=interaction)
+            message = build_message(self.emu, wrapped, channel_id, interaction=interaction)
             message["flags"] = (data.get("flags") or 0) | (LOADING if kind == 5 else 0)
             interaction.original = message
         self.emu.changes.notify()
@@ -436,9 +296,9 @@ class RestApi:
     async def _edit_message(self, request: web.Request, record: RestRequest) -> web.Response:
         interaction = self._webhook_interaction(request)
         old = self._find(interaction, request["match"]["msg"])
-        self._check_message(record, creating=False)
+        check_message(record, creating=False, upload_limit=self.emu.upload_limit)
         channel_id = int(old["channel_id"])
-        message = self._message(record, channel_id, old=old, interaction=interaction)
+        message = build_message(self.emu, record, channel_id, old=old, interaction=interaction)
         if request["match"]["msg"] == "@original":
             interaction.original = message
         else:
@@ -459,10 +319,12 @@ class RestApi:
         interaction = self._webhook_interaction(request)
         if interaction.callback_type is None:
             raise DiscordError(404, 10015, "Unknown Webhook")
-        self._check_message(record, creating=True)
-        channel_id = int(interaction.payload.get("channel_id") or 0)
-        message = self._message(record, channel_id, interaction=interaction)
-        interaction.followups.append(message)
+        check_message(record, creating=True, upload_limit=self.emu.upload_limit)
+        message = resolve_deferral(self.emu, record, interaction)
+        if message is None:
+            channel_id = int(interaction.payload.get("channel_id") or 0)
+            message = build_message(self.emu, record, channel_id, interaction=interaction)
+            interaction.followups.append(message)
         if request.query.get("wait") in ("1", "true", "True"):
             return json_response(message)
         return web.Response(status=204)
@@ -471,10 +333,11 @@ class RestApi:
         channel_id = int(request["match"]["channel"])
         if not self.emu.world.channel_exists(channel_id):
             raise DiscordError(404, 10003, "Unknown Channel")
-        self._check_voice_message(record)
-        self._check_message(record, creating=True)
-        message = self._message(record, channel_id)
-        self._voice_metadata(record, message)
+        check_voice_message(record)
+        check_message(record, creating=True, upload_limit=self.emu.upload_limit)
+        check_channel_post(self.emu, record, channel_id)
+        replying_to = resolve_reference(self.emu, record, channel_id)
+        message = build_message(self.emu, record, channel_id, replying_to=replying_to)
         if channel_id not in self.emu.world.dm_channels:
             message["guild_id"] = str(self.emu.world.guild_id)
         self.emu.channel_messages.append(message)

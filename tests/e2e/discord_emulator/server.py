@@ -259,7 +259,8 @@ class Emulator:
     ) -> dict[str, Any]:
         interaction_id = snowflake()
         member = self.world.members[user_id].payload()
-        member["permissions"] = str(self.world.member_permissions(user_id))
+        # Both resolved in the channel (roles and its overwrites), as Discord sends them.
+        member["permissions"] = str(self.world.channel_permissions(user_id, channel_id))
         return {
             "id": str(interaction_id),
             "application_id": str(APP_ID),
@@ -271,7 +272,7 @@ class Emulator:
             "channel_id": str(channel_id),
             "channel": self.world.channel_payload(channel_id),
             "member": member,
-            "app_permissions": str(self.world.member_permissions(BOT_ID)),
+            "app_permissions": str(self.world.channel_permissions(BOT_ID, channel_id)),
             "locale": "en-US",
             "guild_locale": "en-US",
             "entitlements": [],

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.e2e.discord_emulator.rest import DiscordError, _invalid
+from tests.e2e.discord_emulator.messages import DiscordError, invalid
 from tests.e2e.discord_emulator.state import BOT_ID, MUTE_MEMBERS, REQUEST_TO_SPEAK, VoiceState
 
 if TYPE_CHECKING:
@@ -44,13 +44,13 @@ class StageApi:
             raise DiscordError(404, 10004, "Unknown Guild")
         body = record.json
         if not isinstance(body, dict):
-            raise _invalid("_root", "DICT_TYPE_CONVERT", "Only dictionaries may be used.")
+            raise invalid("_root", "DICT_TYPE_CONVERT", "Only dictionaries may be used.")
         state = world.voice_states.get(BOT_ID)
         if state is None or state.channel_id is None:
             raise DiscordError(404, 10065, "Unknown Voice State")
         channel_id = _snowflake(body.get("channel_id"))
         if channel_id != state.channel_id or channel_id not in world.stage_channels:
-            raise _invalid(
+            raise invalid(
                 "channel_id",
                 "CHANNEL_NOT_CONNECTED",
                 "Must be the stage channel the user is connected to.",
@@ -58,13 +58,13 @@ class StageApi:
         permissions = world.channel_permissions(BOT_ID, channel_id)
         suppress = body.get("suppress")
         if "suppress" in body and not isinstance(suppress, bool):
-            raise _invalid("suppress", "BASE_TYPE_BOOLEAN", "Must be either true or false.")
+            raise invalid("suppress", "BASE_TYPE_BOOLEAN", "Must be either true or false.")
         if suppress is False and not permissions & MUTE_MEMBERS:
             raise DiscordError(403, 50013, "Missing Permissions")
         raised = body.get("request_to_speak_timestamp")
         if raised is not None:
             if not isinstance(raised, str) or not _iso8601(raised):
-                raise _invalid(
+                raise invalid(
                     "request_to_speak_timestamp", "DATE_TIME_TYPE_PARSE", "Not an ISO8601 time."
                 )
             if not permissions & REQUEST_TO_SPEAK:

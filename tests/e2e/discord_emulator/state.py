@@ -241,6 +241,15 @@ class World:
             self.members[user_id].roles.append(role_id)
         return role_id
 
+    def overwrite(self, channel_id: int, target_id: int, *, allow: int = 0, deny: int = 0) -> None:
+        """Set a channel's overwrite for a role or a member (told apart by the id). The bot
+        learns of its own in GUILD_CREATE, so set those before it connects; a member's count
+        from their next interaction, which carries their permissions resolved in the channel."""
+        kind = 0 if target_id in self.role_names else 1
+        kept = [o for o in self.overwrites.get(channel_id, []) if int(o["id"]) != target_id]
+        entry = {"id": str(target_id), "type": kind, "allow": str(allow), "deny": str(deny)}
+        self.overwrites[channel_id] = [*kept, entry]
+
     def role_payload(self, role_id: int) -> dict[str, Any]:
         """A role as Discord sends it (in GUILD_CREATE, and resolved in an option)."""
         return {
