@@ -21,6 +21,7 @@ __all__ = [
     "DatabaseURLError",
     "InvalidRequestError",
     "JobFailedError",
+    "JobLostError",
     "JobTimeoutError",
     "MethodNotAllowedError",
     "ModelNotFoundError",
@@ -237,9 +238,22 @@ class JobTimeoutError(SegmindError):
     user_message = "The speech service took too long to finish. Please try again."
 
 
+class JobLostError(SegmindError):
+    """An accepted v2 job that Segmind kept answering 404 for (never visible, or its result
+    gone): polling stops after a bounded number of tries, and nothing is re-submitted, since
+    a new submit may be paid a second time."""
+
+    meaning = "the job was accepted but Segmind could not find it"
+    user_message = (
+        "The speech service lost track of this request after accepting it. Please try again."
+    )
+
+
 _BY_STATUS: dict[int, type[SegmindError]] = {
     400: BadRequestError,
     401: AuthenticationError,
+    # Segmind documents 406 for an empty account; 402 (Payment Required) can only mean the same.
+    402: OutOfCreditsError,
     403: PermissionDeniedError,
     404: ModelNotFoundError,
     405: MethodNotAllowedError,

@@ -3,7 +3,8 @@ collectors (`LOG_FORMAT=json`), with the secrets' values redacted from every rec
 
 Redaction is central, on the handler, rather than trusted to each call site: a library
 (aiohttp, discord.py) may echo a header or a URL into an exception that some log line prints,
-and neither the token nor the key may ever reach a log, whatever the format.
+and neither the token nor the key may ever reach a log, whatever the format. Pieces count
+too: no run of 8 or more of a secret's characters is written (`bot.redaction`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from bot.config import Settings
+from bot.redaction import MIN_RUN, REDACTED, Redactor
 
 __all__ = [
     "MIN_SECRET_LENGTH",
@@ -27,30 +29,22 @@ __all__ = [
     "secrets_of",
 ]
 
-REDACTED = "[redacted]"
 #: Shorter values are not redacted: replacing every "k" of a test key would garble the logs,
 #: and real tokens and keys are far longer.
-MIN_SECRET_LENGTH = 8
+MIN_SECRET_LENGTH = MIN_RUN
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 class RedactingFilter(logging.Filter):
-    """Replaces each secret's value in a record's message, arguments, traceback and stack."""
+    """Removes each secret, whole or in pieces, from a record's message, arguments, traceback
+    and stack."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        # Longest first, so a secret containing another is replaced whole.
-        self._secrets = sorted(
-            {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True
-        )
-
-    def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        self.redact = Redactor(secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
+        if not self.redact:
             return True
         message = record.getMessage()
         record.msg, record.args = self.redact(message), None

@@ -50,6 +50,7 @@ __all__ = [
     "decode_json_audio",
     "delay",
     "drop",
+    "echo_key",
     "rate_limited",
     "shape",
     "slow_body",
@@ -139,6 +140,7 @@ class FaultKind(StrEnum):
     WRONG_CONTENT = "wrong_content"
     DROP = "drop"
     SHAPE = "shape"
+    ECHO_KEY = "echo_key"
 
 
 RateLimitStyle = Literal["seconds", "http-date", "iso", "epoch", "reset-http-date", "none"]
@@ -163,6 +165,8 @@ class Fault:
     shape: Shape | None = None
     json_key: str | None = None
     before: float = 0.0
+    #: ECHO_KEY: which part of the key the request sent replaces ``{key}`` in ``body``.
+    cut: tuple[int, int | None] = (0, None)
 
     def delayed(self, seconds: float) -> Fault:
         """The same fault, answered only after ``seconds``."""
@@ -251,6 +255,26 @@ def wrong_content(
     )
 
 
+def echo_key(
+    code: int,
+    template: str,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    content_type: str = "application/json",
+) -> Fault:
+    """An answer that echoes (part of) the key the request sent, as careless upstreams do:
+    ``template`` with ``{key}`` replaced by ``key[start:stop]`` (e.g. a JSON error body
+    saying ``api_key=SG_4f9c2e71a…``). The test writes the body, so JSON escaping is its own."""
+    return Fault(
+        FaultKind.ECHO_KEY,
+        code=code,
+        body=template.encode(),
+        content_type=content_type,
+        cut=(start, stop),
+    )
+
+
 def drop() -> Fault:
     """Close the TCP connection without answering."""
     return Fault(FaultKind.DROP)
@@ -331,6 +355,9 @@ class FakeSegmind:
         self.files: dict[str, bytes] = {}
         #: Extra headers per served file (e.g. ``Content-Encoding`` for a compression bomb).
         self.file_headers: dict[str, dict[str, str]] = {}
+        #: Faults for the next audio link fetches (``/files/…``), one each: a delay, a slow
+        #: body, a drop, or another answer (``status``, ``wrong_content``).
+        self.file_faults: deque[Fault] = deque()
         self._port = port
         self._shutdown_timeout = shutdown_timeout
         self._script: deque[Fault] = deque()
@@ -447,7 +474,8 @@ class FakeSegmind:
             # Writing to the closed transport fails quietly inside aiohttp: nothing is sent.
             return web.Response(status=500)
 
-        answer = self._canned(fault) if fault is not None else None
+        key = request.headers.get("x-api-key")
+        answer = self._canned(fault, key) if fault is not None else None
         if answer is None:
             if fault is not None and fault.kind is FaultKind.DELAY:
                 await asyncio.sleep(fault.seconds)
@@ -461,10 +489,15 @@ class FakeSegmind:
             return await self._trickle(request, answer, fault.seconds)
         return _to_response(answer)
 
-    def _canned(self, fault: Fault) -> _Answer | None:
-        """The answer a fault gives instead of the normal one (None: answer normally)."""
+    def _canned(self, fault: Fault, key: str | None = None) -> _Answer | None:
+        """The answer a fault gives instead of the normal one (None: answer normally); ``key``
+        is the one the request sent, for a fault that echoes it."""
         if fault.kind in (FaultKind.STATUS, FaultKind.WRONG_CONTENT):
             return _Answer(fault.code, fault.body, fault.content_type, dict(fault.headers))
+        if fault.kind is FaultKind.ECHO_KEY:
+            piece = (key or "")[fault.cut[0] : fault.cut[1]]
+            body = fault.body.replace(b"{key}", piece.encode())
+            return _Answer(fault.code, body, fault.content_type, dict(fault.headers))
         if fault.kind is FaultKind.RATE_LIMITED:
             headers = _rate_limit_headers(fault.seconds, fault.styles, fault.reset_at)
             if fault.remaining is not None:
@@ -604,12 +637,26 @@ class FakeSegmind:
             return _to_response(_error(401))
         return web.json_response({"credits": self.credits, "free-credits": 0})
 
-    async def _handle_file(self, request: web.Request) -> web.Response:
+    async def _handle_file(self, request: web.Request) -> web.StreamResponse:
         self.file_fetches += 1
+        fault = self.file_faults.popleft() if self.file_faults else None
+        if fault is not None:
+            held = fault.seconds if fault.kind is FaultKind.DELAY else 0.0
+            await asyncio.sleep(fault.before + held)
+            if fault.kind is FaultKind.DROP:
+                if request.transport is not None:
+                    request.transport.close()
+                return web.Response(status=500)
+            canned = self._canned(fault)
+            if canned is not None:
+                return _to_response(canned)
         name = request.match_info["name"]
         audio = self.files.get(name)
         if audio is None:
             return _to_response(_error(404, "No such file"))
+        if fault is not None and fault.kind is FaultKind.SLOW_BODY:
+            answer = _Answer(200, audio, "audio/wav", dict(self.file_headers.get(name, {})))
+            return await self._trickle(request, answer, fault.seconds)
         response = web.Response(body=audio, content_type="audio/wav")
         response.headers.update(self.file_headers.get(name, {}))
         return response

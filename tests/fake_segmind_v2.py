@@ -4,7 +4,10 @@ v2 answers a submit at once with a job id and the URLs to poll; the job moves QU
 PROCESSING → COMPLETED (or FAILED, answered as HTTP 422) and its result stays for an hour.
 The same scripted faults as v1 apply to submits, so both protocols pass the same client and
 CLI tests; polls have faults of their own, and a submit can be accepted and then dropped,
-the money problem v2 solves: the job exists, the client must poll it, not pay again.
+the money problem v2 solves: the job exists, the client must poll it, not pay again. Other
+moods of a real gateway: statuses spelled in another case (`spelling`), and a job that is
+unknown (HTTP 404) for its first polls (`hidden_polls`), or whose result goes missing for a
+while once it is done (`result_faults` of 404).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ class Job:
     fails: bool
     charged: bool = False
     polls: int = 0
+    #: Polls (status or result) still answered 404, as if the job were not yet visible.
+    hidden: int = 0
 
 
 class V2Protocol:
@@ -60,6 +65,14 @@ class V2Protocol:
         self.poll_origin: str | None = None
         #: Faults for the next status or result requests (status codes and drops).
         self.poll_faults: deque[Fault] = deque()
+        #: Faults for the next status polls only, and for the next result fetches only; each
+        #: is met before `poll_faults`.
+        self.status_faults: deque[Fault] = deque()
+        self.result_faults: deque[Fault] = deque()
+        #: How statuses are spelled in status and result answers ("completed", "Completed").
+        self.spelling: Literal["upper", "lower", "title"] = "upper"
+        #: The next accepted job answers 404 to this many polls before it is known.
+        self.hidden_polls = 0
         self.status_polls = 0
         self.result_fetches = 0
 
@@ -87,7 +100,8 @@ class V2Protocol:
             return _drop(request)
         if fault is not None and fault.kind is FaultKind.DELAY:
             await asyncio.sleep(fault.seconds)
-        answer = fake._canned(fault) if fault is not None else None
+        key = request.headers.get("x-api-key")
+        answer = fake._canned(fault, key) if fault is not None else None
         if answer is not None:
             record.status = answer.status
             if answer.status == 429:
@@ -105,8 +119,10 @@ class V2Protocol:
             submitted=now,
             ready_at=now + fake.expected_latency(text),
             fails=self.fail_next > 0,
+            hidden=self.hidden_polls,
         )
         self.fail_next = max(0, self.fail_next - 1)
+        self.hidden_polls = 0
         self.jobs[job.id] = job
         if self.drop_after_accept > 0:
             self.drop_after_accept -= 1
@@ -114,15 +130,19 @@ class V2Protocol:
         record.status = 200
         origin = self.poll_origin or fake.root_url
         poll = f"{origin}{V2_REQUESTS_PATH}/{job.id}"
-        return web.json_response(
-            {
-                "request_id": job.id,
-                "status": "QUEUED",
-                "poll_url": f"{poll}/status",
-                "status_url": f"{poll}/status",
-                "response_url": poll,
-            }
-        )
+        accepted = {
+            "request_id": job.id,
+            "status": self.spell("QUEUED"),
+            "poll_url": f"{poll}/status",
+            "status_url": f"{poll}/status",
+            "response_url": poll,
+        }
+        if fault is not None and fault.kind is FaultKind.SLOW_BODY:
+            from tests.fake_segmind import _Answer
+
+            answer = _Answer(200, json.dumps(accepted).encode(), "application/json")
+            return await fake._trickle(request, answer, fault.seconds)
+        return web.json_response(accepted)
 
     def _refusal(self, request: web.Request, record: Any) -> web.Response | None:
         """The same checks as a v1 call, in the same order: key, rate, body, credits."""
@@ -155,18 +175,41 @@ class V2Protocol:
         job = self.jobs.get(request.match_info["id"])
         if job is None or time.monotonic() - job.submitted > self.result_ttl:
             return _to_response(_error(404, "Request not found or expired"))
+        if job.hidden > 0:
+            job.hidden -= 1
+            return _to_response(_error(404, "Request not found or expired"))
         job.polls += 1
         return job
 
-    def _poll_fault(self, request: web.Request) -> web.StreamResponse | None:
+    async def _poll_fault(
+        self, request: web.Request, own: deque[Fault]
+    ) -> web.StreamResponse | None:
+        """The next scripted fault for this kind of poll (``own`` first), if any: None
+        answers normally (after a DELAY fault's wait)."""
         from tests.fake_segmind import FaultKind
 
-        fault = self.poll_faults.popleft() if self.poll_faults else None
+        queue = own if own else self.poll_faults
+        fault = queue.popleft() if queue else None
         if fault is None:
             return None
+        await asyncio.sleep(fault.before)
         if fault.kind is FaultKind.DROP:
             return _drop(request)
-        return _respond(fault.code, fault.body, fault.content_type, dict(fault.headers))
+        if fault.kind is FaultKind.DELAY:
+            await asyncio.sleep(fault.seconds)
+            return None
+        answer = self.fake._canned(fault, request.headers.get("x-api-key"))
+        if answer is None:
+            return None
+        return _respond(answer.status, answer.body, answer.content_type, answer.headers)
+
+    def spell(self, status: str) -> str:
+        """A status as this gateway spells it."""
+        if self.spelling == "lower":
+            return status.lower()
+        if self.spelling == "title":
+            return status.title()
+        return status
 
     def state(self, job: Job) -> str:
         now = time.monotonic()
@@ -178,17 +221,17 @@ class V2Protocol:
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
         self.status_polls += 1
-        faulty = self._poll_fault(request)
+        faulty = await self._poll_fault(request, self.status_faults)
         if faulty is not None:
             return faulty
         job = self._job(request)
         if isinstance(job, web.Response):
             return job
-        return web.json_response({"request_id": job.id, "status": self.state(job)})
+        return web.json_response({"request_id": job.id, "status": self.spell(self.state(job))})
 
     async def _result(self, request: web.Request) -> web.StreamResponse:
         self.result_fetches += 1
-        faulty = self._poll_fault(request)
+        faulty = await self._poll_fault(request, self.result_faults)
         if faulty is not None:
             return faulty
         job = self._job(request)
@@ -196,10 +239,12 @@ class V2Protocol:
             return job
         state = self.state(job)
         if state == "FAILED":
-            body = {"request_id": job.id, "status": "FAILED", "error": "Generation failed"}
+            body = {"request_id": job.id, "status": self.spell(state), "error": "Generation failed"}
             return web.json_response(body, status=422)
         if state != "COMPLETED":
-            return web.json_response({"request_id": job.id, "status": state}, status=202)
+            return web.json_response(
+                {"request_id": job.id, "status": self.spell(state)}, status=202
+            )
         return web.json_response(await self._completed(job))
 
     async def _completed(self, job: Job) -> dict[str, Any]:
@@ -220,7 +265,7 @@ class V2Protocol:
         took = job.ready_at - job.submitted
         return {
             "request_id": job.id,
-            "status": "COMPLETED",
+            "status": self.spell("COMPLETED"),
             "output": output,
             "metrics": {
                 "cost": fake.cost,

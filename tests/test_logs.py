@@ -62,3 +62,24 @@ def test_json_is_one_object_per_line(make_settings: Callable[..., Settings]) -> 
 def test_log_format_is_checked(make_settings: Callable[..., Settings]) -> None:
     with pytest.raises(Exception, match="LOG_FORMAT"):
         make_settings(log_format="xml")
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_piece_of_a_secret_beside_punctuation_is_redacted_too(
+    make_settings: Callable[..., Settings], log_format: str
+) -> None:
+    """An echo cut short by upstream (or by anything) is still too much of the secret."""
+    settings = make_settings(discord_token=TOKEN, log_format=log_format)
+
+    def echo(logger: logging.Logger) -> None:
+        logger.error("upstream said api_key=%s… and /%s.", TEST_API_KEY[:12], TOKEN[3:15])
+        try:
+            raise RuntimeError(f"key={TEST_API_KEY[-9:]};")
+        except RuntimeError:
+            logger.exception("failed")
+
+    output = logged(settings, echo)
+    for secret in (TEST_API_KEY, TOKEN):
+        runs = {secret[i : i + 8] for i in range(len(secret) - 7)}
+        assert not [run for run in runs if run in output]
+    assert "upstream said api_key=" in output

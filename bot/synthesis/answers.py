@@ -19,7 +19,6 @@ __all__ = [
     "find_audio_value",
     "media_type",
     "pad_base64",
-    "redact",
     "upstream_message",
 ]
 
@@ -38,22 +37,10 @@ AUDIO_KEYS = (
 )
 _MESSAGE_KEYS = ("error", "message", "detail", "msg", "errors")
 DATA_URI = re.compile(r"^data:(?P<type>[\w/.+-]+)?(?:;[^,]*)?;base64,", re.IGNORECASE)
-#: Runs of key-like characters: one that is part of the key (an upstream echoing a truncated
-#: key, or a message cut mid-key) is redacted like the whole key.
-_KEYISH = re.compile(r"[A-Za-z0-9_\-.~+/=]{8,}")
 #: Bytes of an error body worth summarising: a message is at its start.
 _SUMMARY_BYTES = 64 * 1024
 #: How deep error-message and audio searches look into a JSON answer.
 _MAX_JSON_DEPTH = 4
-
-
-def redact(text: str, secret: str) -> str:
-    """``text`` without ``secret``, whole or in part: a run of 8+ key characters that is a piece
-    of it (what a truncated echo, or a cut made elsewhere, leaves) goes too."""
-    if not secret:
-        return text
-    text = text.replace(secret, "[redacted]")
-    return _KEYISH.sub(lambda m: "[redacted]" if m.group() in secret else m.group(), text)
 
 
 def media_type(content_type: str | None) -> str:
@@ -90,8 +77,8 @@ def find_audio_value(document: Any, depth: int = 0) -> str | None:
 def upstream_message(raw: bytes, content_type: str | None, redact: Callable[[str], str]) -> str:
     """A short, printable summary of an error body: its message field, or its first words.
 
-    ``redact`` runs before anything is shortened, so a key straddling the cut cannot leave
-    its first half behind.
+    ``redact`` (`bot.redaction`) is the last step before any cut, so a key straddling the cut
+    cannot leave its first half behind.
     """
     if not raw:
         return ""
@@ -105,14 +92,14 @@ def upstream_message(raw: bytes, content_type: str | None, redact: Callable[[str
         else:
             message = _message_from_json(document)
             if message:
-                return _shorten(redact(message))
+                return _shorten(message, redact)
     if kind == "text/html" or text[:1] == "<":
         title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
-        shown = f" titled “{_shorten(redact(title.group(1)), 80)}”" if title else ""
+        shown = f" titled “{_shorten(title.group(1), redact, 80)}”" if title else ""
         return "an HTML page" + shown
     if kind.startswith(("audio/", "application/octet-stream")):
         return ""
-    return _shorten(redact(text))
+    return _shorten(text, redact)
 
 
 def _message_from_json(document: Any, depth: int = 0) -> str | None:
@@ -131,6 +118,7 @@ def _message_from_json(document: Any, depth: int = 0) -> str | None:
     return None
 
 
-def _shorten(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
+def _shorten(text: str, redact: Callable[[str], str], limit: int = 300) -> str:
+    """One line of at most ``limit`` characters, redacted after every change but the cut."""
+    text = redact(" ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"

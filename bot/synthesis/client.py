@@ -34,6 +34,7 @@ from bot.errors import (
     SegmindTimeoutError,
     error_class_for_status,
 )
+from bot.redaction import Redactor
 from bot.speech.request import SpeechRequest
 from bot.synthesis import answers
 from bot.synthesis.backoff import retry_after_seconds
@@ -114,6 +115,8 @@ class SegmindClient:
     ) -> None:
         self._session = session
         self._key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
+        #: Every text from upstream passes through this before it is kept or shortened.
+        self._redact = Redactor([self._key.get_secret_value()])
         self._base_url = base_url.rstrip("/")
         #: The only origin the API key is ever sent to.
         self._origin = URL(self._base_url).origin()
@@ -406,9 +409,6 @@ class SegmindClient:
             raise BadAudioError("the credits answer did not parse") from None
         self.remaining_credits = credits.total
         return credits
-
-    def _redact(self, text: str) -> str:
-        return answers.redact(text, self._key.get_secret_value())
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> bytes:

@@ -14,6 +14,7 @@ from bot.config import load_settings
 from bot.errors import (
     AuthenticationError,
     JobFailedError,
+    JobLostError,
     JobTimeoutError,
     MethodNotAllowedError,
     ModelRetiredError,
@@ -23,7 +24,7 @@ from bot.errors import (
 from bot.speech.access import Requester
 from bot.speech.request import build_request
 from bot.synthesis.client import CallRecord, SegmindClient, Timeouts
-from bot.synthesis.client_v2 import SegmindV2Client
+from bot.synthesis.client_v2 import MAX_MISSING_POLLS, SegmindV2Client
 from bot.synthesis.scheduler import Scheduler, SchedulerConfig
 from tests import fake_segmind as fs
 from tests.conftest import TEST_API_KEY
@@ -127,18 +128,94 @@ async def test_a_poll_url_on_another_origin_is_not_followed(
     assert fake.v2.status_polls >= 1
 
 
-async def test_a_job_past_the_deadline_or_its_result_gone_is_a_clear_error(
+async def test_a_job_past_the_deadline_is_a_clear_error(
     fake: fs.FakeSegmind, make_client: Callable[..., SegmindV2Client]
 ) -> None:
     fake.latency = 5.0
     with pytest.raises(JobTimeoutError, match="did not finish in time") as info:
         await make_client(job_timeout=0.3).synthesize(REQUEST)
     assert not info.value.retryable  # The scheduler must not pay for it again.
-    fake.latency = 0.0
-    fake.v2.result_ttl = 0.0
-    with pytest.raises(JobTimeoutError, match="result is gone"):
+    assert fake.tts_calls == 1
+
+
+@pytest.mark.parametrize("spelling", ["lower", "title"])
+async def test_statuses_are_read_in_any_case(
+    fake: fs.FakeSegmind, make_client: Callable[..., SegmindV2Client], spelling: Any
+) -> None:
+    """ "completed" in the result document is finished too: read as unfinished, the paid
+    job would be polled until its deadline and lost."""
+    fake.v2.spelling = spelling
+    audio = await make_client(job_timeout=3.0).synthesize(REQUEST)
+    assert audio.duration == pytest.approx(fake.expected_duration(TEXT), abs=0.05)
+    assert fake.v2.result_fetches == 1
+
+
+async def test_a_failed_job_spelled_in_lower_case_is_a_failed_job(
+    fake: fs.FakeSegmind, make_client: Callable[..., SegmindV2Client]
+) -> None:
+    fake.v2.spelling, fake.v2.fail_next = "lower", 1
+    with pytest.raises(JobFailedError, match="Generation failed"):
+        await make_client(job_timeout=3.0).synthesize(REQUEST)
+
+
+async def test_a_job_not_yet_visible_after_its_submit_is_polled_until_it_is(
+    fake: fs.FakeSegmind, make_client: Callable[..., SegmindV2Client]
+) -> None:
+    """A 404 on the first polls right after the submit: the job is not visible yet on the
+    polling side. Polled through (bounded), never re-submitted."""
+    fake.v2.hidden_polls = MAX_MISSING_POLLS - 1
+    audio = await make_client().synthesize(REQUEST)
+    assert audio.duration == pytest.approx(fake.expected_duration(TEXT), abs=0.05)
+    assert fake.tts_calls == 1
+    assert fake.v2.status_polls >= MAX_MISSING_POLLS
+
+
+async def test_a_job_never_visible_is_given_up_as_lost_after_bounded_polls(
+    fake: fs.FakeSegmind, make_client: Callable[..., SegmindV2Client]
+) -> None:
+    fake.v2.hidden_polls = 1_000
+    with pytest.raises(JobLostError, match=f"first {MAX_MISSING_POLLS} polls") as info:
         await make_client().synthesize(REQUEST)
-    assert fake.tts_calls == 2
+    assert not info.value.retryable  # A new submit might be paid a second time.
+    assert "lost track" in info.value.user_message
+    assert fake.v2.status_polls == MAX_MISSING_POLLS
+    assert fake.tts_calls == 1
+
+
+async def test_a_result_missing_for_a_while_once_done_is_still_delivered(
+    fake: fs.FakeSegmind, make_client: Callable[..., SegmindV2Client]
+) -> None:
+    """The job was seen, said COMPLETED, then its result answered 404: a paid result is
+    not thrown away on the first 404."""
+    fake.v2.result_faults.extend(fs.status(404) for _ in range(MAX_MISSING_POLLS - 1))
+    audio = await make_client().synthesize(REQUEST)
+    assert audio.duration == pytest.approx(fake.expected_duration(TEXT), abs=0.05)
+    assert fake.v2.result_fetches == MAX_MISSING_POLLS
+    assert fake.tts_calls == 1
+    assert fake.credits == pytest.approx(100 - fake.cost)  # paid once, delivered once
+
+
+async def test_a_result_that_stays_missing_is_a_clear_error_not_a_wait_until_the_deadline(
+    fake: fs.FakeSegmind, make_client: Callable[..., SegmindV2Client]
+) -> None:
+    """The status keeps saying COMPLETED between the result's 404s: that must not reset the
+    count, or the job would be polled until its deadline."""
+    fake.v2.result_faults.extend(fs.status(404) for _ in range(100))
+    with pytest.raises(JobLostError, match="answered earlier polls") as info:
+        await make_client(job_timeout=30.0).synthesize(REQUEST)
+    assert "its result is lost" in str(info.value)
+    assert fake.v2.result_fetches == MAX_MISSING_POLLS
+    assert fake.tts_calls == 1
+
+
+async def test_a_result_expired_upstream_is_lost_after_bounded_polls(
+    fake: fs.FakeSegmind, make_client: Callable[..., SegmindV2Client]
+) -> None:
+    """Segmind keeps results an hour; one gone sooner answers 404 from the first poll on."""
+    fake.v2.result_ttl = 0.0
+    with pytest.raises(JobLostError):
+        await make_client().synthesize(REQUEST)
+    assert fake.tts_calls == 1
 
 
 @pytest.mark.parametrize(
