@@ -227,6 +227,22 @@ class SpeechService:
             deadline=admission.deadline,
         )
 
+    def later(self, admission: Admission) -> SpeechStream:
+        """Accept `admission` now and make it later: a stream whose `start` queues its first
+        call when the bot may be heard (a Stage's audience waits for an invitation), so
+        nothing is spent for nobody. The member's cooldown is checked (a refusal raises here)
+        and started now, as for any message, so the calls it queues later wait for none."""
+        requester = admission.requester
+        self.source.scheduler.take_turn(requester)
+        return SpeechStream(
+            self.source,
+            replace(requester, cooldown=0.0),
+            admission.requests,
+            parallel=self.settings.chunk_parallelism,
+            fresh=admission.fresh,
+            deadline=admission.deadline,
+        )
+
     async def prefers_voice_message(self, caller: Caller) -> bool:
         """Whether the member asked for their /speak speech as voice messages by default."""
         if self.storage is None:

@@ -280,6 +280,11 @@ class SpeechSource:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
 
+def _given_up(stream: SpeechStream) -> bool:
+    """Read afresh: a stream can be cancelled while it awaits."""
+    return stream.closed
+
+
 def _consume_error(future: asyncio.Future[Audio]) -> None:
     # A failure nobody awaited (everyone gave up) is not an "exception never retrieved".
     if not future.cancelled():
@@ -318,13 +323,24 @@ class SpeechStream:
         self._listeners: list[Callable[[SpeechStream], None]] = []
 
     async def start(self) -> SpeechStream:
-        """Request the first chunk; refusals (cooldown, full queue, paused) raise here."""
-        self.pending.append(await self._begin(0))
+        """Request the first chunk; refusals (cooldown, full queue, paused) raise here. Once
+        only, and never for a stream given up (a message withdrawn before it was started)."""
+        if self.closed or self.pending:
+            return self
+        pending = await self._begin(0)
+        self.pending.append(pending)
+        if _given_up(self):  # While its first call was being queued.
+            pending.release()
         return self
 
     @property
     def total(self) -> int:
         return len(self.requests)
+
+    @property
+    def started(self) -> bool:
+        """Its first chunk has been asked for (`start`, or its audio wanted)."""
+        return bool(self.pending)
 
     @property
     def current(self) -> Ticket | None:
