@@ -107,6 +107,9 @@ class Player:
     """The player's queue as narration uses it; takes each utterance in order as soon as
     its audio is ready, and records when each message was heard."""
 
+    #: Never in a Stage's audience: calls are queued as messages come.
+    held = False
+
     def __init__(self, cog: Narration, heard: dict[int, float]) -> None:
         self.cog = cog
         self.heard = heard
