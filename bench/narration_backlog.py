@@ -6,7 +6,10 @@ The real narration cog, the real pipeline (`SpeechService`, `Scheduler`, `Segmin
 the fake Segmind server, which enforces the 5-a-minute limit with its own sliding window; only
 Discord is stood in for (messages, members, and a player that takes each utterance in order
 as soon as its audio is ready). Time is scaled: a "minute" is `--minute` real seconds, and the
-server takes 18 scaled seconds per call, as Gemini does.
+server takes 18 scaled seconds per call, as Gemini does. The fake runs in a process of its own
+(`bench.scheduler_server`): making its audio is pure Python, and in the bot's process it would
+hold the GIL the bot needs, and so late merges at fast scales, for reasons that are the
+bench's; the calls are counted where they are made, by the fake (`/bench-stats`).
 
 Members write the way people chat: in runs of 1 to 5 messages in a row (3 on average), the
 next run by another member. Each message's backlog delay runs from when it was written to when
@@ -41,7 +44,7 @@ from unittest.mock import create_autospec
 import aiohttp
 import discord
 
-from bench.scheduler_server import percentile
+from bench.scheduler_server import KEY, ServerProcess, percentile
 from bot.config import load_settings
 from bot.playback.player import Utterance
 from bot.storage import SQLiteStorage
@@ -49,7 +52,6 @@ from bot.synthesis.client import SegmindClient
 from bot.synthesis.scheduler import Scheduler, SchedulerConfig
 from bot.synthesis.service import SpeechService
 from cogs.narration import Narration
-from tests.fake_segmind import FakeSegmind
 from tests.helpers import mock_bot
 
 GUILD, TEXT = 10, 20
@@ -106,6 +108,9 @@ class Result:
 class Player:
     """The player's queue as narration uses it; takes each utterance in order as soon as
     its audio is ready, and records when each message was heard."""
+
+    #: Never in a Stage's audience: calls are queued as messages come.
+    held = False
 
     def __init__(self, cog: Narration, heard: dict[int, float]) -> None:
         self.cog = cog
@@ -222,18 +227,19 @@ async def run(
     with tempfile.TemporaryDirectory() as folder:
         settings = load_settings(
             env_file=None,
-            segmind_api_key="bench-key",
+            segmind_api_key=KEY,
             data_dir=Path(folder),
             narration_merge=merging,
         )
+        fake = ServerProcess(
+            f"--rpm={CALLS_PER_MINUTE}", f"--window={minute}", f"--latency={latency}"
+        )
         async with (
-            FakeSegmind(
-                api_key="bench-key", rpm_limit=CALLS_PER_MINUTE, rpm_window=minute, latency=latency
-            ) as fake,
+            fake,
             aiohttp.ClientSession() as session,
             SQLiteStorage(Path(folder) / "bot.db") as storage,
         ):
-            client = SegmindClient(session, api_key=fake.api_key, base_url=fake.base_url)
+            client = SegmindClient(session, api_key=KEY, base_url=fake.base_url)
             config = SchedulerConfig(
                 rpm=CALLS_PER_MINUTE,
                 window=minute,
@@ -281,7 +287,7 @@ async def run(
                 await player.task
             await cog.reader.close()
             await scheduler.close(grace=0)
-            calls = fake.tts_calls
+            calls = await calls_made(session, fake.base_url)
     delays = [(heard[m] - written[m]) / minute * 60 for m in written if m in heard]
     return Result(
         mode=mode,
@@ -293,6 +299,13 @@ async def run(
         p95=percentile(delays, 0.95) if delays else float("nan"),
         skipped=player.skipped,
     )
+
+
+async def calls_made(session: aiohttp.ClientSession, base_url: str) -> int:
+    """The calls the fake received (answered or refused), as it counted them."""
+    async with session.get(f"{base_url}/bench-stats") as response:
+        response.raise_for_status()
+        return int((await response.json())["calls"])
 
 
 def report(result: Result) -> None:

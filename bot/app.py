@@ -139,6 +139,7 @@ class TTSBot(commands.Bot):
             idle_timeout=settings.voice_idle_timeout,
             max_queue=settings.voice_max_queue,
             reconnect_timeout=settings.voice_reconnect_timeout,
+            stage_wait=settings.voice_stage_wait,
         )
         #: Extensions that failed to load, with why; a cog can show them to the operator.
         self.extension_errors: dict[str, BaseException] = {}

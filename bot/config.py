@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     voice_idle_timeout: float = Field(300.0, gt=0, le=86_400)
     voice_max_queue: int = Field(50, ge=1, le=1000)
     voice_reconnect_timeout: float = Field(30.0, gt=0, le=600)
+    #: Seconds a message waits for a Stage moderator to invite the bot (`bot.playback.stage`);
+    #: at most 10 minutes, so a /speak member can still be told within the reply's 15.
+    voice_stage_wait: float = Field(300.0, gt=0, le=600)
 
     @field_validator("segmind_base_url")
     @classmethod

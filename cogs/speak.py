@@ -17,8 +17,10 @@ from discord.ext import commands
 from bot.audio import Audio
 from bot.errors import BotError, InvalidRequestError, NotInVoiceError
 from bot.playback.connections import VoiceTarget
-from bot.playback.player import Utterance
+from bot.playback.player import GuildPlayer, Utterance
 from bot.playback.presence import bring_bot, check_voice_target, voice_channel_of
+from bot.playback.stage import waiting_time
+from bot.speech.access import Caller
 from bot.speech.cleanup import CleanupOptions, clean_message
 from bot.speech.control import estimate_seconds
 from bot.speech.request import SpeechRequest
@@ -270,6 +272,9 @@ class Speak(commands.Cog):
         if voice_message:
             check_member_may_send_voice_messages(interaction, chosen=chosen is not None)
         with self.bot.responding():
+            if target is not None and self.bot.playback.audience_on(target):
+                await self.wait_for_the_stage(interaction, target, caller, text, options, guild)
+                return
             # Refusals (input, rules, quota, cooldown, full queue) raise here: private, free.
             stream = await self.bot.services.speech.begin(
                 caller,
@@ -403,24 +408,8 @@ class Speak(commands.Cog):
             async for clip in self.bot.services.speech.ogg_clips(audios, request):
                 yield clip
 
-        player = self.bot.playback.player(channel.guild.id)
-        note = None
-        if player is None or self.bot.playback.connected_channel(channel.guild) != channel:
-            player, note = await bring_bot(self.bot.playback, channel)
-
-        async def notify(line: str) -> None:
-            await interaction.followup.send(line, ephemeral=True, allowed_mentions=NO_MENTIONS)
-
-        place = player.enqueue(
-            Utterance(
-                label=interaction.user.display_name,
-                user_id=interaction.user.id,
-                clips=clips(),
-                on_close=stream.cancel,
-                notify=notify,
-                seconds=sum(estimate_seconds(r.text) for r in stream.requests),
-            )
-        )
+        player, note = await self.bring(channel)
+        place = player.enqueue(self.utterance(interaction, stream, clips()))
         where = f"in {channel.mention}" + (f", #{place} in line" if place > 1 else "")
         # With more parts still being made, the total length is not known yet.
         several = stream.total > 1
@@ -433,6 +422,85 @@ class Speak(commands.Cog):
         # only a warning is worth telling in the channel instead.
         if not await edit_answer(interaction, line) and note:
             await tell_in_channel(interaction, f"⚠️ {note}")
+
+    async def wait_for_the_stage(
+        self,
+        interaction: discord.Interaction[TTSBot],
+        channel: VoiceTarget,
+        caller: Caller,
+        text: str,
+        options: SpeakOptions,
+        guild: GuildSettings | None,
+    ) -> None:
+        """Where the bot is (or will be) in a Stage's audience, nothing is made for nobody:
+        the message is accepted now (every rule and the cooldown, refusals private and free)
+        and queued unmade; its calls start once a stage moderator invites the bot, and it is
+        heard from its start. The player gives it up, and tells the member, past the wait."""
+        speech = self.bot.services.speech
+        admission = await speech.admit(
+            caller, text, options, destination=Destination.VOICE, guild=guild
+        )
+        stream = speech.later(admission)
+        try:
+            await interaction.response.defer(thinking=True)
+        except BaseException:
+            stream.cancel()
+            raise
+        try:
+            player, note = await self.bring(channel)
+            request = stream.requests[0]
+            clips = speech.ogg_clips(stream.audio(), request)
+            utterance = self.utterance(interaction, stream, clips)
+            utterance.start = stream.start
+            place = player.enqueue(utterance)
+        except BotError as exc:
+            stream.cancel()
+            await send_error(interaction, exc.user_message)
+            return
+        parts = f" · {stream.total} parts" if stream.total > 1 else ""
+        details = result_line(request, None).removeprefix("🔊 ") + parts
+        if not player.held:  # Invited in the meantime: it is being made now.
+            where = f"in {channel.mention}" + (f", #{place} in line" if place > 1 else "")
+            content = f"🔊 Playing {where} · {details}"
+        else:
+            why = note or (
+                f"I'm in the audience on {channel.mention}: a stage moderator must invite me "
+                "to speak before anyone hears me."
+            )
+            content = (
+                f"⏳ Waiting to speak in {channel.mention} · {details}\n⚠️ {why}\nYou'll hear "
+                "your message from its start once I'm invited; nothing is made until then, "
+                f"and I wait up to {waiting_time(player.stage.wait)}."
+            )
+        await interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS)
+
+    async def bring(self, channel: VoiceTarget) -> tuple[GuildPlayer, str | None]:
+        """The player in `channel`, bringing the bot there if it is elsewhere or nowhere."""
+        player = self.bot.playback.player(channel.guild.id)
+        if player is None or self.bot.playback.connected_channel(channel.guild) != channel:
+            return await bring_bot(self.bot.playback, channel)
+        return player, None
+
+    def utterance(
+        self,
+        interaction: discord.Interaction[TTSBot],
+        stream: SpeechStream,
+        clips: AsyncIterator[bytes],
+    ) -> Utterance:
+        """The message as the player queues it: who (never what), its clips, and how to
+        withdraw its calls and to tell the member (privately) what became of it."""
+
+        async def notify(line: str) -> None:
+            await interaction.followup.send(line, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+        return Utterance(
+            label=interaction.user.display_name,
+            user_id=interaction.user.id,
+            clips=clips,
+            on_close=stream.cancel,
+            notify=notify,
+            seconds=sum(estimate_seconds(r.text) for r in stream.requests),
+        )
 
 
 async def setup(bot: TTSBot) -> None:

@@ -77,6 +77,7 @@ def mock_bot(settings: Any) -> Any:
     services.client = create_autospec(SegmindClient, instance=True)
     bot.services = services
     bot.playback = create_autospec(VoiceManager, instance=True)
+    bot.playback.audience_on.return_value = False  # Not a Stage's audience unless told.
     bot.responding.return_value = contextlib.nullcontext()
     return bot
 

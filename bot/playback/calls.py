@@ -158,11 +158,14 @@ class NarrationCalls:
         message_id: int,
         *,
         label: str | None = None,
+        later: bool = False,
     ) -> tuple[Utterance, SpeechStream] | None:
         """Begin making what was admitted, filed under `message_id` (a merged call's first
-        message) in the player; None (logged) if the queue refuses it."""
+        message) in the player; None (logged) if the queue refuses it. `later`: the bot is in
+        a Stage's audience, so the call is queued only once it may be heard (the player
+        starts it), and until then a next message may still join it."""
         try:
-            stream = await self.speech.start(admission)
+            stream = self.speech.later(admission) if later else await self.speech.start(admission)
         except BotError as exc:
             log.info("Not reading message %s: %s", message_id, exc)
             return None
@@ -186,6 +189,7 @@ class NarrationCalls:
             notify=notify,
             seconds=estimate_seconds(reading.text),
             source_id=message_id,
+            start=stream.start if later else None,
         )
         return utterance, stream
 

@@ -7,6 +7,9 @@ and cleans up when it is disconnected, so no player or connection leaks.
 Discord a voice server change or a resume takes a round trip or several, and the bot is
 still in the channel for everyone listening. Joins and leaves are serialised per server, so
 two at the same moment cannot disconnect each other, and a join during a leave connects anew.
+
+On a Stage the bot's own voice state says whether it is heard: while it is in the audience
+its player holds everything (`bot.playback.stage`), and an invitation to speak releases it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import discord
 from bot.errors import BotError, ChannelFullError, VoicePermissionError
 from bot.playback.player import GuildPlayer, Utterance, wait_until_connected
 from bot.playback.source import dave_supported
+from bot.playback.stage import STAGE_WAIT, in_audience
 
 __all__ = ["DISCONNECTED", "VoiceManager", "VoiceTarget", "check_joinable", "humans_in"]
 
@@ -67,12 +71,14 @@ class VoiceManager:
         idle_timeout: float = 300.0,
         max_queue: int = 50,
         reconnect_timeout: float = 30.0,
+        stage_wait: float = STAGE_WAIT,
         on_error: Callable[[Utterance, BotError], Awaitable[None]] | None = None,
     ) -> None:
         self.client = client
         self.idle_timeout = idle_timeout
         self.max_queue = max_queue
         self.reconnect_timeout = reconnect_timeout
+        self.stage_wait = stage_wait
         self._on_error = on_error
         self.players: dict[int, GuildPlayer] = {}
         self._joining: dict[int, asyncio.Lock] = {}
@@ -127,13 +133,28 @@ class VoiceManager:
                 idle_timeout=self.idle_timeout,
                 max_queue=self.max_queue,
                 reconnect_timeout=self.reconnect_timeout,
+                stage_wait=self.stage_wait,
                 on_idle=self._idle,
                 on_error=self._on_error,
                 on_gone=self._gone,
             )
             self.players[guild.id] = player
+        # The state Discord gave on joining (a Stage's audience) came before this player.
+        _follow(player, guild.me.voice)
         log.info("Guild %s: in voice channel %s", guild.id, channel.id)
         return player
+
+    def audience_on(self, channel: VoiceTarget) -> bool:
+        """Whether speech for `channel` would reach nobody for now: it is a Stage where the
+        bot sits in the audience, or would join without Mute Members (so can only raise its
+        hand). Such speech waits for an invitation before anything is made for it."""
+        if not isinstance(channel, discord.StageChannel):
+            return False
+        me = channel.guild.me
+        voice = me.voice
+        if voice is not None and voice.channel == channel:
+            return in_audience(voice)
+        return not channel.permissions_for(me).mute_members
 
     async def take_the_stage(self, channel: VoiceTarget) -> str | None:
         """On a Stage, become a speaker (with Mute Members) or raise the bot's hand.
@@ -209,6 +230,10 @@ class VoiceManager:
                 if player is not None:
                     await player.close(DISCONNECTED)
                     log.info("Guild %s: disconnected from voice; player cleaned up", guild.id)
+                return
+            player = self.player(guild.id)
+            if player is not None:  # Invited to speak, or sent to a Stage's audience.
+                _follow(player, after)
             return
         channel = self.connected_channel(guild)
         if channel is None or before.channel != channel or after.channel == channel:
@@ -224,3 +249,11 @@ class VoiceManager:
             else:
                 player = self.players.pop(guild_id)
                 await player.close()
+
+
+def _follow(player: GuildPlayer, voice: discord.VoiceState | None) -> None:
+    """Hold the player while the bot is in a Stage's audience; release it once it is not."""
+    if in_audience(voice):
+        player.hold()
+    else:
+        player.release()

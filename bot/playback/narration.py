@@ -160,7 +160,13 @@ class NarrationReader(WaitingCalls):
     ) -> None:
         """Spend what was admitted and queue the message in a call of its own."""
         made = await self._start(
-            room, admission, incoming.author, read.reading, incoming.channel, incoming.message_id
+            room,
+            admission,
+            incoming.author,
+            read.reading,
+            incoming.channel,
+            incoming.message_id,
+            later=player.held,
         )
         if made is None:
             return

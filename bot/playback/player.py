@@ -9,23 +9,26 @@ the bot still sits in the channel. The player waits that out, for `reconnect_tim
 seconds, instead of treating it as the end; only a connection that does not come back ends
 the player, and then every message still queued is closed (its unpaid calls withdrawn) and
 its member told, rather than left to be made and paid for nobody.
+
+On a Stage the bot is heard only as a speaker: while it is in the audience the player plays
+and starts nothing (`bot.playback.stage`), and a moderator's invitation lets it go on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import discord
 
 from bot.errors import BotError, NotConnectedError, QueueFullError
 from bot.playback.source import OggOpusSource
+from bot.playback.stage import STAGE_WAIT, StageGate, wait_over_line
+from bot.playback.utterance import Utterance, failure_line, single_clip
 
 __all__ = [
     "CONNECTION_LOST",
@@ -38,8 +41,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_ids = itertools.count(1)
 
 #: What a member whose message was waiting hears when the connection is gone for good.
 CONNECTION_LOST = (
@@ -66,56 +67,6 @@ class VoiceOutput(Protocol):
     def is_connected(self) -> bool: ...
 
 
-@dataclass(eq=False)
-class Utterance:
-    """Something to say: who asked, the Ogg Opus clips in order as they arrive, and how to
-    tell the member if it fails after it was queued."""
-
-    #: Who is speaking, as /queue shows it (never the text: it may come from anywhere).
-    label: str
-    user_id: int
-    clips: AsyncIterator[bytes]
-    #: Withdraws synthesis already queued for this utterance (it may not have started playing).
-    on_close: Callable[[], object] | None = None
-    #: Tells the member a line about this message (a later chunk failed, the bot left…).
-    notify: Callable[[str], Awaitable[object]] | None = None
-    #: Estimated seconds of speech, for /queue; None when unknown.
-    seconds: float | None = None
-    #: The Discord message it reads (narration), so a delete or an edit can find it.
-    source_id: int | None = None
-    id: int = field(default_factory=lambda: next(_ids))
-    skipped: bool = False
-    #: The number of clips played so far.
-    parts_played: int = 0
-
-    async def close(self) -> None:
-        """Stop making clips nobody will hear (cancels synthesis still under way)."""
-        if self.on_close is not None:
-            callback, self.on_close = self.on_close, None
-            callback()
-        closer = getattr(self.clips, "aclose", None)
-        if closer is not None:
-            with contextlib.suppress(Exception):
-                await closer()
-
-    async def report(self, line: str) -> None:
-        """Tell the member, if there is a way to; a failure to tell is logged, not raised."""
-        if self.notify is None:
-            return
-        try:
-            await self.notify(line)
-        except Exception as exc:
-            log.info("Could not tell user %s about utterance %s: %s", self.user_id, self.id, exc)
-
-
-def failure_line(error: BotError, parts_played: int) -> str:
-    """The member's line for a message that failed in voice; after its first part played,
-    say which part, so the sudden silence is explained."""
-    if parts_played == 0:
-        return f"⚠️ {error.user_message}"
-    return f"⚠️ Part {parts_played + 1} of your message could not be made: {error.user_message}"
-
-
 async def wait_until_connected(voice: VoiceOutput, within: float) -> bool:
     """Whether `voice` is connected within `within` s. discord.py offers only a blocking
     wait (for its player thread), so this looks every few tens of milliseconds."""
@@ -126,13 +77,6 @@ async def wait_until_connected(voice: VoiceOutput, within: float) -> bool:
             return False
         await asyncio.sleep(_RECONNECT_POLL)
     return True
-
-
-def single_clip(label: str, user_id: int, clip: bytes) -> Utterance:
-    async def one() -> AsyncIterator[bytes]:
-        yield clip
-
-    return Utterance(label=label, user_id=user_id, clips=one())
 
 
 class GuildPlayer:
@@ -147,6 +91,7 @@ class GuildPlayer:
         idle_timeout: float = 300.0,
         max_queue: int = 50,
         reconnect_timeout: float = 30.0,
+        stage_wait: float = STAGE_WAIT,
         on_idle: Callable[[GuildPlayer], Awaitable[None]] | None = None,
         on_error: Callable[[Utterance, BotError], Awaitable[None]] | None = None,
         on_gone: Callable[[GuildPlayer], Awaitable[None]] | None = None,
@@ -163,6 +108,11 @@ class GuildPlayer:
         self._wakeup = asyncio.Event()
         self.current: Utterance | None = None
         self.played = 0
+        self.stage = StageGate(stage_wait)
+        self._starts: dict[int, asyncio.Task[bool]] = {}
+        #: A clip is being played; and it was cut off by the bot going to the audience.
+        self._playing = False
+        self._cut = False
         self._task: asyncio.Task[None] | None = asyncio.create_task(
             self._run(), name=f"player-{guild_id}"
         )
@@ -175,6 +125,32 @@ class GuildPlayer:
     def closed(self) -> bool:
         return self._task is None or self._task.done()
 
+    @property
+    def held(self) -> bool:
+        """In a Stage's audience: nothing is played or started until a moderator invites
+        the bot to speak."""
+        return self.stage.held
+
+    def hold(self) -> None:
+        """The bot went to a Stage's audience: keep everything until `release`. A clip
+        playing now reaches nobody from here, so it is cut and played again, from its start,
+        once the bot is heard."""
+        if not self.stage.hold(self._unheard(), asyncio.get_running_loop().time()):
+            return
+        log.info("Guild %s: in the stage audience; holding playback", self.guild_id)
+        if self._playing:
+            self._cut = True
+            self.voice.stop()
+
+    def release(self) -> None:
+        """The bot may be heard again (a moderator invited it): play what waited, and start
+        making what was held unmade."""
+        if not self.stage.release(self._unheard()):
+            return
+        log.info("Guild %s: a speaker on the stage; playback goes on", self.guild_id)
+        for utterance in self._queue:
+            self._begin(utterance)
+
     def enqueue(self, utterance: Utterance) -> int:
         """Add to the end; returns its place (1 = plays next or now)."""
         if self.closed:
@@ -182,6 +158,9 @@ class GuildPlayer:
         if len(self._queue) >= self.max_queue:
             raise QueueFullError(per_user=False, limit=self.max_queue)
         self._queue.append(utterance)
+        self.stage.mark(utterance, asyncio.get_running_loop().time())
+        if not self.held:
+            self._begin(utterance)
         self._wakeup.set()
         return len(self._queue) + (1 if self.current else 0)
 
@@ -203,6 +182,9 @@ class GuildPlayer:
         for index, queued in enumerate(self._queue):
             if queued is old:
                 self._queue[index] = new
+                new.held_since = old.held_since  # Its wait goes on: it is the same turn.
+                if not self.held:
+                    self._begin(new)
                 await old.close()
                 return True
         return False
@@ -214,6 +196,7 @@ class GuildPlayer:
             return False
         current.skipped = True
         self.voice.stop()
+        self.stage.poke()  # Held in a Stage's audience: it is given up now, not when heard.
         return True
 
     async def stop(self) -> int:
@@ -223,6 +206,7 @@ class GuildPlayer:
         for utterance in dropped:
             await utterance.close()
         self.skip()
+        self.stage.poke()
         return len(dropped)
 
     async def close(self, reason: str | None = None) -> None:
@@ -230,8 +214,9 @@ class GuildPlayer:
 
         With a `reason`, each member whose message had not finished is told it.
         """
-        unheard = ([self.current] if self.current is not None else []) + list(self._queue)
+        unheard = self._unheard()
         await self.stop()
+        await self._cancel_starts()
         task, self._task = self._task, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
@@ -253,13 +238,18 @@ class GuildPlayer:
                             await self._on_idle(self)
                         return
                     continue
+                if not await self._stage_cleared(None):
+                    continue  # Some waited past the Stage's bound: look again.
                 if not await self._connection():
                     await self._gone()
                     return
-                if not self._queue:  # Withdrawn or stopped while the connection came back.
+                if not self._queue or self.held:  # Changed while the connection came back.
                     continue
                 utterance = self._queue.popleft()
                 self.current = utterance
+                if not await self._started(utterance):
+                    self.current = None
+                    continue
                 if not await self._say(utterance):
                     await self._gone()
                     return
@@ -281,9 +271,10 @@ class GuildPlayer:
             self.guild_id,
             self.reconnect_timeout,
         )
-        unheard = ([self.current] if self.current is not None else []) + list(self._queue)
+        unheard = self._unheard()
         self._queue.clear()
         self.current = None
+        await self._cancel_starts()
         for utterance in unheard:
             await utterance.close()
             await utterance.report(f"⚠️ {CONNECTION_LOST}")
@@ -307,7 +298,7 @@ class GuildPlayer:
             async for clip in utterance.clips:
                 if utterance.skipped:
                     return True
-                if not await self._play(OggOpusSource(clip)):
+                if not await self._play_heard(utterance, clip):
                     return False
                 utterance.parts_played += 1
                 if _skipped(utterance):  # Don't make the next chunk for nobody.
@@ -318,6 +309,20 @@ class GuildPlayer:
             await utterance.report(failure_line(exc, utterance.parts_played))
             if self._on_error is not None:
                 await self._on_error(utterance, exc)
+        return True
+
+    async def _play_heard(self, utterance: Utterance, clip: bytes) -> bool:
+        """Play one clip where it is heard: held in a Stage's audience (the clip kept), and
+        played again from its start if the bot went to the audience while it played. False
+        if the connection was lost for good."""
+        while not _skipped(utterance):
+            if not await self._stage_cleared(utterance):
+                continue  # `utterance` is skipped if it waited past the bound.
+            self._cut = False
+            if not await self._play(OggOpusSource(clip)):
+                return False
+            if not self._cut:
+                return True
         return True
 
     async def _play(self, source: OggOpusSource) -> bool:
@@ -339,11 +344,84 @@ class GuildPlayer:
             except discord.ClientException as exc:  # The connection dropped in between.
                 log.info("Guild %s: cannot play yet: %s", self.guild_id, exc)
                 continue
-            error = await finished
+            self._playing = True
+            try:
+                error = await finished
+            finally:
+                self._playing = False
             if error is not None:
                 log.warning("Guild %s: playback error: %s", self.guild_id, error)
             return True
         return True
+
+    # -- the Stage's audience ---------------------------------------------------------------
+
+    def _unheard(self) -> list[Utterance]:
+        """What is playing and what waits, in order."""
+        return ([self.current] if self.current is not None else []) + list(self._queue)
+
+    def _begin(self, utterance: Utterance) -> None:
+        """Queue the calls of a message accepted while the bot could not be heard."""
+        if utterance.start is None or utterance.id in self._starts:
+            return
+        task = asyncio.create_task(self._start(utterance), name=f"start-{utterance.id}")
+        self._starts[utterance.id] = task
+        task.add_done_callback(lambda _: self._starts.pop(utterance.id, None))
+
+    async def _start(self, utterance: Utterance) -> bool:
+        """Run `utterance.start`; a refusal now (a full queue) is told and the message taken
+        out of line. False if refused."""
+        start, utterance.start = utterance.start, None
+        if start is None:
+            return True
+        try:
+            await start()
+        except BotError as exc:
+            log.info("Guild %s: utterance %s refused: %s", self.guild_id, utterance.id, exc)
+            with contextlib.suppress(ValueError):
+                self._queue.remove(utterance)
+            await utterance.close()
+            await utterance.report(failure_line(exc, 0))
+            return False
+        return True
+
+    async def _started(self, utterance: Utterance) -> bool:
+        """Wait until the message about to play has queued its calls; False if refused."""
+        task = self._starts.get(utterance.id)
+        if task is not None:
+            return await asyncio.shield(task)
+        return await self._start(utterance)
+
+    async def _cancel_starts(self) -> None:
+        tasks = [t for t in self._starts.values() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _stage_cleared(self, current: Utterance | None) -> bool:
+        """True once the bot may be heard. False once a message waited in a Stage's
+        audience as long as it may: each such one is given up (its unmade calls withdrawn,
+        its member told; `current` is marked skipped and closed by the loop)."""
+        if await self.stage.heard(self._unheard()):
+            return True
+        now = asyncio.get_running_loop().time()
+        over = [u for u in self._queue if self.stage.over(u, now)]
+        for utterance in over:
+            self._queue.remove(utterance)
+            await utterance.close()
+        if current is not None and self.stage.over(current, now):
+            current.skipped = True
+            over.insert(0, current)
+        if over:
+            log.info(
+                "Guild %s: %d messages waited %.0f s for a stage invitation; given up",
+                self.guild_id,
+                len(over),
+                self.stage.wait,
+            )
+        for utterance in over:
+            await utterance.report(f"⚠️ {wait_over_line(self.stage.wait)}")
+        return False
 
 
 def _skipped(utterance: Utterance) -> bool:

@@ -78,7 +78,10 @@ class Waiting:
 
     def unmade(self) -> bool:
         """The call awaited next has not been started (nor come from the cache): withdrawing
-        it throws away nothing paid for, and a next message may still join it."""
+        it throws away nothing paid for, and a next message may still join it. A stream not
+        yet started at all (held for a Stage's invitation) is unmade too."""
+        if not self.stream.started:
+            return not self.stream.closed
         ticket = self.stream.current
         return ticket is not None and ticket.state == "queued"
 

@@ -112,6 +112,7 @@ class WaitingCalls(NarrationCalls):
             first.message_id,
             # /queue shows whose words are coming up: both speakers of a shared call.
             label=" & ".join(authors[m].display_name for m in merged.speakers),
+            later=player.held,
         )
         if made is None:
             return None
@@ -218,7 +219,13 @@ class WaitingCalls(NarrationCalls):
             await player.withdraw(waiting.utterance)
             return
         made = await self._start(
-            room, admission, incoming.author, read.reading, waiting.channel, incoming.message_id
+            room,
+            admission,
+            incoming.author,
+            read.reading,
+            waiting.channel,
+            incoming.message_id,
+            later=player.held,
         )
         if made is None:
             await player.withdraw(waiting.utterance)

@@ -257,6 +257,31 @@ class SpeechService:
             reservation.release(reservation.held)
             raise
 
+    def later(self, admission: Admission) -> SpeechStream:
+        """Accept `admission` now and make it later: a stream whose `start` queues its first
+        call when the bot may be heard (a Stage's audience waits for an invitation), so
+        nothing is spent for nobody. The member's cooldown is checked (a refusal raises here)
+        and started now, as for any message, so the calls it queues later wait for none; its
+        calls count against the quota from now, like any admitted message's."""
+        requester = admission.requester
+        reservation = admission.reservation.take()
+        try:
+            self.source.scheduler.take_turn(requester)
+        except BaseException:
+            reservation.release(reservation.held)
+            raise
+        # Its calls stay counted against the quota while it waits: withdrawn unmade (the wait
+        # ran out, a /stop), the stream gives them back.
+        return SpeechStream(
+            self.source,
+            replace(requester, cooldown=0.0),
+            admission.requests,
+            parallel=self.settings.chunk_parallelism,
+            fresh=admission.fresh,
+            deadline=admission.deadline,
+            reservation=reservation,
+        )
+
     async def prefers_voice_message(self, caller: Caller) -> bool:
         """Whether the member asked for their /speak speech as voice messages by default."""
         if self.storage is None:

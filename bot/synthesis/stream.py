@@ -334,17 +334,26 @@ class SpeechStream:
 
     async def start(self) -> SpeechStream:
         """Request the first chunk; refusals (cooldown, full queue, paused) raise here, and
-        give back the whole reservation."""
+        give back the whole reservation. Once only, and never for a stream given up (a
+        message withdrawn before it was started)."""
+        if self.closed or self.pending:
+            return self
         try:
-            self.pending.append(await self._begin(0))
+            pending = await self._begin(0)
         except BaseException:
             self.cancel()
             raise
+        self.pending.append(pending)  # `_begin` releases it if given up meanwhile.
         return self
 
     @property
     def total(self) -> int:
         return len(self.requests)
+
+    @property
+    def started(self) -> bool:
+        """Its first chunk has been asked for (`start`, or its audio wanted)."""
+        return bool(self.pending)
 
     @property
     def current(self) -> Ticket | None:

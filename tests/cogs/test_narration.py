@@ -43,6 +43,7 @@ class Scene:
         self.voice_channel.members, self.voice_channel.user_limit = [], 0
         bot.playback.take_the_stage.return_value = None
         self.player = create_autospec(GuildPlayer, instance=True)
+        self.player.held = False  # A voice channel, or a Stage where the bot is a speaker.
         bot.playback.connected_channel.return_value = self.voice_channel
         bot.playback.player.return_value = self.player
         self.stream = create_autospec(SpeechStream, instance=True)
@@ -615,3 +616,24 @@ async def test_a_two_speaker_merge_respects_the_text_limit(
     await cog.on_message(scene.message("first", message_id=600))
     await cog.on_message(scene.message("mine", message_id=601, author_id=BOB, name="Bob"))
     assert [u.source_id for u in line.queue] == [600, 601]
+
+
+async def test_in_a_stages_audience_narration_makes_nothing_and_merges_what_waits(
+    scene: Scene,
+) -> None:
+    """While the bot sits in a Stage's audience a message is queued unmade (the player
+    queues its call once the bot is invited), so a next message still joins it: one call
+    later instead of two, and none for nobody."""
+    scene.player.held = True
+    line = Line(scene)
+    cog = Narration(scene.bot)
+    await cog.on_message(scene.message("first", message_id=600))
+    await cog.on_message(scene.message("second", message_id=601))
+    scene.queued.assert_not_called()  # No stream started...
+    scene.bot.services.scheduler.submit.assert_not_called()  # ...and no call queued.
+    (utterance,) = line.queue
+    assert utterance.source_id == 600
+    assert utterance.start is not None  # What the player runs once the bot may be heard.
+    waiting = cog.reader.rooms.get(GUILD).waiting[601]
+    assert waiting.utterance is utterance
+    assert waiting.reading.text == "Alice said: first second"

@@ -356,3 +356,64 @@ async def test_where_the_bot_cannot_speak_is_found_before_anything_is_spent(bot:
         await run_speak(Speak(bot), interaction, "hi", None, None, None, None, True)
     bot.services.speech.begin.assert_not_awaited()
     interaction.response.defer.assert_not_awaited()
+
+
+async def test_in_a_stages_audience_the_message_is_accepted_and_queued_unmade(bot: Any) -> None:
+    """Where the bot sits (or would sit) in a Stage's audience, /speak checks every rule and
+    the cooldown, then queues the message without making it: the player starts its calls
+    once a moderator invites the bot, and the member is told they will hear it then."""
+    from bot.playback.player import GuildPlayer, Utterance
+    from bot.playback.stage import StageGate
+
+    stage = create_autospec(discord.StageChannel, instance=True)
+    stage.mention, stage.members, stage.user_limit = "<#66>", [], 0
+    interaction = mock_interaction(user_id=7)
+    interaction.user.voice.channel = stage
+    interaction.user.display_name = "Alice"
+    bot.playback.audience_on.return_value = True
+    bot.playback.connected_channel.return_value = stage
+    player = create_autospec(GuildPlayer, instance=True)
+    player.held, player.stage = True, StageGate(300.0)
+    player.enqueue.return_value = 1
+    bot.playback.player.return_value = player
+    speech = bot.services.speech
+    stream = create_autospec(SpeechStream, instance=True)
+    stream.requests, stream.total = [REQUEST], 1
+    speech.later.return_value = stream
+
+    await run_speak(Speak(bot), interaction, "hi", None, None, None, None, True)
+
+    bot.playback.audience_on.assert_called_once_with(stage)
+    speech.admit.assert_awaited_once_with(
+        Caller(user_id=7, guild_id=42),
+        "hi",
+        SpeakOptions(),
+        destination=Destination.VOICE,
+        guild=None,
+    )
+    speech.later.assert_called_once_with(speech.admit.return_value)
+    speech.begin.assert_not_awaited()  # Nothing queued for Segmind, nothing made.
+    stream.start.assert_not_called()
+    interaction.response.defer.assert_awaited_once_with(thinking=True)
+    (utterance,) = player.enqueue.call_args.args
+    assert isinstance(utterance, Utterance)
+    assert utterance.start == stream.start  # The player queues its calls once invited.
+    assert utterance.label == "Alice"
+    content = interaction.edit_original_response.await_args_list[-1].kwargs["content"]
+    assert content.startswith("⏳ Waiting to speak in <#66> · **Kore**")
+    assert "I'm in the audience on <#66>" in content
+    assert "You'll hear your message from its start once I'm invited" in content
+    assert "I wait up to 5 minutes" in content
+
+
+async def test_in_a_stages_audience_a_cooldown_is_refused_before_deferring(bot: Any) -> None:
+    stage = create_autospec(discord.StageChannel, instance=True)
+    stage.members, stage.user_limit = [], 0
+    interaction = mock_interaction(user_id=7)
+    interaction.user.voice.channel = stage
+    bot.playback.audience_on.return_value = True
+    bot.playback.connected_channel.return_value = stage
+    bot.services.speech.later.side_effect = CooldownError(3.0)
+    with pytest.raises(CooldownError):
+        await run_speak(Speak(bot), interaction, "hi", None, None, None, None, True)
+    interaction.response.defer.assert_not_awaited()

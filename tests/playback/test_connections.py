@@ -12,7 +12,7 @@ import pytest
 
 from bot.errors import ChannelFullError, VoicePermissionError
 from bot.playback.connections import DISCONNECTED, VoiceManager
-from bot.playback.player import Utterance
+from bot.playback.player import GuildPlayer, Utterance
 
 BOT_ID = 1
 
@@ -233,6 +233,67 @@ async def test_on_a_stage_the_bot_becomes_a_speaker_or_raises_its_hand(world: Wo
     assert "raised my hand" in line
     world.guild.me.request_to_speak.assert_awaited_once_with()
     assert await manager.take_the_stage(world.general) is None
+
+
+def stage_state(stage: Any, *, suppress: bool) -> Any:
+    state = voice_state(stage)
+    state.suppress = suppress
+    return state
+
+
+def a_stage(world: World, *, mute_members: bool = False) -> Any:
+    """A Stage the bot may join (the world's `connect`), with or without Mute Members."""
+    stage = create_autospec(discord.StageChannel, instance=True)
+    stage.id, stage.guild, stage.mention = 200, world.guild, "<#200>"
+    stage.members, stage.user_limit = [], 0
+    stage.permissions_for.return_value = discord.Permissions(
+        connect=True, mute_members=mute_members
+    )
+    stage.connect.side_effect = world.general.connect.side_effect
+    return stage
+
+
+async def test_the_bots_own_voice_state_on_a_stage_holds_and_releases_its_player(
+    world: World,
+) -> None:
+    stage = a_stage(world)
+    manager = VoiceManager(world.client, idle_timeout=60)
+    # Discord puts the bot in the audience as it joins, before its player exists.
+    world.guild.me.voice = stage_state(stage, suppress=True)
+    player = await manager.join(stage)
+    assert held(player)
+    invited = stage_state(stage, suppress=False)
+    await manager.on_voice_state_update(world.guild.me, world.guild.me.voice, invited)
+    assert not held(player)
+    # A moderator sends it back to the audience: held again.
+    audience = stage_state(stage, suppress=True)
+    await manager.on_voice_state_update(world.guild.me, invited, audience)
+    assert held(player)
+    # Suppressed in a plain voice channel (AFK) is not a Stage's audience.
+    afk = stage_state(world.general, suppress=True)
+    await manager.on_voice_state_update(world.guild.me, audience, afk)
+    assert not held(player)
+    await manager.close()
+
+
+def held(player: GuildPlayer) -> bool:
+    """Read afresh (a voice state update changes it)."""
+    return player.held
+
+
+async def test_speech_for_a_stage_waits_where_the_bot_would_sit_in_the_audience(
+    world: World,
+) -> None:
+    manager = VoiceManager(world.client)
+    stage = a_stage(world)
+    world.guild.me.voice = None
+    assert manager.audience_on(stage)  # Not there, and can only raise its hand.
+    assert not manager.audience_on(a_stage(world, mute_members=True))  # Becomes a speaker.
+    world.guild.me.voice = stage_state(stage, suppress=True)
+    assert manager.audience_on(stage)
+    world.guild.me.voice = stage_state(stage, suppress=False)  # Invited already.
+    assert not manager.audience_on(stage)
+    assert not manager.audience_on(world.general)
 
 
 async def test_being_disconnected_tells_the_members_who_were_waiting(world: World) -> None:

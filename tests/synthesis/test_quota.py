@@ -278,6 +278,21 @@ async def test_an_admission_not_started_gives_its_calls_back(bot: Bot) -> None:
     assert bot.outstanding() == 0
 
 
+async def test_a_message_held_for_later_counts_until_it_is_made_or_withdrawn(bot: Bot) -> None:
+    await bot.set_quota(2)
+    held = bot.speech.later(await bot.speech.admit(Caller(ALICE, GUILD), "held on a Stage"))
+    assert bot.outstanding() == 1  # Counted while it waits for the bot to be invited.
+    withdrawn = bot.speech.later(await bot.speech.admit(Caller(ALICE, GUILD), "never invited"))
+    with pytest.raises(BotError, match="quota"):
+        await bot.speech.admit(Caller(ALICE, GUILD), "one too many")
+    withdrawn.cancel()  # The wait ran out: nothing was made, nothing stays counted.
+    assert bot.outstanding() == 1
+    await (await held.start()).collect()
+    await bot.settle()
+    assert bot.outstanding() == 0
+    assert await bot.paid_today() == 1
+
+
 async def test_a_request_refused_when_it_starts_gives_its_calls_back(bot: Bot) -> None:
     await bot.set_quota(4, user_cooldown=30)
     await (await bot.begin("first", destination=Destination.CHAT)).collect()

@@ -14,7 +14,7 @@ import pytest
 from bot import audio
 from bot.audio import Audio
 from bot.config import Settings
-from bot.errors import AccessDeniedError, QuotaExceededError
+from bot.errors import AccessDeniedError, CooldownError, QuotaExceededError
 from bot.speech.access import Caller, Requester
 from bot.speech.request import SpeechRequest, build_request
 from bot.speech.voices import voice_for_user
@@ -360,3 +360,28 @@ async def test_narration_that_is_behind_can_ask_for_one_call(
         Caller(1, guild_id=9), text, destination=Destination.NARRATION, short_first=False
     )
     assert len(recorder.call_args.args[1]) == 1
+
+
+async def test_a_message_accepted_for_later_takes_its_turn_now_and_is_made_only_on_start(
+    service: tuple[Any, Synth],
+) -> None:
+    """Speech for a Stage's audience: the member's cooldown is checked and started when it is
+    accepted; nothing is queued until `start` (then without a second cooldown), and a message
+    given up before that is never made."""
+    speech, synth = service
+    admission = await speech.admit(Caller(1), "Hello up there", destination=Destination.VOICE)
+    stream = speech.later(admission)
+    await asyncio.sleep(0.05)
+    assert synth.texts == []
+    assert speech.source.scheduler.queue_snapshot() == []
+    with pytest.raises(CooldownError):  # Its cooldown (30 s) started with it.
+        speech.later(await speech.admit(Caller(1), "again", destination=Destination.VOICE))
+    await stream.start()  # The bot was invited: not refused by the cooldown it took.
+    assert [audio.duration async for audio in stream.audio()] == [pytest.approx(0.1, abs=0.03)]
+    assert synth.texts == ["Hello up there"]
+
+    other = speech.later(await speech.admit(Caller(2), "never", destination=Destination.VOICE))
+    other.cancel()  # Nobody invited the bot in time.
+    await other.start()
+    await asyncio.sleep(0.05)
+    assert synth.texts == ["Hello up there"]

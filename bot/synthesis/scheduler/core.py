@@ -159,6 +159,20 @@ class Scheduler(SchedulerFailures):
         self._wake.set()
         return ticket
 
+    def take_turn(self, requester: Requester) -> None:
+        """Accept a new message whose calls are queued later (one held for a Stage's
+        invitation): refuse it now if its member is cooling down, and start their cooldown
+        as `submit` would, so its calls are later submitted without one (cooldown 0)."""
+        if requester.cooldown == 0:
+            return
+        length = self.config.user_cooldown if requester.cooldown is None else requester.cooldown
+        now = self._clock.now()
+        left = self.cooldown_remaining(requester.user_id)
+        if left > 0:
+            raise CooldownError(left)
+        if length > 0:
+            self._cooldowns.start(requester.user_id, now, length)
+
     def cooldown_remaining(self, user_id: int) -> float:
         """Seconds until `user_id` may submit again (0 if they may now)."""
         return self._cooldowns.remaining(user_id, self._clock.now())
