@@ -7,8 +7,7 @@ import io
 import logging
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -25,11 +24,11 @@ from bot.speech.cleanup import CleanupOptions, clean_message
 from bot.speech.control import estimate_seconds
 from bot.speech.request import SpeechRequest
 from bot.storage import GuildSettings
-from bot.synthesis.deadline import DELIVERY_MARGIN
 from bot.synthesis.scheduler import Ticket
 from bot.synthesis.service import Clip, Destination, SpeakOptions
 from bot.synthesis.stream import SpeechStream
 from bot.tree import NO_MENTIONS, send_error
+from cogs._answers import edit_answer, only_mentioning, reply_window, tell_in_channel
 from cogs._shared import caller_of, facts_from_message, style_autocomplete, voice_autocomplete
 from cogs._voice_message import (
     can_reply,
@@ -45,25 +44,15 @@ __all__ = [
     "PROGRESS_EDIT_INTERVAL",
     "ProgressReporter",
     "Speak",
-    "edit_answer",
-    "only_mentioning",
     "progress_line",
-    "reply_window",
     "result_line",
     "setup",
-    "tell_in_channel",
-    "token_expired",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Discord allows 5 edits per 5 s per message; a queue position does not need more than this.
 PROGRESS_EDIT_INTERVAL = 2.0
-#: Seconds an interaction token can edit its reply.
-TOKEN_LIFETIME = 15 * 60
-#: Discord's error codes for an expired (or unknown) interaction token.
-INVALID_WEBHOOK_TOKEN = 50027
-UNKNOWN_WEBHOOK = 10015
 
 
 def progress_line(
@@ -78,56 +67,6 @@ def progress_line(
     if ticket is not None and ticket.state == "queued" and ticket.position:
         return f"⏳ Queued{of}: #{ticket.position} in line{ready}."
     return f"🎙️ Making speech{of}{ready}…"
-
-
-def reply_window(interaction: discord.Interaction[TTSBot]) -> float:
-    """Seconds left to make a chat reply: the token's 15 minutes from the interaction, less
-    the time kept for joining and uploading the file."""
-    expires = interaction.created_at + timedelta(seconds=TOKEN_LIFETIME)
-    left = (expires - datetime.now(UTC)).total_seconds()
-    return max(0.0, left - DELIVERY_MARGIN)
-
-
-def token_expired(error: discord.HTTPException) -> bool:
-    """Discord's answer to a webhook call with an expired interaction token: 401 (50027
-    Invalid Webhook Token), or 404 10015 Unknown Webhook."""
-    return error.code in (INVALID_WEBHOOK_TOKEN, UNKNOWN_WEBHOOK) or error.status == 401
-
-
-def only_mentioning(user: discord.abc.User) -> discord.AllowedMentions:
-    return discord.AllowedMentions(everyone=False, roles=False, users=[user], replied_user=False)
-
-
-async def edit_answer(
-    interaction: discord.Interaction[TTSBot], content: str, **fields: Any
-) -> bool:
-    """Edit the command's answer; False when its token has expired. A request that waited in
-    a long queue outlives the token's 15 minutes: that is expected, not an error."""
-    try:
-        await interaction.edit_original_response(
-            content=content, allowed_mentions=NO_MENTIONS, **fields
-        )
-    except discord.HTTPException as exc:
-        if not token_expired(exc):
-            raise
-        log.info(
-            "Interaction token expired (%s %s); the answer stays as it was", exc.status, exc.code
-        )
-        return False
-    return True
-
-
-async def tell_in_channel(interaction: discord.Interaction[TTSBot], line: str) -> None:
-    """What a member should still hear after the answer can no longer be edited: said in the
-    channel, naming (and pinging) only them."""
-    channel = interaction.channel
-    if not isinstance(channel, discord.abc.Messageable):
-        return
-    user = interaction.user
-    try:
-        await channel.send(f"{user.mention} {line}", allowed_mentions=only_mentioning(user))
-    except discord.HTTPException as exc:
-        log.info("Could not tell user %s in the channel: %s", user.id, exc)
 
 
 def result_line(request: SpeechRequest, duration: float | None, source: str | None = None) -> str:

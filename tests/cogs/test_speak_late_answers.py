@@ -15,7 +15,8 @@ import pytest
 
 from bot.config import Settings
 from bot.playback.player import GuildPlayer
-from cogs.speak import Speak, token_expired
+from cogs._answers import token_expired
+from cogs.speak import Speak
 from tests.cogs.test_speak import AUDIO, CLIP, finished_stream, run_speak
 from tests.helpers import mock_bot, mock_interaction
 
