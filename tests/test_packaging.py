@@ -58,3 +58,17 @@ def test_readme_runs_docker_with_a_restart_policy_and_its_tables_hold() -> None:
     for line in readme.splitlines():
         if line.startswith("| `/"):
             assert line.count(" | ") == 1, line  # Two cells: a stray | breaks the table.
+
+
+def test_the_readme_links_only_into_the_repository() -> None:
+    """Every link in the README leads to a file of this repository: nothing outside it (a
+    sibling folder, a website) is part of what ships."""
+    readme = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)\s]+)\)", readme)
+    assert targets  # The API notes at least.
+    for target in targets:
+        path = target.split("#", 1)[0]
+        assert "://" not in target, target
+        assert not path.startswith(("/", "..")), target
+        assert (ROOT / path).exists(), target
+    assert "../shared" not in readme
