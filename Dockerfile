@@ -1,5 +1,15 @@
 # The bot's image: `docker compose up -d` (compose.yaml), or `docker build -t gemini-tts-bot .`
 # then `docker run -d --restart unless-stopped --env-file .env -v tts-data:/data gemini-tts-bot`
+
+# Stage 1 builds the project's wheel, so no source tree, build/ or egg-info reaches the image.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+COPY cogs ./cogs
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+# Stage 2 is what runs: the installed package and its dependencies, nothing else.
 FROM python:3.11-slim
 
 # PyAV's wheel carries FFmpeg (with libopus) itself; libopus0 is discord.py's fallback encoder.
@@ -14,10 +24,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DATA_DIR=/data
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY bot ./bot
-COPY cogs ./cogs
-RUN pip install .
+# The project's own wheel is a few hundred KB; its dependencies come from the package index.
+COPY --from=build /wheels /tmp/wheels
+RUN pip install /tmp/wheels/*.whl && rm -rf /tmp/wheels
 
 RUN useradd --system --uid 10001 --home-dir /app bot \
     && mkdir -p /data && chown bot /data
