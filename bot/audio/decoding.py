@@ -10,6 +10,7 @@ import time
 import av
 import av.error
 
+from bot.audio.ogg_opus import OPUS_RATE, count_ogg_opus, is_ogg_opus
 from bot.audio.pcm import (
     GEMINI_CHANNELS,
     GEMINI_SAMPLE_RATE,
@@ -280,18 +281,24 @@ def probe(
     deadline: float | None = None,
     keep_samples: bool = True,
 ) -> Audio:
-    """Check a body really is audio by decoding it all, and measure it; the bytes are kept as-is.
+    """Check a body really is audio, and measure it; the bytes are kept as-is.
 
     The samples ride along as `Audio.decoded` for the next conversion only: whoever keeps the
     value for long (the cache) must drop them, or it holds ten times what it counts. With
-    ``keep_samples`` false (Ogg Opus, which is passed through as it is) they are counted and
-    never gathered, so checking a long answer allocates almost nothing.
+    ``keep_samples`` false (Ogg Opus, which is passed through as it is) nothing is gathered:
+    one mono or stereo Opus stream is checked by its structure and counted from its packets'
+    TOC bytes and a few decoded (`count_ogg_opus`), any other body decoded and counted.
+    Either way the answer is what decoding it would say: 48 kHz mono, as long as it plays.
     """
     if not data:
         raise AudioError("empty audio body")
     if fmt is AudioFormat.PCM:
         pcm = _decode_pcm(data, sample_rate, channels)
         return Audio(data, fmt, pcm.sample_rate, pcm.channels, pcm.duration, decoded=pcm)
+    if fmt is AudioFormat.OGG and not keep_samples and is_ogg_opus(data):
+        counted = count_ogg_opus(data, deadline)
+        if counted is not None:
+            return Audio(data, fmt, OPUS_RATE, 1, counted / OPUS_RATE)
     samples, size, rate = _decode_container(data, fmt, deadline, keep=keep_samples)
     decoded = Pcm(samples, rate, 1) if keep_samples else None
     return Audio(data, fmt, rate, 1, size / SAMPLE_BYTES / rate, decoded=decoded)
