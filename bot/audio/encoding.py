@@ -57,7 +57,7 @@ def encode_wav(pcm: Pcm) -> bytes:
         writer.setnchannels(pcm.channels)
         writer.setsampwidth(SAMPLE_BYTES)
         writer.setframerate(pcm.sample_rate)
-        writer.writeframes(pcm.data)
+        writer.writeframes(pcm.samples)
     return buffer.getvalue()
 
 
