@@ -3,15 +3,17 @@
 Two measurements, each in a process of its own so the figure is that scenario's alone:
 
 * ``cache``: the bot's services (open_services, the real client and pipeline) against the
-  fake Segmind answering Ogg Opus in a separate process; unique long lines are asked until
-  the memory cache has evicted, i.e. is full at its bound. Prints the RSS then against the
-  bound. Target: RSS <= bound + 100 MiB (issue 11 saw 1,185 MiB at a 64 MiB bound).
+  fake Segmind in a separate process, once per upstream shape (WAV, MP3 and Ogg Opus by
+  default: a WAV answer is decoded and re-encoded, an Ogg one checked and passed on); unique
+  long lines are asked until the memory cache has evicted, i.e. is full at its bound. Prints
+  the RSS then against the bound. Target: RSS <= bound + 100 MiB for every shape (issue 11
+  saw 1,185 MiB at a 64 MiB bound).
 * ``bomb``: a 236 KB eight-channel Ogg Opus file that used to decode to 1.34 GB, probed the
   way the client probes an answer, in a fresh interpreter; once honest about its length and
   once lying (so only the running byte count can stop it). Prints whether it was refused,
   how fast, and the peak RSS (getrusage high-water mark). Target: refused, peak < 300 MiB.
 
-    python -m bench.memory [cache|bomb|all] [--bound-mb 64]
+    python -m bench.memory [cache|bomb|all] [--bound-mb 64] [--shape wav,mp3,ogg]
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def fill_cache(bound_mb: int) -> dict[str, float]:
-    async with ServerProcess("ogg") as fake:
+async def fill_cache(bound_mb: int, shape: str) -> dict[str, float]:
+    async with ServerProcess(shape) as fake:
         with tempfile.TemporaryDirectory() as data:
             settings = load_settings(
                 env_file=None,
@@ -92,8 +94,8 @@ async def fill_cache(bound_mb: int) -> dict[str, float]:
                 await services.close()
 
 
-def child_cache(bound_mb: int) -> None:
-    print(json.dumps(asyncio.run(fill_cache(bound_mb))))
+def child_cache(bound_mb: int, shape: str) -> None:
+    print(json.dumps(asyncio.run(fill_cache(bound_mb, shape))))
 
 
 def child_bomb(path: str) -> None:
@@ -120,11 +122,11 @@ def run_child(*args: str) -> dict[str, object]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def bench_cache(bound_mb: int) -> bool:
-    r = run_child("--child-cache", str(bound_mb))
+def bench_cache(bound_mb: int, shape: str) -> bool:
+    r = run_child("--child-cache", str(bound_mb), "--shape", shape)
     rss, bound = float(str(r["rss"])), float(str(r["bound"]))
     print(
-        f"cache (Ogg upstream): {r['requests']} requests, {r['items']} clips held, "
+        f"cache ({shape.upper()} upstream): {r['requests']} requests, {r['items']} clips held, "
         f"{float(str(r['held'])):.1f} MiB charged of a {bound:.0f} MiB bound"
     )
     print(f"  RSS before filling: {float(str(r['before'])):.0f} MiB")
@@ -161,11 +163,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("what", nargs="?", choices=["cache", "bomb", "all"], default="all")
     parser.add_argument("--bound-mb", type=int, default=64, help="CACHE_MEMORY_MB to fill")
+    parser.add_argument(
+        "--shape",
+        default="wav,mp3,ogg",
+        help="what the fake API answers with for `cache`; a comma-separated list runs each",
+    )
     parser.add_argument("--child-cache", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-bomb", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_cache is not None:
-        child_cache(args.child_cache)
+        child_cache(args.child_cache, args.shape)
         return 0
     if args.child_bomb is not None:
         child_bomb(args.child_bomb)
@@ -174,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.what in ("bomb", "all"):
         met = bench_bomb() and met
     if args.what in ("cache", "all"):
-        met = bench_cache(args.bound_mb) and met
+        for shape in [s.strip() for s in args.shape.split(",") if s.strip()]:
+            met = bench_cache(args.bound_mb, shape) and met
     return 0 if met else 1
 
 

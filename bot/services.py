@@ -18,6 +18,7 @@ import aiohttp
 from redis.asyncio import Redis
 
 from bot import __version__
+from bot.audio.allocator import map_large_buffers
 from bot.config import Settings
 from bot.errors import SegmindError
 from bot.storage import Storage, open_storage
@@ -159,6 +160,8 @@ async def open_services(
     cache tier (`SharedCache`) and identical calls in flight (`RedisFlights`).
     If any step fails, what was already opened is closed again before the error propagates.
     """
+    # Each answer's megabytes go back to the system when freed, not into a thread's heap.
+    map_large_buffers()
     async with contextlib.AsyncExitStack() as stack:
         storage = await open_storage(settings)
         stack.push_async_callback(storage.close)

@@ -20,7 +20,7 @@ from bot.audio.pcm import (
 __all__ = ["concat", "resample", "to_discord_pcm"]
 
 
-def _upmix_mono(data: bytes, channels: int) -> bytes:
+def _upmix_mono(data: bytes | memoryview, channels: int) -> bytes:
     """Copy a mono signal to every channel at full level.
 
     FFmpeg's mixer would put mono at -3 dB on each side, making speech quieter in voice.
@@ -44,11 +44,11 @@ def resample(pcm: Pcm, sample_rate: int, channels: int) -> Pcm:
     if (pcm.sample_rate, pcm.channels) == (sample_rate, channels):
         return pcm
     if pcm.channels == 1 and channels > 1:
-        pcm = Pcm(_upmix_mono(pcm.data, channels), pcm.sample_rate, channels)
+        pcm = Pcm(_upmix_mono(pcm.samples, channels), pcm.sample_rate, channels)
         if pcm.sample_rate == sample_rate:
             return pcm
     expected = round(pcm.frame_count * sample_rate / pcm.sample_rate)
-    if not pcm.data:
+    if not pcm.samples:
         return target
     resampler = av.AudioResampler("s16", layout(channels), sample_rate)
     chunks: list[bytes] = []
@@ -72,5 +72,5 @@ def concat(pcms: Sequence[Pcm], *, gap: float = 0.0) -> Pcm:
     first = pcms[0]
     rate, channels = first.sample_rate, first.channels
     silence = Pcm.silence(gap, rate, channels).data
-    parts = [resample(pcm, rate, channels).data for pcm in pcms]
+    parts = [resample(pcm, rate, channels).samples for pcm in pcms]
     return Pcm(silence.join(parts), rate, channels)

@@ -10,6 +10,7 @@ import time
 import av
 import av.error
 
+from bot.audio.ogg_opus import OPUS_RATE, count_ogg_opus, is_ogg_opus
 from bot.audio.pcm import (
     GEMINI_CHANNELS,
     GEMINI_SAMPLE_RATE,
@@ -22,7 +23,6 @@ from bot.audio.pcm import (
     Audio,
     AudioFormat,
     Pcm,
-    frame_bytes,
     layout,
 )
 from bot.errors import AudioDeadlineError, AudioError
@@ -119,11 +119,11 @@ _WAV_MAX_CHUNKS = 16
 
 def _plain_wav(data: bytes, deadline: float | None) -> tuple[int, int, int] | None:
     """Where Gemini's own form (16-bit mono PCM WAV at most 48 kHz) keeps its samples (start,
-    end, rate), to take them as they are; None lets FFmpeg decode it. The samples are the
-    file's bytes, and a demuxer walking them packet by packet costs more than the Opus
-    encoding that follows. Anything unusual (another sample format, channels, a rate to cap, a
-    header it cannot read) goes the general way, which refuses or repairs it with the same
-    rules as before.
+    end, rate), to take them as they are (a view, not a copy); None lets FFmpeg decode it.
+    The samples are the file's bytes, and a demuxer walking them packet by packet costs more
+    than the Opus encoding that follows. Anything unusual (another sample format, channels,
+    a rate to cap, a header it cannot read) goes the general way, which refuses or repairs
+    it with the same rules as before.
     """
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return None
@@ -159,20 +159,20 @@ def _plain_wav(data: bytes, deadline: float | None) -> tuple[int, int, int] | No
 
 def _decode_container(
     data: bytes, fmt: AudioFormat, deadline: float | None, *, keep: bool = True
-) -> tuple[bytes, int, int]:
+) -> tuple[bytes | memoryview, int, int]:
     """Decode to mono s16 at no more than 48 kHz, counting output bytes as they stream.
 
     Channels are folded to mono and the rate capped frame by frame, so the budget in decoded
     bytes bounds memory whatever the file claims: eight channels cost what one does.
     Returns (samples, their size in bytes, rate); with ``keep`` false the samples are only
-    counted, and the bytes returned are empty.
+    counted, and the bytes returned are empty. A plain WAV's samples are a view of ``data``.
     """
     name = fmt.name
     if fmt is AudioFormat.WAV:
         plain = _plain_wav(data, deadline)
         if plain is not None:
             start, end, rate = plain
-            return (data[start:end] if keep else b""), end - start, rate
+            return (memoryview(data)[start:end] if keep else b""), end - start, rate
     try:
         # Tags are decoded leniently: a stray byte in an ID3 title is no reason to refuse.
         container = av.open(
@@ -185,7 +185,9 @@ def _decode_container(
             raise AudioError(f"no audio stream in the {name} data")
         stream = container.streams.audio[0]
         _check_claimed_length(container, name)
-        chunks: list[bytes] = []
+        # One buffer grown in place (a large one is remapped, not copied, as it grows), not
+        # chunks joined at the end: no second copy of the samples, no heap of freed chunks.
+        gathered = bytearray()
         resampler: av.AudioResampler | None = None
         batch = _Batch()
         rate = size = 0
@@ -196,12 +198,12 @@ def _decode_container(
             nonlocal size
             assert resampler is not None
             for out in resampler.resample(frame):
-                chunk = frame_bytes(out)
-                size += len(chunk)
+                length = out.samples * SAMPLE_BYTES  # packed mono s16
+                size += length
                 if size > MAX_DECODED_BYTES:
                     raise AudioError(f"{name} data decodes to over {MAX_DECODED_BYTES >> 20} MiB")
                 if keep:
-                    chunks.append(chunk)
+                    gathered.extend(memoryview(out.planes[0])[:length])
 
         try:
             for packet in container.demux(stream):
@@ -243,7 +245,7 @@ def _decode_container(
     if not size:
         why = f" ({_reason(failure)})" if failure else ""
         raise AudioError(f"no audio samples in the {name} data{why}")
-    return (b"".join(chunks) if keep else b""), size, rate
+    return (memoryview(gathered).toreadonly() if keep else b""), size, rate
 
 
 def decode(
@@ -280,18 +282,24 @@ def probe(
     deadline: float | None = None,
     keep_samples: bool = True,
 ) -> Audio:
-    """Check a body really is audio by decoding it all, and measure it; the bytes are kept as-is.
+    """Check a body really is audio, and measure it; the bytes are kept as-is.
 
     The samples ride along as `Audio.decoded` for the next conversion only: whoever keeps the
     value for long (the cache) must drop them, or it holds ten times what it counts. With
-    ``keep_samples`` false (Ogg Opus, which is passed through as it is) they are counted and
-    never gathered, so checking a long answer allocates almost nothing.
+    ``keep_samples`` false (Ogg Opus, which is passed through as it is) nothing is gathered:
+    one mono or stereo Opus stream is checked by its structure and counted from its packets'
+    TOC bytes and a few decoded (`count_ogg_opus`), any other body decoded and counted.
+    Either way the answer is what decoding it would say: 48 kHz mono, as long as it plays.
     """
     if not data:
         raise AudioError("empty audio body")
     if fmt is AudioFormat.PCM:
         pcm = _decode_pcm(data, sample_rate, channels)
         return Audio(data, fmt, pcm.sample_rate, pcm.channels, pcm.duration, decoded=pcm)
+    if fmt is AudioFormat.OGG and not keep_samples and is_ogg_opus(data):
+        counted = count_ogg_opus(data, deadline)
+        if counted is not None:
+            return Audio(data, fmt, OPUS_RATE, 1, counted / OPUS_RATE)
     samples, size, rate = _decode_container(data, fmt, deadline, keep=keep_samples)
     decoded = Pcm(samples, rate, 1) if keep_samples else None
     return Audio(data, fmt, rate, 1, size / SAMPLE_BYTES / rate, decoded=decoded)

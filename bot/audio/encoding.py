@@ -12,6 +12,7 @@ import av.error
 
 from bot.audio.convert import resample
 from bot.audio.decoding import decode_audio
+from bot.audio.ogg_opus import is_ogg_opus
 from bot.audio.pcm import (
     DISCORD_FRAME_MS,
     DISCORD_SAMPLE_RATE,
@@ -56,7 +57,7 @@ def encode_wav(pcm: Pcm) -> bytes:
         writer.setnchannels(pcm.channels)
         writer.setsampwidth(SAMPLE_BYTES)
         writer.setframerate(pcm.sample_rate)
-        writer.writeframes(pcm.data)
+        writer.writeframes(pcm.samples)
     return buffer.getvalue()
 
 
@@ -136,11 +137,6 @@ def encode_mp3(pcm: Pcm, *, bitrate: int = 64_000) -> bytes:
             container.mux(stream.encode(out))
         container.mux(stream.encode(None))
     return buffer.getvalue()
-
-
-def is_ogg_opus(data: bytes) -> bool:
-    """Ogg whose first packet is an OpusHead: playable and postable without transcoding."""
-    return data[:4] == b"OggS" and data[28:36] == b"OpusHead"
 
 
 def to_ogg_opus(audio: Audio) -> Audio:

@@ -105,27 +105,49 @@ _EXTENSIONS: dict[str, AudioFormat] = {
 
 @dataclass(frozen=True, slots=True)
 class Pcm:
-    """Interleaved signed 16-bit little-endian samples: the one shape every path goes through."""
+    """Interleaved signed 16-bit little-endian samples: the one shape every path goes through.
 
-    data: bytes = field(repr=False)  # megabytes of samples would drown logs and tracebacks
+    ``samples`` may be a read-only view of the bytes they came in (a plain WAV body is its
+    samples), so checking and encoding such an answer copies nothing: megabytes per answer
+    that the allocator would otherwise keep once freed. The audio path reads ``samples``;
+    ``data`` is the same as `bytes`, for everything else.
+    """
+
+    samples: bytes | memoryview = field(repr=False)  # megabytes would drown logs and tracebacks
     sample_rate: int
     channels: int
 
     def __post_init__(self) -> None:
         # Checked here so a bad value fails where it is made, not deep inside FFmpeg.
+        samples = self.samples
+        if isinstance(samples, memoryview) and not (
+            samples.readonly and samples.format == "B" and samples.c_contiguous
+        ):
+            raise ValueError("samples in a view must be read-only, contiguous bytes")
         if self.sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
         if not 1 <= self.channels <= MAX_CHANNELS:
             raise ValueError(f"channels must be 1..{MAX_CHANNELS}, got {self.channels}")
-        if len(self.data) % (SAMPLE_BYTES * self.channels):
+        if len(samples) % (SAMPLE_BYTES * self.channels):
             raise ValueError(
-                f"{len(self.data)} bytes is not a whole number of {self.channels}-channel frames"
+                f"{len(samples)} bytes is not a whole number of {self.channels}-channel frames"
             )
+
+    @property
+    def data(self) -> bytes:
+        """The samples as `bytes`: copied when they are a view (the audio path avoids this)."""
+        samples = self.samples
+        return samples if isinstance(samples, bytes) else bytes(samples)
+
+    @property
+    def is_view(self) -> bool:
+        """Whether the samples are a view of another buffer (they were not copied)."""
+        return isinstance(self.samples, memoryview)
 
     @property
     def frame_count(self) -> int:
         """Samples per channel."""
-        return len(self.data) // (SAMPLE_BYTES * self.channels)
+        return len(self.samples) // (SAMPLE_BYTES * self.channels)
 
     @property
     def duration(self) -> float:
@@ -175,12 +197,13 @@ def frames(pcm: Pcm, frame_size: int = CHUNK_FRAMES) -> Iterator[av.AudioFrame]:
     """Packed s16 frames of ``frame_size`` samples (the last may be shorter), with pts set."""
     step = frame_size * pcm.channels * SAMPLE_BYTES
     channel_layout = layout(pcm.channels)
-    for start in range(0, len(pcm.data), step):
-        chunk = pcm.data[start : start + step]
+    samples = pcm.samples
+    for start in range(0, len(samples), step):
+        chunk = samples[start : start + step]  # a view's slices are views: nothing copied
         frame = av.AudioFrame(
             format="s16", layout=channel_layout, samples=len(chunk) // (pcm.channels * SAMPLE_BYTES)
         )
-        frame.planes[0].update(chunk)
+        frame.planes[0].update(chunk)  # type: ignore[arg-type]  # any buffer; the stub says bytes
         frame.sample_rate = pcm.sample_rate
         frame.pts = start // (pcm.channels * SAMPLE_BYTES)
         frame.time_base = Fraction(1, pcm.sample_rate)

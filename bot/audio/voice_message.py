@@ -63,7 +63,8 @@ def waveform(pcm: Pcm) -> bytes:
     bump and a pause as a dip, as in the clients' own bubbles.
     """
     mono = resample(pcm, pcm.sample_rate, 1) if pcm.channels > 1 else pcm
-    samples = array("h", mono.data)
+    samples = array("h")
+    samples.frombytes(mono.samples)
     if sys.byteorder == "big":
         samples.byteswap()
     count = len(samples)

@@ -233,7 +233,8 @@ class SpeechSource:
     async def _complete(self, flight: Flight, claim: Claim | None) -> None:
         assert flight.ticket is not None
         try:
-            audio = await self.normalize(await flight.ticket.result())
+            # Taken, not read: the upstream answer is dropped once normalized.
+            audio = await self.normalize(await flight.ticket.take_result())
         except asyncio.CancelledError:
             self._land(flight)
             if not flight.future.done():

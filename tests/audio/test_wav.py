@@ -6,10 +6,23 @@ from __future__ import annotations
 import struct
 import time
 
+import av
 import pytest
 
-from bot.audio import AudioFormat, Pcm, decode, encode, encode_wav, probe
+from bot.audio import (
+    AudioFormat,
+    Pcm,
+    decode,
+    encode,
+    encode_mp3,
+    encode_ogg_opus,
+    encode_wav,
+    probe,
+    resample,
+    to_ogg_opus,
+)
 from bot.audio import decoding as decoding_mod
+from bot.audio.pcm import frames
 from bot.errors import AudioDeadlineError, AudioError
 from tests.signals import tone
 
@@ -25,6 +38,41 @@ def wav_with(
     body = b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + extra
     body += b"data" + struct.pack("<I", data_size) + samples
     return b"RIFF" + struct.pack("<I", min(len(body), 0xFFFFFFFF)) + body
+
+
+def test_a_plain_wavs_samples_are_a_view_of_the_body_not_a_copy() -> None:
+    pcm = tone(1.0)
+    wav = encode_wav(pcm)
+    checked = probe(wav, WAV)
+    assert checked.decoded is not None
+    assert checked.decoded.is_view
+    assert isinstance(checked.decoded.samples, memoryview)
+    assert checked.decoded.samples.obj is wav  # the answer's own bytes, not a copy of them
+    assert checked.decoded == pcm
+    # Rate and channels already right for Opus: encoded straight from the view, as from bytes.
+    assert resample(checked.decoded, 24_000, 1) is checked.decoded
+    assert all(isinstance(frame, av.AudioFrame) for frame in frames(checked.decoded))
+    from_view, from_bytes = to_ogg_opus(checked).data, encode_ogg_opus(pcm)
+    assert decode(from_view, AudioFormat.OGG) == decode(from_bytes, AudioFormat.OGG)
+    assert encode(checked.decoded, AudioFormat.PCM) == pcm.data  # bytes where bytes are asked
+
+
+def test_decoded_samples_are_gathered_in_one_buffer_not_joined_from_pieces() -> None:
+    original = tone(2.0)
+    checked = probe(encode_mp3(original), AudioFormat.MP3)
+    assert checked.decoded is not None
+    assert isinstance(checked.decoded.samples, memoryview)
+    assert isinstance(checked.decoded.samples.obj, bytearray)  # the one buffer decoded into
+    assert checked.decoded.samples.readonly
+    assert abs(checked.decoded.frame_count - original.frame_count) <= 48  # LAME's own slack
+
+
+def test_samples_held_as_a_view_must_be_read_only_bytes() -> None:
+    with pytest.raises(ValueError, match="read-only"):
+        Pcm(memoryview(bytearray(4)), 24_000, 1)
+    with pytest.raises(ValueError, match="read-only"):
+        Pcm(memoryview(bytes(4)).cast("h"), 24_000, 1)
+    assert Pcm(memoryview(bytes(4)), 24_000, 1).data == bytes(4)
 
 
 def test_mono_wav_samples_are_the_files_own_bytes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -39,7 +39,8 @@ from bot.synthesis.client import SegmindClient, Timeouts
 from bot.synthesis.links import system_resolver
 from tests.conftest import TEST_API_KEY
 from tests.fake_segmind import FakeSegmind, wrong_content
-from tests.hostile import nested_json
+from tests.hostile import nested_json, opus_bomb
+from tests.opus_files import join_pages, split_pages
 from tests.signals import tone
 
 BASE = "http://segmind.test/v1"
@@ -361,4 +362,48 @@ async def test_a_compression_bomb_is_bad_audio_not_a_connection_problem(
             await client.synthesize(REQUEST)
     assert isinstance(caught.value, BadAudioError)
     assert not isinstance(caught.value, SegmindConnectionError)
+    assert not caught.value.retryable
+
+
+# --- 8. an Ogg Opus answer is checked page by page, not decoded whole ---------------------------
+
+
+def _damaged(data: bytes) -> bytes:
+    broken = bytearray(data)
+    broken[-1] ^= 0x10  # the last page's last byte: its checksum no longer holds
+    return bytes(broken)
+
+
+def _lying(data: bytes) -> bytes:
+    pages = split_pages(data)
+    pages[-1] = pages[-1].with_(granule=pages[-1].granule + 48_000)  # a second it does not hold
+    return join_pages(pages)
+
+
+async def test_an_ogg_opus_answer_is_measured_without_decoding_it_whole(
+    mocked: Any, client: SegmindClient
+) -> None:
+    ogg = audio.encode_ogg_opus(tone(2.5))
+    mocked.post(URL_TTS, body=ogg, headers={"Content-Type": "audio/ogg"})
+    result = await client.synthesize(REQUEST)
+    assert (result.data, result.format, result.duration) == (ogg, AudioFormat.OGG, 2.5)
+    assert result.decoded is None
+
+
+@pytest.mark.parametrize(
+    ("forge", "reason"),
+    [
+        (_damaged, "checksum"),
+        (_lying, "claims"),
+        (lambda data: data[:-7], "past the end"),
+        (lambda data: opus_bomb(1745.0, channels=1, claim_seconds=1.0), "MiB"),
+    ],
+)
+async def test_a_hostile_ogg_opus_answer_is_bad_audio(
+    mocked: Any, client: SegmindClient, forge: Callable[[bytes], bytes], reason: str
+) -> None:
+    body = forge(audio.encode_ogg_opus(tone(2.5)))
+    mocked.post(URL_TTS, body=body, headers={"Content-Type": "audio/ogg"})
+    with pytest.raises(BadAudioError, match=reason) as caught:
+        await client.synthesize(REQUEST)
     assert not caught.value.retryable

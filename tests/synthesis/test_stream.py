@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from bot.audio import Audio, AudioFormat
 from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest, build_request
 from bot.synthesis.cache import AudioCache
-from bot.synthesis.scheduler import Scheduler, SchedulerConfig
+from bot.synthesis.scheduler import Scheduler, SchedulerConfig, Ticket
 from bot.synthesis.stream import SpeechSource, SpeechStream
 from tests.signals import tone
 
@@ -25,6 +26,7 @@ class Synth:
 
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.answers: list[Audio] = []
         self.gate = asyncio.Event()
         self.gate.set()
 
@@ -32,7 +34,8 @@ class Synth:
         self.calls.append(request.text)
         await self.gate.wait()
         seconds = 0.5 + len(request.text) / 100
-        return audio.probe(audio.encode_wav(tone(seconds)), AudioFormat.WAV)
+        self.answers.append(audio.probe(audio.encode_wav(tone(seconds)), AudioFormat.WAV))
+        return self.answers[-1]
 
 
 @pytest.fixture
@@ -67,6 +70,23 @@ async def test_a_repeated_request_makes_no_call_and_returns_identical_bytes(
     assert audio.is_ogg_opus(first.data)  # Normalized once, from the upstream's WAV.
     assert first.duration == pytest.approx(0.5 + 23 / 100, abs=0.01)
     assert source.cache_hits == 1
+
+
+async def test_a_made_chunk_holds_its_ogg_opus_not_the_upstreams_answer(
+    parts: tuple[SpeechSource, Synth, AudioCache],
+) -> None:
+    # A message waiting to be read holds its stream, its stream the tickets: the WAV answer
+    # (and the samples checked with it) must not live as long as that.
+    source, synth, _ = parts
+    stream = await SpeechStream(source, Requester(1), [build_request("Let it go")]).start()
+    (made,) = await stream.collect()
+    (answer,) = synth.answers
+    assert audio.is_ogg_opus(made.data)
+    assert answer.format is AudioFormat.WAV
+    gc.collect()
+    assert not [holder for holder in gc.get_referrers(answer) if isinstance(holder, Ticket)]
+    with pytest.raises(RuntimeError, match="taken"):
+        await stream.tickets[0].result()
 
 
 async def test_ten_identical_concurrent_requests_make_one_call(

@@ -68,6 +68,7 @@ class Ticket:
         "_result",
         "_started_at",
         "_state",
+        "_taken",
         "_watch",
         "_withdraw",
         "attempts",
@@ -115,6 +116,7 @@ class Ticket:
         self._on_done: list[Callable[[Ticket], None]] = []
         self._done = asyncio.Event()
         self._result: Audio | None = None
+        self._taken = False
         self._error: BaseException | None = None
         self._cancelled = False
 
@@ -170,8 +172,20 @@ class Ticket:
             raise asyncio.CancelledError
         if self._error is not None:
             raise self._error
+        if self._taken:
+            raise RuntimeError(f"ticket {self.id}'s audio was already taken by its reader")
         assert self._result is not None
         return self._result
+
+    async def take_result(self) -> Audio:
+        """`result`, for the one reader that keeps what it makes of it (`SpeechSource`): the
+        ticket then lets go of the audio, an upstream answer (a WAV body and its samples, ten
+        times the Ogg Opus made of them) that would otherwise live as long as anything holds
+        the ticket, as a message waiting to be read holds its stream's. Reading it again
+        raises RuntimeError."""
+        audio = await self.result()
+        self._result, self._taken = None, True
+        return audio
 
     def cancel(self) -> bool:
         """Withdraw the ticket if it is still queued (a running call is already paid for)."""
