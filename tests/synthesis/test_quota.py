@@ -249,7 +249,9 @@ async def test_a_paid_call_counts_once_while_its_audio_is_being_prepared(
     ticket = first.current
     assert ticket is not None
     try:
-        await asyncio.wait_for(ticket.result(), 5)  # Paid; its audio is not ready yet.
+        paid = asyncio.Event()  # Its audio is taken by its reader: watch it end instead.
+        ticket.when_done(lambda _: paid.set())
+        await asyncio.wait_for(paid.wait(), 5)  # Paid; its audio is not ready yet.
         assert bot.outstanding() <= 1  # Counted as paid, no longer as a reservation too.
         second = await bot.begin("second")  # 1 paid + 1 = 2: allowed.
     finally:
