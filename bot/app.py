@@ -34,8 +34,11 @@ from bot import __version__
 from bot.config import Settings, require
 from bot.errors import SegmindError
 from bot.health import Heartbeat, Status, health_path
+from bot.incidents import ErrorAlerts
+from bot.logs import secrets_of
 from bot.metrics import MetricsServer, VoiceFigures, start_metrics
 from bot.playback.connections import VoiceManager
+from bot.playback.narration import NarrationReader
 from bot.services import Alerts, Services, open_services
 from bot.tree import TTSCommandTree
 
@@ -146,6 +149,10 @@ class TTSBot(commands.Bot):
         self._responders: set[asyncio.Task[Any]] = set()
         #: Operator alerts under way; kept so the loop does not drop them half-sent.
         self._alerts: set[asyncio.Task[None]] = set()
+        #: Unexpected errors told to the operator too, at most one per kind a minute.
+        self._error_alerts = ErrorAlerts(self._alert, secrets=secrets_of(settings))
+        #: Narration's reader, set by its cog while loaded (its backlog is in the metrics).
+        self.narration: NarrationReader | None = None
         self._heartbeat: Heartbeat | None = None
         self._metrics: MetricsServer | None = None
 
@@ -172,7 +179,10 @@ class TTSBot(commands.Bot):
             self._heartbeat = Heartbeat(health_path(self.settings), self.health_status)
             self._heartbeat.start()
             self._metrics = await start_metrics(
-                self._services, voice=self.voice_figures, health=self.health_status
+                self._services,
+                voice=self.voice_figures,
+                health=self.health_status,
+                heartbeat=self._heartbeat,
             )
         if self.sync_on_start and self.settings.dev_guild_id:
             guild = discord.Object(self.settings.dev_guild_id)
@@ -209,6 +219,8 @@ class TTSBot(commands.Bot):
     def voice_figures(self) -> VoiceFigures:
         """For the metrics: voice connections, and utterances waiting to be played."""
         players = [p for p in self.playback.players.values() if not p.closed]
+        narration = self.narration
+        waiting, oldest = narration.backlog() if narration is not None else (0, 0.0)
         return VoiceFigures(
             connections=sum(
                 1
@@ -216,7 +228,14 @@ class TTSBot(commands.Bot):
                 if isinstance(client, discord.VoiceClient) and client.is_connected()
             ),
             backlog=sum(len(player.queue) for player in players),
+            narration_backlog=waiting,
+            narration_oldest_wait=oldest,
+            narration_stale_skipped=narration.stale_skipped if narration is not None else 0,
         )
+
+    def report_unexpected(self, where: str, ref: str, error: BaseException) -> None:
+        """An unexpected error, already logged under `ref`, for the operator's alert."""
+        self._error_alerts.report(where, ref, error)
 
     @contextlib.contextmanager
     def responding(self) -> Iterator[None]:
@@ -248,6 +267,7 @@ class TTSBot(commands.Bot):
                 await self.playback.close()
         except TimeoutError:
             log.warning("Leaving voice took too long; closing anyway")
+        await self._error_alerts.close()
         await super().close()
         if self._metrics is not None:
             await self._metrics.close()

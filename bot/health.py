@@ -103,6 +103,9 @@ class Heartbeat:
         self._probe = probe
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
+        #: Epoch seconds of the last heartbeat written (0.0: none yet), for the metrics: a
+        #: bot that answers scrapes but cannot write its heartbeat looks dead to Docker.
+        self.last_beat = 0.0
 
     def status(self) -> Status:
         status = self._probe()
@@ -123,8 +126,9 @@ class Heartbeat:
 
     async def beat(self) -> None:
         """Write the current status now (atomically: a reader never sees half a file)."""
-        text = json.dumps(asdict(self.status()))
-        await asyncio.to_thread(self._write, text)
+        status = self.status()
+        await asyncio.to_thread(self._write, json.dumps(asdict(status)))
+        self.last_beat = status.updated
 
     def _write(self, text: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TextIO
+from urllib.parse import unquote, urlsplit
 
 from bot.config import Settings
 from bot.redaction import MIN_RUN, REDACTED, Redactor
@@ -79,12 +80,21 @@ class JsonFormatter(logging.Formatter):
 
 
 def secrets_of(settings: Settings) -> list[str]:
-    """The values that must never be logged."""
-    return [
+    """The values that must never be logged (nor shown in an operator's alert): the token,
+    the key, and the passwords in DATABASE_URL and REDIS_URL."""
+    found = [
         secret.get_secret_value()
         for secret in (settings.discord_token, settings.segmind_api_key)
         if secret is not None
     ]
+    for url in (settings.database_url, settings.redis_url):
+        try:
+            password = urlsplit(url).password if url else None
+        except ValueError:  # Not a URL the engines would take either.
+            password = None
+        if password:
+            found.extend({password, unquote(password)})
+    return found
 
 
 def make_handler(settings: Settings, stream: TextIO | None = None) -> logging.Handler:

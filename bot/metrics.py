@@ -14,20 +14,29 @@ left, which is nobody else's business; METRICS_HOST=0.0.0.0 opens it (in a conta
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
-from bot.health import Status, judge
+from bot.health import Heartbeat, Status, judge
 from bot.services import Services
 from bot.synthesis.client import CallRecord
+from bot.synthesis.scheduler.tally import Tally
 
-__all__ = ["LATENCY_BUCKETS", "Metrics", "MetricsServer", "VoiceFigures", "start_metrics"]
+__all__ = [
+    "LATENCY_BUCKETS",
+    "Metrics",
+    "MetricsServer",
+    "VoiceFigures",
+    "histogram",
+    "start_metrics",
+]
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +44,23 @@ log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.5, 1, 2.5, 5, 10, 15, 20, 25, 30, 45, 60, 90, 120)
 
 
+Family = CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily
+
+
 @dataclass(frozen=True, slots=True)
 class VoiceFigures:
     """What the Discord side knows: voice connections and utterances waiting to be played
-    (narration's backlog and /speak played in voice), across every server."""
+    (narration's backlog and /speak played in voice), across every server; and narration's
+    own backlog, counted in messages (several may share one call when it is behind)."""
 
     connections: int
     backlog: int
+    #: Messages waiting to be read aloud (not yet playing), every server together.
+    narration_backlog: int = 0
+    #: Seconds the oldest of them has waited (0: none waits).
+    narration_oldest_wait: float = 0.0
+    #: Messages skipped since start as too old to be worth reading (`stale_after`).
+    narration_stale_skipped: int = 0
 
 
 class Metrics:
@@ -52,10 +71,14 @@ class Metrics:
         services: Services,
         *,
         voice: Callable[[], VoiceFigures] | None = None,
+        health: Callable[[], Status] | None = None,
+        heartbeat: Heartbeat | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.services = services
         self.voice = voice
+        self.health = health
+        self.heartbeat = heartbeat
         self._monotonic = monotonic
         self.registry = CollectorRegistry()
         self.calls = Counter(
@@ -80,7 +103,7 @@ class Metrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+    def collect(self) -> Iterable[Family]:
         """Called at each scrape: the services' own counters, as they are now."""
         scheduler = self.services.scheduler
         stats = scheduler.stats
@@ -109,6 +132,11 @@ class Metrics:
             "How long the longest-waiting queued request has waited (0: none waiting)",
             value=max(0.0, self._monotonic() - min(waiting)) if waiting else 0.0,
         )
+        yield histogram(
+            "tts_queue_wait_seconds",
+            "How long each request waited in the queue before its first attempt started",
+            scheduler.queue_waits,
+        )
         yield GaugeMetricFamily(
             "tts_speech_halted",
             "1 while speech is paused for everyone (key rejected, credits gone)",
@@ -121,17 +149,25 @@ class Metrics:
                 "tts_credits_remaining", "Segmind credits the last answer reported", value=credits
             )
         if self.voice is not None:
-            figures = self.voice()
+            yield from _voice(self.voice())
+        yield from self._liveness()
+
+    def _liveness(self) -> Iterable[Family]:
+        """What the health check judges, as numbers an alert can watch."""
+        if self.health is not None:
             yield GaugeMetricFamily(
-                "tts_voice_connections", "Voice channels the bot is in", value=figures.connections
+                "tts_gateway_connected",
+                "1 while connected to Discord's gateway",
+                value=1 if self.health().gateway_connected else 0,
             )
+        if self.heartbeat is not None:
             yield GaugeMetricFamily(
-                "tts_voice_backlog",
-                "Utterances waiting to be played in voice (narration included)",
-                value=figures.backlog,
+                "tts_heartbeat_timestamp_seconds",
+                "When the bot last wrote its heartbeat file (DATA_DIR/health.json), epoch s",
+                value=self.heartbeat.last_beat,
             )
 
-    def _cache(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+    def _cache(self) -> Iterable[Family]:
         cache = self.services.cache.stats
         hits = CounterMetricFamily("tts_cache_hits", "Cache lookups answered", labels=["tier"])
         hits.add_metric(["memory"], cache.memory_hits)
@@ -165,6 +201,43 @@ class Metrics:
             "Requests answered from the cache, with no API call",
             value=source.cache_hits,
         )
+
+
+def histogram(name: str, documentation: str, tally: Tally) -> HistogramMetricFamily:
+    """A histogram family from counts kept by the code that saw each value."""
+    buckets = [(_le(bound), count) for bound, count in tally.cumulative()]
+    return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=tally.sum)
+
+
+def _le(bound: float) -> str:
+    """A bucket's bound as Prometheus writes it: `+Inf` for the last."""
+    return "+Inf" if math.isinf(bound) else repr(float(bound))
+
+
+def _voice(figures: VoiceFigures) -> Iterable[Family]:
+    yield GaugeMetricFamily(
+        "tts_voice_connections", "Voice channels the bot is in", value=figures.connections
+    )
+    yield GaugeMetricFamily(
+        "tts_voice_backlog",
+        "Utterances waiting to be played in voice (narration included)",
+        value=figures.backlog,
+    )
+    yield GaugeMetricFamily(
+        "tts_narration_backlog",
+        "Messages waiting to be read aloud, every server together (not yet playing)",
+        value=figures.narration_backlog,
+    )
+    yield GaugeMetricFamily(
+        "tts_narration_oldest_wait_seconds",
+        "How long the oldest message waiting to be read aloud has waited (0: none waiting)",
+        value=figures.narration_oldest_wait,
+    )
+    yield CounterMetricFamily(
+        "tts_narration_stale_skipped",
+        "Messages not read aloud because they waited longer than the server's stale_after",
+        value=figures.narration_stale_skipped,
+    )
 
 
 class MetricsServer:
@@ -213,11 +286,13 @@ async def start_metrics(
     *,
     voice: Callable[[], VoiceFigures] | None = None,
     health: Callable[[], Status] | None = None,
+    heartbeat: Heartbeat | None = None,
 ) -> MetricsServer | None:
     """The server METRICS_PORT asks for, started; None when metrics are off."""
     settings = services.settings
     if settings.metrics_port is None:
         return None
-    server = MetricsServer(Metrics(services, voice=voice), health)
+    metrics = Metrics(services, voice=voice, health=health, heartbeat=heartbeat)
+    server = MetricsServer(metrics, health)
     await server.start(settings.metrics_host, settings.metrics_port)
     return server

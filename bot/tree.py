@@ -1,7 +1,8 @@
 """One error handler for every application command: a friendly, private line for each error.
 
 An unexpected error gets a short reference id in the message and the same id in the log, so an
-operator can find the traceback a member reports.
+operator can find the traceback a member reports; the operator's alert gets it too
+(`bot.incidents`), so nobody has to read the log to learn that something broke.
 """
 
 from __future__ import annotations
@@ -107,6 +108,10 @@ class TTSCommandTree(app_commands.CommandTree[Any]):
                 interaction.user.id if interaction.user else None,
                 exc_info=(type(original), original, original.__traceback__),
             )
+            # The bot (`TTSBot.report_unexpected`) tells the operator; a bare client cannot.
+            report = getattr(self.client, "report_unexpected", None)
+            if callable(report):
+                report(f"/{command}", ref, original)
         else:
             log.debug("/%s refused: %s", command, message)
         await send_error(interaction, message)

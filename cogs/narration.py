@@ -66,7 +66,9 @@ class Narration(commands.Cog):
             bot.services.storage,
             merge=bot.settings.narration_merge,
             chunk_chars=bot.settings.chunk_chars,
+            on_unexpected=bot.report_unexpected,
         )
+        bot.narration = self.reader  # Its backlog is in the metrics.
 
     @narrate.command(name="start", description="Join your voice channel and read a channel aloud")
     @app_commands.describe(
@@ -141,6 +143,8 @@ class Narration(commands.Cog):
             await self.reader.edit(incoming(payload.message, guild))
 
     async def cog_unload(self) -> None:
+        if self.bot.narration is self.reader:
+            self.bot.narration = None
         await self.reader.close()
 
 

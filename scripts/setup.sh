@@ -74,3 +74,9 @@ ensure_redis() {
     fi
     apt_install redis-server
 }
+
+# The service unit in deploy/ is checked by `systemd-analyze verify`, which reads unit files
+# offline: installing the package starts nothing (no systemd runs in a container).
+ensure_systemd_analyze() {
+    command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
+}

@@ -5,8 +5,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 ensure_project dev
 ensure_postgres
 ensure_redis
-# PostgreSQL and Redis are installed now: their tests must run, never skip.
-export REQUIRE_POSTGRES=1 REQUIRE_REDIS=1
+ensure_systemd_analyze
+# PostgreSQL, Redis and systemd-analyze are installed now: their tests must run, never skip.
+# (promtool is not installed: Debian's `prometheus` is a whole server; its check skips.)
+export REQUIRE_POSTGRES=1 REQUIRE_REDIS=1 REQUIRE_SYSTEMD_ANALYZE=1
 export PYTHONDONTWRITEBYTECODE=1
 # A developer's own .env and keys must not leak into the tests.
 unset DISCORD_TOKEN SEGMIND_API_KEY SEGMIND_BASE_URL

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from bot.config import Settings
-from bot.logs import REDACTED, make_handler
+from bot.logs import REDACTED, make_handler, secrets_of
 from tests.conftest import TEST_API_KEY
 
 TOKEN = "discord-SECRET-token.abc"
@@ -83,3 +83,24 @@ def test_a_piece_of_a_secret_beside_punctuation_is_redacted_too(
         runs = {secret[i : i + 8] for i in range(len(secret) - 7)}
         assert not [run for run in runs if run in output]
     assert "upstream said api_key=" in output
+
+
+def test_the_database_and_redis_passwords_are_redacted_too(
+    make_settings: Callable[..., Settings],
+) -> None:
+    database, cache = "pg-pass/w0rd-long", "redis-pass-w0rd-long"
+    settings = make_settings(
+        database_url="postgresql://tts:pg-pass%2Fw0rd-long@db:5432/tts",
+        redis_url=f"redis://:{cache}@cache:6379/0",
+    )
+
+    def emit(logger: logging.Logger) -> None:
+        # A driver may echo the password as written in the URL, or decoded.
+        logger.error("could not connect: password %s (pg-pass%%2Fw0rd-long)", database)
+        logger.error("redis refused %s", cache)
+
+    text = logged(settings, emit)
+    assert "w0rd-long" not in text
+    assert text.count(REDACTED) == 3
+    # A URL without a password, or none at all, adds nothing to redact.
+    assert secrets_of(make_settings(database_url="postgresql://db/tts")) == [TEST_API_KEY]

@@ -11,13 +11,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.config import Settings
-from bot.health import Status
+from bot.health import Heartbeat, Status
 from bot.metrics import Metrics, MetricsServer, VoiceFigures, start_metrics
 from bot.services import Services, open_services
 from bot.speech.access import Requester
 from bot.speech.request import build_request
 from tests import fake_segmind as fs
 from tests.conftest import TEST_API_KEY
+from tests.deploy_files import missing_from, referenced
 
 Scrape = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -97,6 +98,10 @@ async def test_metrics_after_real_calls(services: Services, fake: fs.FakeSegmind
         assert fake.credits < 100
         assert found[("tts_voice_connections", ())] == 2
         assert found[("tts_voice_backlog", ())] == 5
+        # Two calls started (the 429's retry is the same request, not a second wait), and
+        # nothing was held up: both began within the first bucket.
+        assert found[("tts_queue_wait_seconds_count", ())] == 2
+        assert found[("tts_queue_wait_seconds_bucket", (("le", "0.5"),))] == 2
         assert TEST_API_KEY not in text
 
         status, _, body = await scrape(server.port, "/healthz")
@@ -129,8 +134,17 @@ async def test_queue_length_and_wait_while_requests_wait(
         assert found[("tts_calls_running", ())] == services.settings.max_concurrency
         assert 0.25 <= found[("tts_queue_oldest_wait_seconds", ())] < 5
         assert found[("tts_queue_length", ())] == 20
-        for ticket in tickets:
-            ticket.cancel()
+        # Calls only start now: nothing waited long yet, and the queue is no histogram.
+        assert found[("tts_queue_wait_seconds_count", ())] == 10
+        assert found[("tts_queue_wait_seconds_bucket", (("le", "0.5"),))] == 10
+        await asyncio.gather(*(ticket.result() for ticket in tickets))
+        found = parse((await scrape(server.port))[2])
+        # Each request counted once, when its call started: the second ten waited for one
+        # round of 0.5 s calls, the last ten for two.
+        assert found[("tts_queue_wait_seconds_count", ())] == 30
+        assert found[("tts_queue_wait_seconds_bucket", (("le", "0.5"),))] == 10
+        assert found[("tts_queue_wait_seconds_bucket", (("le", "+Inf"),))] == 30
+        assert found[("tts_queue_wait_seconds_sum", ())] >= 10 * 0.5 + 10 * 1.0
     finally:
         await server.close()
         await services.close()
@@ -164,3 +178,53 @@ async def test_off_by_default_and_on_127_0_0_1(services: Services) -> None:
     assert services.settings.metrics_port is None
     assert await start_metrics(services) is None
     assert services.settings.metrics_host == "127.0.0.1"
+
+
+def labels_by_sample(text: str) -> dict[str, set[str]]:
+    samples: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, set()).update(sample.labels)
+    return samples
+
+
+async def test_every_metric_the_dashboard_and_the_alerts_name_is_in_a_real_scrape(
+    services: Services, fake: fs.FakeSegmind
+) -> None:
+    heartbeat = Heartbeat(
+        services.settings.data_dir / "health.json", lambda: Status(gateway_connected=True)
+    )
+    await heartbeat.beat()
+    figures = VoiceFigures(
+        connections=1,
+        backlog=3,
+        narration_backlog=4,
+        narration_oldest_wait=12.5,
+        narration_stale_skipped=2,
+    )
+    server = MetricsServer(
+        Metrics(
+            services,
+            voice=lambda: figures,
+            health=lambda: Status(gateway_connected=True),
+            heartbeat=heartbeat,
+        )
+    )
+    await server.start("127.0.0.1", 0)
+    try:
+        source, who = services.speech.source, Requester(1, cooldown=0)
+        fake.enqueue(fs.rate_limited(retry_after=0.1))
+        for text in ("One for the dashboard.", "Two for the alerts."):
+            await (await source.begin(build_request(text), who)).result()
+        text = (await scrape(server.port))[2]
+    finally:
+        await server.close()
+    assert len(referenced()) >= 20
+    assert missing_from(labels_by_sample(text)) == []
+    found = parse(text)
+    assert found[("tts_api_calls_total", (("status", "429"),))] == 1
+    assert found[("tts_gateway_connected", ())] == 1
+    assert found[("tts_heartbeat_timestamp_seconds", ())] == heartbeat.last_beat > 0
+    assert found[("tts_narration_backlog", ())] == 4
+    assert found[("tts_narration_oldest_wait_seconds", ())] == 12.5
+    assert found[("tts_narration_stale_skipped_total", ())] == 2

@@ -99,6 +99,29 @@ async def test_on_error_logs_the_same_reference_with_the_traceback(
     assert record.exc_info[0] is ZeroDivisionError
 
 
+async def test_on_error_hands_an_unexpected_error_to_the_bots_operator_alert() -> None:
+    from unittest.mock import create_autospec
+
+    from bot.app import TTSBot
+
+    client = discord.Client(intents=discord.Intents(guilds=True))
+    report = create_autospec(TTSBot, instance=True).report_unexpected
+    client.report_unexpected = report  # type: ignore[attr-defined]
+    tree = TTSCommandTree(client)
+    interaction = mock_interaction()
+    interaction.command = COMMAND
+    boom = ZeroDivisionError("deep inside")
+    await tree.on_error(interaction, _invoke_error(boom))
+    ref = re.search(  # type: ignore[union-attr]
+        r"ref `([0-9a-f]{6})`", interaction.response.send_message.await_args.args[0]
+    ).group(1)
+    report.assert_called_once_with("/speak", ref, boom)
+    # An expected refusal is the member's business, not the operator's.
+    report.reset_mock()
+    await tree.on_error(interaction, _invoke_error(QueueFullError(per_user=True, limit=3)))
+    report.assert_not_called()
+
+
 async def test_send_error_edits_the_placeholder_once_deferred() -> None:
     interaction = mock_interaction(done=True)
     await send_error(interaction, "nope")

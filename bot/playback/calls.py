@@ -72,6 +72,7 @@ class NarrationCalls:
         chunk_chars: int = 500,
         clock: Callable[[], float] | None = None,
         clock_rate: float = 1.0,
+        on_unexpected: Callable[[str, str, BaseException], object] | None = None,
     ) -> None:
         self.voices = voices
         self.speech = speech
@@ -84,6 +85,10 @@ class NarrationCalls:
         #: Seconds of `clock` per second of the event loop (a bench runs scaled time).
         self.clock_rate = clock_rate
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Told of an unexpected error (where, its reference, the error): the operator's alert.
+        self.on_unexpected = on_unexpected
+        #: Messages skipped as too old to be worth reading, since start (for the metrics).
+        self.stale_skipped = 0
 
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()

@@ -68,13 +68,13 @@ class NarrationReader(WaitingCalls):
                 await self._remove(room, player, waiting, message_id, guild_id)
 
     async def _guarded(self, incoming: Incoming, work: object) -> None:
-        """Run `work`; an unexpected error is logged with a reference and reported in the
-        channel like other failures, never swallowed (a message silently not read is a
-        member's words lost)."""
+        """Run `work`; an unexpected error is logged with a reference, reported in the channel
+        like other failures and passed to the operator's alert, never swallowed (a message
+        silently not read is a member's words lost)."""
         assert asyncio.iscoroutine(work)
         try:
             await work
-        except Exception:
+        except Exception as error:
             ref = secrets.token_hex(3)
             log.exception(
                 "Unexpected error ref=%s reading message %s (guild %s)",
@@ -82,12 +82,26 @@ class NarrationReader(WaitingCalls):
                 incoming.message_id,
                 incoming.guild.id,
             )
+            if self.on_unexpected is not None:
+                self.on_unexpected("narration", ref, error)
             await self._notice(
                 self.rooms.get(incoming.guild.id),
                 incoming.channel,
                 "not_read",
                 NOT_READ.format(reason=f"something went wrong on my side (ref `{ref}`)."),
             )
+
+    def backlog(self) -> tuple[int, float]:
+        """For the metrics: messages waiting to be read aloud in every server (not yet
+        playing), and seconds the oldest of them has waited (0: none waits)."""
+        count, oldest = 0, None
+        for guild_id, room in self.rooms.items():
+            player = self.voices.player(guild_id)
+            for waiting in room.calls():
+                if waiting.waiting_in(player):
+                    count += len(waiting.merged.parts)
+                    oldest = waiting.queued_at if oldest is None else min(oldest, waiting.queued_at)
+        return count, 0.0 if oldest is None else max(0.0, self._now() - oldest)
 
     # -- reading ---------------------------------------------------------------------------
 

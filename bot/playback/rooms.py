@@ -156,5 +156,9 @@ class NarrationRooms:
     def __len__(self) -> int:
         return len(self._rooms)
 
+    def items(self) -> list[tuple[int, GuildNarration]]:
+        """Each server's id and state (a copy: safe while rooms are added)."""
+        return list(self._rooms.items())
+
     def __iter__(self) -> Iterator[GuildNarration]:
         return iter(list(self._rooms.values()))

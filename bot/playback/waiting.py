@@ -312,6 +312,7 @@ class WaitingCalls(NarrationCalls):
                     _, count = skipped.get(key, (waiting.channel, 0))
                     skipped[key] = (waiting.channel, count + len(waiting.merged.parts))
                 for channel, count in skipped.values():
+                    self.stale_skipped += count
                     log.info("Skipped %d stale narration messages in guild %s", count, guild_id)
                     line = STALE.format(count=_messages(count), bound=_duration(bound))
                     await self._notice(room, channel, "stale", line, interval=SWEEP_INTERVAL)

@@ -136,6 +136,9 @@ async def test_an_unexpected_error_is_logged_with_a_reference_and_told_in_the_ch
     assert "something went wrong on my side (ref `" in line
     ref = line.split("`")[1]
     assert any(ref in r.getMessage() and r.exc_info for r in caplog.records)
+    # The operator hears of it too, under the same reference.
+    where, reported_ref, error = scene.bot.report_unexpected.call_args.args
+    assert (where, reported_ref, type(error)) == ("narration", ref, KeyError)
 
 
 async def test_waiting_messages_past_the_servers_bound_are_skipped_and_told_once(
@@ -156,10 +159,13 @@ async def test_waiting_messages_past_the_servers_bound_are_skipped_and_told_once
         now[0] += 100
     assert [u.source_id for u in line.queue] == [600, 601, 602]
     now[0] = 401  # 600 and 601 waited more than 300 s; 602 only 201 s.
+    assert cog.reader.backlog() == (3, 401)
     room = cog.reader.rooms.find(GUILD)
     assert room is not None
     await cog.reader._sweep(room, GUILD)
     assert [u.source_id for u in line.queue] == [602]
+    assert cog.reader.backlog() == (1, 201)
+    assert cog.reader.stale_skipped == 2
     (told,) = send.await_args.args
     assert told == "⏭️ Skipped 2 messages waiting for more than 5 minutes (narration was behind)."
     await cog.reader.close()
@@ -192,3 +198,25 @@ async def test_turkish_letters_beside_a_dictionary_entry_with_i_are_still_read(
     cog = Narration(scene.bot)
     await cog.on_message(scene.message("a GİF, a gıf and a gif", message_id=900))
     assert scene.spoken() == ["Alice said: a GİF, a gıf and a jif"]
+
+
+async def test_the_backlog_counts_each_waiting_message_not_each_call_nor_the_one_playing(
+    scene: Scene,
+) -> None:
+    now = [0.0]
+    line = behind(scene)
+    cog = Narration(scene.bot)
+    assert scene.bot.narration is cog.reader  # The bot's metrics read this reader.
+    cog.reader._clock = lambda: now[0]
+    assert cog.reader.backlog() == (0, 0.0)
+    await cog.on_message(scene.message("now playing", message_id=599, author_id=2002, name="Bob"))
+    now[0] = 5
+    for n, text in enumerate(["first", "second", "third"]):
+        await cog.on_message(scene.message(text, message_id=600 + n))
+    assert [u.source_id for u in line.queue] == [599, 600]  # Alice's three share one call.
+    now[0] = 30
+    assert cog.reader.backlog() == (4, 30)
+    line.queue.pop(0)  # Bob's message begins to play: it no longer waits.
+    assert cog.reader.backlog() == (3, 25)
+    await cog.cog_unload()
+    assert scene.bot.narration is None

@@ -25,6 +25,7 @@ from bot.synthesis.scheduler.gate import Gate
 from bot.synthesis.scheduler.learn import LimitLearner
 from bot.synthesis.scheduler.plan import LatencyEstimate, Planner, concurrency_limit, plan
 from bot.synthesis.scheduler.queue import FairQueue
+from bot.synthesis.scheduler.tally import QUEUE_WAIT_BUCKETS, Tally
 from bot.synthesis.scheduler.ticket import Attempt, Ticket
 from bot.synthesis.scheduler.window import RateWindow
 
@@ -96,6 +97,8 @@ class SchedulerBase:
         self._last_pause = -math.inf  # when the latest 429 was logged as a warning
         self._served = self._failed = self._rate_limited = 0
         self._retried = self._expired = self._cancelled = 0
+        #: How long each request waited in the queue before its first attempt started.
+        self.queue_waits = Tally(QUEUE_WAIT_BUCKETS)
 
     def _concurrency(self) -> int:
         """Calls allowed in flight now, from the rate in force and the latency estimate."""

@@ -392,6 +392,8 @@ class Scheduler(SchedulerFailures):
         )
         self._planner.changed()
         ticket.mark_running(now, ready_at=now + self._latency.seconds)
+        if ticket.attempts == 1:  # A retry's wait is the back-off, not the queue's.
+            self.queue_waits.observe(now - ticket.submitted_at)
         log.info(
             "Ticket %d (user %d) attempt %d started after %.1f s in queue",
             ticket.id,
