@@ -4,6 +4,9 @@ Every failure ends in one readable line on stderr and a non-zero exit code, neve
 that includes standard output itself failing (`voices | head -1` closing the pipe, a full
 disk), which ends quietly with 141 (128 + SIGPIPE, what a shell shows for a closed pipe) or
 one line.
+
+The commands with more to them live beside this module (`bot.say`, `bot.check`), and what
+every command shares (exit codes, `CliError`, writing stdout) in `bot.terminal`.
 """
 
 from __future__ import annotations
@@ -12,24 +15,33 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import aiohttp
 
 from bot import __version__
-from bot import audio as audio_mod
-from bot.audio import AudioFormat
 from bot.config import Settings, load_settings, require
-from bot.errors import BotError, SegmindConnectionError, SegmindError, SettingsError
+from bot.errors import BotError, SegmindError, SettingsError
 from bot.logs import configure_logging
-from bot.speech.access import Requester
-from bot.speech.request import SpeechRequest, build_request
+from bot.say import SAY_FORMATS, TERMINAL_USER, naming_the_host, say, warn_if_empty
 from bot.speech.voices import VOICES
 from bot.synthesis.client import SegmindClient
+from bot.terminal import (
+    EXIT_BROKEN_PIPE,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+)
+
+# Under the names the commands in this module have always used.
+from bot.terminal import StdoutFailed as _StdoutFailed
+from bot.terminal import one_line as _one_line
+from bot.terminal import out as _out
+from bot.terminal import silence_stdout as _silence_stdout
 
 __all__ = [
     "EXIT_BROKEN_PIPE",
@@ -37,6 +49,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
+    "PROGRAM",
     "TERMINAL_USER",
     "CliError",
     "build_parser",
@@ -45,24 +58,8 @@ __all__ = [
 
 log = logging.getLogger("bot")
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-#: 128 + SIGPIPE: how a shell reports a writer whose reader went away (`voices | head -1`).
-EXIT_BROKEN_PIPE = 141
-#: What `say` writes; the other formats the audio package knows (raw PCM) have no header.
-SAY_FORMATS = {".ogg": "Ogg Opus", ".opus": "Ogg Opus", ".wav": "WAV", ".mp3": "MP3"}
-#: Who the terminal's requests are for, in the scheduler's fairness and the usage records.
-TERMINAL_USER = 0
-
-
-class CliError(Exception):
-    """A failure already phrased for the terminal."""
-
-    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.code = code
+#: The project's name in pyproject.toml, and its console script's.
+PROGRAM = "gemini-tts-bot"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A Discord bot that speaks with Gemini 2.5 Flash TTS on Segmind.",
         formatter_class=_Formatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
     parser.add_argument(
         "--env-file", default=".env", help="settings file to read (default: .env, if present)"
     )
@@ -82,10 +79,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("run", "start the Discord bot (the default)")
 
-    say = command("say", "speak TEXT into an audio file, through the bot's own scheduler")
+    say = command(
+        "say", "speak TEXT into an audio file (or stdout), through the bot's own scheduler"
+    )
     say.add_argument("text", metavar="TEXT", help="what to say, or - to read standard input")
     formats = ", ".join(SAY_FORMATS)
-    say.add_argument("-o", "--output", required=True, type=Path, help=f"file to write: {formats}")
+    say.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        help=f"file to write: {formats}; or - for standard output (`-o - > hello.ogg`)",
+    )
+    say.add_argument(
+        "--format",
+        choices=sorted({suffix[1:] for suffix in SAY_FORMATS}),
+        help="the audio's format (default: from the file's name; ogg for -o -)",
+    )
     say.add_argument(
         "--voice",
         help="voice for the first speaker, see `voices` (default: Zephyr, or DEFAULT_VOICE)",
@@ -109,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("voices", "list the 30 voices")
     command("credits", "check the API key and show the account's credits")
+    command(
+        "check",
+        "check everything the bot needs (settings, storage, Redis, Segmind, Discord, voice), "
+        "without starting it; exit 0 only if all is well",
+    )
     command(
         "health",
         "exit 0 if the running bot is connected to Discord and speech is not paused "
@@ -149,43 +164,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
-class _StdoutFailed(Exception):
-    """Writing standard output failed (a full disk): not a failure of the command itself."""
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null, so the interpreter's last flush at exit cannot fail again
-    and print "Exception ignored…" (the recipe in Python's `signal` documentation)."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
-
-
-def _out(text: str = "", end: str = "\n") -> None:
-    """Print to stdout at once, so a closed or full stdout fails here, inside `main`."""
-    try:
-        print(text, end=end, flush=True)
-    except BrokenPipeError:
-        raise
-    except OSError as exc:
-        raise _StdoutFailed(exc.strerror or str(exc)) from None
-
-
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "run"
     if command == "voices":
         return _voices()
     try:
+        if command == "check":
+            return _check(args.env_file)
         settings = load_settings(args.env_file)
         configure_logging(settings)
         if command == "health":
             return _health(settings)
         if command == "say":
-            return asyncio.run(_say(settings, args))
+            return asyncio.run(say(settings, args))
         if command == "credits":
             return asyncio.run(_credits(settings))
         if command == "sync":
@@ -195,7 +187,7 @@ def _main(argv: Sequence[str] | None) -> int:
         raise
     except (CliError, SettingsError, BotError) as exc:
         code = exc.code if isinstance(exc, CliError) else _exit_code(exc)
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: {_said(exc)}", file=sys.stderr)
         return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -250,121 +242,21 @@ async def _sync(settings: Settings, guild_id: int | None) -> int:
     return EXIT_OK
 
 
-async def _say(settings: Settings, args: argparse.Namespace) -> int:
-    # Everything that can be checked for free is checked before the call that costs money.
-    suffix = args.output.suffix.lower()
-    if suffix not in SAY_FORMATS:
-        raise CliError(
-            f"cannot write {args.output.name!r}: name the file {', '.join(SAY_FORMATS)}",
-            EXIT_USAGE,
-        )
-    target = AudioFormat.from_extension(suffix)
-    output: Path = args.output.resolve()
-    if not output.parent.is_dir():
-        raise CliError(f"the folder {output.parent} does not exist", EXIT_USAGE)
-    text = sys.stdin.read() if args.text == "-" else args.text
-    length = len(text.strip())
-    if length > settings.max_text_length:
-        raise CliError(
-            f"that text is {length:,} characters; the limit is {settings.max_text_length:,} "
-            "(MAX_TEXT_LENGTH): shorten it, or raise MAX_TEXT_LENGTH (at most 20,000)",
-            EXIT_USAGE,
-        )
-    request = build_request(
-        text,
-        voice=args.voice,
-        voice_2=args.voice_2,
-        temperature=args.temperature,
-        style=args.style,
-        max_length=settings.max_text_length,
-        default_voice=settings.default_voice,
-        default_temperature=settings.default_temperature,
-    )
-    require(settings, "segmind_api_key")
-    from bot.services import USER_AGENT  # the services (Redis, storage) only when calling
-
-    async with aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as session:
-        client = SegmindClient.from_settings(session, settings)
-        with _naming_the_host(settings):
-            received = await _through_the_scheduler(settings, client, request)
-    loop = asyncio.get_running_loop()
-    data = await loop.run_in_executor(None, _transcode, received, target)
-    try:
-        await loop.run_in_executor(None, output.write_bytes, data)
-    except OSError as exc:
-        raise CliError(f"could not write {output}: {exc.strerror or exc}") from None
-    _out(_summary(request, output, target, received.duration, len(data)))
-    if client.remaining_credits is not None:
-        _out(f"Remaining credits: {client.remaining_credits:g}")
-        _warn_if_empty(client.remaining_credits)
-    return EXIT_OK
-
-
-@contextlib.contextmanager
-def _naming_the_host(settings: Settings) -> Iterator[None]:
-    """A DNS failure says only "ClientConnectorDNSError": say which host, and which setting."""
-    try:
-        yield
-    except SegmindConnectionError as exc:
-        host = urlsplit(settings.segmind_base_url).hostname or settings.segmind_base_url
-        raise CliError(
-            f"could not reach {host} (SEGMIND_BASE_URL={settings.segmind_base_url}): "
-            f"{_one_line(exc)}"
-        ) from None
-
-
-def _warn_if_empty(credits: float) -> None:
-    if credits <= 0:
-        print(
-            "warning: no credits left: every speech call will fail until you add credits "
-            "at https://cloud.segmind.com",
-            file=sys.stderr,
-        )
-
-
-async def _through_the_scheduler(
-    settings: Settings, client: SegmindClient, request: SpeechRequest
-) -> audio_mod.Audio:
-    """One request through the scheduler the bot uses, so the terminal paces, waits out 429s
-    and retries exactly as Discord members are served. Its running commentary is for the
-    bot's log; here the outcome is the one line the user reads (LOG_LEVEL=DEBUG shows it)."""
-    from bot.services import build_scheduler
-
-    quiet = logging.getLogger("bot.synthesis")
-    level = quiet.level
-    if not log.isEnabledFor(logging.DEBUG):
-        quiet.setLevel(logging.CRITICAL)
-    scheduler = build_scheduler(settings, client)
-    try:
-        return await scheduler.submit(request, Requester(TERMINAL_USER, cooldown=0)).result()
-    finally:
-        await scheduler.close(grace=0)
-        quiet.setLevel(level)
-
-
-def _transcode(received: audio_mod.Audio, target: AudioFormat) -> bytes:
-    if received.format is target and target is not AudioFormat.OGG:
-        return received.data  # Already the right container; Ogg may be Vorbis, so re-encode.
-    return audio_mod.encode(audio_mod.decode_audio(received), target)
-
-
-def _summary(
-    request: SpeechRequest, path: Path, target: AudioFormat, seconds: float, size: int
-) -> str:
-    voices = request.voice + (f" + {request.voice_2}" if request.voice_2 else "")
-    kind = {AudioFormat.OGG: "Ogg Opus", AudioFormat.WAV: "WAV", AudioFormat.MP3: "MP3"}[target]
-    return f"Wrote {path}: {voices}, {seconds:.2f} s, {kind}, {size / 1024:.1f} KiB"
-
-
 async def _credits(settings: Settings) -> int:
     require(settings, "segmind_api_key")
     async with aiohttp.ClientSession() as session:
         client = SegmindClient.from_settings(session, settings)
-        with _naming_the_host(settings):
+        with naming_the_host(settings):
             balance = await client.get_credits()
     _out(f"API key accepted. Credits: {balance.credits:g}, free credits: {balance.free_credits:g}")
-    _warn_if_empty(balance.total)
+    warn_if_empty(balance.total)
     return EXIT_OK
+
+
+def _check(env_file: str) -> int:
+    from bot.check import run_checks  # its probes' libraries only for this command
+
+    return asyncio.run(run_checks(env_file))
 
 
 def _health(settings: Settings) -> int:
@@ -375,11 +267,13 @@ def _health(settings: Settings) -> int:
     return EXIT_OK if healthy else EXIT_FAILED
 
 
+def _said(exc: Exception) -> str:
+    """The error's one line. A settings error never quotes a value (`bot.config`), and its
+    advice shows the URLs' forms (postgresql://user:password@host/database) whole."""
+    return " ".join(str(exc).split()) if isinstance(exc, SettingsError) else _one_line(exc)
+
+
 def _exit_code(exc: Exception) -> int:
     if isinstance(exc, SegmindError):
         return EXIT_FAILED
     return EXIT_USAGE
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())

@@ -10,14 +10,24 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import SettingsError
 from bot.speech.voices import DEFAULT_VOICE, get_voice
 
-__all__ = ["ENV_EXAMPLE", "Settings", "load_settings", "require"]
+__all__ = [
+    "ENV_EXAMPLE",
+    "POSTGRES_SCHEMES",
+    "Settings",
+    "database_url_problem",
+    "load_settings",
+    "require",
+]
 
 ENV_EXAMPLE = ".env.example"
+#: URL schemes that mean PostgreSQL; `postgresql+asyncpg://` is SQLAlchemy's spelling.
+POSTGRES_SCHEMES = frozenset({"postgres", "postgresql"})
 
 
 class Settings(BaseSettings):
@@ -133,6 +143,17 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        """Refused here, with the other settings, so every command (not only `run`, after the
+        Discord login) says at once that no backend takes it."""
+        value = value.strip()
+        problem = database_url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @field_validator("shard_ids", mode="before")
     @classmethod
     def _shard_list(cls, value: Any) -> Any:
@@ -169,18 +190,44 @@ def _http_url(value: str) -> str:
     return value
 
 
+def database_url_problem(url: str) -> str | None:
+    """Why no backend takes DATABASE_URL, phrased to follow its name; None if one does.
+
+    Never quotes the URL: a PostgreSQL one may carry a password.
+    """
+    url = url.strip()
+    if not url:
+        return None
+    scheme, separator, rest = url.partition("://")
+    scheme = scheme.lower()
+    if separator and scheme.partition("+")[0] in POSTGRES_SCHEMES:
+        return None
+    if separator and scheme == "sqlite" and (not rest or rest.startswith("/")):
+        return None
+    shown = f" ({scheme}://)" if separator and scheme.isalnum() else ""
+    return (
+        f"not a database URL the bot supports{shown}: use sqlite:///path/to/file.db, "
+        "postgresql://user:password@host/database, or leave it empty for bot.db in DATA_DIR"
+    )
+
+
 def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
     """Build settings from the environment (and `env_file` if it exists), then `overrides`."""
     try:
         return Settings(_env_file=env_file, **overrides)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            name = str(error["loc"][0]).upper() if error["loc"] else "settings"
-            problems.append(f"{name}: {error['msg']}")
-        raise SettingsError(
-            "Invalid settings — " + "; ".join(problems) + f". See {ENV_EXAMPLE}."
-        ) from None
+        problems = "; ".join(_problem(error) for error in exc.errors())
+        stop = "" if problems.endswith(("?", "!")) else "."
+        raise SettingsError(f"Invalid settings — {problems}{stop} See {ENV_EXAMPLE}.") from None
+
+
+def _problem(error: ErrorDetails) -> str:
+    """One setting's problem in the validator's own words: pydantic prefixes "Value error, "
+    to them, and a sentence's full stop would double the one that ends the list."""
+    name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+    cause = (error.get("ctx") or {}).get("error")
+    text = str(cause) if error["type"] == "value_error" and cause is not None else error["msg"]
+    return f"{name}: {text.strip().rstrip('.')}"
 
 
 def require(settings: Settings, *names: str) -> None:

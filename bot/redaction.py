@@ -13,14 +13,26 @@ matters for a 64 KiB error body read on the event loop and for every log record.
 
 One implementation for every place that shows text: the client's errors (what members and
 /healthz see) and the log handler, so they cannot drift apart.
+
+URLs the operator typed are shown without their userinfo and query (`url_without_secrets`):
+a key pasted into SEGMIND_BASE_URL (`https://user:pass@host/?key=…`) is a secret nobody
+declared, so no list of secrets can catch it.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["MIN_RUN", "REDACTED", "Redactor", "redact"]
+__all__ = [
+    "MIN_RUN",
+    "REDACTED",
+    "Redactor",
+    "redact",
+    "url_without_secrets",
+    "urls_without_secrets",
+]
 
 #: The shortest piece of a secret that is removed; shorter secrets are not redacted at all
 #: (replacing every "k" of a toy key would garble text, and real keys and tokens are long).
@@ -88,3 +100,36 @@ def _safe_mark(grams: frozenset[str]) -> str:
     while chr(code) in used:
         code += 1
     return chr(code) * 3
+
+
+#: A URL in running text, up to whitespace or a quote; trailing punctuation is put back.
+_URL = re.compile(r"""\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'"<>`]+""")
+_TRAILING = ".,;:!?)]}"
+
+
+def url_without_secrets(url: str) -> str:
+    """`url` with no userinfo (user:password@), query or fragment: scheme, host, port and path.
+
+    The authority ends at the first `/`, `?` or `#`, as RFC 3986 says, so `/users/@me` stays
+    a path. Something that does not parse as a URL is not shown at all.
+    """
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(a URL that does not parse)"
+    host = parts.netloc.rpartition("@")[2]
+    if url[len(parts.scheme) :].startswith("://"):  # urlunsplit drops an empty authority's //
+        return f"{parts.scheme}://{host}{parts.path}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def urls_without_secrets(text: str) -> str:
+    """`text` with every URL in it passed through `url_without_secrets`."""
+
+    def clean(match: re.Match[str]) -> str:
+        found = match.group()
+        url = found.rstrip(_TRAILING)
+        return url_without_secrets(url) + found[len(url) :]
+
+    return _URL.sub(clean, text)

@@ -2,7 +2,7 @@
 # Sets up (first run) and starts the bot. Extra arguments go to `python -m bot`, e.g. `say`.
 # `voices`, `--help` and `--version` work before .env exists; `say`, `voices` and `credits`
 # run where you stand (so `say … -o here.ogg` writes here), reading the checkout's .env;
-# `run`, `sync` and `health` run in the checkout, where DATA_DIR (data/) lives.
+# `run`, `sync`, `health` and `check` run in the checkout, where DATA_DIR (data/) lives.
 CALLER="$PWD"
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 # libopus is discord.py's fallback Opus encoder; the bot sends Opus it encoded itself.

@@ -51,7 +51,10 @@ ensure_project() {
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         echo "setup: installing the project ($spec) into $VENV" >&2
         "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
-        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec" 2>&1 \
+        # pip repeats the build backend's warnings; setuptools' "Editable installation" notice
+        # (a folder named like a package may shadow it) reads like an error on a first run.
+        PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Editable installation" \
+            "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec" 2>&1 \
             | { grep -v "is ignored: it is neither" || true; } >&2
         echo "$want" >"$stamp"
     fi

@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import string
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.redaction import MIN_RUN, REDACTED, Redactor, redact
+from bot.redaction import (
+    MIN_RUN,
+    REDACTED,
+    Redactor,
+    redact,
+    url_without_secrets,
+    urls_without_secrets,
+)
 
 #: What real keys and tokens are made of (Segmind: "SG_" and hex; Discord: base64url and dots).
 KEY_CHARS = string.ascii_letters + string.digits + "_-"
@@ -110,3 +118,30 @@ def test_every_secret_is_removed_and_short_ones_are_left_alone() -> None:
     assert shown == f"{REDACTED} and {REDACTED} and short"
     assert not Redactor(["tiny"])
     assert Redactor([])("anything at all") == "anything at all"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:pass@host/?key=SG_1234567890", "https://host/"),
+        ("https://api.segmind.com/v1", "https://api.segmind.com/v1"),
+        ("http://127.0.0.1:8089/v1?key=abc#frag", "http://127.0.0.1:8089/v1"),
+        ("https://discord.com/api/v10/users/@me", "https://discord.com/api/v10/users/@me"),
+        ("redis://:pw@[::1]:6379/0", "redis://[::1]:6379/0"),
+        ("sqlite:///srv/bot.db", "sqlite:///srv/bot.db"),
+        ("unix:///run/redis.sock?password=pw", "unix:///run/redis.sock"),
+    ],
+)
+def test_a_url_is_shown_without_userinfo_query_or_fragment(url: str, shown: str) -> None:
+    assert url_without_secrets(url) == shown
+
+
+def test_urls_in_text_lose_their_secrets_and_keep_the_punctuation_around_them() -> None:
+    text = (
+        "could not reach h (SEGMIND_BASE_URL=https://u:p4ss@h/v1?key=SG_abc): see "
+        "http://x:y@docs.example/a, or (mysql://)."
+    )
+    assert urls_without_secrets(text) == (
+        "could not reach h (SEGMIND_BASE_URL=https://h/v1): see http://docs.example/a, or "
+        "(mysql://)."
+    )

@@ -99,3 +99,61 @@ def test_say_writes_where_the_user_stands(
     assert (elsewhere / "here.ogg").is_file()
     assert not (checkout / "here.ogg").exists()
     assert f"Wrote {elsewhere / 'here.ogg'}:" in done.stdout
+
+
+def test_check_looks_at_the_checkouts_setup(
+    checkout: Path, elsewhere: Path, fake: fs.FakeSegmind
+) -> None:
+    """From anywhere, `check` reads the checkout's .env and looks at its data/ folder."""
+    (checkout / ".env").write_text(
+        f"SEGMIND_API_KEY={TEST_API_KEY}\nSEGMIND_BASE_URL={fake.base_url}\n"
+    )
+    done = bot_sh(checkout, elsewhere, "check")
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("✗ Settings: Missing setting: DISCORD_TOKEN")
+    assert f"✓ Data directory: {checkout / 'data'} " in done.stdout
+    assert any(line.startswith("✓ Segmind: API key accepted") for line in lines)
+    assert "- Discord: not checked: DISCORD_TOKEN is not set" in lines
+    assert TEST_API_KEY not in done.stdout + done.stderr
+
+
+#: A stand-in for pip 26, which repeats the build backend's warnings in its own process
+#: (warnings.warn_explicit) when it installs: setuptools' editable notice, and any other.
+FAKE_PIP = """
+import sys
+import warnings
+
+if "-e" not in sys.argv:  # Upgrading pip itself says nothing.
+    sys.exit(0)
+
+class BuildBackendWarning(UserWarning):
+    pass
+
+notice = (
+    "Editable installation.\\n!!\\n\\n        Please be careful with folders in your working "
+    "directory with the same\\n        name as your package as they may take precedence "
+    "during imports.\\n\\n!!"
+)
+warnings.warn_explicit(notice, BuildBackendWarning, "setuptools/command/editable_wheel.py", 354)
+warnings.warn_explicit("A real problem.", BuildBackendWarning, "setuptools/dist.py", 1)
+"""
+
+
+def test_the_first_install_shows_no_editable_installation_notice(
+    checkout: Path, elsewhere: Path
+) -> None:
+    (checkout / "fake_pip.py").write_text(FAKE_PIP)
+    python = checkout / ".venv" / "bin" / "python"
+    python.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = -m ] && [ "$2" = pip ]; then exec "{sys.executable}" '
+        f'"{checkout / "fake_pip.py"}" "$@"; fi\n'
+        f'exec "{sys.executable}" "$@"\n'
+    )
+    (checkout / ".venv" / ".installed-base").unlink()  # pyproject "changed": install again.
+    done = bot_sh(checkout, elsewhere, "voices")
+    assert done.returncode == 0, done.stderr
+    assert "setup: installing the project (.)" in done.stderr
+    assert "Editable installation" not in done.stderr
+    assert "A real problem." in done.stderr  # Only that notice is quiet.

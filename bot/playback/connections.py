@@ -83,7 +83,13 @@ class VoiceManager:
         self.players: dict[int, GuildPlayer] = {}
         self._joining: dict[int, asyncio.Lock] = {}
         if not dave_supported():
-            log.warning("The davey package is missing: end-to-end encrypted voice will fail")
+            # Since Discord requires end-to-end encrypted voice (DAVE), discord.py refuses
+            # every voice connection without davey, not only the encrypted ones.
+            log.warning(
+                "The davey package is missing, so voice will not work at all: discord.py "
+                "refuses every voice connection without it and the bot cannot speak in any "
+                "voice channel. Install discord.py[voice] (`python -m bot check` tells)."
+            )
 
     def player(self, guild_id: int) -> GuildPlayer | None:
         player = self.players.get(guild_id)

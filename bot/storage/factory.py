@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from bot.config import Settings, database_url_problem
 from bot.errors import DatabaseURLError
 from bot.storage.base import Storage
 from bot.storage.postgres import PostgresStorage, is_postgres_url
 from bot.storage.sqlite import SQLiteStorage
-
-if TYPE_CHECKING:
-    from bot.config import Settings
 
 __all__ = ["DEFAULT_FILE", "open_storage", "sqlite_path"]
 
@@ -27,18 +24,12 @@ def sqlite_path(settings: Settings) -> Path:
     url = settings.database_url.strip()
     if not url:
         return settings.data_dir / DEFAULT_FILE
-    scheme, separator, rest = url.partition("://")
-    scheme = scheme.lower()
     if is_postgres_url(url):
         raise DatabaseURLError("DATABASE_URL names a PostgreSQL server, not a SQLite file.")
-    if not separator or scheme != "sqlite" or (rest and not rest.startswith("/")):
-        shown = f" ({scheme}://)" if separator and scheme.isalnum() else ""
-        raise DatabaseURLError(
-            f"DATABASE_URL is not a database URL the bot supports{shown}: use "
-            "sqlite:///path/to/file.db, postgresql://user:password@host/database, or leave it "
-            "empty for bot.db in DATA_DIR."
-        )
-    path = rest[1:]
+    problem = database_url_problem(url)
+    if problem:
+        raise DatabaseURLError(f"DATABASE_URL is {problem}.")
+    path = url.partition("://")[2][1:]
     return Path(path) if path else settings.data_dir / DEFAULT_FILE
 
 

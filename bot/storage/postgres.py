@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, unquote
 
 import asyncpg
 
+from bot.config import POSTGRES_SCHEMES
 from bot.errors import DatabaseURLError, StorageError
 from bot.storage import pg_migrations
 from bot.storage.models import (
@@ -41,8 +42,8 @@ __all__ = ["SCHEMES", "PostgresStorage", "describe_url", "is_postgres_url"]
 
 log = logging.getLogger(__name__)
 
-#: URL schemes that mean PostgreSQL; `postgresql+asyncpg://` is SQLAlchemy's spelling.
-SCHEMES = frozenset({"postgres", "postgresql"})
+#: URL schemes that mean PostgreSQL (the settings' own check knows them too).
+SCHEMES = POSTGRES_SCHEMES
 
 _SUMMARY = """
     COUNT(*),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 from unittest.mock import create_autospec
@@ -11,6 +12,7 @@ import discord
 import pytest
 
 from bot.errors import ChannelFullError, VoicePermissionError
+from bot.playback import connections
 from bot.playback.connections import DISCONNECTED, VoiceManager
 from bot.playback.player import GuildPlayer, Utterance
 
@@ -100,6 +102,19 @@ async def test_join_connects_deafened_and_makes_one_player(world: World) -> None
     await manager.close()
     assert manager.players == {}
     world.voice_client.disconnect.assert_awaited()
+
+
+async def test_without_davey_the_warning_says_voice_will_not_work_at_all(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """discord.py refuses every voice connection without davey, not only encrypted ones."""
+    monkeypatch.setattr(connections, "dave_supported", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="bot.playback.connections"):
+        VoiceManager(world.client)
+    (record,) = caplog.records
+    assert "voice will not work at all" in record.getMessage()
+    assert "cannot speak in any voice channel" in record.getMessage()
+    assert "end-to-end encrypted voice will fail" not in record.getMessage()
 
 
 async def test_join_follows_the_member_to_another_channel(world: World) -> None:

@@ -15,7 +15,7 @@ import aiosqlite
 import pytest
 
 from bot.config import Settings
-from bot.errors import DatabaseURLError, NewerDatabaseError
+from bot.errors import DatabaseURLError, NewerDatabaseError, SettingsError
 from bot.storage import (
     MemberSettings,
     SQLiteStorage,
@@ -248,8 +248,14 @@ def test_a_postgresql_url_has_no_sqlite_file_and_is_not_echoed(
 
 @pytest.mark.parametrize("url", ["mysql://u:pw@h/db", "bot.db", "sqlite://host/bot.db"])
 def test_other_urls_are_refused(make_settings: Callable[..., Settings], url: str) -> None:
-    with pytest.raises(DatabaseURLError, match="DATABASE_URL") as info:
-        sqlite_path(make_settings(database_url=url))
+    """Refused with the settings, before any command runs; and by `sqlite_path` itself, for
+    settings built without validation."""
+    with pytest.raises(SettingsError, match="DATABASE_URL: not a database URL") as refused:
+        make_settings(database_url=url)
+    assert "pw" not in str(refused.value)
+    unchecked = make_settings().model_copy(update={"database_url": url})
+    with pytest.raises(DatabaseURLError, match="DATABASE_URL is not a database URL") as info:
+        sqlite_path(unchecked)
     assert "pw" not in str(info.value)
 
 

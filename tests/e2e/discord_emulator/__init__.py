@@ -1,7 +1,8 @@
 """An emulator of the parts of Discord a bot touches, on 127.0.0.1, for end-to-end tests.
 
 Emulated:
-- REST API v10 (`rest`): login (`/users/@me`), `/gateway/bot`, application info, command
+- REST API v10 (`rest`): login (`/users/@me`), `/gateway/bot`, application info (its
+  Message Content flag follows `allowed_privileged_intents`, as the portal's toggle), command
   sync (global and guild), interaction callbacks (types 1, 4-10, 12), interaction webhooks
   (follow-ups, GET/PATCH/DELETE `@original` and follow-up messages, JSON or multipart with
   files), channel messages (replies included) and DMs, and Stage speakers (`stage`: PATCH

@@ -28,7 +28,14 @@ from tests.e2e.discord_emulator.messages import (
     resolve_reference,
 )
 from tests.e2e.discord_emulator.records import Interaction, RestRequest, Upload
-from tests.e2e.discord_emulator.state import APP_ID, BOT_ID, snowflake
+from tests.e2e.discord_emulator.state import (
+    APP_ID,
+    BOT_ID,
+    GATEWAY_MESSAGE_CONTENT,
+    GATEWAY_MESSAGE_CONTENT_LIMITED,
+    INTENT_MESSAGE_CONTENT,
+    snowflake,
+)
 
 if TYPE_CHECKING:
     from tests.e2e.discord_emulator.server import Emulator
@@ -177,7 +184,11 @@ class RestApi:
         )
 
     async def _application(self, request: web.Request, record: RestRequest) -> web.Response:
-        return json_response(self.emu.world.application())
+        application = self.emu.world.application()
+        if not self.emu.allowed_privileged_intents & INTENT_MESSAGE_CONTENT:
+            # The portal's toggle is off: neither GATEWAY_MESSAGE_CONTENT flag is set.
+            application["flags"] &= ~(GATEWAY_MESSAGE_CONTENT | GATEWAY_MESSAGE_CONTENT_LIMITED)
+        return json_response(application)
 
     async def _sync(self, request: web.Request, record: RestRequest) -> web.Response:
         if int(request["match"]["app"]) != APP_ID:

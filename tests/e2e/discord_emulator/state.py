@@ -60,6 +60,9 @@ ALL_PERMISSIONS = (1 << 53) - 1
 INTENT_GUILD_MEMBERS = 1 << 1
 INTENT_GUILD_PRESENCES = 1 << 8
 INTENT_MESSAGE_CONTENT = 1 << 15
+#: Application flags: Message Content enabled in the portal (approved, or unverified "limited").
+GATEWAY_MESSAGE_CONTENT = 1 << 18
+GATEWAY_MESSAGE_CONTENT_LIMITED = 1 << 19
 PRIVILEGED_INTENTS = INTENT_GUILD_MEMBERS | INTENT_GUILD_PRESENCES | INTENT_MESSAGE_CONTENT
 
 _ids = itertools.count()
@@ -225,7 +228,7 @@ class World:
             "owner": user_payload(OWNER_ID, "owner"),
             "team": None,
             "verify_key": "0" * 64,
-            "flags": 1 << 19,  # GATEWAY_MESSAGE_CONTENT_LIMITED
+            "flags": GATEWAY_MESSAGE_CONTENT_LIMITED,
             "summary": "",
         }
 
