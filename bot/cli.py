@@ -24,7 +24,14 @@ from bot import __version__
 from bot import audio as audio_mod
 from bot.audio import AudioFormat
 from bot.config import Settings, load_settings, require
-from bot.errors import BotError, SegmindConnectionError, SegmindError, SettingsError
+from bot.errors import (
+    BotError,
+    DatabaseURLError,
+    SegmindConnectionError,
+    SegmindError,
+    SettingsError,
+    StorageError,
+)
 from bot.logs import configure_logging
 from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest, build_request
@@ -105,6 +112,31 @@ def build_parser() -> argparse.ArgumentParser:
     sync = command("sync", "publish the slash commands to Discord (needs only DISCORD_TOKEN)")
     sync.add_argument(
         "--guild", type=int, metavar="ID", help="one server only, at once (default: everywhere)"
+    )
+
+    backup = command("backup", "copy the database to FILE, checked, while the bot runs")
+    backup.add_argument("file", metavar="FILE", type=Path, help="where to write it")
+    backup.add_argument(
+        "--format",
+        choices=("sqlite", "json"),
+        help="json: JSON Lines, restorable into SQLite or PostgreSQL (default: sqlite for a "
+        "SQLite database unless FILE ends in .json or .jsonl; json for PostgreSQL)",
+    )
+    restore = command("restore", "replace the database with a backup (stop the bot first)")
+    restore.add_argument("file", metavar="FILE", type=Path, help="a file `backup` wrote")
+    move = command("migrate-storage", "copy the SQLite database into PostgreSQL, checked")
+    move.add_argument(
+        "url",
+        metavar="URL",
+        help="postgresql://user:password@host:5432/database, or - to read it from standard "
+        "input (keeps the password out of the process list)",
+    )
+    move.add_argument(
+        "--replace",
+        "--force",
+        action="store_true",
+        help="overwrite a database that holds other data, saved to DATA_DIR first "
+        "(default: refuse)",
     )
 
     command("voices", "list the 30 voices")
@@ -190,6 +222,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return asyncio.run(_credits(settings))
         if command == "sync":
             return asyncio.run(_sync(settings, args.guild))
+        if command in {"backup", "restore", "migrate-storage"}:
+            return _storage(settings, args)
         return _run(settings)
     except (BrokenPipeError, _StdoutFailed):
         raise
@@ -364,6 +398,25 @@ async def _credits(settings: Settings) -> int:
             balance = await client.get_credits()
     _out(f"API key accepted. Credits: {balance.credits:g}, free credits: {balance.free_credits:g}")
     _warn_if_empty(balance.total)
+    return EXIT_OK
+
+
+def _storage(settings: Settings, args: argparse.Namespace) -> int:
+    """The operator's copies (bot/storage/backup.py and restore.py); refused or failed: exit 1."""
+    from bot.storage import backup, restore
+
+    try:
+        if args.command == "backup":
+            lines = asyncio.run(backup.backup(settings, args.file, args.format))
+        elif args.command == "restore":
+            lines = asyncio.run(restore.restore(settings, args.file))
+        else:
+            url = sys.stdin.readline().strip() if args.url == "-" else args.url
+            lines = asyncio.run(restore.migrate_storage(settings, url, replace=args.replace))
+    except StorageError as exc:
+        usage = isinstance(exc, DatabaseURLError)
+        raise CliError(str(exc), EXIT_USAGE if usage else EXIT_FAILED) from None
+    _out("\n".join(lines))
     return EXIT_OK
 
 
