@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bot.storage import PostgresStorage, SQLiteStorage, UsageRecord
+from bot.storage import PostgresStorage, SQLiteStorage, UsageRecord, pg_migrations
 from bot.storage.migrations import LATEST_VERSION
 from bot.storage.rows import TABLES, pg_columns, pg_sums, sqlite_columns, sqlite_sums
 from tests.pg_server import PostgresServer
@@ -145,3 +145,20 @@ async def test_only_a_postgresql_url_is_a_target(data_dir: Path) -> None:
     done = await _move(data_dir, "sqlite:////tmp/elsewhere.db")
     assert done.code == 2
     assert "migrate-storage copies into PostgreSQL" in done.err
+
+
+async def test_an_older_target_schema_is_brought_up_to_date_first(
+    data_dir: Path, postgres_url: str
+) -> None:
+    async with SQLiteStorage(data_dir / "bot.db") as source:
+        await populate(source, usage=3)
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await pg_migrations.migrate(conn, 2)
+    finally:
+        await conn.close()
+    moved = await _move(data_dir, postgres_url)
+    assert moved.code == 0, moved.err
+    async with PostgresStorage(postgres_url) as target:
+        assert await target.schema_version() == LATEST_VERSION
+    assert await _sums(postgres_url) == _sqlite_sums(data_dir / "bot.db")
