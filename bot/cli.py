@@ -23,7 +23,13 @@ import aiohttp
 
 from bot import __version__
 from bot.config import Settings, load_settings, require
-from bot.errors import BotError, SegmindError, SettingsError
+from bot.errors import (
+    BotError,
+    DatabaseURLError,
+    SegmindError,
+    SettingsError,
+    StorageError,
+)
 from bot.logs import configure_logging
 from bot.say import SAY_FORMATS, TERMINAL_USER, naming_the_host, say, warn_if_empty
 from bot.speech.voices import VOICES
@@ -117,6 +123,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--guild", type=int, metavar="ID", help="one server only, at once (default: everywhere)"
     )
 
+    backup = command("backup", "copy the database to FILE, checked, while the bot runs")
+    backup.add_argument("file", metavar="FILE", type=Path, help="where to write it")
+    backup.add_argument(
+        "--format",
+        choices=("sqlite", "json"),
+        help="json: JSON Lines, restorable into SQLite or PostgreSQL (default: sqlite for a "
+        "SQLite database unless FILE ends in .json or .jsonl; json for PostgreSQL)",
+    )
+    restore = command("restore", "replace the database with a backup (stop the bot first)")
+    restore.add_argument("file", metavar="FILE", type=Path, help="a file `backup` wrote")
+    move = command("migrate-storage", "copy the SQLite database into PostgreSQL, checked")
+    move.add_argument(
+        "url",
+        metavar="URL",
+        help="postgresql://user:password@host:5432/database, or - to read it from standard "
+        "input (keeps the password out of the process list)",
+    )
+    move.add_argument(
+        "--replace",
+        "--force",
+        action="store_true",
+        help="overwrite a database that holds other data, saved to DATA_DIR first "
+        "(default: refuse)",
+    )
+
     command("voices", "list the 30 voices")
     command("credits", "check the API key and show the account's credits")
     command(
@@ -182,6 +213,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return asyncio.run(_credits(settings))
         if command == "sync":
             return asyncio.run(_sync(settings, args.guild))
+        if command in {"backup", "restore", "migrate-storage"}:
+            return _storage(settings, args)
         return _run(settings)
     except (BrokenPipeError, _StdoutFailed):
         raise
@@ -257,6 +290,25 @@ def _check(env_file: str) -> int:
     from bot.check import run_checks  # its probes' libraries only for this command
 
     return asyncio.run(run_checks(env_file))
+
+
+def _storage(settings: Settings, args: argparse.Namespace) -> int:
+    """The operator's copies (bot/storage/backup.py and restore.py); refused or failed: exit 1."""
+    from bot.storage import backup, restore
+
+    try:
+        if args.command == "backup":
+            lines = asyncio.run(backup.backup(settings, args.file, args.format))
+        elif args.command == "restore":
+            lines = asyncio.run(restore.restore(settings, args.file))
+        else:
+            url = sys.stdin.readline().strip() if args.url == "-" else args.url
+            lines = asyncio.run(restore.migrate_storage(settings, url, replace=args.replace))
+    except StorageError as exc:
+        usage = isinstance(exc, DatabaseURLError)
+        raise CliError(str(exc), EXIT_USAGE if usage else EXIT_FAILED) from None
+    _out("\n".join(lines))
+    return EXIT_OK
 
 
 def _health(settings: Settings) -> int:

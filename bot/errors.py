@@ -12,6 +12,7 @@ __all__ = [
     "AudioDeadlineError",
     "AudioError",
     "AuthenticationError",
+    "BackupError",
     "BadAudioError",
     "BadRequestError",
     "BotError",
@@ -382,6 +383,11 @@ class UnsupportedBackendError(StorageError, NotImplementedError):
 
 class NewerDatabaseError(StorageError):
     """Opening would risk a newer bot's data with a schema this code does not understand."""
+
+
+class BackupError(StorageError):
+    """A backup, restore or move between backends refused or failed; the message says which
+    file or server (never a password) and whether anything was changed."""
 
 
 # -- Discord voice and narration ------------------------------------------------------------

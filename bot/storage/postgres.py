@@ -38,7 +38,15 @@ from bot.storage.validation import guild_changes, member_changes
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
-__all__ = ["SCHEMES", "PostgresStorage", "describe_url", "is_postgres_url"]
+__all__ = [
+    "FAILED",
+    "SCHEMES",
+    "PostgresStorage",
+    "asyncpg_dsn",
+    "describe_url",
+    "is_postgres_url",
+    "scrub",
+]
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +70,7 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,
 )
 #: What can go wrong while connecting and migrating.
-_FAILED: tuple[type[BaseException], ...] = (*_UNAVAILABLE, asyncpg.PostgresError)
+FAILED: tuple[type[BaseException], ...] = (*_UNAVAILABLE, asyncpg.PostgresError)
 
 
 def is_postgres_url(url: str) -> bool:
@@ -90,6 +98,20 @@ def _parts(url: str) -> tuple[str, str, str, str, str]:
     return unquote(user), password, hosts, unquote(database), query
 
 
+def asyncpg_dsn(url: str) -> str:
+    """The URL as asyncpg takes it: it knows postgres:// and postgresql:// only, and the
+    driver suffix (`postgresql+asyncpg://`) is ours anyway."""
+    scheme, _, rest = url.strip().partition("://")
+    return f"{scheme.partition('+')[0].lower()}://{rest}"
+
+
+def scrub(url: str, text: str) -> str:
+    """`text` with the URL's password taken out, however it was written."""
+    for secret in _secrets(url):
+        text = text.replace(secret, "***")
+    return text
+
+
 def _secrets(url: str) -> set[str]:
     """The password as written in the URL and decoded, wherever it is given."""
     _, password, _, _, query = _parts(url)
@@ -104,9 +126,7 @@ class PostgresStorage:
     def __init__(
         self, url: str, *, max_connections: int = 10, connect_timeout: float = 10.0
     ) -> None:
-        scheme, _, rest = url.strip().partition("://")
-        # asyncpg knows postgres:// and postgresql:// only; the driver suffix is ours anyway.
-        self._dsn = f"{scheme.partition('+')[0].lower()}://{rest}"
+        self._dsn = asyncpg_dsn(url)
         self.where = describe_url(url)
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
@@ -144,14 +164,14 @@ class PostgresStorage:
                 f"DATABASE_URL for PostgreSQL at {self.where} could not be parsed; "
                 "percent-encode @ : / ? # in the user name and password."
             ) from None
-        except _FAILED as exc:
+        except FAILED as exc:
             raise StorageError(
                 f"Could not connect to PostgreSQL at {self.where}: {self._reason(exc)}"
             ) from None
         try:
             async with pool.acquire() as conn:
                 version = await pg_migrations.migrate(conn)
-        except _FAILED as exc:
+        except FAILED as exc:
             await pool.close()
             raise StorageError(
                 f"PostgreSQL at {self.where} could not be brought up to date: {self._reason(exc)}"
@@ -279,7 +299,7 @@ class PostgresStorage:
             raise StorageError("Storage is not connected: call connect() first.")
         try:
             conn = await pool.acquire()
-        except _FAILED as exc:  # Reconnecting: the server, or the database, is gone.
+        except FAILED as exc:  # Reconnecting: the server, or the database, is gone.
             raise self._unavailable(exc) from exc
         try:
             yield conn
@@ -314,10 +334,7 @@ class PostgresStorage:
         return StorageError(f"PostgreSQL at {self.where} is unavailable: {self._reason(exc)}")
 
     def _reason(self, exc: BaseException) -> str:
-        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        for secret in _secrets(self._dsn):
-            text = text.replace(secret, "***")
-        return text
+        return scrub(self._dsn, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
 
 def _summary(values: Iterable[Any]) -> UsageSummary:

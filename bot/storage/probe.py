@@ -22,7 +22,7 @@ from bot.config import Settings
 from bot.errors import DatabaseFileError, DatabaseURLError, StorageError
 from bot.storage import migrations, pg_migrations
 from bot.storage.factory import sqlite_path
-from bot.storage.postgres import _FAILED, _secrets, describe_url, is_postgres_url
+from bot.storage.postgres import FAILED, _secrets, describe_url, is_postgres_url
 from bot.storage.sqlite import MIN_SQLITE
 
 __all__ = ["StorageState", "inspect_storage"]
@@ -124,15 +124,15 @@ async def _postgres(url: str, connect_timeout: float) -> StorageState:
             f"DATABASE_URL for PostgreSQL at {where} could not be parsed; "
             "percent-encode @ : / ? # in the user name and password."
         ) from None
-    except _FAILED as exc:
+    except FAILED as exc:
         raise StorageError(f"Could not connect to PostgreSQL at {where}: {reason(exc)}") from None
     try:
         version = await pg_migrations.schema_version(conn)
         read_only = await conn.fetchval("SHOW transaction_read_only") == "on"
-    except _FAILED as exc:
+    except FAILED as exc:
         raise StorageError(f"PostgreSQL at {where} is unavailable: {reason(exc)}") from None
     finally:
-        with contextlib.suppress(*_FAILED):
+        with contextlib.suppress(*FAILED):
             await conn.close(timeout=connect_timeout)
     if read_only:
         raise StorageError(
