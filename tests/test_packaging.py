@@ -72,3 +72,19 @@ def test_the_readme_links_only_into_the_repository() -> None:
         assert not path.startswith(("/", "..")), target
         assert (ROOT / path).exists(), target
     assert "../shared" not in readme
+
+
+def test_the_image_keeps_only_what_runs() -> None:
+    """The runtime stage installs a wheel built in a stage of its own: no source tree, `build/`
+    or egg-info is copied into it, and the build context leaves those out too."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    stages = re.split(r"^FROM ", dockerfile, flags=re.MULTILINE)[1:]
+    assert len(stages) == 2
+    assert stages[0].startswith("python:3.11-slim AS build")
+    runtime = stages[1]
+    assert "COPY --from=build /wheels" in runtime
+    assert not re.search(r"^COPY (?!--from=build)", runtime, re.MULTILINE)
+    assert "USER bot" in runtime
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for leftover in ("build", "*.egg-info", "tests", ".venv"):
+        assert leftover in ignored
