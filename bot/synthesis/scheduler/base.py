@@ -70,7 +70,7 @@ class SchedulerBase:
 
         self._queue = FairQueue()
         self._window = RateWindow(self.config)
-        self._learner = LimitLearner(self.config)
+        self._learner = LimitLearner(self.config, alone=gate is None)
         self._latency = LatencyEstimate(self.config.initial_latency)
         self._running: dict[Ticket, asyncio.Task[None]] = {}
         self._planner = Planner(self._plan, self._running, self._latency)

@@ -7,8 +7,9 @@ the fair queue (`queue.py`) says which ticket is next, the rate window (`window.
 at the rate learned from the key's answers (`learn.py`: a mistyped SEGMIND_RPM is corrected by
 the 429s it causes, and the operator told once), with as many calls in flight as that rate and
 the observed latency need (`plan.concurrency_limit`). Each outcome routes the ticket
-(`failures.py`): done; back to the front after a 429 (which pauses everyone, and ends at once
-those who cannot wait that long, see `deadline.py`) or a retryable failure (with back-off,
+(`failures.py`): done; back to the front after a 429 (which pauses everyone, ends at once
+those who cannot wait that long, see `deadline.py`, and is followed by an even release of the
+queue at the learned rate, see `window.py`) or a retryable failure (with back-off,
 until the request's deadline, while others are served); failed; or, for an operator problem,
 the breaker (`breaker.py`) halts everything. Places and ETAs (`plan.py`) are computed lazily:
 on demand, and at most every second for tickets that have listeners.
@@ -289,7 +290,7 @@ class Scheduler(SchedulerFailures):
                 start = self._window.rate_ready(earliest)
                 if start > now:
                     if start > earliest:
-                        self._learner.held_back()
+                        self._learner.held_back(now)
                     wakes.append(start)
                     break
                 if self._gate is not None and not slots:
@@ -330,7 +331,7 @@ class Scheduler(SchedulerFailures):
                     self._window.pause_until(now + admission.wait)
                     self._planner.changed()
                 else:
-                    self._learner.held_back()
+                    self._learner.held_back(now)
                 wake = now + admission.wait
                 return wake if until is None else min(until, wake)
         finally:

@@ -94,15 +94,16 @@ class SchedulerFailures(SchedulerBase):
     ) -> None:
         """Pause everyone, learn from it, serve the hit ticket first, end who cannot wait.
 
-        A refusal blamed on timing gives its slot in the rate window back (the server did not
-        count it, and holding it would push the retry a whole window later); one that counts
-        against the rate keeps it, so a burst of refusals also slows what follows.
+        A refusal blamed on timing, or one that brought the rate down to what the server let
+        through, gives its slot in the rate window back (the server did not count it, and
+        holding it would push the retry a whole window later); one that leaves the rate above
+        that keeps it, so a burst of refusals also slows what follows (see `learn.py`).
         """
-        timing = self._learner.refused(ticket.id, now)
-        if timing and stamp is not None:
+        give_back = self._learner.refused(ticket.id, now)
+        if give_back and stamp is not None:
             self._window.forget(stamp)
             if self._gate is not None and stamp.slot is not None:
-                self._tell_cluster(self._gate.give_back(stamp.slot), "a slot refused by timing")
+                self._tell_cluster(self._gate.give_back(stamp.slot), "a refused call's slot")
         jitter = self._rng() * self.config.margin
         wait = self._window.pause_for_429(
             now, exc.retry_after, jitter, started_at=ticket.started_at

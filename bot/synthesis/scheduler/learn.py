@@ -4,34 +4,54 @@ The operator says how many calls a minute the key allows; the server knows. When
 50 on a 5-a-minute key, pacing at 50 gets 45 of every 50 calls refused, window after window.
 So the rate the scheduler paces at (`rpm`) is learned, between 1 and the configured rpm:
 
-* **Timing first.** A call paced to the very edge of the window can arrive while the server
-  still counts a late arrival from the window before (a cold burst opens 50 connections one
-  after another; arrivals jitter). So a congestion event is blamed on timing if it refuses only
-  a few calls (at most rpm // TIMING_SHARE, at least one) and none was refused in the two spans
-  before: the pause is honoured, the rate kept, the refused call's slot given back. A second
-  event within two spans, or more refusals than that in one, is the limit.
-* **Decrease, from what the server accepted.** Each start is logged with its outcome. On a 429
-  the refused call's window (`span` before its start, up to now) is counted: the calls in it
-  that were not refused are what the server let through, which is the key's limit (or our share
-  of it, if another client uses the key too). A new congestion event (the refused call started
-  after the previous event began) cuts the rate to that count, but by no more than the
-  multiplicative `penalty_factor` (so a stray 429 when we made two calls does not drop a
-  50-a-minute key to 2). The other refusals of the same event only tighten the rate to the
-  count, without compounding the factor: while they come back the count falls (a call still in
-  flight counts as accepted until its own 429 says otherwise), so 45 refusals of a 50-call
-  burst on a 5-a-minute key bring the rate to 5 within that one burst, and never below what
-  the server let through.
+* **What the server let through.** Each start is logged with its outcome. On a 429 the
+  refused call's window (`window` before its start, up to now: what the server counts) is
+  counted: the calls in it that were not refused (a call still in flight counts as accepted
+  until its own 429 says otherwise) are what the server let through, which is the key's limit
+  (or our share of it, if another client uses the key too).
+* **A stray 429 is forgiven once.** The first refusal of a congestion event (the refused call
+  started after the previous event began) at a rate is blamed on timing or a glitch, unless
+  one already was within two spans: the pause is honoured, the rate kept, the refused call's
+  slot given back. So a correct rate is never lowered by a single stray 429, nor reported.
+  (A refusal that brings the rate down to the count gives its slot back too: the server did
+  not count it, and at that rate the window must hold what the server holds, or a failed
+  probe would cost a slot besides its refusal.)
+* **Timing explains a few refusals only in a full window.** A call paced to the very edge of
+  the window can arrive while the server still counts a late arrival from the window before
+  (a cold burst opens 50 connections one after another; arrivals jitter), and a burst can get
+  a few refusals that way: more refusals of the same event are blamed on timing too, up to
+  rpm // TIMING_SHARE, but only while the calls let through in the refused call's span come
+  within that many of the rate, the only case in which a late arrival tips the server over.
+  Several refusals in a window we had filled only to 10 of 50 are the limit, and the rate
+  drops to what was let through within that first event (the first burst of a mistyped
+  SEGMIND_RPM teaches the real limit before the next window, not after it).
+* **Decrease, from what the server accepted.** An event that is the limit cuts the rate to
+  the count. A new event (a second within two spans) cuts it by no more than the
+  multiplicative `penalty_factor` (so two stray 429s when we made two calls do not drop a
+  50-a-minute key to 1), unless the count is strong evidence: the rate was holding calls back
+  (there was demand beyond what went out) and the server let through about as many as in the
+  event before, the same limit measured twice. The other refusals of the same event only
+  tighten the rate to the count, without compounding the factor: while they come back the
+  count falls, so 45 refusals of a 50-call burst on a 5-a-minute key bring the rate to 5
+  within that one burst, and never below what the server let through.
 * **Increase, slowly and only with evidence.** After `hold` seconds at a level without a
   decrease, and only if the rate actually held starts back in that time (so an idle bot does
   not drift back up to a wrong figure), the rate rises by max(1, rpm // 4), toward the
-  configured rpm. That probe costs a 429 or two when the limit really is lower (the first is
-  blamed on timing); each failed probe doubles `hold` (from `penalty_seconds`, up to
-  `MAX_HOLD_WINDOWS` windows), so probes get rarer: on a 5-a-minute key configured at 50, a
-  few calls in a hundred after the first window. A probe that holds resets the next hold.
+  configured rpm. That probe costs a 429 when the limit really is lower: a refusal while the
+  server had let through no more than the level before the probe answers it (timing cannot
+  explain a refusal in a window filled no further than a level the server already refused
+  past), and puts the rate back there. Each failed probe doubles `hold` (from
+  `penalty_seconds`, up to `MAX_HOLD_WINDOWS` windows), so probes get rarer: on a 5-a-minute
+  key configured at 50, a few calls in a hundred after the first window. A probe that holds
+  resets the next hold.
 * **Telling the operator once.** A lowered rate that has held for a whole span (or that a
   failed probe confirmed) is reported once: the scheduler logs one WARNING and calls
-  `on_limit_learned`. A single stray 429 never lowers the rate (it is blamed on timing), so
-  it is never reported as a wrong setting.
+  `on_limit_learned`.
+
+With a cluster gate (`alone=False`) this process's calls are only its share of the key's: how
+full its own window was says nothing of the key's, so a burst's few refusals are blamed on
+timing however few calls this process made, and a second event is cut by the factor at most
+(this process's count may be a small share of what the key let through).
 
 Pure bookkeeping: no asyncio and no clock of its own; callers pass the time in.
 """
@@ -61,19 +81,23 @@ class _Start:
 class LimitLearner:
     """The rate to pace at: the configured rpm, lowered by 429s and raised back by quiet."""
 
-    def __init__(self, config: SchedulerConfig) -> None:
+    def __init__(self, config: SchedulerConfig, *, alone: bool = True) -> None:
         self._config = config
+        self._alone = alone  # no other process shares the key through a cluster gate
         self.rpm = config.rpm
         self._starts: deque[_Start] = deque()  # starts within two spans, with their outcome
         self._running: dict[int, _Start] = {}  # ticket id -> its current attempt's start
         self._event_at = -math.inf  # when the latest congestion event began
         self._event_refused = 0  # refusals counted in it
         self._event_excused = False  # blamed on timing so far
+        self._event_accepted: int | None = None  # what the server let through in it
+        self._pressed_at = -math.inf  # when the rate last held a start back
         self._excused = False  # a refusal at the current rate was already blamed on timing
         self._last_refusal = -math.inf
         self._changed_at = -math.inf
         self._hold = config.penalty_seconds
         self._probing = False  # raised since the last decrease, not yet confirmed
+        self._probed_from = 0  # the level the latest probe raised the rate from
         self._saturated = False  # the rate held back a start since the last change
         self._reported = False
         self.report: int | None = None  # a confirmed limit below the configured, until taken
@@ -102,36 +126,52 @@ class LimitLearner:
         """The call ended with anything but a 429: it was not refused by the limit."""
         self._running.pop(ticket_id, None)
 
-    def held_back(self) -> None:
-        """The rate (not the queue, concurrency or a pause) kept a start waiting."""
+    def held_back(self, now: float) -> None:
+        """The rate (not the queue, concurrency or a pause) kept a start waiting at `now`."""
         self._saturated = True
+        self._pressed_at = now
 
     def refused(self, ticket_id: int, now: float) -> bool:
-        """The call for `ticket_id` was answered 429 at `now`; True if blamed on timing.
+        """The call for `ticket_id` was answered 429 at `now`; True to give its slot back.
 
-        Otherwise it counts against the rate, which may be lowered (read `rpm`).
+        Blamed on timing, the rate is kept; otherwise it counts against the rate, which may be
+        lowered (read `rpm`). Either way the server did not count the refused call: its slot
+        is given back (True) if the rate now allows no more than what the server let through
+        (or timing is blamed), and kept (False) while the rate stands above that count, so the
+        refusals slow what follows until a later one brings the rate down to the count.
         """
         start = self._running.pop(ticket_id, None)
         if start is None:
             return False
         start.refused = True
-        since = start.at - self._config.span
-        accepted = sum(1 for s in self._starts if s.at > since and not s.refused)
+        accepted = self._accepted(start.at - self._config.window)
         if now - self._last_refusal > 2 * self._config.span:
             self._excused = False  # two quiet spans: the next lone refusal is timing again
         self._last_refusal = now
+        allowance = max(1, self.rpm // TIMING_SHARE)
         if start.at > self._event_at:  # a new congestion event
+            previous = self._event_accepted
             self._event_at = now
             self._event_refused = 1
-            self._event_excused = not self._excused
+            self._event_accepted = accepted
+            # A probe refused before the server let through more than the level it left is
+            # answered, not unlucky: timing needs a window filled past that level.
+            answered = self._probing and accepted <= self._probed_from
+            self._event_excused = not (self._excused or answered)
             if self._event_excused:  # first refusal at this rate: blame timing, once
                 self._excused = True
                 return True
-            target = max(accepted, math.floor(self.rpm * self._config.penalty_factor))
+            pressed = self._pressed_at > start.at - self._config.window
+            measured = previous is not None and accepted >= previous - allowance
+            if self._alone and pressed and measured:
+                target = accepted  # the same limit, measured twice under demand
+            else:
+                target = max(accepted, math.floor(self.rpm * self._config.penalty_factor))
         else:  # another refusal of the same event
             self._event_refused += 1
             if self._event_excused:
-                if self._event_refused <= max(1, self.rpm // TIMING_SHARE):
+                full = self._accepted(start.at - self._config.span) >= self.rpm - allowance
+                if (full or not self._alone) and self._event_refused <= allowance:
                     return True
                 self._event_excused = False  # too many refusals for timing: it is the limit
             target = accepted  # only ever tighten toward what the server let through
@@ -149,7 +189,11 @@ class LimitLearner:
             self._changed_at = now
             self._saturated = False
             self._excused = False
-        return False
+        return self.rpm <= accepted
+
+    def _accepted(self, since: float) -> int:
+        """Calls started after `since` that the server did not refuse (in flight included)."""
+        return sum(1 for s in self._starts if s.at > since and not s.refused)
 
     def adopt(self, rpm: int, now: float) -> bool:
         """Another process learned the key refuses calls past `rpm`: pace there too.
@@ -184,6 +228,7 @@ class LimitLearner:
             return False
         if self._probing:  # the last probe held: the next may come sooner
             self._hold = self._config.penalty_seconds
+        self._probed_from = self.rpm
         self.rpm = min(self._config.rpm, self.rpm + max(1, self.rpm // 4))
         self._probing = True
         self._excused = False

@@ -12,6 +12,15 @@ every call pauses until the reset, however long (the members who cannot wait tha
 told at once, see `deadline.py`), or, when no reset was given, for window/configured rpm,
 doubled for each fresh 429 in a row (a 429 for a call started after the pause began).
 
+When a pause ends, what was queued is released at the rate in force, evenly: one call at the
+pause's end, then one every span/rpm, until `rpm` calls have started since (from then on the
+sliding window keeps them that far apart by itself). Firing the whole queue at once instead
+(the sliding window alone would: everything in it has aged out by the reset) costs a burst of
+refusals whenever the rate is still wrong (a mistyped SEGMIND_RPM not learned yet), and even
+at the right rate it lands every call of the next windows on the same instant. Spread out, a
+wrong rate is caught by the first call past the real limit, and the calls before it are the
+limit's measure (`learn.py`). The ramp lapses after a span with no start since the pause.
+
 A start is logged when the dispatcher launches the call (so one step never launches more than
 the limit) and stamped again when the call's task actually begins (`Stamp.at`): a burst of 50
 launches runs its tasks one after another, and on a busy loop the last one goes out a few
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Sequence
 
@@ -56,6 +66,8 @@ class RateWindow:
         self._starts: deque[Stamp] = deque()  # call starts within the last span, oldest first
         self._paused_until: float | None = None
         self._paused_at = -math.inf  # when the latest pause was set
+        #: The end of the latest pause, while its queue is still being released evenly.
+        self._ramp_from: float | None = None
         self._consecutive_429 = 0  # fresh 429s without a reset time since the last success
 
     @property
@@ -70,7 +82,7 @@ class RateWindow:
         return stamp
 
     def forget(self, stamp: Stamp) -> None:
-        """Give a refused call's slot back (a 429 blamed on timing; see `failures.py`).
+        """Give a refused call's slot back (the server did not count it; see `failures.py`).
 
         O(calls in the span).
         """
@@ -82,18 +94,40 @@ class RateWindow:
         span = self._config.span
         while self._starts and self._starts[0].at + span <= now:
             self._starts.popleft()
+        ramp = self._ramp_from
+        if ramp is not None and now >= ramp:
+            since = self._since_ramp(None, ramp)
+            if since >= self.rpm or (since == 0 and now >= ramp + span):
+                self._ramp_from = None  # released a whole rate's worth, or nobody came
 
     def rate_ready(self, earliest: float, starts: Sequence[float] | None = None) -> float:
         """The first time >= `earliest` a new call fits the sliding window after `starts`.
 
         `starts` defaults to the real log; planning passes its own, simulated, copy.
-        A call at t needs fewer than R starts in (t - span, t], i.e. t >= starts[-R] + span.
+        A call at t needs fewer than R starts in (t - span, t], i.e. t >= starts[-R] + span;
+        after a pause, until R calls started since its end, also t >= the latest + span / R.
         """
         n = len(self._starts) if starts is None else len(starts)
-        if n < self.rpm:
-            return earliest
-        oldest = self._starts[n - self.rpm].at if starts is None else starts[n - self.rpm]
-        return max(earliest, oldest + self._config.span)
+        ready = earliest
+        if n >= self.rpm:
+            oldest = self._starts[n - self.rpm].at if starts is None else starts[n - self.rpm]
+            ready = max(ready, oldest + self._config.span)
+        ramp = self._ramp_from
+        if ramp is not None and 0 < self._since_ramp(starts, ramp) < self.rpm:
+            latest = self._starts[-1].at if starts is None else starts[-1]
+            ready = max(ready, latest + self._config.span / self.rpm)
+        return ready
+
+    def _since_ramp(self, starts: Sequence[float] | None, ramp: float) -> int:
+        """Starts at or after `ramp` (the real log's, or `starts`, ascending), up to `rpm`."""
+        if starts is not None:
+            return min(self.rpm, len(starts) - bisect_left(starts, ramp))
+        count = 0
+        for stamp in reversed(self._starts):
+            if stamp.at < ramp or count >= self.rpm:
+                break
+            count += 1
+        return count
 
     def earliest_start(self, now: float) -> float:
         """`now`, or the end of the 429 pause while one is in force."""
@@ -137,15 +171,18 @@ class RateWindow:
         if self._paused_until is None or until > self._paused_until:
             self._paused_until = until
             self._paused_at = now
+            self._ramp_from = until
         return wait
 
     def pause_until(self, until: float) -> None:
         """Another process's 429 paused the cluster until `until`: keep ETAs honest.
 
-        Unlike `pause_for_429` this is no refusal of ours: the back-off is left alone.
+        Unlike `pause_for_429` this is no refusal of ours: the back-off is left alone. The
+        queue is released evenly after it all the same.
         """
         if self._paused_until is None or until > self._paused_until:
             self._paused_until = until
+            self._ramp_from = until
 
     def note_success(self) -> None:
         """A call succeeded: the next 429 without a reset time backs off from the start."""

@@ -34,8 +34,8 @@ async def test_a_long_reset_ends_only_who_cannot_wait_and_tells_the_rest(
     synth = FakeSynth(clock, latency=1.0)
     synth.plan("0:0", limited(600.0))
     # Two calls a minute (a lone 429 is blamed on timing, so the rate stays): after the pause
-    # (until 601) starts come at 601 (0:0 again), 601, 661, 661, 721, 721, 781, 781, 841...;
-    # the deadline is 840, so 7 of the 8 waiting can make it and 1 cannot.
+    # (until 601) the queue is released evenly at that rate, 601 (0:0 again), 631, 661, 691,
+    # ... 811, 841; the deadline is 840, so 7 of the 8 waiting can make it and 1 cannot.
     scheduler = build(synth, rpm=2, window=60.0, job_timeout=840.0, initial_latency=1.0)
     first = scheduler.submit(req("0:0"), Requester(0))
     await clock.advance(0.5)  # 0:0 running (one of the two calls of this minute)
@@ -64,7 +64,7 @@ async def test_a_long_reset_ends_only_who_cannot_wait_and_tells_the_rest(
     await clock.advance_to(900)
     assert scheduler.stats.expired == 1  # nobody expired silently later
     assert [await outcome(t) for t in [first, *waiting]] == [AUDIO] * 8
-    assert synth.times()[2:] == pytest.approx([601, 601, 661, 661, 721, 721, 781, 781])
+    assert synth.times()[2:] == pytest.approx([601, 631, 661, 691, 721, 751, 781, 811])
 
 
 async def test_a_reset_past_every_deadline_ends_everyone_at_once(clock: FakeClock) -> None:

@@ -330,10 +330,17 @@ async def test_a_second_429_at_a_rate_lowers_it_for_two_windows_of_demand(
     # The lone first 429 gives its slot back (blamed on timing): 0:0 goes again right after its
     # pause, at 1. The second counts against the rate: 4 per 10 s until two windows after the
     # pause that ended at 11 (during which the rate held calls back), then 5 again from 40.
+    # The lone first 429 gives its slot back (blamed on timing): 0:0 goes again right after its
+    # pause, at 1, and the queue after it is released evenly at one call per 10/5 s: 5:0 at 10
+    # (the burst aged out), 6:0 at 12. That second 429 counts against the rate: 4 per 10 s,
+    # its pause's end (13) released evenly again (one per 2.5 s, or as the window frees), until
+    # two windows after that pause, during which the rate held calls back: 5 again from 33.
     assert synth.times() == pytest.approx(
-        [0] * 5 + [1] + [10] * 4 + [20] * 4 + [30] * 4 + [40] * 5 + [50] * 3
+        [0] * 5
+        + [1, 10, 12, 13, 15.5, 20, 22.5, 23, 25.5, 30, 32.5, 33, 33, 35.5, 40, 42.5]
+        + [43, 43, 45.5, 50, 52.5]
     )
-    assert (synth.texts()[5], synth.texts()[10]) == ("0:0", "6:0")
+    assert (synth.texts()[5], synth.texts()[7], synth.texts()[8]) == ("0:0", "6:0", "6:0")
     assert scheduler.stats.served == 24
 
 

@@ -88,3 +88,43 @@ def test_the_rate_in_force_decides_the_sliding_limit() -> None:
     rates.rpm = 1  # lowered by what the scheduler learned
     assert rates.rate_ready(0.0) == 10.0
     assert rates.rate_ready(0.0, [0.0, 10.0]) == 20.0
+
+
+def test_after_a_pause_the_queue_is_released_evenly_at_the_rate_in_force() -> None:
+    rates = window(rpm=5, window=10.0)
+    for _ in range(5):
+        rates.record_start(0.0)
+    rates.pause_for_429(now=1.0, retry_after=9.0, jitter=0.0)  # until the burst ages out
+    released = []
+    for _ in range(7):
+        at = rates.rate_ready(rates.earliest_start(10.0))
+        rates.prune(at)
+        released.append(at)
+        rates.record_start(at)
+    # One at the pause's end, then one per span / rpm: never the whole window at that instant.
+    # After 5 since the pause the sliding window keeps them that far apart by itself.
+    assert released == pytest.approx([10.0, 12.0, 14.0, 16.0, 18.0, 20.0, 22.0])
+
+
+def test_the_plan_sees_the_even_release_after_a_pause_as_the_dispatcher_does() -> None:
+    rates = window(rpm=4, window=8.0)
+    rates.pause_for_429(now=0.0, retry_after=3.0, jitter=0.0)
+    rates.record_start(3.0)
+    simulated = rates.starts
+    for _ in range(3):
+        simulated.append(rates.rate_ready(3.0, simulated))
+    assert simulated == pytest.approx([3.0, 5.0, 7.0, 9.0])
+    assert rates.rate_ready(3.0) == pytest.approx(5.0)  # the real log was left alone
+
+
+def test_the_even_release_lapses_after_a_span_with_no_call() -> None:
+    rates = window(rpm=3, window=10.0)
+    rates.pause_for_429(now=0.0, retry_after=5.0, jitter=0.0)
+    rates.prune(14.9)
+    rates.record_start(14.9)
+    assert rates.rate_ready(14.9) == pytest.approx(14.9 + 10.0 / 3)  # still releasing evenly
+    later = window(rpm=3, window=10.0)
+    later.pause_for_429(now=0.0, retry_after=5.0, jitter=0.0)
+    later.prune(15.0)  # a whole span since the pause ended, and nobody called
+    later.record_start(15.0)
+    assert later.rate_ready(15.0) == 15.0  # a burst after a quiet span goes at once again
