@@ -40,7 +40,7 @@ from bot.synthesis.scheduler.aio import cancel_and_wait, first_of
 from bot.synthesis.scheduler.base import Synthesize
 from bot.synthesis.scheduler.breaker import fresh
 from bot.synthesis.scheduler.failures import SchedulerFailures
-from bot.synthesis.scheduler.gate import GATE_TIMEOUT, LOCAL_SLOT, Admission
+from bot.synthesis.scheduler.gate import LOCAL_SLOT, REDIS_BUDGET, Admission
 from bot.synthesis.scheduler.ticket import Attempt, Ticket
 from bot.synthesis.scheduler.window import Stamp
 
@@ -341,13 +341,13 @@ class Scheduler(SchedulerFailures):
     async def _ask_gate(self) -> Admission:
         """The shared window's answer; while it cannot be had, this process's own window's.
 
-        Redis down (or slower than `GATE_TIMEOUT`) must not silence every server: each process
+        Redis down (or slower than `REDIS_BUDGET`) must not silence every server: each process
         then paces itself at SEGMIND_RPM as a lone bot does, a 429 from the key pauses it as
         usual, and the shared window takes over again as soon as it answers.
         """
         assert self._gate is not None
         try:
-            async with asyncio.timeout(GATE_TIMEOUT):
+            async with asyncio.timeout(REDIS_BUDGET):
                 admission = await self._gate.admit(self._window.rpm)
         except Exception as exc:
             if not self._gate_down:
