@@ -28,6 +28,7 @@ import logging
 from dataclasses import dataclass
 
 from bot.errors import (
+    BotError,
     CooldownError,
     QueueFullError,
     RequestExpiredError,
@@ -119,21 +120,12 @@ class Scheduler(SchedulerFailures):
         narration) skips the waiting cap, never the global one.
         """
         user_id = requester.user_id
-        if self._closed:
-            raise SchedulerClosedError()
-        if self._breaker.error is not None:
-            raise fresh(self._breaker.error)
+        refused = self.refusal(requester, follow_up=follow_up)
+        if refused is not None:
+            raise refused
         now = self._clock.now()
         length = self.config.user_cooldown if requester.cooldown is None else requester.cooldown
         cooled = follow_up or requester.cooldown == 0
-        left = 0.0 if cooled else self.cooldown_remaining(user_id)
-        if left > 0:
-            raise CooldownError(left)
-        limit = self.config.max_waiting_per_user
-        if not follow_up and requester.capped and self._queue.active(user_id) >= limit:
-            raise QueueFullError(per_user=True, limit=limit)
-        if self._queue.count() >= self.config.max_queue:
-            raise QueueFullError(per_user=False, limit=self.config.max_queue)
 
         self._next_id += 1
         ticket = Ticket(
@@ -158,6 +150,25 @@ class Scheduler(SchedulerFailures):
         )
         self._wake.set()
         return ticket
+
+    def refusal(self, requester: Requester, *, follow_up: bool = False) -> BotError | None:
+        """What `submit` would refuse now (closed, halted, cooldown, full), queueing nothing:
+        /speak asks before deferring, so these stay private while the cache is looked up
+        after the deferral."""
+        if self._closed:
+            return SchedulerClosedError()
+        if self._breaker.error is not None:
+            return fresh(self._breaker.error)
+        cooled = follow_up or requester.cooldown == 0
+        left = 0.0 if cooled else self.cooldown_remaining(requester.user_id)
+        if left > 0:
+            return CooldownError(left)
+        limit = self.config.max_waiting_per_user
+        if not follow_up and requester.capped and self._queue.active(requester.user_id) >= limit:
+            return QueueFullError(per_user=True, limit=limit)
+        if self._queue.count() >= self.config.max_queue:
+            return QueueFullError(per_user=False, limit=self.config.max_queue)
+        return None
 
     def take_turn(self, requester: Requester) -> None:
         """Accept a new message whose calls are queued later (one held for a Stage's
