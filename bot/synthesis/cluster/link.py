@@ -152,7 +152,8 @@ async def _first_contact(redis: Redis, url: str, budget: float) -> BaseException
             await redis.script_load(_CHECK_SCRIPT)
     except (AuthenticationError, ResponseError) as exc:
         raise SettingsError(
-            f"REDIS_URL: the Redis at {safe_url(url)} refuses this bot ({_describe(exc)}); "
+            f"REDIS_URL: the Redis at {safe_url(url)} refuses this bot "
+            f"({_describe(exc).rstrip('.')}); "
             "check the user and password in REDIS_URL and that the user may run PING, EVAL "
             "and SCRIPT"
         ) from None
