@@ -40,6 +40,7 @@ from bot.metrics import MetricsServer, VoiceFigures, start_metrics
 from bot.playback.connections import VoiceManager
 from bot.playback.narration import NarrationReader
 from bot.services import Alerts, Services, open_services
+from bot.synthesis.cluster import check_redis
 from bot.tree import TTSCommandTree
 
 __all__ = [
@@ -365,6 +366,10 @@ async def run_bot(settings: Settings) -> None:
     again after 1 s, 2 s, 4 s… (at most RECONNECT_MAX), until it can or it is stopped.
     """
     require(settings, "discord_token", "segmind_api_key")
+    if settings.redis_url:
+        # Before the login: a Redis that refuses the bot is a configuration error, told now;
+        # one that cannot be reached yet is an outage the services ride out.
+        await check_redis(settings.redis_url)
     stop = asyncio.Event()
     host = urlsplit(settings.discord_api_base_url or "https://discord.com").hostname
     attempt = 0

@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
-from redis.asyncio import Redis
 
 from bot import __version__
 from bot.audio.allocator import map_large_buffers
@@ -24,7 +23,14 @@ from bot.errors import SegmindError
 from bot.storage import Storage, open_storage
 from bot.synthesis.cache import AudioCache, Cache, NullCache
 from bot.synthesis.client import SegmindClient
-from bot.synthesis.cluster import RedisFlights, SharedCache, key_prefix, open_limiter
+from bot.synthesis.cluster import (
+    RedisFlights,
+    RedisLimiter,
+    RedisLink,
+    SharedCache,
+    key_prefix,
+    open_link,
+)
 from bot.synthesis.scheduler import Scheduler, SchedulerConfig, Synthesize
 from bot.synthesis.scheduler.gate import Gate
 from bot.synthesis.service import SpeechService
@@ -65,6 +71,8 @@ class Services:
     cache: Cache
     speech: SpeechService
     _stack: contextlib.AsyncExitStack = field(repr=False)
+    #: The Redis every process on the key shares (REDIS_URL), and whether it answers.
+    cluster: RedisLink | None = None
 
     async def stop_intake(self, *, grace: float | None = None) -> None:
         """Refuse new requests and fail the queued ones (their members are told), giving
@@ -172,16 +180,16 @@ async def open_services(
         client = SegmindClient.from_settings(session, settings)
         config = scheduler_config or SchedulerConfig.from_settings(settings)
         gate: Gate | None = None
-        cluster: Redis | None = None
+        cluster: RedisLink | None = None
         key = settings.segmind_api_key
-        prefix = key_prefix(key.get_secret_value() if key is not None else "")
+        secret = key.get_secret_value() if key is not None else ""
+        prefix = key_prefix(secret)
         if settings.redis_url:
-            gate, cluster = await open_limiter(
-                settings.redis_url,
-                api_key=key.get_secret_value() if key is not None else "",
-                span=config.span,
-            )
-            stack.push_async_callback(cluster.aclose)
+            # Down or hung, Redis is an outage (this process paces alone until it answers);
+            # refusing the bot (a wrong password) is a SettingsError naming REDIS_URL.
+            cluster = await open_link(settings.redis_url)
+            stack.push_async_callback(cluster.close)
+            gate = RedisLimiter(cluster, api_key=secret, span=config.span)
         scheduler = build_scheduler(
             settings,
             client,
@@ -213,5 +221,6 @@ async def open_services(
             cache=cache,
             speech=speech,
             _stack=stack.pop_all(),
+            cluster=cluster,
         )
     raise AssertionError("unreachable: the block above returns or raises")

@@ -214,8 +214,9 @@ class Speak(commands.Cog):
             if target is not None and self.bot.playback.audience_on(target):
                 await self.wait_for_the_stage(interaction, target, caller, text, options, guild)
                 return
-            # Refusals (input, rules, quota, cooldown, full queue) raise here: private, free.
-            stream = await self.bot.services.speech.begin(
+            speech = self.bot.services.speech
+            # Refusals (input, rules, quota) raise here: private, free.
+            admission = await speech.admit(
                 caller,
                 text,
                 options,
@@ -223,15 +224,25 @@ class Speak(commands.Cog):
                 guild=guild,
                 within=None if target else reply_window(interaction),
             )
+            if self.bot.services.scheduler.refusal(admission.requester) is None:
+                # Deferred before the first chunk is looked for: the cache's shared tier and
+                # the calls in flight may be in Redis, and Discord waits 3 s for an answer.
+                try:
+                    deferral = await self.defer(interaction)
+                except BaseException:
+                    admission.release()
+                    raise
+                stream = await speech.start(admission)
+            else:
+                # A cooldown or a full queue: found out privately, as before the deferral (a
+                # message already in the cache is still served, as it needs no call).
+                stream = await speech.start(admission)
+                try:
+                    deferral = await self.defer(interaction)
+                except BaseException:
+                    stream.cancel()
+                    raise
             requests = stream.requests
-            try:
-                # Public, a voice message's too: it says who asked for the voice message (which
-                # has no text of its own) and, should the voice message not be allowed, the file
-                # takes its place. A private deferral would make that file private as well.
-                deferral = await interaction.response.defer(thinking=True)
-            except BaseException:
-                stream.cancel()
-                raise
             progress = ProgressReporter(interaction, stream)
             progress.start()
             try:
@@ -256,6 +267,15 @@ class Speak(commands.Cog):
                 await send_error(interaction, exc.user_message)
             finally:
                 await progress.stop()
+
+    @staticmethod
+    async def defer(
+        interaction: discord.Interaction[TTSBot],
+    ) -> discord.InteractionCallbackResponse[TTSBot] | None:
+        """Public, a voice message's too: it says who asked for the voice message (which has
+        no text of its own) and, should the voice message not be allowed, the file takes its
+        place. A private deferral would make that file private as well."""
+        return await interaction.response.defer(thinking=True)
 
     async def deliver(
         self, interaction: discord.Interaction[TTSBot], content: str, clip: Clip

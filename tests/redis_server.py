@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.servers import die_with_parent, free_port, wait_until_up
@@ -44,8 +45,12 @@ def find_redis_server() -> Path | None:
 class RedisServer:
     """One server; `url(db)` for a client. Start with `start()`, end with `stop()`."""
 
-    def __init__(self, binary: Path, *, start_timeout: float = 30.0) -> None:
+    def __init__(
+        self, binary: Path, *, start_timeout: float = 30.0, args: Sequence[str] = ()
+    ) -> None:
         self.binary = binary
+        #: More redis-server options (`--requirepass`, `--user`).
+        self.args = list(args)
         self.start_timeout = start_timeout
         self.port = 0
         self.directory: Path | None = None
@@ -54,10 +59,11 @@ class RedisServer:
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
-    def start(self) -> None:
+    def start(self, port: int | None = None) -> None:
+        """On `port` (a Redis that comes up where the bot already looks), else a free one."""
         self.directory = Path(tempfile.mkdtemp(prefix="tts-redis-"))
         for _ in range(5):  # Another process may take the free port before the server does.
-            if self._launch(free_port()):
+            if self._launch(port or free_port()):
                 return
         log = (self.directory / "server.log").read_text(errors="replace")[-800:]
         self.stop()
@@ -66,6 +72,7 @@ class RedisServer:
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGCONT)  # a hung server would not hear SIGTERM
             process.terminate()
             try:
                 process.wait(timeout=10)
@@ -75,6 +82,15 @@ class RedisServer:
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
+
+    def hang(self) -> None:
+        """SIGSTOP: the server keeps its port and accepts connections, but answers nothing."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
 
     def _launch(self, port: int) -> bool:
         assert self.directory is not None
@@ -96,6 +112,7 @@ class RedisServer:
                     "yes",
                     "--databases",
                     "1000",
+                    *self.args,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=sink,
@@ -116,6 +133,8 @@ class RedisServer:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
                 conn.sendall(b"PING\r\n")
-                return conn.recv(16).startswith(b"+PONG")
+                answer = conn.recv(64)
+                # A server with a password answers NOAUTH: up all the same.
+                return answer.startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False

@@ -16,6 +16,8 @@ from bot.cli import main
 from tests import fake_segmind as fs
 from tests.conftest import TEST_API_KEY
 from tests.helpers import fake_segmind_in_thread
+from tests.redis_server import RedisServer
+from tests.servers import free_port
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 ROOT = Path(__file__).resolve().parent.parent
@@ -301,3 +303,35 @@ def test_run_without_settings_names_them(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "DISCORD_TOKEN, SEGMIND_API_KEY" in done.stderr
     assert ".env.example" in done.stderr
+
+
+def test_run_with_a_wrong_redis_password_names_redis_url_before_logging_in(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    server = RedisServer(redis_server.binary, args=["--requirepass", "the-RIGHT-pass"])
+    server.start()
+    # Nothing listens at this Discord: a bot that got as far as logging in would retry forever.
+    discord = f"http://127.0.0.1:{free_port()}"
+    env = _subprocess_env(
+        DISCORD_TOKEN="fake.discord.token",
+        SEGMIND_API_KEY=TEST_API_KEY,
+        DISCORD_API_BASE_URL=discord,
+        REDIS_URL=f"redis://:a-WRONG-pass@127.0.0.1:{server.port}/0",
+        DATA_DIR=str(tmp_path / "data"),
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bot", "run"],
+            cwd=tmp_path,
+            env={**env, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        server.stop()
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: REDIS_URL")
+    assert done.stderr.count("\n") == 1
+    assert "a-WRONG-pass" not in done.stderr + done.stdout

@@ -17,7 +17,7 @@ from bot.speech.access import Caller
 from bot.speech.request import build_request
 from bot.storage import GuildSettings, Storage
 from bot.synthesis.scheduler import Ticket
-from bot.synthesis.service import Clip, Destination, SpeakOptions
+from bot.synthesis.service import Admission, Clip, Destination, SpeakOptions
 from bot.synthesis.stream import SpeechStream
 from cogs._shared import style_autocomplete, voice_autocomplete
 from cogs.speak import Speak, progress_line, result_line
@@ -50,7 +50,9 @@ async def run_speak(cog: Speak, interaction: Any, *args: Any) -> None:
 @pytest.fixture
 def bot(make_settings: Callable[..., Settings]) -> Any:
     bot = mock_bot(make_settings())
-    bot.services.speech.begin.return_value = finished_stream()
+    bot.services.speech.start.return_value = finished_stream()
+    bot.services.scheduler.refusal.return_value = None
+    bot.services.speech.admit.return_value = create_autospec(Admission, instance=True)
     bot.services.speech.render_many.return_value = CLIP
     bot.services.speech.prefers_voice_message.return_value = False
     return bot
@@ -61,7 +63,7 @@ async def test_speak_validates_queues_defers_and_posts_the_clip(bot: Any) -> Non
     await run_speak(Speak(bot), interaction, "Hello there", "kore", None, 0.7, "calm", False)
 
     # One call into the pipeline: who asks, what they wrote and chose, and where it goes.
-    bot.services.speech.begin.assert_awaited_once_with(
+    bot.services.speech.admit.assert_awaited_once_with(
         Caller(user_id=7, guild_id=42),
         "Hello there",
         SpeakOptions(voice="kore", temperature=0.7, style="calm"),
@@ -70,7 +72,7 @@ async def test_speak_validates_queues_defers_and_posts_the_clip(bot: Any) -> Non
         within=ANY,
     )
     # A chat reply must be made within the token's 15 minutes, less time to upload it.
-    within = bot.services.speech.begin.await_args.kwargs["within"]
+    within = bot.services.speech.admit.await_args.kwargs["within"]
     assert 15 * 60 - 70 < within <= 15 * 60 - 60
     interaction.response.defer.assert_awaited_once_with(thinking=True)
     bot.services.speech.render_many.assert_awaited_once_with([AUDIO], REQUEST)
@@ -84,7 +86,7 @@ async def test_speak_validates_queues_defers_and_posts_the_clip(bot: Any) -> Non
 
 
 async def test_long_text_chunks_are_joined_into_one_file(bot: Any) -> None:
-    bot.services.speech.begin.return_value = finished_stream([AUDIO, AUDIO])
+    bot.services.speech.start.return_value = finished_stream([AUDIO, AUDIO])
     interaction = mock_interaction()
     await run_speak(Speak(bot), interaction, "long text", None, None, None, None, None)
     bot.services.speech.render_many.assert_awaited_once_with([AUDIO, AUDIO], REQUEST)
@@ -92,13 +94,15 @@ async def test_long_text_chunks_are_joined_into_one_file(bot: Any) -> None:
 
 
 async def test_refusals_happen_before_deferring_and_propagate_to_the_tree(bot: Any) -> None:
-    bot.services.speech.begin.side_effect = CooldownError(12.0)
+    # A cooldown the scheduler foresees: found out (by starting) before the deferral.
+    bot.services.scheduler.refusal.return_value = CooldownError(12.0)
+    bot.services.speech.start.side_effect = CooldownError(12.0)
     interaction = mock_interaction()
     with pytest.raises(CooldownError):
         await run_speak(Speak(bot), interaction, "hi", None, None, None, None)
     interaction.response.defer.assert_not_awaited()
 
-    bot.services.speech.begin.side_effect = InvalidRequestError("no")
+    bot.services.speech.admit.side_effect = InvalidRequestError("no")
     with pytest.raises(InvalidRequestError):
         await run_speak(Speak(bot), interaction, "hi", None, None, None, None)
     interaction.response.defer.assert_not_awaited()
@@ -106,7 +110,7 @@ async def test_refusals_happen_before_deferring_and_propagate_to_the_tree(bot: A
 
 async def test_a_failed_request_replaces_the_placeholder_with_its_reason(bot: Any) -> None:
     stream = finished_stream(error=OutOfCreditsError(status=406))
-    bot.services.speech.begin.return_value = stream
+    bot.services.speech.start.return_value = stream
     interaction = mock_interaction(done=True)
     await run_speak(Speak(bot), interaction, "hi", None, None, None, None)
     interaction.response.defer.assert_awaited_once()
@@ -119,15 +123,39 @@ async def test_a_failed_request_replaces_the_placeholder_with_its_reason(bot: An
 
 async def test_if_deferring_fails_the_message_is_withdrawn(bot: Any) -> None:
     stream = finished_stream()
-    bot.services.speech.begin.return_value = stream
+    bot.services.speech.start.return_value = stream
     interaction = mock_interaction()
     response = create_autospec(aiohttp.ClientResponse, instance=True)
     response.status, response.reason = 404, "Not Found"
     interaction.response.defer.side_effect = discord.NotFound(response, "Unknown interaction")
     with pytest.raises(discord.NotFound):
         await run_speak(Speak(bot), interaction, "hi", None, None, None, None)
+    # Deferred before starting: nothing was started, its quota is given back.
+    bot.services.speech.admit.return_value.release.assert_called_once_with()
+    bot.services.speech.start.assert_not_awaited()
+    # Started first (a refusal foreseen that the cache answered after all): it is cancelled.
+    bot.services.scheduler.refusal.return_value = CooldownError(1.0)
+    with pytest.raises(discord.NotFound):
+        await run_speak(Speak(bot), interaction, "hi", None, None, None, None)
     stream.cancel.assert_called_once_with()
     stream.collect.assert_not_awaited()
+
+
+async def test_speak_defers_before_looking_for_the_first_chunk(bot: Any) -> None:
+    """The first chunk's cache lookup and calls in flight may wait on Redis (up to its
+    budget): the interaction must already be deferred then, Discord waits only 3 s."""
+    interaction = mock_interaction()
+    order: list[str] = []
+    interaction.response.defer.side_effect = lambda **_: order.append("defer")
+
+    def start(_: object) -> Any:
+        order.append("start")
+        return finished_stream()
+
+    bot.services.speech.start.side_effect = start
+    await run_speak(Speak(bot), interaction, "hi", None, None, None, None)
+    assert order == ["defer", "start"]
+    bot.services.speech.start.assert_awaited_once_with(bot.services.speech.admit.return_value)
 
 
 async def test_asking_to_play_without_being_in_voice_is_refused_for_free(bot: Any) -> None:
@@ -135,7 +163,7 @@ async def test_asking_to_play_without_being_in_voice_is_refused_for_free(bot: An
     interaction.user.voice = None
     with pytest.raises(Exception, match="Join a voice channel first"):
         await run_speak(Speak(bot), interaction, "hi", None, None, None, None, True)
-    bot.services.speech.begin.assert_not_called()
+    bot.services.speech.admit.assert_not_called()
 
 
 def a_message(content: str) -> Any:
@@ -159,13 +187,13 @@ async def test_speak_this_message_gets_the_same_clean_up_as_narration(
     )
     interaction = mock_interaction()
     await Speak(bot).speak_message(interaction, message)
-    _, text, options = bot.services.speech.begin.call_args.args
+    _, text, options = bot.services.speech.admit.call_args.args
     assert options == SpeakOptions()
     assert "Alice" in text
     assert "partyblob" in text
     for unspoken in ("123456789012345678", "ending", "secret", "||", "```", "<"):
         assert unspoken not in text
-    assert bot.services.speech.begin.call_args.kwargs["guild"] is guild_rules
+    assert bot.services.speech.admit.call_args.kwargs["guild"] is guild_rules
     final = interaction.edit_original_response.await_args_list[-1]
     assert final.kwargs["content"].startswith("🔊 https://discord.com/channels/1/2/3 · **Kore**")
 
@@ -175,7 +203,7 @@ async def test_a_long_message_is_read_from_its_start_within_the_servers_limit(
 ) -> None:
     bot.services.speech.text_limit.return_value = 100
     await Speak(bot).speak_message(mock_interaction(), a_message("word " * 200))
-    _, text, _ = bot.services.speech.begin.call_args.args
+    _, text, _ = bot.services.speech.admit.call_args.args
     assert len(text) <= 100
     assert text.endswith("and more")
 
@@ -185,7 +213,7 @@ async def test_a_message_with_nothing_speakable_is_refused_without_queueing(
 ) -> None:
     with pytest.raises(BotError, match="nothing to speak"):
         await Speak(bot).speak_message(mock_interaction(), a_message("   "))
-    bot.services.speech.begin.assert_not_called()
+    bot.services.speech.admit.assert_not_called()
 
 
 async def test_context_menu_is_registered_and_removed_with_the_cog(bot: Any) -> None:
@@ -248,7 +276,7 @@ async def test_in_voice_the_message_is_queued_after_its_first_chunk(bot: Any) ->
     stream = finished_stream()
     stream.requests, stream.total = [REQUEST] * 3, 3
     stream.audio.return_value = chunks()
-    bot.services.speech.begin.return_value = stream
+    bot.services.speech.start.return_value = stream
     bot.services.speech.render.return_value = CLIP
 
     async def ogg_clips(audios: Any, request: Any) -> Any:
@@ -259,7 +287,7 @@ async def test_in_voice_the_message_is_queued_after_its_first_chunk(bot: Any) ->
 
     await run_speak(Speak(bot), interaction, "long", None, None, None, None, None)
 
-    assert bot.services.speech.begin.call_args.kwargs == {
+    assert bot.services.speech.admit.call_args.kwargs == {
         "destination": Destination.VOICE,
         "guild": None,
         "within": None,  # Voice has no reply to make in time; the player has its own queue.
@@ -315,7 +343,7 @@ async def test_in_voice_a_failure_after_queueing_is_told_to_the_member_privately
     bot.playback.player.return_value = player
     stream = finished_stream()
     stream.audio.return_value = _one(AUDIO)
-    bot.services.speech.begin.return_value = stream
+    bot.services.speech.start.return_value = stream
     bot.services.speech.render.return_value = CLIP
     await run_speak(Speak(bot), interaction, "hi", None, None, None, None, True)
     (utterance,) = player.enqueue.call_args.args
@@ -354,7 +382,7 @@ async def test_where_the_bot_cannot_speak_is_found_before_anything_is_spent(bot:
     bot.playback.connected_channel.return_value = theirs
     with pytest.raises(AccessDeniedError):
         await run_speak(Speak(bot), interaction, "hi", None, None, None, None, True)
-    bot.services.speech.begin.assert_not_awaited()
+    bot.services.speech.start.assert_not_awaited()
     interaction.response.defer.assert_not_awaited()
 
 
@@ -392,7 +420,7 @@ async def test_in_a_stages_audience_the_message_is_accepted_and_queued_unmade(bo
         guild=None,
     )
     speech.later.assert_called_once_with(speech.admit.return_value)
-    speech.begin.assert_not_awaited()  # Nothing queued for Segmind, nothing made.
+    speech.start.assert_not_awaited()  # Nothing queued for Segmind, nothing made.
     stream.start.assert_not_called()
     interaction.response.defer.assert_awaited_once_with(thinking=True)
     (utterance,) = player.enqueue.call_args.args

@@ -3,7 +3,9 @@
 * `limiter`: the cluster-wide sliding window the scheduler asks before each start (its
   `Gate`), with the 429 pause and the learned limit shared by every process;
 * `shared_cache`: the audio cache's shared tier, behind each process's memory and disk;
-* `flights`: identical calls in flight on several processes made once, the answer shared.
+* `flights`: identical calls in flight on several processes made once, the answer shared;
+* `link`: the connection they share, each round trip within `REDIS_BUDGET`, and Redis's health:
+  down or hung, it is skipped (each process alone) until it answers again.
 
 Without `REDIS_URL` none of this is used and each process paces itself alone.
 """
@@ -11,7 +13,17 @@ Without `REDIS_URL` none of this is used and each process paces itself alone.
 from __future__ import annotations
 
 from bot.synthesis.cluster.flights import RedisFlights
-from bot.synthesis.cluster.limiter import RedisLimiter, key_prefix, open_limiter
+from bot.synthesis.cluster.limiter import RedisLimiter, key_prefix
+from bot.synthesis.cluster.link import REDIS_BUDGET, RedisLink, check_redis, open_link
 from bot.synthesis.cluster.shared_cache import SharedCache
 
-__all__ = ["RedisFlights", "RedisLimiter", "SharedCache", "key_prefix", "open_limiter"]
+__all__ = [
+    "REDIS_BUDGET",
+    "RedisFlights",
+    "RedisLimiter",
+    "RedisLink",
+    "SharedCache",
+    "check_redis",
+    "key_prefix",
+    "open_link",
+]

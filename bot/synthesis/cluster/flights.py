@@ -15,8 +15,8 @@ holds a ticket or a rate slot, so the shared window counts calls, not waits.
   machine that CPU delays the calls themselves). A claim that disappears without an answer
   (the claimant's call failed, or it died and its lease ran out) is claimed by the next poll,
   and that process calls itself.
-* Redis unreachable: every process calls alone (a `SoloClaim`), logged once per outage; the
-  member is never failed for the coordination.
+* Redis unreachable, or slower than `REDIS_BUDGET`: every process calls alone (a `SoloClaim`),
+  logged once per outage; the member is never failed, nor kept waiting, for the coordination.
 """
 
 from __future__ import annotations
@@ -26,11 +26,13 @@ import itertools
 import logging
 import os
 import secrets
+from functools import partial
 from typing import Any
 
 from redis.asyncio import Redis
 
 from bot.audio import Audio
+from bot.synthesis.cluster.link import RedisLink
 from bot.synthesis.cluster.shared_cache import decode_audio, encode_audio
 
 __all__ = ["RedisClaim", "RedisFlights", "SoloClaim"]
@@ -129,27 +131,27 @@ class RedisFlights:
     """The cross-process half of coalescing (see the module); `SpeechSource` asks it on a miss.
 
     `lease`: how long a claim outlives a claimant that stopped renewing it (died);
-    `keep`: how long an answer waits for the waiters that poll for it;
-    `timeout`: the longest one Redis round trip may take before the process calls alone.
+    `keep`: how long an answer waits for the waiters that poll for it.
+    Each round trip is one `RedisLink.run`: within `REDIS_BUDGET`, refused at once while
+    Redis is down (the process then calls alone).
     """
 
     def __init__(
         self,
-        redis: Redis,
+        redis: Redis | RedisLink,
         *,
         prefix: str,
         lease: float = 10.0,
         keep: float = 60.0,
         poll: float = 0.05,
-        timeout: float = 2.0,
     ) -> None:
-        self._redis = redis
+        self._link = redis if isinstance(redis, RedisLink) else RedisLink(redis)
+        redis = self._link.redis
         self._prefix = prefix
         self.lease = lease
         self._lease_ms = _ms(lease)
         self._keep_ms = _ms(keep)
         self._poll = poll
-        self._timeout = timeout
         self._me = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._tokens = itertools.count(1)
         self._attempt_script = redis.register_script(_ATTEMPT)
@@ -210,10 +212,9 @@ class RedisFlights:
             tokens = [f"{self._me}-{next(self._tokens)}" for _ in keys]
             names = [name for key in keys for name in (self.claim_key(key), self.answer_key(key))]
             try:
-                async with asyncio.timeout(self._timeout):
-                    answers: Any = await self._poll_script(
-                        keys=names, args=[*tokens, self._lease_ms]
-                    )
+                answers: Any = await self._link.run(
+                    partial(self._poll_script, keys=names, args=[*tokens, self._lease_ms])
+                )
             except Exception as exc:  # everyone waiting calls alone
                 self._unreachable(exc)
                 answers = [[3]] * len(keys)
@@ -243,11 +244,12 @@ class RedisFlights:
     async def _attempt(self, key: str) -> Audio | RedisClaim | SoloClaim | None:
         token = f"{self._me}-{next(self._tokens)}"
         try:
-            async with asyncio.timeout(self._timeout):
-                answer: Any = await self._attempt_script(
+            answer: Any = await self._link.run(
+                lambda: self._attempt_script(
                     keys=[self.claim_key(key), self.answer_key(key)],
                     args=[token, self._lease_ms],
                 )
+            )
         except asyncio.CancelledError:
             # The script may have run: a claim taken for nobody would hold others a lease.
             self._later(self._release(key, token))
@@ -268,18 +270,21 @@ class RedisFlights:
 
     async def _publish(self, key: str, token: str, audio: Audio) -> None:
         try:
-            async with asyncio.timeout(self._timeout):
-                await self._publish_script(
+            value = encode_audio(audio)
+            await self._link.run(
+                lambda: self._publish_script(
                     keys=[self.claim_key(key), self.answer_key(key)],
-                    args=[token, encode_audio(audio), self._keep_ms],
+                    args=[token, value, self._keep_ms],
                 )
+            )
         except Exception as exc:  # the waiters' next poll finds the claim gone and calls
             log.warning("Could not share a call's answer with the other processes: %s", exc)
 
     async def _release(self, key: str, token: str) -> None:
         try:
-            async with asyncio.timeout(self._timeout):
-                await self._release_script(keys=[self.claim_key(key)], args=[token])
+            await self._link.run(
+                lambda: self._release_script(keys=[self.claim_key(key)], args=[token])
+            )
         except Exception as exc:  # it expires with its lease anyway
             log.warning("Could not release a shared call's claim: %s", exc)
 
@@ -287,10 +292,11 @@ class RedisFlights:
         while True:
             await asyncio.sleep(self.lease / 3)
             try:
-                async with asyncio.timeout(self._timeout):
-                    await self._renew_script(
+                await self._link.run(
+                    lambda: self._renew_script(
                         keys=[self.claim_key(key)], args=[token, self._lease_ms]
                     )
+                )
             except Exception as exc:  # a missed renewal: the next one may still make it
                 log.debug("Could not renew a shared call's claim: %s", exc)
 

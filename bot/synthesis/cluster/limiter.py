@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import logging
 import math
 import os
 import secrets
@@ -28,11 +27,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from bot.synthesis.cluster.link import RedisLink
 from bot.synthesis.scheduler.gate import Admission
 
-__all__ = ["RedisLimiter", "key_prefix", "open_limiter"]
-
-log = logging.getLogger(__name__)
+__all__ = ["RedisLimiter", "key_prefix"]
 
 _NOW = """
 local t = redis.call('TIME')
@@ -93,10 +91,12 @@ def _ms(seconds: float) -> int:
 
 
 class RedisLimiter:
-    """The scheduler's `Gate` on Redis: see the module docstring."""
+    """The scheduler's `Gate` on Redis: see the module docstring. Each round trip is one
+    `RedisLink.run`: within `REDIS_BUDGET`, and refused at once while Redis is down."""
 
-    def __init__(self, redis: Redis, *, api_key: str, span: float) -> None:
-        self._redis = redis
+    def __init__(self, redis: Redis | RedisLink, *, api_key: str, span: float) -> None:
+        self._link = redis if isinstance(redis, RedisLink) else RedisLink(redis)
+        self._redis = self._link.redis
         prefix = key_prefix(api_key)
         self._starts = prefix + "starts"
         self._pause = prefix + "pause"
@@ -104,14 +104,16 @@ class RedisLimiter:
         self._span_ms = _ms(span)
         self._ids = itertools.count(1)
         self._me = f"{os.getpid()}-{secrets.token_hex(4)}"
-        self._admit = redis.register_script(_ADMIT)
-        self._pause_script = redis.register_script(_PAUSE)
-        self._learned_script = redis.register_script(_LEARNED)
+        self._admit = self._redis.register_script(_ADMIT)
+        self._pause_script = self._redis.register_script(_PAUSE)
+        self._learned_script = self._redis.register_script(_LEARNED)
 
     async def admit(self, rpm: int) -> Admission:
         slot = f"{self._me}-{next(self._ids)}"
-        answer: Any = await self._admit(
-            keys=[self._starts, self._pause, self._learned], args=[self._span_ms, rpm, slot]
+        answer: Any = await self._link.run(
+            lambda: self._admit(
+                keys=[self._starts, self._pause, self._learned], args=[self._span_ms, rpm, slot]
+            )
         )
         admitted, wait_ms, in_force, paused = (int(value) for value in answer)
         if admitted:
@@ -119,34 +121,16 @@ class RedisLimiter:
         return Admission(None, wait=wait_ms / 1000, rpm=in_force, paused=bool(paused))
 
     async def give_back(self, slot: str) -> None:
-        await self._redis.zrem(self._starts, slot)
+        await self._link.run(lambda: self._redis.zrem(self._starts, slot))
 
     async def pause(self, seconds: float) -> None:
-        await self._pause_script(keys=[self._pause], args=[_ms(seconds)])
+        await self._link.run(lambda: self._pause_script(keys=[self._pause], args=[_ms(seconds)]))
 
     async def learned(self, rpm: int, hold: float) -> None:
-        await self._learned_script(keys=[self._learned], args=[rpm, _ms(hold)])
+        await self._link.run(
+            lambda: self._learned_script(keys=[self._learned], args=[rpm, _ms(hold)])
+        )
 
     async def in_window(self) -> int:
         """Starts counted in the shared window now (for tests and benches)."""
         return int(await self._redis.zcard(self._starts))
-
-
-async def open_limiter(url: str, *, api_key: str, span: float) -> tuple[RedisLimiter, Redis]:
-    """Connect to `url` and check it answers, so a wrong REDIS_URL fails at start-up."""
-    redis: Redis = Redis.from_url(url)
-    try:
-        await redis.ping()
-    except Exception:
-        await redis.aclose()
-        raise
-    log.info("Pacing the API key with every process sharing Redis at %s", _safe(url))
-    return RedisLimiter(redis, api_key=api_key, span=span), redis
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for the log."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"

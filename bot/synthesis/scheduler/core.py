@@ -29,6 +29,7 @@ import logging
 from dataclasses import dataclass
 
 from bot.errors import (
+    BotError,
     CooldownError,
     QueueFullError,
     RequestExpiredError,
@@ -41,7 +42,7 @@ from bot.synthesis.scheduler.aio import cancel_and_wait, first_of
 from bot.synthesis.scheduler.base import Synthesize
 from bot.synthesis.scheduler.breaker import fresh
 from bot.synthesis.scheduler.failures import SchedulerFailures
-from bot.synthesis.scheduler.gate import GATE_TIMEOUT, LOCAL_SLOT, Admission
+from bot.synthesis.scheduler.gate import LOCAL_SLOT, REDIS_BUDGET, Admission
 from bot.synthesis.scheduler.ticket import Attempt, Ticket
 from bot.synthesis.scheduler.window import Stamp
 
@@ -120,21 +121,12 @@ class Scheduler(SchedulerFailures):
         narration) skips the waiting cap, never the global one.
         """
         user_id = requester.user_id
-        if self._closed:
-            raise SchedulerClosedError()
-        if self._breaker.error is not None:
-            raise fresh(self._breaker.error)
+        refused = self.refusal(requester, follow_up=follow_up)
+        if refused is not None:
+            raise refused
         now = self._clock.now()
         length = self.config.user_cooldown if requester.cooldown is None else requester.cooldown
         cooled = follow_up or requester.cooldown == 0
-        left = 0.0 if cooled else self.cooldown_remaining(user_id)
-        if left > 0:
-            raise CooldownError(left)
-        limit = self.config.max_waiting_per_user
-        if not follow_up and requester.capped and self._queue.active(user_id) >= limit:
-            raise QueueFullError(per_user=True, limit=limit)
-        if self._queue.count() >= self.config.max_queue:
-            raise QueueFullError(per_user=False, limit=self.config.max_queue)
 
         self._next_id += 1
         ticket = Ticket(
@@ -159,6 +151,25 @@ class Scheduler(SchedulerFailures):
         )
         self._wake.set()
         return ticket
+
+    def refusal(self, requester: Requester, *, follow_up: bool = False) -> BotError | None:
+        """What `submit` would refuse now (closed, halted, cooldown, full), queueing nothing:
+        /speak asks before deferring, so these stay private while the cache is looked up
+        after the deferral."""
+        if self._closed:
+            return SchedulerClosedError()
+        if self._breaker.error is not None:
+            return fresh(self._breaker.error)
+        cooled = follow_up or requester.cooldown == 0
+        left = 0.0 if cooled else self.cooldown_remaining(requester.user_id)
+        if left > 0:
+            return CooldownError(left)
+        limit = self.config.max_waiting_per_user
+        if not follow_up and requester.capped and self._queue.active(requester.user_id) >= limit:
+            return QueueFullError(per_user=True, limit=limit)
+        if self._queue.count() >= self.config.max_queue:
+            return QueueFullError(per_user=False, limit=self.config.max_queue)
+        return None
 
     def take_turn(self, requester: Requester) -> None:
         """Accept a new message whose calls are queued later (one held for a Stage's
@@ -342,13 +353,13 @@ class Scheduler(SchedulerFailures):
     async def _ask_gate(self) -> Admission:
         """The shared window's answer; while it cannot be had, this process's own window's.
 
-        Redis down (or slower than `GATE_TIMEOUT`) must not silence every server: each process
+        Redis down (or slower than `REDIS_BUDGET`) must not silence every server: each process
         then paces itself at SEGMIND_RPM as a lone bot does, a 429 from the key pauses it as
         usual, and the shared window takes over again as soon as it answers.
         """
         assert self._gate is not None
         try:
-            async with asyncio.timeout(GATE_TIMEOUT):
+            async with asyncio.timeout(REDIS_BUDGET):
                 admission = await self._gate.admit(self._window.rpm)
         except Exception as exc:
             if not self._gate_down:

@@ -12,10 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["GATE_TIMEOUT", "LOCAL_SLOT", "Admission", "Gate"]
+__all__ = ["LOCAL_SLOT", "REDIS_BUDGET", "Admission", "Gate"]
 
-#: Seconds the shared window may take to answer before this process paces itself alone.
-GATE_TIMEOUT = 2.0
+#: Seconds any one Redis round trip on a member's path may take (the shared window, the
+#: cache tier, the calls in flight) before this process does without it: well inside the 3 s
+#: Discord gives an interaction, since a hung Redis must never cost a member their answer.
+REDIS_BUDGET = 2.0
 #: The "slot" of a start admitted by this process's own window while the shared one is
 #: unreachable: nothing in the shared window to give back.
 LOCAL_SLOT = ""

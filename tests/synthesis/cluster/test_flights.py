@@ -25,7 +25,7 @@ from bot.errors import BadRequestError, BotError
 from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest, build_request
 from bot.synthesis.cache import cache_key
-from bot.synthesis.cluster import RedisFlights, key_prefix
+from bot.synthesis.cluster import RedisFlights, RedisLink, key_prefix
 from bot.synthesis.scheduler import Scheduler, SchedulerConfig
 from bot.synthesis.stream import SpeechSource, SpeechStream
 from tests.redis_server import RedisServer
@@ -73,29 +73,30 @@ Make = Callable[..., Process]
 
 @pytest.fixture
 async def make(redis_url: str) -> AsyncIterator[Make]:
-    made: list[tuple[Process, Redis]] = []
+    made: list[tuple[Process, RedisLink]] = []
 
     def build(*, url: str = redis_url, lease: float = 10.0, concurrency: int = 100) -> Process:
         client: Redis = Redis.from_url(url)
+        link = RedisLink(client, budget=1.0)
         upstream = Upstream()
         config = SchedulerConfig(
             rpm=1000, user_cooldown=0, max_waiting_per_user=50, max_concurrency=concurrency
         )
         scheduler = Scheduler(upstream, config)
         scheduler.start()
-        flights = RedisFlights(client, prefix=PREFIX, lease=lease, timeout=1.0)
+        flights = RedisFlights(link, prefix=PREFIX, lease=lease)
         source = SpeechSource(scheduler, model=MODEL, flights=flights)
-        made.append((Process(upstream, scheduler, flights, source), client))
+        made.append((Process(upstream, scheduler, flights, source), link))
         return made[-1][0]
 
     yield build
-    for process, client in made:
+    for process, link in made:
         process.upstream.gate.set()  # a failed test may have left calls held
         process.source.stop_waiting()
         await process.source.drain()
         await process.flights.settle()
         await process.scheduler.close(grace=0)
-        await client.aclose()
+        await link.close()
 
 
 def key_of(text: str) -> str:

@@ -7,9 +7,8 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
-from bot.synthesis.cluster import RedisLimiter, key_prefix, open_limiter
+from bot.synthesis.cluster import RedisLimiter, key_prefix
 
 KEY = "sk-cluster-key"
 
@@ -107,8 +106,3 @@ async def test_two_keys_do_not_share_a_window(make: Make) -> None:
     assert (await first.admit(1)).slot is not None
     assert (await second.admit(1)).slot is not None
     assert KEY not in key_prefix(KEY)
-
-
-async def test_a_wrong_redis_url_fails_at_start_up() -> None:
-    with pytest.raises(RedisConnectionError):
-        await open_limiter("redis://127.0.0.1:1/0", api_key=KEY, span=1.0)

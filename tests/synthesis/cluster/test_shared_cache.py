@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 from bot.speech.request import SpeechRequest
 from bot.synthesis.cache import AudioCache, NullCache, cache_key
-from bot.synthesis.cluster import SharedCache, key_prefix
+from bot.synthesis.cluster import RedisLink, SharedCache, key_prefix
 from bot.synthesis.cluster.shared_cache import decode_audio, encode_audio
 from tests.synthesis.scheduler.fakes import AUDIO
 
@@ -46,13 +46,14 @@ async def test_the_shared_tier_answers_what_another_process_cached(client: Clien
 
 
 async def test_an_unreachable_shared_tier_is_a_miss() -> None:
-    dead = Redis.from_url("redis://127.0.0.1:1/0")
+    dead = RedisLink(Redis.from_url("redis://127.0.0.1:1/0"))
     cache = SharedCache(NullCache(), dead, prefix=PREFIX, ttl=60)
     try:
         assert await cache.get("k") is None
         await cache.put("k", AUDIO)  # logged, not raised
+        assert dead.down
     finally:
-        await dead.aclose()
+        await dead.close()
 
 
 def test_stored_audio_round_trips_and_garbage_is_none() -> None:
