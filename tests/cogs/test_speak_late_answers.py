@@ -15,6 +15,7 @@ import pytest
 
 from bot.config import Settings
 from bot.playback.player import GuildPlayer
+from bot.synthesis.service import Admission
 from cogs._answers import token_expired
 from cogs.speak import Speak
 from tests.cogs.test_speak import AUDIO, CLIP, finished_stream, run_speak
@@ -43,7 +44,9 @@ def bot(make_settings: Callable[..., Settings]) -> Any:
     bot = mock_bot(make_settings())
     stream = finished_stream()
     stream.audio.return_value = _one(AUDIO)
-    bot.services.speech.begin.return_value = stream
+    bot.services.speech.start.return_value = stream
+    bot.services.scheduler.refusal.return_value = None
+    bot.services.speech.admit.return_value = create_autospec(Admission, instance=True)
     bot.services.speech.render.return_value = CLIP
     bot.services.speech.prefers_voice_message.return_value = False
     return bot

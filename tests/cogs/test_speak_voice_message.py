@@ -17,7 +17,7 @@ from bot.audio.voice_message import VoiceMessage
 from bot.config import Settings
 from bot.errors import BotError, InvalidRequestError
 from bot.speech.access import Caller
-from bot.synthesis.service import Destination
+from bot.synthesis.service import Admission, Destination
 from cogs._voice_message import IS_VOICE_MESSAGE
 from cogs.speak import Speak
 from tests.cogs.test_speak import AUDIO, CLIP, finished_stream
@@ -37,7 +37,9 @@ def allowed(**flags: bool) -> discord.Permissions:
 @pytest.fixture
 def bot(make_settings: Callable[..., Settings]) -> Any:
     bot = mock_bot(make_settings())
-    bot.services.speech.begin.return_value = finished_stream()
+    bot.services.speech.start.return_value = finished_stream()
+    bot.services.scheduler.refusal.return_value = None
+    bot.services.speech.admit.return_value = create_autospec(Admission, instance=True)
     bot.services.speech.render_many.return_value = CLIP
     bot.services.speech.voice_message.return_value = VOICE
     bot.services.speech.prefers_voice_message.return_value = False
@@ -84,7 +86,7 @@ async def run(cog: Speak, interaction: Any, voice_message: bool | None) -> None:
 async def test_voice_message_is_posted_as_discord_documents_it(bot: Any) -> None:
     interaction = interaction_in_channel()
     await run(Speak(bot), interaction, True)
-    assert bot.services.speech.begin.await_args.kwargs["destination"] is Destination.CHAT
+    assert bot.services.speech.admit.await_args.kwargs["destination"] is Destination.CHAT
     bot.services.speech.voice_message.assert_awaited_once_with([AUDIO])
     bot.services.speech.render_many.assert_not_awaited()
     (route,), kwargs = bot.http.request.await_args
@@ -158,12 +160,12 @@ async def test_a_member_who_may_not_send_voice_messages_is_refused_for_free(
         await run(Speak(bot), interaction, asked)
     assert refused.value.user_message.startswith("You may not send voice messages in this channel.")
     assert told in refused.value.user_message
-    bot.services.speech.begin.assert_not_awaited()  # Nothing queued, nothing spent.
+    bot.services.speech.admit.assert_not_awaited()  # Nothing queued, nothing spent.
     interaction.response.defer.assert_not_awaited()  # The tree answers privately.
     bot.http.request.assert_not_awaited()
     # A file is still theirs to ask for.
     await run(Speak(bot), interaction, False)
-    bot.services.speech.begin.assert_awaited_once()
+    bot.services.speech.start.assert_awaited_once()
 
 
 async def test_without_the_bots_permission_the_public_answer_carries_the_file(
@@ -208,4 +210,4 @@ async def test_a_voice_message_cannot_also_be_played(bot: Any) -> None:
     callback: Any = Speak.speak.callback
     with pytest.raises(InvalidRequestError, match="voice message"):
         await callback(Speak(bot), interaction, "hi", None, None, None, None, True, False, True)
-    bot.services.speech.begin.assert_not_awaited()
+    bot.services.speech.admit.assert_not_awaited()
