@@ -180,6 +180,21 @@ class PostgresServer:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
 
+    def halt(self) -> None:
+        """Shut the server down as an operator would (fast shutdown: clients are disconnected
+        mid-statement), keeping its cluster and port for `resume`."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
+
+    def resume(self) -> None:
+        """Start the halted server again, on the same port: clients reconnect to it. Call it
+        from a thread that outlives the server (the test's own): the server is told to stop
+        when the thread that started it ends."""
+        if self._process is None and not self._launch(self.port):
+            raise PostgresUnavailable(f"the server would not restart: {self._log_tail()}")
+
     def _launch(self, port: int) -> bool:
         assert self.directory is not None
         log = self.directory / "server.log"

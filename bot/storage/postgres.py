@@ -6,11 +6,14 @@ another, never undo each other; PostgreSQL's row locks do the rest. Tasks share 
 pool, so unlike SQLite they run their statements side by side.
 
 Errors name the server as user@host:port/database, never the password from DATABASE_URL.
+Whatever asyncpg raises reaches callers as a StorageError, and an outage is logged once when
+it starts and once when it ends (asyncpg's own traceback per failed reconnection is silenced).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -71,6 +74,33 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 #: What can go wrong while connecting and migrating.
 FAILED: tuple[type[BaseException], ...] = (*_UNAVAILABLE, asyncpg.PostgresError)
+#: What a connection the server dropped raises mid-statement or when it is handed back: the
+#: client's own bookkeeping (InternalClientError) trips over the dead connection too.
+_BROKEN: tuple[type[BaseException], ...] = (*_UNAVAILABLE, asyncpg.InternalClientError)
+#: Anything asyncpg raises.
+_ANY: tuple[type[BaseException], ...] = (*FAILED, asyncpg.InternalClientError)
+
+#: Seconds without a failure, statements succeeding, before an outage is logged as over.
+RECOVERED = 1.0
+
+#: asyncpg's pool logs this, with a full traceback, each time it fails to reconnect its idle
+#: connection: several times per outage, which the storage already reports once.
+_POOL_FLOOR = "Failed to restore the pool connection floor"
+
+
+class _QuietPoolFloor(logging.Filter):
+    """Drops asyncpg's reconnection tracebacks unless its logger is set to DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith(_POOL_FLOOR):
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+def _quiet_asyncpg() -> None:
+    pool_log = logging.getLogger("asyncpg.pool")
+    if not any(isinstance(known, _QuietPoolFloor) for known in pool_log.filters):
+        pool_log.addFilter(_QuietPoolFloor())
 
 
 def is_postgres_url(url: str) -> bool:
@@ -131,6 +161,16 @@ class PostgresStorage:
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        #: When the current outage began (monotonic), None while the server answers.
+        self._down_since: float | None = None
+        #: When the last statement failed for want of the server, and when one first
+        #: succeeded after it: the outage ends once successes have lasted RECOVERED s.
+        self._last_failure = 0.0
+        self._answering_since: float | None = None
+        #: Outages begun or ended so far: a failure begins one only if nothing changed since
+        #: its statement started, so a straggler from before a recovery cannot flip it back.
+        self._turns = 0
+        _quiet_asyncpg()
 
     def __repr__(self) -> str:
         return f"PostgresStorage({self.where!r})"
@@ -292,21 +332,69 @@ class PostgresStorage:
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
-        """A pooled connection; a lost or unreachable server becomes a StorageError naming it.
-        The pool replaces connections the server dropped, so a restarted server is picked up."""
+        """A pooled connection; whatever asyncpg raises becomes a StorageError naming the
+        server. The pool replaces connections the server dropped, so a restarted server is
+        picked up."""
         pool = self._pool
         if pool is None:
             raise StorageError("Storage is not connected: call connect() first.")
+        turns = self._turns
         try:
             conn = await pool.acquire()
-        except FAILED as exc:  # Reconnecting: the server, or the database, is gone.
-            raise self._unavailable(exc) from exc
+        except _ANY as exc:  # Reconnecting: the server, or the database, is gone.
+            raise self._lost(exc, turns) from exc
         try:
             yield conn
-        except _UNAVAILABLE as exc:
-            raise self._unavailable(exc) from exc
+        except _BROKEN as exc:
+            raise self._lost(exc, turns) from exc
+        except asyncpg.PostgresError as exc:
+            raise StorageError(
+                f"PostgreSQL at {self.where} refused a statement: {self._reason(exc)}"
+            ) from exc
+        else:
+            self._answered()
         finally:
+            await self._release(pool, conn)
+
+    async def _release(
+        self, pool: asyncpg.Pool[asyncpg.Record], conn: PoolConnectionProxy[asyncpg.Record]
+    ) -> None:
+        """Hand the connection back. asyncpg raises here when the server dropped it; it has
+        already discarded it then, and raising would replace the statement's own outcome
+        (its StorageError, or its result) with a raw asyncpg error."""
+        try:
             await pool.release(conn)
+        except _ANY as exc:
+            log.debug(
+                "Dropped a dead connection to PostgreSQL at %s: %s", self.where, self._reason(exc)
+            )
+
+    def _lost(self, exc: BaseException, turns: int) -> StorageError:
+        error = self._unavailable(exc)
+        self._last_failure = time.monotonic()
+        self._answering_since = None
+        if self._down_since is None and turns == self._turns:
+            self._down_since = self._last_failure
+            self._turns += 1
+            log.warning("%s; storage calls fail until it answers again.", error)
+        return error
+
+    def _answered(self) -> None:
+        """Ends an outage once statements have succeeded, and none failed, for RECOVERED s:
+        a server shutting down still answers some statements between the failures."""
+        if self._down_since is None:
+            return
+        now = time.monotonic()
+        if self._answering_since is None:
+            self._answering_since = now
+        if now - self._last_failure >= RECOVERED:
+            log.info(
+                "PostgreSQL at %s answers again, after %.1f s unavailable.",
+                self.where,
+                self._answering_since - self._down_since,
+            )
+            self._down_since = self._answering_since = None
+            self._turns += 1
 
     async def _fetchrow(self, sql: str, *params: Any) -> asyncpg.Record | None:
         async with self._connection() as conn:

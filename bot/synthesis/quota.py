@@ -14,7 +14,8 @@ counted exactly once on its way: reserved → settled, when its ticket ends (fre
 cache, shared, failed, withdrawn; paid: `paid` counted it in that same step) → written
 (`writing`). A paid call's record and a quota check for the same member take the same lock
 (`locked`), so a check never reads storage before a record is written and the ledger after
-it was taken off.
+it was taken off. A record that cannot be written yet (the database is restarting) stays
+counted while it is held for retry.
 
 Not kept per day: a call outstanding at midnight UTC is stored when it is paid, on the new
 day, so it counts against the new day's quota. Per process, like the scheduler (a server's
@@ -90,20 +91,13 @@ class QuotaLedger:
 
     @contextlib.asynccontextmanager
     async def writing(self, guild_id: int | None, user_id: int) -> AsyncIterator[None]:
-        """Write a paid call's record inside this: once it is in storage (or could not be
-        written), `paid`'s count is taken off, before any check for the member reads again."""
-        key = (guild_id, user_id)
-        settled = False
-        try:
-            async with self.locked(guild_id, user_id):
-                try:
-                    yield
-                finally:
-                    settled = True
-                    self.give_back(key, 1)
-        finally:
-            if not settled:  # cancelled while waiting for the lock: nothing was written
-                self.give_back(key, 1)
+        """Write a paid call's record inside this: once it is in storage, `paid`'s count is
+        taken off, before any check for the member reads again. A write that fails (or is
+        cancelled) leaves the call counted: its record is held for another try, and whoever
+        gives it up for good tells `give_back`."""
+        async with self.locked(guild_id, user_id):
+            yield
+            self.give_back((guild_id, user_id), 1)
 
     def _add(self, key: Key, calls: int) -> None:
         if calls > 0:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
-from bot.errors import BotError, QuotaExceededError
+from bot.errors import BotError, QuotaExceededError, StorageError
 from bot.services import Services, open_services
 from bot.speech.access import Caller
 from bot.synthesis.quota import QuotaLedger, Reservation
@@ -421,3 +421,15 @@ def test_the_ledger_forgets_a_member_at_zero_and_gives_back_no_more_than_it_hold
     free.take()
     free.abandon()
     assert (free.held, len(ledger)) == (0, 0)
+
+
+async def test_a_paid_call_whose_record_could_not_be_written_yet_stays_counted() -> None:
+    ledger = QuotaLedger()
+    ledger.paid(GUILD, ALICE)
+    with pytest.raises(StorageError):
+        async with ledger.writing(GUILD, ALICE):
+            raise StorageError("PostgreSQL is restarting")
+    assert ledger.outstanding(GUILD, ALICE) == 1  # Held for another try: still counted.
+    async with ledger.writing(GUILD, ALICE):
+        pass
+    assert len(ledger) == 0
