@@ -25,7 +25,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
@@ -38,6 +37,7 @@ from bot.errors import (
     SettingsError,
     StorageError,
 )
+from bot.logs import secrets_of
 from bot.redaction import Redactor, url_without_secrets, urls_without_secrets
 from bot.storage.probe import inspect_storage
 from bot.synthesis.client import SegmindClient
@@ -81,7 +81,7 @@ async def run_checks(env_file: str) -> int:
             show(line)
         show.summary(unchecked="storage, Redis, Segmind and Discord were not checked")
         return EXIT_FAILED
-    show.redactor = Redactor(_secrets(settings))
+    show.redactor = Redactor(secrets_of(settings))
     show(_settings_line(settings, env_file), whole_urls=True)
     probes: list[Probe] = [
         lambda: asyncio.to_thread(_data_dir, settings),
@@ -149,23 +149,6 @@ async def _bounded(probe: Probe, limit: float) -> list[Line]:
     except Exception as exc:
         detail = " ".join(str(exc).split())
         return [Line(FAIL, "Check", f"a check failed unexpectedly: {type(exc).__name__}: {detail}")]
-
-
-def _secrets(settings: Settings) -> list[str]:
-    """Every secret the settings hold, so no line can show a piece of one."""
-    found = [
-        secret.get_secret_value()
-        for secret in (settings.discord_token, settings.segmind_api_key)
-        if secret is not None
-    ]
-    for url in (settings.database_url, settings.redis_url):
-        try:
-            password = urlsplit(url).password
-        except ValueError:
-            password = None
-        if password:
-            found += [password, unquote(password)]
-    return found
 
 
 def _settings_line(settings: Settings, env_file: str) -> Line:

@@ -67,6 +67,7 @@ ALLOWED: dict[str, set[str]] = {
         "bot.__version__",
         "bot.config",
         "bot.errors",
+        "bot.logs",
         "bot.redaction",
         "bot.services",
         "bot.storage",
