@@ -20,6 +20,7 @@ from tests.e2e.discord_emulator.state import (
     SEND_MESSAGES,
     SEND_VOICE_MESSAGES,
     VIEW_CHANNEL,
+    new_message,
     snowflake,
     timestamp,
 )
@@ -178,24 +179,11 @@ def build_message(
     message = (
         dict(old)
         if old is not None
-        else {
-            "id": str(snowflake()),
-            "channel_id": str(channel_id),
-            "author": emu.world.bot.user(),
-            "content": "",
-            "timestamp": timestamp(),
-            "edited_timestamp": None,
-            "tts": False,
-            "mention_everyone": False,
-            "mentions": [],
-            "mention_roles": [],
-            "attachments": [],
-            "embeds": [],
-            "components": [],
-            "pinned": False,
-            "type": DEFAULT if interaction is None else CHAT_INPUT_COMMAND,
-            "flags": 0,
-        }
+        else new_message(
+            channel_id,
+            emu.world.bot.user(),
+            kind=DEFAULT if interaction is None else CHAT_INPUT_COMMAND,
+        )
     )
     if old is not None:
         message["edited_timestamp"] = timestamp()

@@ -26,6 +26,7 @@ from tests.e2e.discord_emulator.state import (
     Changes,
     Clock,
     World,
+    new_message,
     snowflake,
     timestamp,
 )
@@ -375,27 +376,9 @@ class Emulator:
         member = self.world.members[author_id]
         partial = member.payload()
         partial.pop("user")
-        return {
-            "id": str(snowflake()),
-            "channel_id": str(channel_id),
-            "guild_id": str(self.world.guild_id),
-            "author": member.user(),
-            "member": partial,
-            "content": content,
-            "timestamp": timestamp(),
-            "edited_timestamp": None,
-            "tts": False,
-            "mention_everyone": False,
-            "mentions": [],
-            "mention_roles": [],
-            "attachments": [],
-            "embeds": [],
-            "components": [],
-            "pinned": False,
-            "type": 0,
-            "flags": 0,
-            "nonce": str(snowflake()),
-        }
+        message = new_message(channel_id, member.user(), content)
+        message.update(guild_id=str(self.world.guild_id), member=partial, nonce=str(snowflake()))
+        return message
 
     async def send_message(
         self, content: str, *, author_id: int, channel_id: int = TEXT_CHANNEL_ID

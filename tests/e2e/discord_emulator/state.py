@@ -81,6 +81,30 @@ def timestamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
 
 
+def new_message(
+    channel_id: int, author: dict[str, Any], content: str = "", *, kind: int = 0
+) -> dict[str, Any]:
+    """A message as Discord first stores it, whoever writes it: the fields every one has."""
+    return {
+        "id": str(snowflake()),
+        "channel_id": str(channel_id),
+        "author": author,
+        "content": content,
+        "timestamp": timestamp(),
+        "edited_timestamp": None,
+        "tts": False,
+        "mention_everyone": False,
+        "mentions": [],
+        "mention_roles": [],
+        "attachments": [],
+        "embeds": [],
+        "components": [],
+        "pinned": False,
+        "type": kind,
+        "flags": 0,
+    }
+
+
 class Clock:
     """Monotonic seconds, shiftable, so a test can jump past Discord's 3 s and 15 min limits
     without waiting for them."""
