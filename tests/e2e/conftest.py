@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.e2e.discord_emulator import Emulator
@@ -20,9 +21,20 @@ async def emulator(tmp_path: Path) -> AsyncIterator[Emulator]:
 
 
 @pytest.fixture
-async def segmind() -> AsyncIterator[FakeSegmind]:
-    async with FakeSegmind(api_key="sk-e2e-fake", shape=Shape.OGG, latency=0.05) as fake:
+async def segmind(request: pytest.FixtureRequest) -> AsyncIterator[FakeSegmind]:
+    """The fake Segmind; a test module sets `LATENCY` (seconds per call) where its calls must
+    take long enough for others to wait behind them."""
+    latency = getattr(request.module, "LATENCY", 0.05)
+    async with FakeSegmind(api_key="sk-e2e-fake", shape=Shape.OGG, latency=latency) as fake:
         yield fake
+
+
+@pytest.fixture
+async def http(emulator: Emulator) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client speaking to the emulator's REST API as the bot does, with its token."""
+    headers = {"Authorization": f"Bot {emulator.token}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        yield session
 
 
 @pytest.fixture

@@ -13,16 +13,10 @@ from bot.speech.voices import voice_for_user
 from tests.e2e.discord_emulator import Emulator
 from tests.e2e.discord_emulator.state import ALICE, BOB, GUILD_ID, OWNER_ID, VOICE_CHANNEL_ID
 from tests.e2e.harness import BotProcess, running_bot
-from tests.fake_segmind import FakeSegmind, Shape
+from tests.fake_segmind import FakeSegmind
 
 #: Long enough that messages written meanwhile wait behind the first call.
 LATENCY = 2.0
-
-
-@pytest.fixture
-async def segmind() -> AsyncIterator[FakeSegmind]:
-    async with FakeSegmind(api_key="sk-e2e-fake", shape=Shape.OGG, latency=LATENCY) as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -13,18 +13,12 @@ import pytest
 from tests.e2e.discord_emulator import Emulator, Interaction
 from tests.e2e.discord_emulator.state import ALICE, OWNER_ID, VOICE_CHANNEL_ID
 from tests.e2e.harness import BotProcess, running_bot
-from tests.fake_segmind import FakeSegmind, Shape
+from tests.fake_segmind import FakeSegmind
 
 QUOTA = 3
 #: Each call takes this long and one is made at a time: a burst waits in the queue.
 LATENCY = 0.5
 QUOTA_REFUSAL = f"You've used your {QUOTA} requests for today"
-
-
-@pytest.fixture
-async def segmind() -> AsyncIterator[FakeSegmind]:
-    async with FakeSegmind(api_key="sk-e2e-fake", shape=Shape.OGG, latency=LATENCY) as fake:
-        yield fake
 
 
 @pytest.fixture

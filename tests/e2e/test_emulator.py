@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import zlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -28,13 +27,6 @@ from tests.e2e.discord_emulator.state import (
     TEXT_CHANNEL_ID,
     VOICE_CHANNEL_ID,
 )
-
-
-@pytest.fixture
-async def http(emulator: Emulator) -> AsyncIterator[aiohttp.ClientSession]:
-    headers = {"Authorization": f"Bot {emulator.token}"}
-    async with aiohttp.ClientSession(headers=headers) as session:
-        yield session
 
 
 async def call(

@@ -5,7 +5,6 @@ pass with a file only its member sees, or a voice message from a member who may 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -25,13 +24,6 @@ from tests.e2e.discord_emulator.state import (
     VOICE_CHANNEL_ID,
 )
 from tests.e2e.test_emulator import call, callback_url, original_url, voice_message_form
-
-
-@pytest.fixture
-async def http(emulator: Emulator) -> AsyncIterator[aiohttp.ClientSession]:
-    headers = {"Authorization": f"Bot {emulator.token}"}
-    async with aiohttp.ClientSession(headers=headers) as session:
-        yield session
 
 
 def followup_url(emulator: Emulator, interaction: Interaction) -> str:
