@@ -1,5 +1,5 @@
-"""Issue 13's commands through the whole bot (real interactions, real SQLite): the voice
-message default, spoken names, the "X said" wording and the server's dictionary."""
+"""Through the whole bot (real interactions, real SQLite): the voice message default, spoken
+names, the "X said" wording and the server's dictionary."""
 
 from __future__ import annotations
 

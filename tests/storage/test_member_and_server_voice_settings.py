@@ -1,6 +1,6 @@
-"""The settings issue 13 adds, on every backend: voice-message default, spoken name, the
-"X said" wording, merging two speakers, and the server's dictionary (stored with the server's
-settings, so resetting them removes it)."""
+"""Members' and servers' speech settings, on every backend: voice-message default, spoken
+name, the "X said" wording, merging two speakers, and the server's dictionary (stored with the
+server's settings, so resetting them removes it)."""
 
 from __future__ import annotations
 
