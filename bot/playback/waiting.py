@@ -279,7 +279,7 @@ class WaitingCalls(NarrationCalls):
         never), and no sooner than `soonest` s from now."""
         if bound <= 0 or room.sweep is not None or not room.waiting:
             return
-        oldest = room.calls()[0].queued_at
+        oldest = min(waiting.queued_at for waiting in room.waiting.values())
         delay = max(oldest + bound - self._now(), soonest, 0.01) / self.clock_rate
         loop = asyncio.get_running_loop()
 
