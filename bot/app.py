@@ -328,6 +328,7 @@ class ShardedTTSBot(TTSBot, commands.AutoShardedBot):
 def create_bot(settings: Settings, **options: Any) -> TTSBot:
     """The bot; sharded if SHARDED, or SHARD_COUNT/SHARD_IDS split it across processes."""
     sharded = settings.sharded or settings.shard_count is not None or bool(settings.shard_ids)
+    options.setdefault("guild_ready_timeout", settings.guild_ready_timeout)
     if settings.shard_count is not None:
         options.setdefault("shard_count", settings.shard_count)
     if settings.shard_ids:

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     #: Shards across processes: the total, and the ones this process runs ("0,1").
     shard_count: int | None = Field(None, ge=1, le=100_000)
     shard_ids: Annotated[tuple[int, ...], NoDecode] = ()
+    #: Seconds discord.py waits after the last server arrives at login before the bot is ready
+    #: (its default, 2 s, covers Discord sending thousands of servers; a small bot may lower it).
+    guild_ready_timeout: float = Field(2.0, ge=0, le=60)
     shutdown_grace: float = Field(5.0, ge=0, le=120)
     shutdown_timeout: float = Field(8.0, ge=1, le=600)
 

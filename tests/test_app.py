@@ -65,6 +65,16 @@ def test_intents_are_minimal(make_settings: Callable[..., Settings]) -> None:
     assert isinstance(create_bot(make_settings(sharded=True)), ShardedTTSBot)
 
 
+def test_the_wait_for_servers_at_login_is_the_operators(
+    make_settings: Callable[..., Settings],
+) -> None:
+    assert create_bot(make_settings())._connection.guild_ready_timeout == 2.0
+    quick = create_bot(make_settings(guild_ready_timeout=0.2))
+    assert quick._connection.guild_ready_timeout == 0.2
+    sharded = create_bot(make_settings(guild_ready_timeout=0.5, shard_count=2))
+    assert sharded._connection.guild_ready_timeout == 0.5
+
+
 def test_shards_split_across_processes(make_settings: Callable[..., Settings]) -> None:
     bot = create_bot(make_settings(shard_count=4, shard_ids="2,3"))
     assert isinstance(bot, ShardedTTSBot)

@@ -75,6 +75,8 @@ def bot_environment(emulator: Emulator, segmind: FakeSegmind, data_dir: Path) ->
         DATA_DIR=str(data_dir),
         DEV_GUILD_ID=str(GUILD_ID),
         USER_COOLDOWN="0",
+        # The emulator sends every server at once: no need to wait discord.py's 2 s for more.
+        GUILD_READY_TIMEOUT="0.2",
         # E2E_BOT_LOG_LEVEL=DEBUG shows discord.py's voice and gateway traffic in failures.
         LOG_LEVEL=os.environ.get("E2E_BOT_LOG_LEVEL", "INFO"),
         SSL_CERT_FILE=str(emulator.certificate.cert),
