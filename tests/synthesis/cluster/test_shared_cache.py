@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 from bot.speech.request import SpeechRequest
 from bot.synthesis.cache import AudioCache, NullCache, cache_key
-from bot.synthesis.cluster import RedisLink, SharedCache, key_prefix
+from bot.synthesis.cluster import RedisLink, SharedCache, SharedClips, key_prefix
 from bot.synthesis.cluster.shared_cache import decode_audio, encode_audio
 from tests.synthesis.scheduler.fakes import AUDIO
 
@@ -18,6 +18,10 @@ MODEL = "model"
 
 
 Clients = Callable[[], Redis]
+
+
+def clips(redis: Redis | RedisLink) -> SharedClips:
+    return SharedClips(redis, prefix=PREFIX, ttl=60, budget=1 << 20)
 
 
 @pytest.fixture
@@ -34,9 +38,9 @@ async def client(redis_url: str) -> AsyncIterator[Clients]:
 
 
 async def test_the_shared_tier_answers_what_another_process_cached(client: Clients) -> None:
-    made = SharedCache(AudioCache(memory_bytes=1 << 20), client(), prefix=PREFIX, ttl=60)
+    made = SharedCache(AudioCache(memory_bytes=1 << 20), clips(client()))
     local = AudioCache(memory_bytes=1 << 20)
-    other = SharedCache(local, client(), prefix=PREFIX, ttl=60)
+    other = SharedCache(local, clips(client()))
     key = cache_key(SpeechRequest(text="hello everyone"), model=MODEL)
     assert await other.get(key) is None
     await made.put(key, AUDIO)
@@ -47,7 +51,7 @@ async def test_the_shared_tier_answers_what_another_process_cached(client: Clien
 
 async def test_an_unreachable_shared_tier_is_a_miss() -> None:
     dead = RedisLink(Redis.from_url("redis://127.0.0.1:1/0"))
-    cache = SharedCache(NullCache(), dead, prefix=PREFIX, ttl=60)
+    cache = SharedCache(NullCache(), clips(dead))
     try:
         assert await cache.get("k") is None
         await cache.put("k", AUDIO)  # logged, not raised
