@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import pytest
 from redis.asyncio import Redis
@@ -65,3 +67,27 @@ def test_stored_audio_round_trips_and_garbage_is_none() -> None:
     assert decode_audio(b"not audio") is None
     assert decode_audio(b'{"format": "flac"}\n...') is None
     assert decode_audio(None) is None
+
+
+async def test_a_new_take_replaces_the_shared_clip_but_the_same_bytes_are_not_sent_again(
+    client: Clients,
+) -> None:
+    redis = client()
+    cache = SharedCache(AudioCache(memory_bytes=1 << 20), clips(redis))
+    key = cache_key(SpeechRequest(text="hello everyone"), model=MODEL)
+    await cache.put(key, AUDIO)
+    await redis.delete(cache.clips.clip_key(key))  # were it sent again, it would be back
+    await cache.put(key, AUDIO)
+    assert await redis.get(cache.clips.clip_key(key)) is None
+    take = replace(AUDIO, data=AUDIO.data + b"\0")  # `fresh`: other bytes for the same key
+    await cache.put(key, take)
+    assert decode_audio(await redis.get(cache.clips.clip_key(key))) == take
+
+
+async def test_clips_whose_hour_is_over_leave_the_books(client: Clients) -> None:
+    short = SharedClips(client(), prefix=PREFIX, ttl=0.2, budget=1 << 20)
+    for n in range(5):
+        await short.store(f"{n:064x}", AUDIO)
+    await asyncio.sleep(0.3)
+    await short.store(f"{9:064x}", AUDIO)
+    assert await short.held() == short.cost(encode_audio(AUDIO))

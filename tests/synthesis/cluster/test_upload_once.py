@@ -21,6 +21,8 @@ from bot.config import Settings
 from bot.services import Services, open_services
 from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest
+from bot.synthesis.cluster import RedisFlights, RedisLink, SharedClips, key_prefix
+from bot.synthesis.cluster.flights import RedisClaim
 from bot.synthesis.cluster.shared_cache import encode_audio
 from tests.signals import tone
 
@@ -93,3 +95,39 @@ async def test_each_new_clip_goes_up_to_redis_once_for_every_process(
     assert all(answer == [speech_of(text) for text in TEXTS] for answer in answers)
     clips = sum(len(encode_audio(speech_of(text))) for text in TEXTS)
     assert clips <= sent <= clips * (1 + OVERHEAD), f"{sent / clips:.2f} times the clips' bytes"
+
+
+@pytest.fixture
+async def link(redis_url: str) -> AsyncIterator[RedisLink]:
+    made = RedisLink(Redis.from_url(redis_url), budget=1.0)
+    yield made
+    await made.close()
+
+
+async def test_an_answer_points_to_the_clip_and_is_no_answer_once_the_clip_is_gone(
+    link: RedisLink,
+) -> None:
+    prefix = key_prefix("sk-cluster-key")
+    clips = SharedClips(link, prefix=prefix, ttl=60, budget=4 << 20)
+    flights = RedisFlights(link, prefix=prefix, clips=clips)
+    audio = speech_of(TEXTS[0])
+    claim = await flights.claim("greeting")
+    assert isinstance(claim, RedisClaim)
+    await claim.publish(audio)
+    assert len(await link.redis.get(flights.answer_key("greeting")) or b"") < 100
+    assert await flights.claim("greeting") == audio  # read through the pointer
+    await link.redis.delete(clips.clip_key("greeting"))  # deleted to fit the budget
+    again = await flights.claim("greeting")
+    assert isinstance(again, RedisClaim)  # nothing to hand on: this process calls
+    await again.release()
+    await flights.settle()
+
+
+async def test_without_a_shared_tier_the_answer_carries_the_audio(link: RedisLink) -> None:
+    flights = RedisFlights(link, prefix=key_prefix("sk-cluster-key"))
+    audio = speech_of(TEXTS[1])
+    claim = await flights.claim("greeting")
+    assert isinstance(claim, RedisClaim)
+    await claim.publish(audio)
+    assert await link.redis.get(flights.answer_key("greeting")) == encode_audio(audio)
+    assert await flights.claim("greeting") == audio
