@@ -73,18 +73,24 @@ return {0}
 """
 )
 
-#: KEYS: claim, answer and clip of each key in turn. ARGV: a token for each key, lease ms.
-#: Returns, for each key in turn, what `_ATTEMPT` returns for it.
+#: KEYS: the claim of each key. ARGV: a token for each key, lease ms, the prefix.
+#: Returns, for each key in turn, what `_ATTEMPT` returns for it. The answer's and the clip's
+#: names are made here from the claim's (the same hash slot): every process polls every key
+#: it waits for many times a second, and three names a key tripled those bytes.
 _POLL = (
     _ANSWER
     + """
-local lease = ARGV[#ARGV]
+local n = #KEYS
+local lease = ARGV[n + 1]
+local prefix = ARGV[n + 2]
+local skip = #prefix + #'claim:' + 1
 local out = {}
-for i = 1, #KEYS / 3 do
-  local answer = answer_of(KEYS[3 * i - 1], KEYS[3 * i])
+for i = 1, n do
+  local key = string.sub(KEYS[i], skip)
+  local answer = answer_of(prefix .. 'answer:' .. key, prefix .. 'clip:' .. key)
   if answer then
     out[i] = {1, answer}
-  elseif redis.call('SET', KEYS[3 * i - 2], ARGV[i], 'NX', 'PX', lease) then
+  elseif redis.call('SET', KEYS[i], ARGV[i], 'NX', 'PX', lease) then
     out[i] = {2}
   else
     out[i] = {0}
@@ -263,10 +269,14 @@ class RedisFlights:
                 break
             self.polls += 1
             tokens = [f"{self._me}-{next(self._tokens)}" for _ in keys]
-            names = [name for key in keys for name in self._keys(key)]
+            claims = [self.claim_key(key) for key in keys]
             try:
                 answers: Any = await self._link.run(
-                    partial(self._poll_script, keys=names, args=[*tokens, self._lease_ms])
+                    partial(
+                        self._poll_script,
+                        keys=claims,
+                        args=[*tokens, self._lease_ms, self._prefix],
+                    )
                 )
             except Exception as exc:  # everyone waiting calls alone
                 self._unreachable(exc)
