@@ -47,7 +47,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Bytes a clip costs Redis beyond its value (its key, and its entries in the books).
-CLIP_OVERHEAD = 256
+CLIP_OVERHEAD = 512
 #: The largest clip stored is this fraction of the budget.
 LARGEST_SHARE = 16
 #: Clips remembered as already in Redis (stored or received here): only the put that follows
