@@ -233,6 +233,11 @@ async def _redis(settings: Settings) -> list[Line]:
         written = await client.get(key) == b"1"
         await client.delete(key)
         version = await _redis_version(client)
+        problem = None
+        if settings.cache_enabled and settings.cache_shared_mb > 0:
+            from bot.synthesis.cluster.clips import eviction_problem
+
+            problem = await eviction_problem(client, settings.cache_shared_mb * 1024 * 1024)
     except exceptions.ReadOnlyError:
         return [
             Line(
@@ -256,6 +261,8 @@ async def _redis(settings: Settings) -> list[Line]:
         await client.aclose()
     if not written:
         return [Line(FAIL, "Redis", f"{shown} did not keep a value written to it: fix REDIS_URL")]
+    if problem:
+        return [Line(WARN, "Redis", f"{shown} answers and takes writes{version}, but it {problem}")]
     return [Line(PASS, "Redis", f"{shown} answers and takes writes{version}")]
 
 

@@ -30,7 +30,7 @@ from collections import OrderedDict
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from bot.audio import Audio, AudioFormat
 from bot.synthesis.cluster.link import RedisLink, safe_url
@@ -42,6 +42,7 @@ __all__ = [
     "clip_key",
     "decode_audio",
     "encode_audio",
+    "eviction_problem",
 ]
 
 log = logging.getLogger(__name__)
@@ -233,21 +234,36 @@ class SharedClips:
 
 
 async def check_eviction(link: RedisLink, url: str, budget: int) -> str | None:
-    """Warn once (returning the warning) if Redis may evict the bot's coordination keys.
+    """Warn once (returning the warning) if Redis may evict the bot's coordination keys
+    (`eviction_problem`); a Redis that cannot be reached now is not asked."""
+    if link.down:
+        return None
+    try:
+        problem = await link.run(lambda: eviction_problem(link.redis, budget))
+    except (RedisError, OSError, TimeoutError) as exc:
+        log.debug("Could not read Redis's eviction settings: %s", exc)
+        return None
+    if problem is None:
+        return None
+    warning = f"Redis at {safe_url(url)} {problem}"
+    log.warning("%s", warning)
+    return warning
+
+
+async def eviction_problem(redis: Redis, budget: int) -> str | None:
+    """What is wrong with this Redis for clips within `budget` beside the coordination keys,
+    phrased to follow its name; None if nothing (or if it will not tell).
 
     The bot keeps its clips within `budget`, but a Redis whose `maxmemory` is set with an
     evicting policy still drops keys when anything fills it, coordination keys included; one
     whose `maxmemory` cannot hold the budget fills up. A Redis that refuses `CONFIG GET`
-    (managed services, restricted users) or cannot be reached is not second-guessed.
+    (managed services, restricted users) is not second-guessed.
     """
-    if link.down:
-        return None
-    redis = link.redis
     try:
-        policy_reply: Any = await link.run(lambda: redis.config_get("maxmemory-policy"))
-        memory_reply: Any = await link.run(lambda: redis.config_get("maxmemory"))
-    except (RedisError, OSError, TimeoutError) as exc:
-        log.debug("Could not read Redis's eviction settings: %s", exc)
+        policy_reply: Any = await redis.config_get("maxmemory-policy")
+        memory_reply: Any = await redis.config_get("maxmemory")
+    except ResponseError as exc:
+        log.debug("Redis will not tell its eviction settings: %s", exc)
         return None
     policy = _config_value(policy_reply, "maxmemory-policy")
     maxmemory = int(_config_value(memory_reply, "maxmemory") or 0)
@@ -256,21 +272,17 @@ async def check_eviction(link: RedisLink, url: str, budget: int) -> str | None:
     problems = []
     if policy != _NOT_EVICTING:
         problems.append(
-            f"it evicts keys when full (maxmemory-policy {policy}), and could drop the key's "
-            "shared rate window, its 429 pause or a claim; set maxmemory-policy noeviction "
+            f"evicts keys when full (maxmemory-policy {policy}), and could drop the key's "
+            "shared rate window, its 429 pause or a claim: set maxmemory-policy noeviction "
             "(the bot keeps its own clips within CACHE_SHARED_MB)"
         )
     if maxmemory < budget * 3 // 2:
         problems.append(
-            f"its maxmemory ({maxmemory / 2**20:.0f} MiB) leaves too little room beside "
-            f"CACHE_SHARED_MB ({budget / 2**20:.0f} MiB of clips); raise maxmemory to at "
-            "least 1.5 times CACHE_SHARED_MB, or lower CACHE_SHARED_MB"
+            f"has a maxmemory ({maxmemory / 2**20:.0f} MiB) too small for CACHE_SHARED_MB "
+            f"({budget / 2**20:.0f} MiB of clips) and the rest: raise maxmemory to at least "
+            "1.5 times CACHE_SHARED_MB, or lower CACHE_SHARED_MB"
         )
-    if not problems:
-        return None
-    warning = f"Redis at {safe_url(url)}: " + "; and ".join(problems)
-    log.warning("%s", warning)
-    return warning
+    return "; and ".join(problems) or None
 
 
 def _config_value(reply: Any, name: str) -> str:
