@@ -85,9 +85,13 @@ async def test_a_new_take_replaces_the_shared_clip_but_the_same_bytes_are_not_se
 
 
 async def test_clips_whose_hour_is_over_leave_the_books(client: Clients) -> None:
-    short = SharedClips(client(), prefix=PREFIX, ttl=0.2, budget=1 << 20)
+    """Scaled down: clips live 1 s. The books of clips that expired must not take room from
+    new ones while the books themselves live on (stores keep coming)."""
+    short = SharedClips(client(), prefix=PREFIX, ttl=1.0, budget=1 << 20)
     for n in range(5):
         await short.store(f"{n:064x}", AUDIO)
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.7)
+    await short.store(f"{7:064x}", AUDIO)
+    await asyncio.sleep(0.5)  # the first five are over, the one stored at 0.7 s is not
     await short.store(f"{9:064x}", AUDIO)
-    assert await short.held() == short.cost(encode_audio(AUDIO))
+    assert await short.held() == 2 * short.cost(encode_audio(AUDIO))
