@@ -55,9 +55,9 @@ LARGEST_SHARE = 16
 #: a store or a delivery needs it, so a few are plenty.
 _REMEMBERED = 1024
 
-#: Lua: take `member` off the books, returning what it cost.
-#: Stores `value` as `member`'s clip, evicting the oldest clips until it fits `budget`.
-#: Returns how many clips were evicted for it.
+#: Lua: `forget` takes a clip off the books, returning what it cost; `store_clip` stores
+#: `value` as `member`'s clip, deleting the oldest clips until it fits `budget`, and returns
+#: how many it deleted. Shared with `flights.py`, which stores a clip as a call's answer.
 STORE_CLIP = """
 local function forget(index, sizes, member)
   local cost = tonumber(redis.call('HGET', sizes, member) or '0')

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from bot.audio import Audio, AudioFormat
 from bot.config import Settings
 from bot.services import Services, open_services
-from bot.synthesis.cluster import RedisLimiter, key_prefix
+from bot.synthesis.cluster import RedisLimiter, SharedCache, key_prefix
 from tests.conftest import TEST_API_KEY
 from tests.redis_server import RedisServer
 
@@ -71,6 +71,8 @@ async def test_a_stream_of_clips_stays_within_cache_shared_mb_the_oldest_going_f
     kept = sorted(await clips_in(redis_url))
     assert len(kept) >= 20  # the budget is used, not emptied
     assert kept == [name(i) for i in range(60 - len(kept), 60)]
+    assert isinstance(services.cache, SharedCache)
+    assert services.cache.clips.evicted == 60 - len(kept)  # the bot deleted them, not Redis
 
 
 async def test_a_clip_too_big_for_the_budget_is_never_sent(
