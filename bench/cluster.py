@@ -9,7 +9,10 @@ actual one), the server's 429s, requests lost, calls made and texts paid twice; 
 with one process SIGKILLed mid-run (its requests are gone with it; the survivors' must not be,
 and the dead process's slots must not stall them); then every process asking the same
 `--distinct` texts at the same moment, which must make one call per text (identical calls in
-flight are coalesced across processes, `bot.synthesis.cluster.flights`).
+flight are coalesced across processes, `bot.synthesis.cluster.flights`). Each run also
+prints the bytes Redis received per second of audio made: a clip goes up once (as the shared
+clip, which is also the answer for processes waiting for it), so this stays near the clips'
+own size (about 6 KB per second of Ogg Opus) plus the window's and the claims' round trips.
 
 Requests go in as members' do, through `SpeechSource.begin` (cache, coalescing, queue).
 
@@ -37,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from redis.asyncio import Redis
 
 from bench.scheduler_server import KEY, ServerProcess, best_makespan
 from bot.config import load_settings
@@ -57,12 +61,12 @@ KILL_AT = 0.4  # of the best makespan
 # -- one bot process ---------------------------------------------------------------------------
 
 
-async def _outcome(pending: Pending) -> bool:
+async def _outcome(pending: Pending) -> float | None:
+    """Seconds of audio the request got, None if it failed."""
     try:
-        await pending.result()
+        return (await pending.result()).duration
     except BotError:
-        return False
-    return True
+        return None
 
 
 def _text(args: argparse.Namespace, member: int, k: int) -> str:
@@ -82,7 +86,7 @@ async def _worker(args: argparse.Namespace) -> None:
             segmind_rpm=args.rpm,
             redis_url=args.redis_url,
             data_dir=Path(data),
-            cache_enabled=False,
+            cache_disk_mb=0,  # the memory cache, and the shared tier in Redis, as members have
             user_cooldown=0,
         )
         config = SchedulerConfig(
@@ -101,14 +105,18 @@ async def _worker(args: argparse.Namespace) -> None:
         try:
             await asyncio.sleep(max(0.0, args.start_at - time.time()))
             source = services.speech.source
-            pending = [
-                await source.begin(
-                    SpeechRequest(text=_text(args, member, k)),
-                    Requester(args.index * 1000 + member),
-                    follow_up=k > 0,
-                )
+            texts = [
+                _text(args, member, k)
                 for member in range(args.members)
                 for k in range(args.requests)
+            ]
+            pending = [
+                await source.begin(
+                    SpeechRequest(text=text),
+                    Requester(args.index * 1000 + n // args.requests),
+                    follow_up=n % args.requests > 0,
+                )
+                for n, text in enumerate(texts)
             ]
             print("SUBMITTED", flush=True)
             outcomes = await asyncio.gather(*(_outcome(p) for p in pending))
@@ -117,9 +125,11 @@ async def _worker(args: argparse.Namespace) -> None:
             shared = source.shared_flights
         finally:
             await services.close()
+    served = [seconds for seconds in outcomes if seconds is not None]
     result = {
-        "served": sum(outcomes),
-        "lost": len(outcomes) - sum(outcomes),
+        "served": len(served),
+        "lost": len(outcomes) - len(served),
+        "audio": {text: seconds for text, seconds in zip(texts, outcomes, strict=True) if seconds},
         "finished": finished,
         "rate_limited": stats.rate_limited,
         "shared_flights": shared,
@@ -140,6 +150,9 @@ class Run:
     makespan: float
     best: float
     shared_flights: int
+    #: Bytes Redis received during the run, and seconds of distinct audio made.
+    redis_in: int
+    audio_made: float
 
 
 async def _read_result(process: asyncio.subprocess.Process) -> dict[str, Any] | None:
@@ -161,6 +174,7 @@ async def _run(
     # `bench.overhead`'s subject, and on a small machine it would blur this one's timing.
     server_args = ["--rpm", str(args.rpm), "--window", str(window), "--latency", str(latency)]
     server_args += ["--shape", "ogg"]
+    received = await _redis_received(redis)
     async with ServerProcess(*server_args) as server:
         start_at = time.time() + 3.0  # every process up and connected before then
         workers = [
@@ -198,7 +212,9 @@ async def _run(
             session.get(f"{server.base_url}/bench-stats") as response,
         ):
             stats = await response.json()
+    redis_in = await _redis_received(redis) - received
     survivors = [r for r in results if r is not None]
+    audio = {text: seconds for r in survivors for text, seconds in r["audio"].items()}
     if kill and len(survivors) != args.processes - 1:
         raise RuntimeError("the killed process finished before it was killed: raise KILL_AT")
     makespan = max(r["finished"] for r in survivors) - start_at
@@ -212,6 +228,21 @@ async def _run(
         makespan=makespan,
         best=best,
         shared_flights=sum(r["shared_flights"] for r in survivors),
+        redis_in=redis_in,
+        audio_made=sum(audio.values()),
+    )
+
+
+async def _redis_received(redis: RedisServer) -> int:
+    async with Redis.from_url(redis.url()) as client:
+        return int((await client.info("stats"))["total_net_input_bytes"])
+
+
+def _traffic(run: Run) -> str:
+    per_second = run.redis_in / run.audio_made if run.audio_made else 0.0
+    return (
+        f"; Redis received {run.redis_in / 1024:,.0f} KiB, {per_second:,.0f} bytes per second "
+        f"of audio made ({run.audio_made:,.0f} s)"
     )
 
 
@@ -221,7 +252,8 @@ def _report(name: str, run: Run) -> bool:
     print(
         f"{name}: goodput {run.goodput:.1%} of the limit (makespan {run.makespan:.2f} s, "
         f"best {run.best:.2f} s), 429s {run.rate_limited}, lost {run.lost}, "
-        f"calls {run.calls}, paid twice {run.paid_twice} -> {'PASS' if ok else 'FAIL'}"
+        f"calls {run.calls}, paid twice {run.paid_twice}{_traffic(run)} "
+        f"-> {'PASS' if ok else 'FAIL'}"
     )
     return ok
 
@@ -234,7 +266,8 @@ def _report_same(args: argparse.Namespace, run: Run) -> bool:
         f"identical requests: {asked} asked for {distinct} distinct texts in every process, "
         f"calls {run.calls}, answered by another process's call {run.shared_flights}, "
         f"429s {run.rate_limited}, lost {run.lost}, paid twice {run.paid_twice}, "
-        f"makespan {run.makespan:.2f} s (best {run.best:.2f} s) -> {'PASS' if ok else 'FAIL'}"
+        f"makespan {run.makespan:.2f} s (best {run.best:.2f} s){_traffic(run)} "
+        f"-> {'PASS' if ok else 'FAIL'}"
     )
     return ok
 

@@ -221,18 +221,25 @@ async def _redis(settings: Settings) -> list[Line]:
     from redis import exceptions
     from redis.asyncio import Redis
 
+    from bot.synthesis.cluster import key_prefix
+    from bot.synthesis.cluster.clips import eviction_problem
+
     shown = url_without_secrets(settings.redis_url)
     wait = settings.connect_timeout
     client: Redis = Redis.from_url(
         settings.redis_url, socket_connect_timeout=wait, socket_timeout=wait
     )
-    key = f"gemini-tts-bot:check:{uuid.uuid4().hex}"
+    api_key = settings.segmind_api_key.get_secret_value() if settings.segmind_api_key else ""
+    key = key_prefix(api_key, settings.redis_key_prefix) + f"check:{uuid.uuid4().hex}"
     try:
         await client.ping()
         await client.set(key, b"1", px=10_000)  # Expires by itself should the delete not come.
         written = await client.get(key) == b"1"
         await client.delete(key)
         version = await _redis_version(client)
+        problem = None
+        if settings.cache_enabled and settings.cache_shared_mb > 0:
+            problem = await eviction_problem(client, settings.cache_shared_mb * 1024 * 1024)
     except exceptions.ReadOnlyError:
         return [
             Line(
@@ -256,6 +263,8 @@ async def _redis(settings: Settings) -> list[Line]:
         await client.aclose()
     if not written:
         return [Line(FAIL, "Redis", f"{shown} did not keep a value written to it: fix REDIS_URL")]
+    if problem:
+        return [Line(WARN, "Redis", f"{shown} answers and takes writes{version}, but it {problem}")]
     return [Line(PASS, "Redis", f"{shown} answers and takes writes{version}")]
 
 

@@ -6,6 +6,7 @@ Secrets are `SecretStr`, so printing or logging the settings shows `**********`.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,17 +18,23 @@ from bot.errors import SettingsError
 from bot.speech.voices import DEFAULT_VOICE, get_voice
 
 __all__ = [
+    "DEFAULT_NAMESPACE",
     "ENV_EXAMPLE",
     "POSTGRES_SCHEMES",
     "Settings",
     "database_url_problem",
     "load_settings",
+    "namespace_problem",
     "require",
 ]
 
 ENV_EXAMPLE = ".env.example"
 #: URL schemes that mean PostgreSQL; `postgresql+asyncpg://` is SQLAlchemy's spelling.
 POSTGRES_SCHEMES = frozenset({"postgres", "postgresql"})
+#: `REDIS_KEY_PREFIX`'s default: the keys every bot wrote before it could be set.
+DEFAULT_NAMESPACE = "tts"
+#: Never a brace (it would move keys out of their hash slot), a space, nor anything else odd.
+_NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 
 class Settings(BaseSettings):
@@ -77,6 +84,8 @@ class Settings(BaseSettings):
     cache_enabled: bool = True
     cache_memory_mb: int = Field(64, ge=1, le=16_384)
     cache_disk_mb: int = Field(512, ge=0, le=1_048_576)
+    #: The clips every process shares in Redis (with REDIS_URL), by the bot's own count.
+    cache_shared_mb: int = Field(256, ge=0, le=1_048_576)
 
     # Operation.
     log_level: str = "INFO"
@@ -88,6 +97,8 @@ class Settings(BaseSettings):
     database_url: str = Field("", repr=False)
     #: Redis shared by every process on the API key (may carry a password: out of the repr).
     redis_url: str = Field("", repr=False)
+    #: Starts every Redis key the bot writes: two bots on one Redis use two prefixes.
+    redis_key_prefix: str = DEFAULT_NAMESPACE
 
     # Discord.
     dev_guild_id: int | None = None
@@ -146,6 +157,15 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
+    @field_validator("redis_key_prefix")
+    @classmethod
+    def _redis_key_prefix(cls, value: str) -> str:
+        value = value.strip()
+        problem = namespace_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
@@ -191,6 +211,17 @@ def _http_url(value: str) -> str:
     if not value.startswith(("http://", "https://")):
         raise ValueError("must start with http:// or https://")
     return value
+
+
+def namespace_problem(namespace: str) -> str | None:
+    """Why `namespace` cannot start Redis keys (REDIS_KEY_PREFIX), phrased to follow its name;
+    None if it can."""
+    if _NAMESPACE.fullmatch(namespace):
+        return None
+    return (
+        "must be 1 to 64 letters, digits, '.', '_', '-' or ':', starting with a letter or "
+        "digit (no spaces or braces)"
+    )
 
 
 def database_url_problem(url: str) -> str | None:

@@ -28,6 +28,8 @@ from bot.synthesis.cluster import (
     RedisLimiter,
     RedisLink,
     SharedCache,
+    SharedClips,
+    check_eviction,
     key_prefix,
     open_link,
 )
@@ -165,7 +167,8 @@ async def open_services(
     `synthesize` replaces the client's call (benches and tests that fake the API in-process);
     `scheduler_config` the scheduler's knobs from the settings (benches with a short window).
     With REDIS_URL the processes on the key share its limit (the scheduler's gate), a
-    cache tier (`SharedCache`) and identical calls in flight (`RedisFlights`).
+    cache tier (`SharedCache`, within CACHE_SHARED_MB) and identical calls in flight
+    (`RedisFlights`, whose answers are the shared clips themselves when they fit).
     If any step fails, what was already opened is closed again before the error propagates.
     """
     # Each answer's megabytes go back to the system when freed, not into a thread's heap.
@@ -183,13 +186,14 @@ async def open_services(
         cluster: RedisLink | None = None
         key = settings.segmind_api_key
         secret = key.get_secret_value() if key is not None else ""
-        prefix = key_prefix(secret)
+        namespace = settings.redis_key_prefix
+        prefix = key_prefix(secret, namespace)
         if settings.redis_url:
             # Down or hung, Redis is an outage (this process paces alone until it answers);
             # refusing the bot (a wrong password) is a SettingsError naming REDIS_URL.
             cluster = await open_link(settings.redis_url)
             stack.push_async_callback(cluster.close)
-            gate = RedisLimiter(cluster, api_key=secret, span=config.span)
+            gate = RedisLimiter(cluster, api_key=secret, span=config.span, namespace=namespace)
         scheduler = build_scheduler(
             settings,
             client,
@@ -203,9 +207,14 @@ async def open_services(
         cache = await open_cache(settings)
         flights: RedisFlights | None = None
         if cluster is not None:
-            if settings.cache_enabled:
-                cache = SharedCache(cache, cluster, prefix=prefix, ttl=SHARED_CLIP_TTL)
-            flights = RedisFlights(cluster, prefix=prefix)
+            clips: SharedClips | None = None
+            if settings.cache_enabled and settings.cache_shared_mb > 0:
+                budget = settings.cache_shared_mb * 1024 * 1024
+                clips = SharedClips(cluster, prefix=prefix, ttl=SHARED_CLIP_TTL, budget=budget)
+                cache = SharedCache(cache, clips)
+                # The clips share Redis with the window and claims: say so if it may evict.
+                await check_eviction(cluster, settings.redis_url, budget)
+            flights = RedisFlights(cluster, prefix=prefix, clips=clips)
             stack.push_async_callback(flights.settle)
         speech = SpeechService(
             settings, scheduler, storage=storage, usage=usage, cache=cache, flights=flights

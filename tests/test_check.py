@@ -20,6 +20,7 @@ from bot.storage.migrations import LATEST_VERSION
 from tests.e2e.discord_emulator import Emulator
 from tests.e2e.harness import REPO, bot_environment
 from tests.fake_segmind import FakeSegmind
+from tests.redis_server import RedisServer
 from tests.servers import free_port
 
 SEGMIND_KEY = "SG_check-key-0123456789abcdef"
@@ -173,6 +174,25 @@ async def test_a_working_redis_passes_and_keeps_nothing(setup: Setup, redis_url:
     assert "answers and takes writes (Redis " in checked.line("Redis")
     with redis.Redis.from_url(redis_url) as client:
         assert client.dbsize() == 0
+
+
+async def test_a_redis_that_may_evict_the_rate_window_is_warned_about(
+    setup: Setup, redis_server: RedisServer
+) -> None:
+    evicting = RedisServer(
+        redis_server.binary, args=["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"]
+    )
+    evicting.start()
+    try:
+        checked = await setup.check(REDIS_URL=evicting.url(0))
+    finally:
+        evicting.stop()
+    assert checked.code == 0, checked.stdout
+    line = checked.line("Redis")
+    assert line.startswith("! Redis:")
+    assert "maxmemory-policy allkeys-lru" in line
+    assert "set maxmemory-policy noeviction" in line
+    assert "maxmemory (64 MiB) too small for CACHE_SHARED_MB (256 MiB" in line
 
 
 async def test_a_rejected_segmind_key_fails_the_segmind_line(setup: Setup) -> None:

@@ -120,3 +120,23 @@ def test_redis_url_is_checked_and_kept_out_of_the_repr() -> None:
     assert "hunter2-secret" not in repr(settings)
     with pytest.raises(SettingsError, match="REDIS_URL"):
         load_settings(env_file=None, redis_url="http://cache:6379")
+
+
+def test_the_shared_clip_budget_and_redis_key_prefix_default_to_the_old_keys() -> None:
+    settings = load_settings(env_file=None)
+    assert settings.cache_shared_mb == 256
+    assert settings.redis_key_prefix == "tts"
+    assert load_settings(env_file=None, redis_key_prefix=" staging.bot-2 ").redis_key_prefix == (
+        "staging.bot-2"
+    )
+
+
+@pytest.mark.parametrize("prefix", ["two words", "tts{1}", "a}", "-x", "x" * 65, "  "])
+def test_a_redis_key_prefix_that_would_break_keys_is_refused(prefix: str) -> None:
+    with pytest.raises(SettingsError, match="REDIS_KEY_PREFIX"):
+        load_settings(env_file=None, redis_key_prefix=prefix)
+
+
+def test_a_negative_shared_clip_budget_is_refused() -> None:
+    with pytest.raises(SettingsError, match="CACHE_SHARED_MB"):
+        load_settings(env_file=None, cache_shared_mb=-1)

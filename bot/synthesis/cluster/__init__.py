@@ -2,7 +2,8 @@
 
 * `limiter`: the cluster-wide sliding window the scheduler asks before each start (its
   `Gate`), with the 429 pause and the learned limit shared by every process;
-* `shared_cache`: the audio cache's shared tier, behind each process's memory and disk;
+* `shared_cache`: the audio cache's shared tier, behind each process's memory and disk, its
+  clips stored once (`clips`) within the bot's own byte budget (`CACHE_SHARED_MB`);
 * `flights`: identical calls in flight on several processes made once, the answer shared;
 * `link`: the connection they share, each round trip within `REDIS_BUDGET`, and Redis's health:
   down or hung, it is skipped (each process alone) until it answers again.
@@ -12,6 +13,7 @@ Without `REDIS_URL` none of this is used and each process paces itself alone.
 
 from __future__ import annotations
 
+from bot.synthesis.cluster.clips import SharedClips, check_eviction
 from bot.synthesis.cluster.flights import RedisFlights
 from bot.synthesis.cluster.limiter import RedisLimiter, key_prefix
 from bot.synthesis.cluster.link import REDIS_BUDGET, RedisLink, check_redis, open_link
@@ -23,6 +25,8 @@ __all__ = [
     "RedisLimiter",
     "RedisLink",
     "SharedCache",
+    "SharedClips",
+    "check_eviction",
     "check_redis",
     "key_prefix",
     "open_link",

@@ -6,9 +6,12 @@ holds a ticket or a rate slot, so the shared window counts calls, not waits.
 
 * A process that misses its cache claims the request's key (`SET NX` with a lease, a token of
   its own as the value). Claimed: it queues the call as usual, renews the lease while the call
-  waits and runs, then leaves the answer under its own key for `keep` seconds (not the audio
-  cache: it must be there for waiters whether the cache is on or not, and whatever its size)
-  and releases the claim (compare-and-delete, so an expired claim someone else took is kept).
+  waits and runs, then leaves the answer under its own key for `keep` seconds and releases the
+  claim (compare-and-delete, so an expired claim someone else took is kept). With a shared
+  clip tier the audio is stored there, once, in the same script, and the answer only points
+  to it (the clip's bytes must not go up twice); without one (the cache off, or a clip too big
+  for it) the answer carries the audio itself, for the waiters whatever the cache does. A
+  pointer whose clip is gone (evicted to fit the budget within `keep`) counts as no answer.
 * Not claimed: another process is calling. The waiter waits for the answer, holding no ticket
   and no slot. One poller per process asks Redis about every key it waits for in one round
   trip every `poll` seconds (a burst of waiters must not cost a round trip each: on a small
@@ -32,32 +35,62 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bot.audio import Audio
+from bot.synthesis.cluster.clips import (
+    STORE_CLIP,
+    SharedClips,
+    clip_key,
+    decode_audio,
+    encode_audio,
+)
 from bot.synthesis.cluster.link import RedisLink
-from bot.synthesis.cluster.shared_cache import decode_audio, encode_audio
 
 __all__ = ["RedisClaim", "RedisFlights", "SoloClaim"]
 
 log = logging.getLogger(__name__)
 
-#: KEYS: claim, answer. ARGV: token, lease ms.
+#: What an answer says when it is the clip stored for the key in the shared tier.
+IN_CLIP = "=clip"
+
+#: Lua: the answer left under `answer`: its bytes, or the clip it points to (false if neither
+#: is there any more: the claim is then free to take).
+_ANSWER = f"""
+local function answer_of(answer, clip)
+  local value = redis.call('GET', answer)
+  if value == '{IN_CLIP}' then return redis.call('GET', clip) end
+  return value
+end
+"""
+
+#: KEYS: claim, answer, clip. ARGV: token, lease ms.
 #: Returns {1, answer} if the answer is there, {2} if this token now holds the claim, else {0}.
-_ATTEMPT = """
-local answer = redis.call('GET', KEYS[2])
+_ATTEMPT = (
+    _ANSWER
+    + """
+local answer = answer_of(KEYS[2], KEYS[3])
 if answer then return {1, answer} end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
 return {0}
 """
+)
 
-#: KEYS: claim and answer of each key in turn. ARGV: a token for each key, lease ms.
-#: Returns, for each key in turn, what `_ATTEMPT` returns for it.
-_POLL = """
-local lease = ARGV[#ARGV]
+#: KEYS: the claim of each key. ARGV: a token for each key, lease ms, the prefix.
+#: Returns, for each key in turn, what `_ATTEMPT` returns for it. The answer's and the clip's
+#: names are made here from the claim's (the same hash slot): every process polls every key
+#: it waits for many times a second, and three names a key tripled those bytes.
+_POLL = (
+    _ANSWER
+    + """
+local n = #KEYS
+local lease = ARGV[n + 1]
+local prefix = ARGV[n + 2]
+local skip = #prefix + #'claim:' + 1
 local out = {}
-for i = 1, #KEYS / 2 do
-  local answer = redis.call('GET', KEYS[2 * i])
+for i = 1, n do
+  local key = string.sub(KEYS[i], skip)
+  local answer = answer_of(prefix .. 'answer:' .. key, prefix .. 'clip:' .. key)
   if answer then
     out[i] = {1, answer}
-  elseif redis.call('SET', KEYS[2 * i - 1], ARGV[i], 'NX', 'PX', lease) then
+  elseif redis.call('SET', KEYS[i], ARGV[i], 'NX', 'PX', lease) then
     out[i] = {2}
   else
     out[i] = {0}
@@ -65,6 +98,7 @@ for i = 1, #KEYS / 2 do
 end
 return out
 """
+)
 
 #: KEYS: claim, answer. ARGV: token, answer, keep ms. Leaves the answer, releases the claim.
 _PUBLISH = """
@@ -72,6 +106,20 @@ redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
+
+#: KEYS: claim, answer, then `store_clip`'s. ARGV: token, keep ms, then `store_clip`'s.
+#: Stores the clip in the shared tier (within its budget), leaves an answer pointing to it,
+#: releases the claim; returns how many clips were evicted to fit it.
+_PUBLISH_CLIP = (
+    STORE_CLIP
+    + f"""
+local evicted = store_clip(KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[3], ARGV[4], ARGV[5],
+  tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]))
+redis.call('SET', KEYS[2], '{IN_CLIP}', 'PX', ARGV[2])
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return evicted
+"""
+)
 
 #: KEYS: claim. ARGV: token. Deletes the claim only if it is still this token's.
 _RELEASE = """
@@ -131,7 +179,9 @@ class RedisFlights:
     """The cross-process half of coalescing (see the module); `SpeechSource` asks it on a miss.
 
     `lease`: how long a claim outlives a claimant that stopped renewing it (died);
-    `keep`: how long an answer waits for the waiters that poll for it.
+    `keep`: how long an answer waits for the waiters that poll for it;
+    `clips`: the shared clip tier, if the cache has one: an answer that fits it is stored
+    there once, as the clip, and the answer points to it (its bytes go up once for both).
     Each round trip is one `RedisLink.run`: within `REDIS_BUDGET`, refused at once while
     Redis is down (the process then calls alone).
     """
@@ -144,10 +194,14 @@ class RedisFlights:
         lease: float = 10.0,
         keep: float = 60.0,
         poll: float = 0.05,
+        clips: SharedClips | None = None,
     ) -> None:
         self._link = redis if isinstance(redis, RedisLink) else RedisLink(redis)
         redis = self._link.redis
+        if clips is not None and clips.prefix != prefix:
+            raise ValueError("the shared clips must be named with the flights' own prefix")
         self._prefix = prefix
+        self._clips = clips
         self.lease = lease
         self._lease_ms = _ms(lease)
         self._keep_ms = _ms(keep)
@@ -156,6 +210,7 @@ class RedisFlights:
         self._tokens = itertools.count(1)
         self._attempt_script = redis.register_script(_ATTEMPT)
         self._publish_script = redis.register_script(_PUBLISH)
+        self._publish_clip_script = redis.register_script(_PUBLISH_CLIP)
         self._release_script = redis.register_script(_RELEASE)
         self._renew_script = redis.register_script(_RENEW)
         self._poll_script = redis.register_script(_POLL)
@@ -171,6 +226,10 @@ class RedisFlights:
 
     def answer_key(self, key: str) -> str:
         return self._prefix + "answer:" + key
+
+    def _keys(self, key: str) -> tuple[str, str, str]:
+        """Claim, answer, and the clip an answer may point to."""
+        return self.claim_key(key), self.answer_key(key), clip_key(self._prefix, key)
 
     async def claim(self, key: str) -> Audio | RedisClaim | SoloClaim | None:
         """One try: the answer if another process just made it, a claim (this process calls),
@@ -210,10 +269,14 @@ class RedisFlights:
                 break
             self.polls += 1
             tokens = [f"{self._me}-{next(self._tokens)}" for _ in keys]
-            names = [name for key in keys for name in (self.claim_key(key), self.answer_key(key))]
+            claims = [self.claim_key(key) for key in keys]
             try:
                 answers: Any = await self._link.run(
-                    partial(self._poll_script, keys=names, args=[*tokens, self._lease_ms])
+                    partial(
+                        self._poll_script,
+                        keys=claims,
+                        args=[*tokens, self._lease_ms, self._prefix],
+                    )
                 )
             except Exception as exc:  # everyone waiting calls alone
                 self._unreachable(exc)
@@ -235,7 +298,7 @@ class RedisFlights:
         if kind == 2:
             waiters[0].set_result(RedisClaim(self, key, token))
             return
-        audio = decode_audio(answer[1]) if kind == 1 else None
+        audio = self._received(key, answer[1]) if kind == 1 else None
         if kind == 1 and audio is None:
             log.warning("An answer shared by another process could not be read; calling alone")
         for future in waiters:
@@ -246,7 +309,7 @@ class RedisFlights:
         try:
             answer: Any = await self._link.run(
                 lambda: self._attempt_script(
-                    keys=[self.claim_key(key), self.answer_key(key)],
+                    keys=list(self._keys(key)),
                     args=[token, self._lease_ms],
                 )
             )
@@ -261,20 +324,40 @@ class RedisFlights:
         if int(answer[0]) == 2:
             return RedisClaim(self, key, token)
         if int(answer[0]) == 1:
-            audio = decode_audio(answer[1])
+            audio = self._received(key, answer[1])
             if audio is not None:
                 return audio
             log.warning("An answer shared by another process could not be read; calling alone")
             return SoloClaim()
         return None
 
+    def _received(self, key: str, value: Any) -> Audio | None:
+        """Another process's answer: in Redis already, so this process never sends it up."""
+        audio = decode_audio(value)
+        if audio is not None and self._clips is not None:
+            self._clips.remember(key, audio)
+        return audio
+
     async def _publish(self, key: str, token: str, audio: Audio) -> None:
+        claim, answer, _ = self._keys(key)
+        clips = self._clips
         try:
             value = encode_audio(audio)
+            if clips is not None and clips.fits(value):
+                await self._link.preload(self._publish_clip_script)
+                evicted: Any = await self._link.run(
+                    lambda: self._publish_clip_script(
+                        keys=[claim, answer, *clips.store_keys(key)],
+                        args=[token, self._keep_ms, *clips.store_args(key, value)],
+                    )
+                )
+                clips.evicted += int(evicted)
+                clips.remember(key, audio)
+                return
+            await self._link.preload(self._publish_script)
             await self._link.run(
                 lambda: self._publish_script(
-                    keys=[self.claim_key(key), self.answer_key(key)],
-                    args=[token, value, self._keep_ms],
+                    keys=[claim, answer], args=[token, value, self._keep_ms]
                 )
             )
         except Exception as exc:  # the waiters' next poll finds the claim gone and calls

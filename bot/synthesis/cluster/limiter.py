@@ -14,6 +14,8 @@ its hold), so Redis holds nothing for a cluster that stopped.
 
 Keys are named after a hash of the API key (never the key itself), in one Redis Cluster hash
 slot (`{...}`) so the script may touch them all: two bots on two keys share one Redis safely.
+Every key the bot writes starts with `key_prefix` (`REDIS_KEY_PREFIX`, then that hash), so two
+bots on one Redis, even on one API key, are kept apart by giving them different prefixes.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from bot.config import DEFAULT_NAMESPACE, namespace_problem
 from bot.synthesis.cluster.link import RedisLink
 from bot.synthesis.scheduler.gate import Admission
 
-__all__ = ["RedisLimiter", "key_prefix"]
+__all__ = ["DEFAULT_NAMESPACE", "RedisLimiter", "key_prefix"]
 
 _NOW = """
 local t = redis.call('TIME')
@@ -80,8 +83,12 @@ return 1
 """
 
 
-def key_prefix(api_key: str, namespace: str = "tts") -> str:
-    """Redis key prefix for one API key: a hash of it (never the key) in one hash slot."""
+def key_prefix(api_key: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """The start of every Redis key the bot writes for one API key: the bot's namespace
+    (`REDIS_KEY_PREFIX`), then a hash of the key (never the key) as one hash slot."""
+    problem = namespace_problem(namespace)
+    if problem:
+        raise ValueError(f"REDIS_KEY_PREFIX {problem}")
     digest = hashlib.sha256(api_key.encode()).hexdigest()[:16]
     return f"{namespace}:{{{digest}}}:"
 
@@ -94,10 +101,17 @@ class RedisLimiter:
     """The scheduler's `Gate` on Redis: see the module docstring. Each round trip is one
     `RedisLink.run`: within `REDIS_BUDGET`, and refused at once while Redis is down."""
 
-    def __init__(self, redis: Redis | RedisLink, *, api_key: str, span: float) -> None:
+    def __init__(
+        self,
+        redis: Redis | RedisLink,
+        *,
+        api_key: str,
+        span: float,
+        namespace: str = DEFAULT_NAMESPACE,
+    ) -> None:
         self._link = redis if isinstance(redis, RedisLink) else RedisLink(redis)
         self._redis = self._link.redis
-        prefix = key_prefix(api_key)
+        prefix = key_prefix(api_key, namespace)
         self._starts = prefix + "starts"
         self._pause = prefix + "pause"
         self._learned = prefix + "learned"

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -55,6 +56,8 @@ class RedisLink:
         self.probe_every = probe_every
         self._down: BaseException | None = None
         self._probe: asyncio.Task[None] | None = None
+        #: Scripts known to be loaded in Redis (forgotten when it goes away: it may restart).
+        self._loaded: set[str] = set()
 
     @property
     def down(self) -> bool:
@@ -71,8 +74,18 @@ class RedisLink:
             self.lost(exc)
             raise
 
+    async def preload(self, script: AsyncScript) -> None:
+        """Load `script` into Redis once, before a call that carries a clip: a script Redis
+        does not know yet is refused (NOSCRIPT) and redis-py sends the whole call again after
+        loading it, so the first clips would travel twice (or more, made together)."""
+        if script.sha in self._loaded:
+            return
+        await self.run(lambda: script.registered_client.script_load(script.script))
+        self._loaded.add(script.sha)
+
     def lost(self, exc: BaseException) -> None:
         """Redis failed a round trip: skip it everywhere until the probe hears from it."""
+        self._loaded.clear()
         if self._down is not None:
             return
         self._down = exc
