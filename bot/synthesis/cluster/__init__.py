@@ -4,6 +4,7 @@
   `Gate`), with the 429 pause and the learned limit shared by every process;
 * `shared_cache`: the audio cache's shared tier, behind each process's memory and disk;
 * `flights`: identical calls in flight on several processes made once, the answer shared;
+* `once`: operator alerts told by one process of the cluster, not by each;
 * `link`: the connection they share, each round trip within `REDIS_BUDGET`, and Redis's health:
   down or hung, it is skipped (each process alone) until it answers again.
 
@@ -15,15 +16,20 @@ from __future__ import annotations
 from bot.synthesis.cluster.flights import RedisFlights
 from bot.synthesis.cluster.limiter import RedisLimiter, key_prefix
 from bot.synthesis.cluster.link import REDIS_BUDGET, RedisLink, check_redis, open_link
+from bot.synthesis.cluster.names import cluster_secret
+from bot.synthesis.cluster.once import STATE_ALERT_TTL, OncePerCluster
 from bot.synthesis.cluster.shared_cache import SharedCache
 
 __all__ = [
     "REDIS_BUDGET",
+    "STATE_ALERT_TTL",
+    "OncePerCluster",
     "RedisFlights",
     "RedisLimiter",
     "RedisLink",
     "SharedCache",
     "check_redis",
+    "cluster_secret",
     "key_prefix",
     "open_link",
 ]
