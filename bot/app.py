@@ -40,7 +40,13 @@ from bot.metrics import MetricsServer, VoiceFigures, start_metrics
 from bot.playback.connections import VoiceManager
 from bot.playback.narration import NarrationReader
 from bot.services import Alerts, Services, open_services
-from bot.synthesis.cluster import STATE_ALERT_TTL, OncePerCluster, check_redis, cluster_secret
+from bot.synthesis.cluster import (
+    STATE_ALERT_TTL,
+    OncePerCluster,
+    check_redis,
+    cluster_secret,
+    hold_shards,
+)
 from bot.tree import TTSCommandTree
 
 __all__ = [
@@ -384,28 +390,30 @@ async def run_bot(settings: Settings) -> None:
         # one that cannot be reached yet is an outage the services ride out.
         await check_redis(settings.redis_url)
     stop = asyncio.Event()
-    host = urlsplit(settings.discord_api_base_url or "https://discord.com").hostname
-    attempt = 0
-    while True:
-        try:
-            await apply_discord_base_url(settings)
-            await _run_with_intents(settings, stop)
-            return
-        except _UNREACHABLE as exc:
-            if stop.is_set():
+    # Before the login too: a shard another process runs is refused (`hold_shards`).
+    async with hold_shards(settings):
+        host = urlsplit(settings.discord_api_base_url or "https://discord.com").hostname
+        attempt = 0
+        while True:
+            try:
+                await apply_discord_base_url(settings)
+                await _run_with_intents(settings, stop)
                 return
-            attempt += 1
-            delay = min(RECONNECT_MAX, RECONNECT_FIRST * 2 ** (attempt - 1))
-            detail = " ".join(f"{type(exc).__name__}: {exc}".split())
-            log.warning(
-                "Discord unreachable (%s): %s; trying again in %.0f s (attempt %d)",
-                host,
-                detail,
-                delay,
-                attempt,
-            )
-            if await _stopped_within(stop, delay):
-                return
+            except _UNREACHABLE as exc:
+                if stop.is_set():
+                    return
+                attempt += 1
+                delay = min(RECONNECT_MAX, RECONNECT_FIRST * 2 ** (attempt - 1))
+                detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+                log.warning(
+                    "Discord unreachable (%s): %s; trying again in %.0f s (attempt %d)",
+                    host,
+                    detail,
+                    delay,
+                    attempt,
+                )
+                if await _stopped_within(stop, delay):
+                    return
 
 
 async def _run_with_intents(settings: Settings, stop: asyncio.Event) -> None:

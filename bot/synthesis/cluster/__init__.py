@@ -4,6 +4,7 @@
   `Gate`), with the 429 pause and the learned limit shared by every process;
 * `shared_cache`: the audio cache's shared tier, behind each process's memory and disk;
 * `flights`: identical calls in flight on several processes made once, the answer shared;
+* `leases`: one process per shard (`SHARD_IDS`), a lease in Redis for each, refused twice;
 * `once`: operator alerts told by one process of the cluster, not by each;
 * `link`: the connection they share, each round trip within `REDIS_BUDGET`, and Redis's health:
   down or hung, it is skipped (each process alone) until it answers again.
@@ -14,6 +15,7 @@ Without `REDIS_URL` none of this is used and each process paces itself alone.
 from __future__ import annotations
 
 from bot.synthesis.cluster.flights import RedisFlights
+from bot.synthesis.cluster.leases import LEASE_TTL, ShardLeases, hold_shards
 from bot.synthesis.cluster.limiter import RedisLimiter, key_prefix
 from bot.synthesis.cluster.link import REDIS_BUDGET, RedisLink, check_redis, open_link
 from bot.synthesis.cluster.names import cluster_secret
@@ -21,15 +23,18 @@ from bot.synthesis.cluster.once import STATE_ALERT_TTL, OncePerCluster
 from bot.synthesis.cluster.shared_cache import SharedCache
 
 __all__ = [
+    "LEASE_TTL",
     "REDIS_BUDGET",
     "STATE_ALERT_TTL",
     "OncePerCluster",
     "RedisFlights",
     "RedisLimiter",
     "RedisLink",
+    "ShardLeases",
     "SharedCache",
     "check_redis",
     "cluster_secret",
+    "hold_shards",
     "key_prefix",
     "open_link",
 ]
