@@ -27,7 +27,9 @@ from bot.synthesis.cluster import (
     RedisFlights,
     RedisLimiter,
     RedisLink,
+    RedisTurns,
     SharedCache,
+    cluster_secret,
     key_prefix,
     open_link,
 )
@@ -165,7 +167,8 @@ async def open_services(
     `synthesize` replaces the client's call (benches and tests that fake the API in-process);
     `scheduler_config` the scheduler's knobs from the settings (benches with a short window).
     With REDIS_URL the processes on the key share its limit (the scheduler's gate), a
-    cache tier (`SharedCache`) and identical calls in flight (`RedisFlights`).
+    cache tier (`SharedCache`), identical calls in flight (`RedisFlights`) and each member's
+    cooldown and waiting cap (`RedisTurns`).
     If any step fails, what was already opened is closed again before the error propagates.
     """
     # Each answer's megabytes go back to the system when freed, not into a thread's heap.
@@ -202,14 +205,25 @@ async def open_services(
         stack.push_async_callback(scheduler.close, grace=0)
         cache = await open_cache(settings)
         flights: RedisFlights | None = None
+        turns: RedisTurns | None = None
         if cluster is not None:
             if settings.cache_enabled:
                 cache = SharedCache(cache, cluster, prefix=prefix, ttl=SHARED_CLIP_TTL)
             flights = RedisFlights(cluster, prefix=prefix)
             stack.push_async_callback(flights.settle)
+            turns = RedisTurns(
+                cluster,
+                prefix=key_prefix(cluster_secret(settings), "members"),
+                cooldown=config.user_cooldown,
+                cap=config.max_waiting_per_user,
+                life=config.job_timeout + settings.request_timeout,
+            )
+            stack.push_async_callback(turns.settle)
         speech = SpeechService(
             settings, scheduler, storage=storage, usage=usage, cache=cache, flights=flights
         )
+        # Set here, not through SpeechService: its members' cooldowns and caps, cluster-wide.
+        speech.source.turns = turns
         stack.push_async_callback(speech.source.drain)
         return Services(
             settings=settings,

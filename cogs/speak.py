@@ -224,7 +224,8 @@ class Speak(commands.Cog):
                 guild=guild,
                 within=None if target else reply_window(interaction),
             )
-            if self.bot.services.scheduler.refusal(admission.requester) is None:
+            # This process's cooldown and caps, then (briefly) the cluster's, with REDIS_URL.
+            if await speech.source.refusal(admission.requester) is None:
                 # Deferred before the first chunk is looked for: the cache's shared tier and
                 # the calls in flight may be in Redis, and Discord waits 3 s for an answer.
                 try:

@@ -4,6 +4,7 @@
   `Gate`), with the 429 pause and the learned limit shared by every process;
 * `shared_cache`: the audio cache's shared tier, behind each process's memory and disk;
 * `flights`: identical calls in flight on several processes made once, the answer shared;
+* `members`: each member's cooldown and waiting cap, counted across every process;
 * `leases`: one process per shard (`SHARD_IDS`), a lease in Redis for each, refused twice;
 * `once`: operator alerts told by one process of the cluster, not by each;
 * `link`: the connection they share, each round trip within `REDIS_BUDGET`, and Redis's health:
@@ -18,6 +19,7 @@ from bot.synthesis.cluster.flights import RedisFlights
 from bot.synthesis.cluster.leases import LEASE_TTL, ShardLeases, hold_shards
 from bot.synthesis.cluster.limiter import RedisLimiter, key_prefix
 from bot.synthesis.cluster.link import REDIS_BUDGET, RedisLink, check_redis, open_link
+from bot.synthesis.cluster.members import RedisTurns
 from bot.synthesis.cluster.names import cluster_secret
 from bot.synthesis.cluster.once import STATE_ALERT_TTL, OncePerCluster
 from bot.synthesis.cluster.shared_cache import SharedCache
@@ -30,6 +32,7 @@ __all__ = [
     "RedisFlights",
     "RedisLimiter",
     "RedisLink",
+    "RedisTurns",
     "ShardLeases",
     "SharedCache",
     "check_redis",
