@@ -367,34 +367,47 @@ def test_identical_says_in_a_cluster_pay_for_one_call(
 
 
 async def test_says_at_once_in_a_cluster_share_one_call_and_its_window(
-    fake: fs.FakeSegmind, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake: fs.FakeSegmind, redis_url: str, tmp_path: Path
 ) -> None:
     """Three `say`s at the same moment (three processes on one Redis): one call is made and
     the others wait for its answer; the call took its start from the shared window."""
     fake.latency = 0.5
-    monkeypatch.setattr("sys.stdout.isatty", lambda: False, raising=False)
-
-    async def one(n: int) -> int:
-        settings = load_settings(
-            env_file=None,
-            segmind_base_url=fake.base_url,
-            segmind_api_key=TEST_API_KEY,
-            redis_url=redis_url,
-            data_dir=tmp_path / f"data{n}",
-            log_level="WARNING",
-        )
-        args = argparse.Namespace(
-            text=TEXT,
-            output=tmp_path / f"at-once{n}.ogg",
-            format=None,
-            voice=None,
-            voice_2=None,
-            temperature=None,
-            style=None,
-        )
-        return await say_command(settings, args)
-
-    assert await asyncio.gather(*(one(n) for n in range(3))) == [0, 0, 0]
+    says = (say_at_once(fake, redis_url, tmp_path, n) for n in range(3))
+    assert await asyncio.gather(*says) == [0, 0, 0]
     assert fake.tts_calls == 1
     async with Redis.from_url(redis_url) as client:
         assert await client.zcard(key_prefix(TEST_API_KEY) + "starts") == 1
+
+
+async def test_a_script_s_different_says_at_once_in_a_cluster_are_all_made(
+    fake: fs.FakeSegmind, redis_url: str, tmp_path: Path
+) -> None:
+    """The terminal is one user for the whole cluster: no member's waiting cap (3) for it."""
+    fake.latency = 0.5
+    says = (say_at_once(fake, redis_url, tmp_path, n, text=f"Line {n}.") for n in range(5))
+    assert await asyncio.gather(*says) == [0] * 5
+    assert fake.tts_calls == 5
+
+
+async def say_at_once(
+    fake: fs.FakeSegmind, redis_url: str, tmp_path: Path, n: int, *, text: str = TEXT
+) -> int:
+    """One `say` as a process of its own would run it (in this process's event loop)."""
+    settings = load_settings(
+        env_file=None,
+        segmind_base_url=fake.base_url,
+        segmind_api_key=TEST_API_KEY,
+        redis_url=redis_url,
+        data_dir=tmp_path / f"data{n}",
+        log_level="WARNING",
+    )
+    args = argparse.Namespace(
+        text=text,
+        output=tmp_path / f"at-once{n}.ogg",
+        format=None,
+        voice=None,
+        voice_2=None,
+        temperature=None,
+        style=None,
+    )
+    return await say_command(settings, args)
