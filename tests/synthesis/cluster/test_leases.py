@@ -19,6 +19,7 @@ from bot.config import Settings
 from bot.errors import SettingsError
 from bot.synthesis.cluster import ShardLeases, hold_shards, key_prefix
 from tests.conftest import TEST_API_KEY
+from tests.redis_server import RedisServer
 from tests.servers import free_port
 
 TOKEN = "discord.SECRET.token"
@@ -117,6 +118,30 @@ async def test_without_redis_the_bot_starts_and_says_so(
         async with hold_shards(settings):
             pass
     assert "running shard(s) 0 without checking that no other process runs them" in caplog.text
+
+
+async def test_leases_are_taken_once_a_redis_down_at_start_answers(
+    redis_server: RedisServer,
+) -> None:
+    port = free_port()
+    redis = Redis.from_url(f"redis://127.0.0.1:{port}/0")
+    server = RedisServer(redis_server.binary)
+    holder = process(redis, 0, ttl=0.6)
+    try:
+        await holder.take()  # nothing listens yet: started anyway
+        server.start(port)
+        for _ in range(100):
+            if await redis.get(key_prefix(TOKEN, "shards") + "0") is not None:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the lease was never taken")
+        with pytest.raises(SettingsError):  # and now it counts
+            await process(redis, 0, ttl=0.6).take(poll=0.05)
+    finally:
+        await holder.release()
+        await redis.aclose()
+        server.stop()
 
 
 async def test_python_m_bot_run_refuses_a_running_shard_before_logging_in(
