@@ -400,7 +400,17 @@ class Speak(commands.Cog):
         admission = await speech.admit(
             caller, text, options, destination=Destination.VOICE, guild=guild
         )
-        stream = speech.later(admission)
+        # The member's cooldown across processes too (REDIS_URL), as the scheduler's here.
+        turns, turn = speech.source.turns, None
+        try:
+            if turns is not None:
+                turn = await turns.take(admission.requester, cooldown_only=True)
+            stream = speech.later(admission)
+        except BaseException:
+            admission.release()
+            if turn is not None:
+                await turn.give_back()
+            raise
         try:
             await interaction.response.defer(thinking=True)
         except BaseException:

@@ -79,6 +79,7 @@ def mock_bot(settings: Any) -> Any:
     # cluster's part is proven with a real Redis, in tests/synthesis/cluster).
     services.speech.source = create_autospec(SpeechSource, instance=True)
     services.speech.source.scheduler = services.scheduler
+    services.speech.source.turns = None
     services.speech.source.refusal.side_effect = lambda requester: services.scheduler.refusal(
         requester
     )

@@ -32,8 +32,11 @@ class MemberTurns(Protocol):
     """Cooldowns and waiting caps for every process on the key. Coordination trouble is its
     own to absorb: at worst it refuses nothing, and each process's scheduler decides alone."""
 
-    async def take(self, requester: Requester, *, follow_up: bool = False) -> Turn:
-        """Count a call about to be queued, or raise `CooldownError` / `QueueFullError`."""
+    async def take(
+        self, requester: Requester, *, follow_up: bool = False, cooldown_only: bool = False
+    ) -> Turn:
+        """Count a call about to be queued, or raise `CooldownError` / `QueueFullError`;
+        `cooldown_only`: check and start the member's cooldown, counting nothing."""
         ...
 
     async def refusal(self, requester: Requester) -> BotError | None:

@@ -46,7 +46,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 #: KEYS: cooldown, waiting (zset). ARGV: token, cooldown ms (0: none), cap (0: none), entry
-#: lifetime ms, new message (1) or later chunk (0).
+#: lifetime ms, new message (1) or later chunk (0), counted as waiting (1) or not (0).
 #: Returns {0} (taken), {1, ms left} (cooling down) or {2} (the cap is reached).
 _TAKE = (
     _NOW
@@ -63,8 +63,10 @@ if ARGV[5] == '1' then
   if cap > 0 and redis.call('ZCARD', KEYS[2]) >= cap then return {2} end
   if cooldown > 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', cooldown) end
 end
-redis.call('ZADD', KEYS[2], now + life, ARGV[1])
-redis.call('PEXPIRE', KEYS[2], life)
+if ARGV[6] == '1' then
+  redis.call('ZADD', KEYS[2], now + life, ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], life)
+end
 return {0}
 """
 )
@@ -146,14 +148,20 @@ class RedisTurns:
         """Whether Redis has anything to say about this requester's calls."""
         return requester.capped or self._length(requester) > 0
 
-    async def take(self, requester: Requester, *, follow_up: bool = False) -> ClusterTurn:
+    async def take(
+        self, requester: Requester, *, follow_up: bool = False, cooldown_only: bool = False
+    ) -> ClusterTurn:
         """Count a call about to be queued for the member, or raise `CooldownError` or
-        `QueueFullError` as the scheduler would, for the whole cluster."""
+        `QueueFullError` as the scheduler would, for the whole cluster. `cooldown_only`: a
+        message accepted now whose calls are queued later (a Stage's audience, as the
+        scheduler's `take_turn`): its cooldown is checked and started, nothing is counted."""
+        if cooldown_only and self._length(requester) <= 0:
+            return _NO_TURN
         if not self.applies(requester):
             return _NO_TURN
         new = not follow_up
         cooldown = self._length(requester) if new else 0.0
-        cap = self.cap if new and requester.capped else 0
+        cap = self.cap if new and requester.capped and not cooldown_only else 0
         token = f"{self._me}-{next(self._ids)}"
         keys = self._keys(requester.user_id)
         args: list[str | int] = [
@@ -162,6 +170,7 @@ class RedisTurns:
             cap,
             self._life_ms,
             int(new),
+            int(not cooldown_only),
         ]
         try:
             answer: Any = await self._link.run(lambda: self._take(keys=keys, args=args))

@@ -111,6 +111,23 @@ async def test_the_waiting_cap_counts_the_member_s_calls_on_every_process(
         assert fake.tts_calls == 3
 
 
+async def test_a_message_held_for_a_stage_starts_the_cooldown_everywhere_counting_nothing(
+    make_settings: Callable[..., Settings], tmp_path: Path, redis_url: str
+) -> None:
+    async with (
+        fs.FakeSegmind(api_key=TEST_API_KEY) as fake,
+        processes(make_settings, tmp_path, redis_url, fake, user_cooldown=30) as (one, two),
+    ):
+        turns = one.speech.source.turns
+        assert turns is not None
+        await turns.take(Requester(MEMBER.user_id, MEMBER.guild_id), cooldown_only=True)
+        with pytest.raises(CooldownError):
+            await two.speech.begin(MEMBER, "Too soon, elsewhere")
+        async with Redis.from_url(redis_url) as client:
+            assert await client.zcard(key_prefix(TOKEN, "members") + "waiting:7") == 0
+        assert fake.tts_calls == 0
+
+
 async def test_a_turn_refused_by_the_process_itself_is_given_back_to_the_cluster(
     make_settings: Callable[..., Settings], tmp_path: Path, redis_url: str
 ) -> None:
