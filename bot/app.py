@@ -40,7 +40,13 @@ from bot.metrics import MetricsServer, VoiceFigures, start_metrics
 from bot.playback.connections import VoiceManager
 from bot.playback.narration import NarrationReader
 from bot.services import Alerts, Services, open_services
-from bot.synthesis.cluster import check_redis
+from bot.synthesis.cluster import (
+    STATE_ALERT_TTL,
+    OncePerCluster,
+    check_redis,
+    cluster_secret,
+    hold_shards,
+)
 from bot.tree import TTSCommandTree
 
 __all__ = [
@@ -152,6 +158,8 @@ class TTSBot(commands.Bot):
         self._alerts: set[asyncio.Task[None]] = set()
         #: Unexpected errors told to the operator too, at most one per kind a minute.
         self._error_alerts = ErrorAlerts(self._alert, secrets=secrets_of(settings))
+        #: Which process of a cluster tells the operator (any, until the services are open).
+        self._once = OncePerCluster(None, secret="")
         #: Narration's reader, set by its cog while loaded (its backlog is in the metrics).
         self.narration: NarrationReader | None = None
         self._heartbeat: Heartbeat | None = None
@@ -175,6 +183,12 @@ class TTSBot(commands.Bot):
             ),
             user_agent=USER_AGENT,
         )
+        self._once = OncePerCluster(
+            self._services.cluster,
+            secret=cluster_secret(self.settings),
+            namespace=self.settings.redis_key_prefix,
+        )
+        self._error_alerts.once = self._once.first
         await self.load_cogs()
         if self.sync_on_start:  # A running bot, not `sync`: tell Docker and Prometheus.
             self._heartbeat = Heartbeat(health_path(self.settings), self.health_status)
@@ -279,6 +293,8 @@ class TTSBot(commands.Bot):
 
     async def _alert_halt(self, error: SegmindError) -> None:
         log.error("Speech paused for everyone: %s", error)
+        if not await self._once.first("halt", STATE_ALERT_TTL, clears=("resume",)):
+            return  # every process halts on the account: one of them tells the operator
         await self._alert(
             f"⚠️ Speech is paused for everyone: {error}. "
             "It resumes by itself once the Segmind account works again."
@@ -286,6 +302,8 @@ class TTSBot(commands.Bot):
 
     async def _alert_resume(self) -> None:
         log.warning("Speech resumed: the Segmind account works again")
+        if not await self._once.first("resume", STATE_ALERT_TTL, clears=("halt",)):
+            return
         await self._alert("✅ Speech has resumed: the Segmind account works again.")
 
     def _alert_limit_learned(self, rpm: int) -> None:
@@ -296,7 +314,12 @@ class TTSBot(commands.Bot):
             f"SEGMIND_RPM={self.settings.segmind_rpm}. The bot now paces itself at {rpm}; "
             f"set SEGMIND_RPM={rpm} to start there after a restart."
         )
-        task = asyncio.get_running_loop().create_task(self._alert(message), name="alert-limit")
+
+        async def tell() -> None:
+            if await self._once.first(f"limit:{rpm}", STATE_ALERT_TTL):
+                await self._alert(message)
+
+        task = asyncio.get_running_loop().create_task(tell(), name="alert-limit")
         self._alerts.add(task)
         task.add_done_callback(self._alerts.discard)
 
@@ -372,28 +395,30 @@ async def run_bot(settings: Settings) -> None:
         # one that cannot be reached yet is an outage the services ride out.
         await check_redis(settings.redis_url)
     stop = asyncio.Event()
-    host = urlsplit(settings.discord_api_base_url or "https://discord.com").hostname
-    attempt = 0
-    while True:
-        try:
-            await apply_discord_base_url(settings)
-            await _run_with_intents(settings, stop)
-            return
-        except _UNREACHABLE as exc:
-            if stop.is_set():
+    # Before the login too: a shard another process runs is refused (`hold_shards`).
+    async with hold_shards(settings):
+        host = urlsplit(settings.discord_api_base_url or "https://discord.com").hostname
+        attempt = 0
+        while True:
+            try:
+                await apply_discord_base_url(settings)
+                await _run_with_intents(settings, stop)
                 return
-            attempt += 1
-            delay = min(RECONNECT_MAX, RECONNECT_FIRST * 2 ** (attempt - 1))
-            detail = " ".join(f"{type(exc).__name__}: {exc}".split())
-            log.warning(
-                "Discord unreachable (%s): %s; trying again in %.0f s (attempt %d)",
-                host,
-                detail,
-                delay,
-                attempt,
-            )
-            if await _stopped_within(stop, delay):
-                return
+            except _UNREACHABLE as exc:
+                if stop.is_set():
+                    return
+                attempt += 1
+                delay = min(RECONNECT_MAX, RECONNECT_FIRST * 2 ** (attempt - 1))
+                detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+                log.warning(
+                    "Discord unreachable (%s): %s; trying again in %.0f s (attempt %d)",
+                    host,
+                    detail,
+                    delay,
+                    attempt,
+                )
+                if await _stopped_within(stop, delay):
+                    return
 
 
 async def _run_with_intents(settings: Settings, stop: asyncio.Event) -> None:

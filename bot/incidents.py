@@ -12,6 +12,10 @@ one, each under its own reference). The exception's text is shown redacted of ev
 (`bot.redaction`: no run of 8 of a secret's characters) and cut short; delivery runs in the
 background, so the code reporting it never waits on Discord, and a failed delivery is logged,
 never reported again.
+
+Several processes (shards across processes, `REDIS_URL`) often hit the same bug at once: with
+`once` (`bot.synthesis.cluster.OncePerCluster.first`) the kind is claimed cluster-wide for the
+interval before sending, so the operator gets one alert per kind, not one per process.
 """
 
 from __future__ import annotations
@@ -55,8 +59,11 @@ class ErrorAlerts:
         secrets: Iterable[str] = (),
         interval: float = ALERT_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
+        once: Callable[[str, float], Awaitable[bool]] | None = None,
     ) -> None:
         self._send = send
+        #: Asked (identity, interval) before sending: False when another process sends it.
+        self.once = once
         self._redact = Redactor(secrets)
         self.interval = interval
         self._clock = clock
@@ -78,7 +85,10 @@ class ErrorAlerts:
                 return False
             self._sent[kind] = now
             line = alert_line(where, ref, self.describe(error), held=self._held.pop(kind, 0))
-            task = asyncio.get_running_loop().create_task(self._deliver(line), name="error-alert")
+            identity = f"error:{where}:{kind[1]}"
+            task = asyncio.get_running_loop().create_task(
+                self._deliver(line, identity), name="error-alert"
+            )
         except Exception:
             log.exception("Could not alert the operator of error ref=%s", ref)
             return False
@@ -101,8 +111,10 @@ class ErrorAlerts:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _deliver(self, line: str) -> None:
+    async def _deliver(self, line: str, identity: str) -> None:
         try:
+            if self.once is not None and not await self.once(identity, self.interval):
+                return  # another process of the cluster tells the operator
             await self._send(line)
         except Exception as exc:
             log.warning("Could not deliver the operator alert: %s", exc)

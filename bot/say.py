@@ -1,6 +1,10 @@
 """`python -m bot say`: one request through the bot's own scheduler into an audio file, or to
 standard output (`-o -`, so `docker run … say … -o - > hello.ogg` needs no bind mount).
 
+With REDIS_URL (a cluster's container) it runs on the bot's own services instead: the shared
+rate window, the shared cache and the calls in flight, so a `say` is never a call the
+cluster did not count, nor a second payment for audio another process already made.
+
 Everything that can be checked for free is checked before the call that costs money. With the
 audio on standard output, what is said about it (the summary, the credits) goes to stderr.
 """
@@ -73,10 +77,16 @@ async def say(settings: Settings, args: argparse.Namespace) -> int:
     require(settings, "segmind_api_key")
     from bot.services import USER_AGENT  # the services (Redis, storage) only when calling
 
-    async with aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as session:
-        client = SegmindClient.from_settings(session, settings)
+    credits: float | None
+    if settings.redis_url:
         with naming_the_host(settings):
-            received = await _through_the_scheduler(settings, client, request)
+            received, credits = await _through_the_cluster(settings, request)
+    else:
+        async with aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as session:
+            client = SegmindClient.from_settings(session, settings)
+            with naming_the_host(settings):
+                received = await _through_the_scheduler(settings, client, request)
+            credits = client.remaining_credits
     loop = asyncio.get_running_loop()
     data = await loop.run_in_executor(None, _transcode, received, target)
     # With the audio on standard output, what is said about it goes to stderr.
@@ -90,9 +100,9 @@ async def say(settings: Settings, args: argparse.Namespace) -> int:
             raise CliError(f"could not write {output}: {exc.strerror or exc}") from None
     where = "standard output" if to_stdout else str(output)
     tell(_summary(request, where, target, received.duration, len(data)))
-    if client.remaining_credits is not None:
-        tell(f"Remaining credits: {client.remaining_credits:g}")
-        warn_if_empty(client.remaining_credits)
+    if credits is not None:
+        tell(f"Remaining credits: {credits:g}")
+        warn_if_empty(credits)
     return EXIT_OK
 
 
@@ -159,6 +169,37 @@ async def _through_the_scheduler(
     finally:
         await scheduler.close(grace=0)
         quiet.setLevel(level)
+
+
+async def _through_the_cluster(
+    settings: Settings, request: SpeechRequest
+) -> tuple[audio_mod.Audio, float | None]:
+    """With REDIS_URL, `say` is one more process on the key: the services the bot runs on,
+    so it takes its start from the shared window, finds what any process made in the shared
+    cache, and joins an identical call another process is making instead of paying again.
+    Returns the audio and the credits left after a call (None when no call was made)."""
+    from bot.services import open_services
+
+    quiet = [logging.getLogger(name) for name in ("bot.synthesis", "bot.services", "bot.storage")]
+    levels = [logger.level for logger in quiet]
+    if not log.isEnabledFor(logging.DEBUG):
+        for logger in quiet:
+            logger.setLevel(logging.CRITICAL)
+    try:
+        services = await open_services(settings)
+        try:
+            # Uncapped: the terminal's user is one id for every `say` of the cluster, and a
+            # script's fourth at once is no member flooding the queue.
+            pending = await services.speech.source.begin(
+                request, Requester(TERMINAL_USER, cooldown=0, capped=False)
+            )
+            received = await pending.result()
+            return received, services.client.remaining_credits
+        finally:
+            await services.close()
+    finally:
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _transcode(received: audio_mod.Audio, target: AudioFormat) -> bytes:

@@ -27,9 +27,11 @@ from bot.synthesis.cluster import (
     RedisFlights,
     RedisLimiter,
     RedisLink,
+    RedisTurns,
     SharedCache,
     SharedClips,
     check_eviction,
+    cluster_secret,
     key_prefix,
     open_link,
 )
@@ -167,8 +169,9 @@ async def open_services(
     `synthesize` replaces the client's call (benches and tests that fake the API in-process);
     `scheduler_config` the scheduler's knobs from the settings (benches with a short window).
     With REDIS_URL the processes on the key share its limit (the scheduler's gate), a
-    cache tier (`SharedCache`, within CACHE_SHARED_MB) and identical calls in flight
-    (`RedisFlights`, whose answers are the shared clips themselves when they fit).
+    cache tier (`SharedCache`, within CACHE_SHARED_MB), identical calls in flight
+    (`RedisFlights`, whose answers are the shared clips themselves when they fit) and each
+    member's cooldown and waiting cap (`RedisTurns`).
     If any step fails, what was already opened is closed again before the error propagates.
     """
     # Each answer's megabytes go back to the system when freed, not into a thread's heap.
@@ -206,6 +209,7 @@ async def open_services(
         stack.push_async_callback(scheduler.close, grace=0)
         cache = await open_cache(settings)
         flights: RedisFlights | None = None
+        turns: RedisTurns | None = None
         if cluster is not None:
             clips: SharedClips | None = None
             if settings.cache_enabled and settings.cache_shared_mb > 0:
@@ -216,9 +220,19 @@ async def open_services(
                 await check_eviction(cluster, settings.redis_url, budget)
             flights = RedisFlights(cluster, prefix=prefix, clips=clips)
             stack.push_async_callback(flights.settle)
+            turns = RedisTurns(
+                cluster,
+                prefix=key_prefix(cluster_secret(settings), f"{namespace}:members"),
+                cooldown=config.user_cooldown,
+                cap=config.max_waiting_per_user,
+                life=config.job_timeout + settings.request_timeout,
+            )
+            stack.push_async_callback(turns.settle)
         speech = SpeechService(
             settings, scheduler, storage=storage, usage=usage, cache=cache, flights=flights
         )
+        # Set here, not through SpeechService: its members' cooldowns and caps, cluster-wide.
+        speech.source.turns = turns
         stack.push_async_callback(speech.source.drain)
         return Services(
             settings=settings,

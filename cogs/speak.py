@@ -224,7 +224,8 @@ class Speak(commands.Cog):
                 guild=guild,
                 within=None if target else reply_window(interaction),
             )
-            if self.bot.services.scheduler.refusal(admission.requester) is None:
+            # This process's cooldown and caps, then (briefly) the cluster's, with REDIS_URL.
+            if await speech.source.refusal(admission.requester) is None:
                 # Deferred before the first chunk is looked for: the cache's shared tier and
                 # the calls in flight may be in Redis, and Discord waits 3 s for an answer.
                 try:
@@ -399,7 +400,17 @@ class Speak(commands.Cog):
         admission = await speech.admit(
             caller, text, options, destination=Destination.VOICE, guild=guild
         )
-        stream = speech.later(admission)
+        # The member's cooldown across processes too (REDIS_URL), as the scheduler's here.
+        turns, turn = speech.source.turns, None
+        try:
+            if turns is not None:
+                turn = await turns.take(admission.requester, cooldown_only=True)
+            stream = speech.later(admission)
+        except BaseException:
+            admission.release()
+            if turn is not None:
+                await turn.give_back()
+            raise
         try:
             await interaction.response.defer(thinking=True)
         except BaseException:

@@ -22,6 +22,8 @@ DEPLOY = ROOT / "deploy"
 DASHBOARD = DEPLOY / "grafana-dashboard.json"
 ALERTS = DEPLOY / "prometheus-alerts.yml"
 UNIT = DEPLOY / "gemini-tts-bot.service"
+COMPOSE = ROOT / "compose.yaml"
+ENV_EXAMPLE = ROOT / ".env.example"
 
 #: Series Prometheus makes itself, not the bot (the scrape's own health).
 PROMETHEUS_OWN = {"up"}
@@ -111,3 +113,27 @@ def missing_from(samples: dict[str, set[str]]) -> list[str]:
         elif unknown := labels - ADDED_LABELS - samples[name]:
             problems.append(f"{name} has no label {sorted(unknown)}")
     return problems
+
+
+def compose_services() -> dict[str, dict[str, Any]]:
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    services: dict[str, dict[str, Any]] = loaded["services"]
+    return services
+
+
+def started_by_up(profiles: set[str]) -> set[str]:
+    """What `docker compose up` (no service named) starts with `profiles` active: Compose's
+    rule is every service without `profiles`, and each with one of the active ones."""
+    return {
+        name
+        for name, service in compose_services().items()
+        if not service.get("profiles") or profiles & set(service["profiles"])
+    }
+
+
+def example_compose_profiles() -> set[str]:
+    """The profiles `.env.example` (copied to .env, which Compose reads) makes active."""
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        if line.startswith("COMPOSE_PROFILES="):
+            return {p.strip() for p in line.split("=", 1)[1].split(",") if p.strip()}
+    return set()

@@ -67,6 +67,7 @@ def mock_bot(settings: Any) -> Any:
     from bot.synthesis.client import SegmindClient
     from bot.synthesis.scheduler import Scheduler
     from bot.synthesis.service import SpeechService
+    from bot.synthesis.stream import SpeechSource
 
     bot = create_autospec(TTSBot, instance=True)
     bot.settings = settings
@@ -74,6 +75,14 @@ def mock_bot(settings: Any) -> Any:
     services.settings = settings
     services.speech = create_autospec(SpeechService, instance=True)
     services.scheduler = create_autospec(Scheduler, instance=True)
+    # What /speak asks before deferring: the scheduler's refusal, as each test sets it (the
+    # cluster's part is proven with a real Redis, in tests/synthesis/cluster).
+    services.speech.source = create_autospec(SpeechSource, instance=True)
+    services.speech.source.scheduler = services.scheduler
+    services.speech.source.turns = None
+    services.speech.source.refusal.side_effect = lambda requester: services.scheduler.refusal(
+        requester
+    )
     services.client = create_autospec(SegmindClient, instance=True)
     bot.services = services
     bot.playback = create_autospec(VoiceManager, instance=True)

@@ -257,3 +257,39 @@ async def test_a_learned_limit_is_told_to_the_operator_once(
             assert scheduler._on_limit_learned == bot._alert_limit_learned
         finally:
             await scheduler.close(grace=0)
+
+
+async def test_a_cluster_tells_the_operator_each_pause_and_resume_once(
+    make_settings: Callable[..., Settings], redis_url: str
+) -> None:
+    """Every process halts when the account does: one of them tells the operator, and a
+    pause after a resume is told again at once. Unexpected errors are told once too."""
+    from bot.errors import AuthenticationError
+
+    told: list[str] = []
+
+    async def alert(message: str) -> None:
+        told.append(message)
+
+    bots = [create_bot(make_settings(discord_token=TOKEN, redis_url=redis_url)) for _ in range(2)]
+    with aioresponses() as mocked:
+        df.FakeDiscord(mocked)
+        for bot in bots:
+            bot._alert = alert  # type: ignore[method-assign]
+            bot._error_alerts._send = alert
+            await bot.login(TOKEN)
+        try:
+            for step in ("halt", "resume", "halt"):
+                for bot in bots:
+                    if step == "halt":
+                        await bot._alert_halt(AuthenticationError("the key was refused"))
+                    else:
+                        await bot._alert_resume()
+            assert [line.split()[3] for line in told] == ["paused", "resumed:", "paused"]
+            for bot in bots:
+                bot.report_unexpected("narration", "ref1", KeyError("x"))
+                await asyncio.gather(*bot._error_alerts._tasks)
+            assert len(told) == 4
+        finally:
+            for bot in bots:
+                await bot.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import os
 import subprocess
 import sys
@@ -9,10 +11,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 from bot import audio
 from bot.audio import AudioFormat
 from bot.cli import main
+from bot.config import load_settings
+from bot.say import say as say_command
+from bot.synthesis.cluster import key_prefix
 from tests import fake_segmind as fs
 from tests.conftest import TEST_API_KEY
 from tests.helpers import fake_segmind_in_thread
@@ -335,3 +341,73 @@ def test_run_with_a_wrong_redis_password_names_redis_url_before_logging_in(
     assert done.stderr.startswith("error: REDIS_URL")
     assert done.stderr.count("\n") == 1
     assert "a-WRONG-pass" not in done.stderr + done.stdout
+
+
+def test_identical_says_in_a_cluster_pay_for_one_call(
+    say: Callable[..., tuple[int, str, str]],
+    fake: fs.FakeSegmind,
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
+    """Each `say` as its own container would run it (a data directory of its own, so no disk
+    cache in common): the second and third find the first one's audio in Redis."""
+    for n in range(3):
+        out = tmp_path / f"say{n}.ogg"
+        code, stdout, stderr = say(
+            "say",
+            TEXT,
+            "-o",
+            str(out),
+            env={"REDIS_URL": redis_url, "DATA_DIR": str(tmp_path / f"data{n}")},
+        )
+        assert code == 0, stderr
+        assert decoded_duration(out) == pytest.approx(fake.expected_duration(TEXT), abs=0.05)
+        assert f"Wrote {out}" in stdout
+    assert fake.tts_calls == 1
+
+
+async def test_says_at_once_in_a_cluster_share_one_call_and_its_window(
+    fake: fs.FakeSegmind, redis_url: str, tmp_path: Path
+) -> None:
+    """Three `say`s at the same moment (three processes on one Redis): one call is made and
+    the others wait for its answer; the call took its start from the shared window."""
+    fake.latency = 0.5
+    says = (say_at_once(fake, redis_url, tmp_path, n) for n in range(3))
+    assert await asyncio.gather(*says) == [0, 0, 0]
+    assert fake.tts_calls == 1
+    async with Redis.from_url(redis_url) as client:
+        assert await client.zcard(key_prefix(TEST_API_KEY) + "starts") == 1
+
+
+async def test_a_script_s_different_says_at_once_in_a_cluster_are_all_made(
+    fake: fs.FakeSegmind, redis_url: str, tmp_path: Path
+) -> None:
+    """The terminal is one user for the whole cluster: no member's waiting cap (3) for it."""
+    fake.latency = 0.5
+    says = (say_at_once(fake, redis_url, tmp_path, n, text=f"Line {n}.") for n in range(5))
+    assert await asyncio.gather(*says) == [0] * 5
+    assert fake.tts_calls == 5
+
+
+async def say_at_once(
+    fake: fs.FakeSegmind, redis_url: str, tmp_path: Path, n: int, *, text: str = TEXT
+) -> int:
+    """One `say` as a process of its own would run it (in this process's event loop)."""
+    settings = load_settings(
+        env_file=None,
+        segmind_base_url=fake.base_url,
+        segmind_api_key=TEST_API_KEY,
+        redis_url=redis_url,
+        data_dir=tmp_path / f"data{n}",
+        log_level="WARNING",
+    )
+    args = argparse.Namespace(
+        text=text,
+        output=tmp_path / f"at-once{n}.ogg",
+        format=None,
+        voice=None,
+        voice_2=None,
+        temperature=None,
+        style=None,
+    )
+    return await say_command(settings, args)

@@ -20,7 +20,17 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy_files import ALERTS, ROOT, UNIT, alert_rules, dashboard, panels
+from tests.deploy_files import (
+    ALERTS,
+    ROOT,
+    UNIT,
+    alert_rules,
+    compose_services,
+    dashboard,
+    example_compose_profiles,
+    panels,
+    started_by_up,
+)
 
 INSTALLED = "/opt/gemini-tts-bot/.venv/bin/gemini-tts-bot"
 DATA = "/var/lib/gemini-tts-bot"
@@ -298,6 +308,34 @@ def test_no_two_panels_overlap() -> None:
         }
         assert not cells & taken, panel["title"]
         taken |= cells
+
+
+# -- compose.yaml -----------------------------------------------------------------------------
+
+
+def test_the_cluster_profile_never_starts_the_single_bot() -> None:
+    """`docker compose --profile cluster up -d` (replacing .env's COMPOSE_PROFILES) must not
+    start a second bot on the same token beside the shards."""
+    cluster = started_by_up({"cluster"})
+    assert "bot" not in cluster
+    assert {"bot-shard-0", "bot-shard-1", "postgres", "redis"} <= cluster
+
+
+def test_a_plain_up_with_the_example_settings_starts_the_single_bot_alone() -> None:
+    assert example_compose_profiles() == {"single"}
+    assert started_by_up(example_compose_profiles()) == {"bot"}
+
+
+def test_every_service_belongs_to_exactly_one_deployment() -> None:
+    """A service without a profile would start with either; one in both, twice over."""
+    for name, service in compose_services().items():
+        assert service.get("profiles") in (["single"], ["cluster"]), name
+
+
+def test_the_readme_starts_the_cluster_by_its_profile_alone() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "docker compose --profile cluster up -d\n" in readme
+    assert "COMPOSE_PROFILES" in readme
 
 
 # -- the operator's documents ------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ class Operator:
     async def send(self, line: str) -> None:
         self.told.append(line)
 
-    def alerts(self, **options: float) -> ErrorAlerts:
+    def alerts(self, **options: Any) -> ErrorAlerts:
         return ErrorAlerts(
             self.send, secrets=[TEST_API_KEY, TOKEN], clock=lambda: self.now, **options
         )
@@ -128,3 +129,56 @@ async def test_an_error_without_text_is_shown_by_its_type(caplog: pytest.LogCapt
     await settle(alerts)
     assert "in /join (ref `abcdef`): TimeoutError. The log" in operator.told[0]
     assert not caplog.records
+
+
+async def test_processes_sharing_redis_tell_each_kind_once_for_the_cluster(redis_url: str) -> None:
+    from bot.synthesis.cluster import OncePerCluster, open_link
+
+    operator = Operator()
+    links = [await open_link(redis_url) for _ in range(3)]
+    try:
+        processes = [
+            operator.alerts(once=OncePerCluster(link, secret=TOKEN).first) for link in links
+        ]
+        for alerts in processes:
+            assert alerts.report("narration", "ref1", KeyError("x"))
+            await settle(alerts)
+        assert len(operator.told) == 1
+        processes[2].report("/speak", "ref2", KeyError("x"))  # another kind: told too
+        await settle(processes[2])
+        assert len(operator.told) == 2
+    finally:
+        for link in links:
+            await link.close()
+
+
+async def test_without_redis_each_process_tells_the_operator_itself() -> None:
+    from bot.synthesis.cluster import OncePerCluster
+
+    operator = Operator()
+    processes = [operator.alerts(once=OncePerCluster(None, secret=TOKEN).first) for _ in range(2)]
+    for alerts in processes:
+        alerts.report("narration", "ref1", KeyError("x"))
+        await settle(alerts)
+    assert len(operator.told) == 2
+
+
+async def test_a_redis_that_does_not_answer_lets_each_process_tell_the_operator() -> None:
+    """Redis gone (nothing listens): an alert told twice beats one never told."""
+    from bot.synthesis.cluster import OncePerCluster, open_link
+    from tests.servers import free_port
+
+    operator = Operator()
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    links = [await open_link(url, budget=0.5) for _ in range(2)]
+    try:
+        processes = [
+            operator.alerts(once=OncePerCluster(link, secret=TOKEN).first) for link in links
+        ]
+        for alerts in processes:
+            alerts.report("narration", "ref1", KeyError("x"))
+            await settle(alerts)
+        assert len(operator.told) == 2
+    finally:
+        for link in links:
+            await link.close()

@@ -17,7 +17,7 @@ from typing import Any
 
 from bot import audio as audio_mod
 from bot.audio import Audio
-from bot.errors import SchedulerClosedError
+from bot.errors import BotError, SchedulerClosedError
 from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest
 from bot.synthesis.cache import Cache, NullCache, cache_key
@@ -25,6 +25,7 @@ from bot.synthesis.deadline import DeadlineError
 from bot.synthesis.flight import Claim, Claiming, Flight, Pending, SharedFlights
 from bot.synthesis.quota import Reservation
 from bot.synthesis.scheduler import Scheduler, Ticket
+from bot.synthesis.turns import MemberTurns
 from bot.synthesis.usage import UsageRecorder
 
 __all__ = ["Claim", "Pending", "SharedFlights", "SpeechSource", "SpeechStream"]
@@ -45,12 +46,15 @@ class SpeechSource:
         usage: UsageRecorder | None = None,
         executor: Executor | None = None,
         flights: SharedFlights | None = None,
+        turns: MemberTurns | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.model = model
         self.cache: Cache = cache if cache is not None else NullCache()
         self.usage = usage
         self.flights = flights
+        #: Cooldowns and waiting caps across processes, asked before each call is queued.
+        self.turns = turns
         self._executor = executor
         self._flights: dict[str, Flight] = {}
         self._claiming: dict[str, Claiming] = {}
@@ -73,7 +77,7 @@ class SpeechSource:
         """Start getting `request`'s audio; a refusal (cooldown, full queue) raises here."""
         key = cache_key(request, model=self.model)
         if fresh:
-            return self._call(key, request, requester, follow_up, None)
+            return await self._call(key, request, requester, follow_up, None)
         hit = await self.cache.get(key)
         if hit is not None:
             self.cache_hits += 1
@@ -84,7 +88,7 @@ class SpeechSource:
         if joined is not None:
             return joined
         if self.flights is None or self._stopped:
-            return self._call(key, request, requester, follow_up, None)
+            return await self._call(key, request, requester, follow_up, None)
         return await self._begin_shared(self.flights, key, request, requester, follow_up)
 
     def _join(self, key: str, requester: Requester) -> Pending | None:
@@ -121,7 +125,7 @@ class SpeechSource:
                     await self.cache.put(key, outcome)
                     return Pending(ready=outcome)
                 try:
-                    return self._call(key, request, requester, follow_up, outcome)
+                    return await self._call(key, request, requester, follow_up, outcome)
                 except BaseException:
                     await outcome.release()
                     raise
@@ -130,7 +134,7 @@ class SpeechSource:
             if claiming.users == 0:
                 del self._claiming[key]
 
-    def _call(
+    async def _call(
         self,
         key: str,
         request: SpeechRequest,
@@ -139,10 +143,33 @@ class SpeechSource:
         claim: Claim | None,
     ) -> Pending:
         """Queue the call (a refusal raises) as a flight identical requests can join."""
-        ticket = self.scheduler.submit(request, requester, follow_up=follow_up)
+        ticket = await self._submit(request, requester, follow_up)
         flight = self._new_flight(key, ticket)
         flight.task = self._spawn(self._complete(flight, claim), f"speech-{ticket.id}")
         return Pending(flight=flight)
+
+    async def _submit(
+        self, request: SpeechRequest, requester: Requester, follow_up: bool
+    ) -> Ticket:
+        """The member's turn across processes (`turns`), then this process's scheduler."""
+        if self.turns is None:
+            return self.scheduler.submit(request, requester, follow_up=follow_up)
+        turn = await self.turns.take(requester, follow_up=follow_up)
+        try:
+            ticket = self.scheduler.submit(request, requester, follow_up=follow_up)
+        except BaseException:
+            await turn.give_back()
+            raise
+        turn.bind(ticket)
+        return ticket
+
+    async def refusal(self, requester: Requester) -> BotError | None:
+        """What a new message's first call would be refused now, queueing nothing: this
+        process's scheduler's refusal, then the cluster's (`turns`)."""
+        refused = self.scheduler.refusal(requester)
+        if refused is None and self.turns is not None:
+            refused = await self.turns.refusal(requester)
+        return refused
 
     def _await_other(
         self, key: str, request: SpeechRequest, requester: Requester, follow_up: bool
@@ -220,7 +247,7 @@ class SpeechSource:
             await self.cache.put(flight.key, outcome)
             return
         try:
-            flight.ticket = self.scheduler.submit(request, requester, follow_up=follow_up)
+            flight.ticket = await self._submit(request, requester, follow_up)
         except BaseException as exc:  # refused now (cooldown, full queue, closing)
             self._land(flight)
             flight.future.set_exception(exc)

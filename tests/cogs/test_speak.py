@@ -16,6 +16,7 @@ from bot.errors import BotError, CooldownError, InvalidRequestError, OutOfCredit
 from bot.speech.access import Caller
 from bot.speech.request import build_request
 from bot.storage import GuildSettings, Storage
+from bot.synthesis.cluster.members import ClusterTurn, RedisTurns
 from bot.synthesis.scheduler import Ticket
 from bot.synthesis.service import Admission, Clip, Destination, SpeakOptions
 from bot.synthesis.stream import SpeechStream
@@ -444,4 +445,47 @@ async def test_in_a_stages_audience_a_cooldown_is_refused_before_deferring(bot: 
     bot.services.speech.later.side_effect = CooldownError(3.0)
     with pytest.raises(CooldownError):
         await run_speak(Speak(bot), interaction, "hi", None, None, None, None, True)
+    interaction.response.defer.assert_not_awaited()
+
+
+def on_a_stage(bot: Any) -> Any:
+    stage = create_autospec(discord.StageChannel, instance=True)
+    stage.members, stage.user_limit = [], 0
+    interaction = mock_interaction(user_id=7)
+    interaction.user.voice.channel = stage
+    bot.playback.audience_on.return_value = True
+    bot.playback.connected_channel.return_value = stage
+    return interaction
+
+
+async def test_in_a_stages_audience_a_cooldown_from_another_process_is_refused_first(
+    bot: Any,
+) -> None:
+    """With REDIS_URL, the member's cooldown on any process refuses the message before
+    anything is deferred or held, and its calls are given back to the quota."""
+    interaction = on_a_stage(bot)
+    turns = create_autospec(RedisTurns, instance=True)
+    turns.take.side_effect = CooldownError(4.0)
+    bot.services.speech.source.turns = turns
+    with pytest.raises(CooldownError):
+        await run_speak(Speak(bot), interaction, "hi", None, None, None, None, True)
+    admission = bot.services.speech.admit.return_value
+    turns.take.assert_awaited_once_with(admission.requester, cooldown_only=True)
+    bot.services.speech.later.assert_not_called()
+    admission.release.assert_called_once_with()
+    interaction.response.defer.assert_not_awaited()
+
+
+async def test_in_a_stages_audience_a_local_refusal_gives_the_cluster_cooldown_back(
+    bot: Any,
+) -> None:
+    interaction = on_a_stage(bot)
+    turns = create_autospec(RedisTurns, instance=True)
+    turn = create_autospec(ClusterTurn, instance=True)
+    turns.take.return_value = turn
+    bot.services.speech.source.turns = turns
+    bot.services.speech.later.side_effect = CooldownError(3.0)
+    with pytest.raises(CooldownError):
+        await run_speak(Speak(bot), interaction, "hi", None, None, None, None, True)
+    turn.give_back.assert_awaited_once_with()
     interaction.response.defer.assert_not_awaited()
