@@ -307,8 +307,9 @@ def _guild(row: dict[str, Any]) -> GuildSettings:
 
 
 def _member(row: dict[str, Any]) -> MemberSettings:
-    if row.get("voice_message") is not None:
-        row["voice_message"] = bool(row["voice_message"])
+    for name in ("voice_message", "narrate_me"):
+        if row.get(name) is not None:
+            row[name] = bool(row[name])
     return MemberSettings(**row)
 
 
