@@ -60,8 +60,12 @@ async def test_a_members_opt_out_pace_and_second_voice_round_trip(storage: Stora
     assert (saved.narrate_me, saved.pace, saved.voice_2) == (False, "slow", "Kore")
     assert await storage.get_member(7) == saved
     assert not (await storage.get_member(7)).narrated
-    for bad in ({"pace": "ludicrous"}, {"narrate_me": "no"}, {"voice_2": "Nobody"}):
-        with pytest.raises(ValueError):
+    for bad, says in (
+        ({"pace": "ludicrous"}, "pace must be one of"),
+        ({"narrate_me": "no"}, "narrate_me must be true or false"),
+        ({"voice_2": "Nobody"}, "not one of the 30 voices"),
+    ):
+        with pytest.raises(ValueError, match=says):
             await storage.update_member(7, **bad)
     await storage.forget_member(7)
     assert (await storage.get_member(7)).narrated
@@ -86,7 +90,7 @@ async def test_a_servers_stage_prefix_repeat_and_pace_rules_round_trip(storage: 
     assert saved.narration_ignore_stage_audience is True
     assert await storage.get_guild(8) == saved
     for bad in (1, 11, -1, True):
-        with pytest.raises(ValueError, match="0 .read repeats as written. or a whole number"):
+        with pytest.raises(ValueError, match=r"0 \(read repeats as written\) or a whole number"):
             await storage.update_guild(8, narration_max_repeat=bad)
     with pytest.raises(ValueError, match="pace must be one of"):
         await storage.update_guild(8, pace="warp")
