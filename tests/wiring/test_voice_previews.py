@@ -196,3 +196,10 @@ async def test_a_server_that_allows_no_speech_files_gets_no_preview(started: Any
     heard = await pick(wired, BOB, await open_menus(wired, BOB), "Kore")
     assert "turned off speech files" in content(heard)
     assert wired.segmind.tts_calls == 0
+
+
+async def test_voices_open_in_a_dm_like_the_other_personal_settings(started: Any) -> None:
+    wired = await started()
+    (answer,) = await wired.invoke(df.in_dm(df.slash_command("voices", user_id=ALICE)))
+    assert len(components(answer)) == 2
+    assert wired.segmind.tts_calls == 0
