@@ -203,3 +203,11 @@ async def test_voices_open_in_a_dm_like_the_other_personal_settings(started: Any
     (answer,) = await wired.invoke(df.in_dm(df.slash_command("voices", user_id=ALICE)))
     assert len(components(answer)) == 2
     assert wired.segmind.tts_calls == 0
+
+
+async def test_a_member_without_the_servers_role_gets_no_preview(started: Any) -> None:
+    wired = await started()
+    await wired.bot.services.storage.update_guild(df.GUILD_ID, allowed_role_id=4242)
+    heard = await pick(wired, BOB, await open_menus(wired, BOB), "Kore")
+    assert "members with the <@&4242> role" in content(heard)
+    assert wired.segmind.tts_calls == 0
