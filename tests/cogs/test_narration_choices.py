@@ -97,3 +97,21 @@ async def test_repeated_characters_follow_the_servers_count(
     await storage.update_guild(GUILD, narration_max_repeat=0)
     await cog.on_message(scene.message("nooooooo", message_id=556))
     assert scene.spoken() == ["Alice said: nooo", "nooooooo"]
+
+
+async def test_narration_reads_a_member_at_their_pace_and_never_in_their_second_voice(
+    scene: Scene, storage: SQLiteStorage
+) -> None:
+    await storage.update_member(ALICE, pace="slow", voice_2="Puck")
+    await Narration(scene.bot).on_message(scene.message("Joe: hi\nJane: hello"))
+    ((request,),) = [c.args[1] for c in scene.queued.call_args_list]
+    assert request.text == "Say at a slow pace: Alice said: Joe: hi Jane: hello"
+    assert request.voice_2 is None
+
+
+async def test_the_servers_pace_reads_members_who_chose_none(
+    scene: Scene, storage: SQLiteStorage
+) -> None:
+    await storage.update_guild(GUILD, pace="fast")
+    await Narration(scene.bot).on_message(scene.message("quick"))
+    assert scene.spoken() == ["Say at a fast pace: Alice said: quick"]
