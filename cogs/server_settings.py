@@ -15,7 +15,7 @@ from discord.ext import commands
 from bot.errors import InvalidRequestError
 from bot.speech.request import text_limit
 from bot.storage import GuildSettings
-from bot.storage.validation import MAX_STALE_AFTER
+from bot.storage.validation import MAX_REPEAT, MAX_STALE_AFTER
 from bot.tree import NO_MENTIONS
 from cogs._shared import cleared
 
@@ -29,7 +29,9 @@ RESETTABLE = {
     "narration_channel": "narration_channel_id",
     "narration": "narration_voice_only narration_skip_prefix narration_max_length "
     "narration_emoji narration_say_names narration_skip_silent narration_said "
-    "narration_merge_speakers narration_stale_after",
+    "narration_merge_speakers narration_stale_after narration_ignore_stage_audience "
+    "narration_require_prefix narration_max_repeat",
+    "pace": "pace",
     "max_text_length": "max_text_length",
     "cooldown": "user_cooldown",
     "daily_quota": "daily_quota",
@@ -57,6 +59,10 @@ def settings_embed(
 
     channel = f"<#{settings.narration_channel_id}>" if settings.narration_channel_id else "not set"
     skip = f"`{settings.narration_skip_prefix}`" if settings.narration_skip_prefix else "none"
+    needed = settings.narration_require_prefix
+    required = f"`{needed}` (said without it)" if needed else "none: every message is read"
+    repeat = settings.narration_max_repeat
+    repeats = f"read at most {repeat} times" if repeat else "read as written"
     embed = discord.Embed(title="Speech settings for this server", colour=0x5865F2)
     embed.add_field(
         name="Narration",
@@ -65,6 +71,9 @@ def settings_embed(
             f"Only members in voice: {yes(settings.narration_voice_only)}\n"
             f"Skip prefix: {skip}\n"
             f"Skip @silent messages: {yes(settings.narration_skip_silent)}\n"
+            f"Prefix a message needs to be read: {required}\n"
+            f"Skip a Stage's audience: {yes(settings.narration_ignore_stage_audience)}\n"
+            f"A repeated character (“aaaaaaa”): {repeats}\n"
             f"Longest message read: {settings.narration_max_length} characters\n"
             f"Custom emoji: {'read by name' if settings.narration_emoji == 'name' else 'dropped'}\n"
             f"“Name said”: {yes(settings.narration_say_names)}, as “{settings.said}”\n"
@@ -88,7 +97,8 @@ def settings_embed(
             f"Longest /speak text: {limit:,} characters{whose}\n"
             f"Cooldown per member: {cooldown:g} s"
             f"{'' if settings.user_cooldown is not None else ' (bot default)'}\n"
-            f"Requests per member per day: {quota}"
+            f"Requests per member per day: {quota}\n"
+            f"Pace for members who chose none: {settings.pace or 'normal'}"
         ),
         inline=False,
     )
@@ -171,6 +181,11 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
         "(saves calls; voices may be swapped)",
         stale_after="Skip a message still waiting to be read after this many minutes "
         "(0 never skips)",
+        require_prefix="Read only messages starting with this (e.g. !), said without it; "
+        "none reads every message",
+        ignore_stage_audience="Don't read members listening in a Stage's audience",
+        max_repeat="Read a repeated character at most this many times (aaaaaaa → aaa); "
+        "0 reads it as written",
     )
     async def narration(
         self,
@@ -185,6 +200,9 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
         said: app_commands.Range[str, 1, 60] | None = None,
         merge_speakers: bool | None = None,
         stale_after: app_commands.Range[int, 0, MAX_STALE_AFTER // 60] | None = None,
+        require_prefix: app_commands.Range[str, 1, 10] | None = None,
+        ignore_stage_audience: bool | None = None,
+        max_repeat: app_commands.Range[int, 0, MAX_REPEAT] | None = None,
     ) -> None:
         default_said = said is not None and (
             cleared(said) == "" or said.strip().casefold() == "default"
@@ -202,7 +220,21 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
             narration_skip_silent=skip_silent,
             narration_merge_speakers=merge_speakers,
             narration_stale_after=None if stale_after is None else stale_after * 60,
+            narration_require_prefix=cleared(require_prefix),
+            narration_ignore_stage_audience=ignore_stage_audience,
+            narration_max_repeat=max_repeat,
         )
+
+    @app_commands.command(name="speech", description="How speech sounds for members")
+    @app_commands.describe(
+        pace="The pace for members who chose none: asked of Gemini as a direction, like a style"
+    )
+    async def speech(
+        self,
+        interaction: discord.Interaction[TTSBot],
+        pace: Literal["slow", "normal", "fast"],
+    ) -> None:
+        await self._update(interaction, pace=pace)
 
     @app_commands.command(name="limits", description="Text length, cooldown and daily quota")
     @app_commands.describe(

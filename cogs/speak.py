@@ -7,7 +7,7 @@ import io
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import discord
 from discord import app_commands
@@ -147,6 +147,7 @@ class Speak(commands.Cog):
         play="Play it in your voice channel (default: when I'm already there)",
         fresh="Make a new take instead of reusing the same speech made before",
         voice_message="Post it as a voice message (default: your /voice set choice)",
+        pace="Slow, normal or fast, asked of Gemini as a direction (default: your /voice set)",
     )
     @app_commands.autocomplete(
         voice=voice_autocomplete, voice_2=voice_autocomplete, style=style_autocomplete
@@ -162,13 +163,19 @@ class Speak(commands.Cog):
         play: bool | None = None,
         fresh: bool = False,
         voice_message: bool | None = None,
+        pace: Literal["slow", "normal", "fast"] | None = None,
     ) -> None:
         if voice_message and play:
             raise InvalidRequestError(
                 "A voice message is posted in the chat: choose it or play, not both."
             )
         options = SpeakOptions(
-            voice=voice, voice_2=voice_2, temperature=temperature, style=style, fresh=fresh
+            voice=voice,
+            voice_2=voice_2,
+            temperature=temperature,
+            style=style,
+            pace=pace,
+            fresh=fresh,
         )
         await self.respond(interaction, text, options, play=play, voice_message=voice_message)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -13,6 +15,7 @@ from discord.ext import commands
 from bot.errors import SegmindError
 from bot.storage import UsageSummary
 from bot.synthesis.usage import day_start, paid_calls
+from bot.synthesis.usage_chart import CHART_DAYS, chart_days, days_text, draw_chart
 from bot.tree import NO_MENTIONS
 
 if TYPE_CHECKING:
@@ -21,6 +24,9 @@ if TYPE_CHECKING:
 __all__ = ["Usage", "setup", "summary_line"]
 
 log = logging.getLogger(__name__)
+
+CHART_FILE = "usage-30-days.png"
+ALT = "Requests per day (paid calls and cache hits) and estimated cost, last 30 days"
 
 
 def summary_line(summary: UsageSummary) -> str:
@@ -73,6 +79,12 @@ class Usage(commands.GroupCog, group_name="usage"):
             since=since_today - timedelta(days=29), guild_id=interaction.guild_id
         )
         top = await self.bot.services.storage.top_users(interaction.guild_id, since_today, limit=5)
+        days = chart_days(
+            await self.bot.services.storage.daily_usage(
+                interaction.guild_id, since_today - timedelta(days=CHART_DAYS - 1)
+            ),
+            since_today.date(),
+        )
         embed = discord.Embed(title="Speech use in this server", colour=0x5865F2)
         for name, summary in (("Today (UTC)", today), ("Last 30 days", month)):
             embed.add_field(
@@ -89,8 +101,20 @@ class Usage(commands.GroupCog, group_name="usage"):
                 value="\n".join(f"<@{user}>: {s.calls}" for user, s in top),
                 inline=False,
             )
+        # The chart's figures as text too: for screen readers, and if the image fails.
+        embed.add_field(name="Per day, last 30 days (UTC)", value=days_text(days), inline=False)
         embed.set_footer(text=await self._credits())
-        await interaction.edit_original_response(embed=embed, allowed_mentions=NO_MENTIONS)
+        files = []
+        try:
+            chart = await asyncio.to_thread(draw_chart, days)
+        except Exception:
+            log.exception("Could not draw the usage chart; the figures are sent as text")
+        else:
+            files.append(discord.File(io.BytesIO(chart), filename=CHART_FILE, description=ALT))
+            embed.set_image(url=f"attachment://{CHART_FILE}")
+        await interaction.edit_original_response(
+            embed=embed, attachments=files, allowed_mentions=NO_MENTIONS
+        )
 
     async def _credits(self) -> str:
         """The API key's balance: the last one an answer reported, else a free check."""

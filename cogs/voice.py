@@ -6,7 +6,7 @@ a spoken name, as they may reset a nickname.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import discord
 from discord import app_commands
@@ -42,6 +42,11 @@ def describe_member(
     temperature = f"{settings.temperature:g}" if settings.temperature is not None else "not chosen"
     style = f"“{settings.style}”" if settings.style else "none"
     voice_message = "yes" if settings.voice_message else "no"
+    pace = settings.pace or "not chosen (the server's, else normal)"
+    second = f"**{get_voice(settings.voice_2).label}**" if settings.voice_2 else "not chosen"
+    narrated = (
+        "yes" if settings.narrated else "no: narration never reads your messages, in any server"
+    )
     name = f"“{settings.spoken_name}”" if settings.spoken_name else "your display name"
     if settings.spoken_name and not name_said_here:
         name = (
@@ -50,7 +55,9 @@ def describe_member(
         )
     return (
         f"🗣️ Voice: {voice}\n🌡️ Temperature: {temperature}\n🎭 Style: {style}\n"
-        f"🎤 Voice messages: {voice_message}\n📛 Narration says your name as: {name}"
+        f"🎤 Voice messages: {voice_message}\n📛 Narration says your name as: {name}\n"
+        f"🐢 Pace: {pace}\n👥 Second voice in your dialogues: {second}\n"
+        f"📖 Narration reads your messages: {narrated}"
     )
 
 
@@ -80,6 +87,8 @@ class VoiceSettings(commands.Cog, name="Voice settings"):
         temperature="0 to 2: 0.4 is steady, 0.7 lively",
         style="How you are read: cheerful, calm, like a pirate… (none clears it)",
         voice_message="Post /speak's speech as a voice message unless you ask otherwise",
+        pace="Slow, normal or fast: asked of Gemini as a direction, like a style",
+        narrate_me="false: narration never reads your messages aloud, in any server",
     )
     @app_commands.autocomplete(voice=voice_autocomplete, style=style_autocomplete)
     async def set_voice(
@@ -89,8 +98,14 @@ class VoiceSettings(commands.Cog, name="Voice settings"):
         temperature: app_commands.Range[float, 0.0, 2.0] | None = None,
         style: str | None = None,
         voice_message: bool | None = None,
+        pace: Literal["slow", "normal", "fast"] | None = None,
+        narrate_me: bool | None = None,
     ) -> None:
         changes: dict[str, object] = {}
+        if pace is not None:
+            changes["pace"] = pace
+        if narrate_me is not None:
+            changes["narrate_me"] = narrate_me
         if voice_message is not None:
             changes["voice_message"] = voice_message
         if voice is not None:
@@ -101,7 +116,8 @@ class VoiceSettings(commands.Cog, name="Voice settings"):
             changes["style"] = cleared(style)
         if not changes:
             raise InvalidRequestError(
-                "Choose a voice, a temperature, a style or voice messages to set."
+                "Choose something to set: a voice, a temperature, a style, voice messages, "
+                "a pace or whether narration reads you."
             )
         try:
             settings = await self.bot.services.storage.update_member(interaction.user.id, **changes)

@@ -227,6 +227,36 @@ def autocomplete(name: str, focused: str, *, user_id: int, **options: Any) -> di
     return _interaction(4, data, user_id)
 
 
+def component(
+    custom_id: str,
+    *,
+    user_id: int,
+    message: dict[str, Any],
+    values: list[str] | None = None,
+    permissions: int = ALL_PERMISSIONS,
+) -> dict[str, Any]:
+    """A press on a button (or a pick in a select menu, with `values`) of the bot's `message`,
+    as the gateway delivers it: type 3, the component's custom id and type, and the message."""
+    data: dict[str, Any] = {"custom_id": custom_id, "component_type": 2}
+    if values is not None:
+        data.update(component_type=3, values=values)
+    payload = _interaction(3, data, user_id, permissions)
+    payload["message"] = message
+    return payload
+
+
+def bot_message(answer: RestCall) -> dict[str, Any]:
+    """The message the bot posted with an interaction answer (its content and components)."""
+    assert answer.json is not None
+    data = answer.json.get("data", answer.json)
+    return message_payload(
+        data.get("content") or "",
+        author_id=BOT_ID,
+        components=data.get("components") or [],
+        flags=data.get("flags") or 0,
+    )
+
+
 def message_command(name: str, message: dict[str, Any], *, user_id: int) -> dict[str, Any]:
     data = {
         "id": str(snowflake()),

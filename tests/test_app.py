@@ -162,6 +162,7 @@ async def test_sync_to_one_guild(make_settings: Callable[..., Settings]) -> None
         "play",
         "fresh",
         "voice_message",
+        "pace",
     ]
     temperature = speak["options"][3]
     assert (temperature["min_value"], temperature["max_value"]) == (0.0, 2.0)

@@ -24,7 +24,7 @@ from bot.storage import GuildSettings, MemberSettings, Storage
 from bot.synthesis.service import Admission, Destination, SpeakOptions, SpeechService
 from bot.synthesis.stream import SpeechStream
 
-__all__ = ["NOT_READ", "Incoming", "NarrationCalls", "Read"]
+__all__ = ["NOT_READ", "Incoming", "NarrationCalls", "Read", "in_stage_audience"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,17 @@ class Read:
     reading: Reading
     member: MemberSettings
     rules: NarrationRules
+
+
+def in_stage_audience(author: Author) -> bool:
+    """Listening in a Stage's audience: in a Stage channel, and not one of its speakers
+    (Discord marks the audience as suppressed)."""
+    state = author.voice if isinstance(author, discord.Member) else None
+    return (
+        state is not None
+        and isinstance(state.channel, discord.StageChannel)
+        and bool(state.suppress)
+    )
 
 
 class NarrationCalls:
@@ -111,11 +122,15 @@ class NarrationCalls:
             rules=rules,
             system=incoming.system,
             silent=incoming.silent,
+            stage_audience=in_stage_audience(author),
         )
         if reason is not None:
             log.debug("Not reading message %s: %s", incoming.message_id, reason)
             return None
         member = await self.storage.get_member(author.id)
+        if not member.narrated:  # Their choice, in every server.
+            log.debug("Not reading message %s: its author asked not to be", incoming.message_id)
+            return None
         # The name as the member wants it said (/voice name), where they may change their
         # nickname; else as Discord shows it. An author without member data: unknown, so no.
         may_rename = isinstance(author, discord.Member) and author.guild_permissions.change_nickname

@@ -50,14 +50,14 @@ class MessageFacts:
 class CleanupOptions:
     emoji: Literal["name", "drop"] = "name"
     max_length: int = 300
-    #: At least 2, since 1 would turn "book" into "bok".
+    #: At least 2, since 1 would turn "book" into "bok"; 0 reads repeats as written.
     max_repeat: int = 3
 
     def __post_init__(self) -> None:
         if self.max_length < 1:
             raise ValueError("max_length must be at least 1")
-        if self.max_repeat < 2:
-            raise ValueError("max_repeat must be at least 2")
+        if self.max_repeat < 2 and self.max_repeat != 0:
+            raise ValueError("max_repeat must be 0 or at least 2")
 
 
 _DEFAULT_OPTIONS = CleanupOptions()
@@ -142,7 +142,9 @@ def _one_pass(text: str, facts: MessageFacts, options: CleanupOptions) -> str:
     text = _HIDDEN.sub(_hide, text)
     # Thousands of spoilers in a row say nothing more than a few; shortened at once, the
     # passes after this one work on a short text instead of a long run of markers.
-    text = _hidden_run(options.max_repeat).sub(lambda m: m[1] * options.max_repeat, text)
+    # The markers are the bot's own words: shortened even where members' repeats are not.
+    hidden = options.max_repeat or _DEFAULT_OPTIONS.max_repeat
+    text = _hidden_run(hidden).sub(lambda m: m[1] * hidden, text)
     text = _ESCAPE.sub("", text)
     text = _MASKED_LINK.sub(r"\1", text)
     text = _URL.sub(_LINK, text)
@@ -192,7 +194,12 @@ def _strip_markdown(text: str) -> str:
 
 
 def _shorten_repeats(text: str, most: int) -> str:
-    """Shorten "soooooo", "!!!!!!" and "hahahaha", but never digits: 1000000 is a number."""
+    """Shorten "soooooo", "!!!!!!" and "hahahaha", but never digits: 1000000 is a number.
+    0 shortens nothing. Linear in the text: each position is tried against at most a few
+    short units repeated `most` times, and `most` is bounded (storage.validation.MAX_REPEAT).
+    """
+    if most == 0:
+        return text
     text = re.sub(rf"([^\d\s])\1{{{most},}}", lambda m: m[1] * most, text)
     return re.sub(rf"([^\d\s]{{2,4}}?)\1{{{most},}}", lambda m: m[1] * most, text)
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from bot.speech.cleanup import CleanupOptions, MessageFacts, clean_message, clean_name, with_prefix
 from bot.speech.voices import voice_for_user
-from bot.storage import DEFAULT_SAID, GuildSettings, MemberSettings
+from bot.storage import DEFAULT_MAX_REPEAT, DEFAULT_SAID, GuildSettings, MemberSettings
 
 __all__ = [
     "AUTO",
@@ -48,6 +48,12 @@ class NarrationRules:
     said: str = DEFAULT_SAID
     #: Seconds a message may wait before it is no longer worth reading (0: always read).
     stale_after: int = 300
+    #: Members listening in a Stage's audience are not read.
+    ignore_stage_audience: bool = False
+    #: When set, only messages starting with it are read (and it is not said).
+    require_prefix: str = ""
+    #: A character repeated more than this is read this many times; 0 as written.
+    max_repeat: int = DEFAULT_MAX_REPEAT
 
     @classmethod
     def from_guild(cls, guild: GuildSettings, *, text_limit: int) -> NarrationRules:
@@ -63,7 +69,17 @@ class NarrationRules:
             text_limit=text_limit,
             said=guild.said,
             stale_after=guild.narration_stale_after,
+            ignore_stage_audience=guild.narration_ignore_stage_audience,
+            require_prefix=guild.narration_require_prefix,
+            max_repeat=guild.narration_max_repeat,
         )
+
+    def without_prefix(self, content: str) -> str:
+        """The words to read of a message that passed `skip_reason`: the required prefix,
+        which asked for it to be read, is not itself read."""
+        if not self.require_prefix:
+            return content
+        return content.lstrip().removeprefix(self.require_prefix)
 
 
 def skip_reason(
@@ -74,11 +90,14 @@ def skip_reason(
     rules: NarrationRules,
     system: bool = False,
     silent: bool = False,
+    stage_audience: bool = False,
 ) -> str | None:
     """Why a message is not read, or None to read it.
 
     System messages (a thread was created, a member joined, a pin) are Discord's words, not a
-    member's: reading them would speak a thread's name or a join notice aloud.
+    member's: reading them would speak a thread's name or a join notice aloud. Every reason is
+    known before anything is spent; a member who asked never to be read
+    (`MemberSettings.narrated`) is refused next, once their settings are read.
     """
     if system:
         return "a system message"
@@ -88,6 +107,10 @@ def skip_reason(
         return "sent with @silent"
     if rules.skip_prefix and content.lstrip().startswith(rules.skip_prefix):
         return "starts with the skip prefix"
+    if rules.require_prefix and not content.lstrip().startswith(rules.require_prefix):
+        return "does not start with the prefix this server requires"
+    if stage_audience and rules.ignore_stage_audience:
+        return "author is in a Stage's audience"
     if rules.voice_only and not author_in_voice:
         return "author is not in the voice channel"
     return None
@@ -148,7 +171,13 @@ class Narrator:
         if isinstance(prefix, AutoPrefix):
             prefix = self._prefix(channel_id, author_id, name, facts.is_reply, rules)
         room = rules.text_limit - (len(prefix) + 2 if prefix else 0)
-        options = CleanupOptions(emoji=rules.emoji, max_length=max(1, min(rules.max_length, room)))
+        options = CleanupOptions(
+            emoji=rules.emoji,
+            max_length=max(1, min(rules.max_length, room)),
+            max_repeat=rules.max_repeat,
+        )
+        if rules.require_prefix:
+            facts = replace(facts, content=rules.without_prefix(facts.content))
         text = clean_message(facts, options)
         if not text:
             return Reading("", name=name)

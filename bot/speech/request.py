@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from bot.errors import InvalidRequestError
-from bot.speech.styles import apply_style
+from bot.speech.styles import PACES, apply_style
 from bot.speech.voices import DEFAULT_VOICE, UnknownVoiceError, get_voice
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "MIN_TEMPERATURE",
     "SpeechRequest",
     "build_request",
+    "looks_like_dialogue",
     "text_limit",
 ]
 
@@ -53,6 +55,16 @@ def text_limit(operator: int, server: int | None) -> int:
     return operator if server is None else min(operator, server)
 
 
+#: A line opening with a speaker's label: "Joe: …".
+_LABEL = re.compile(r"^[ \t]*([^\s:][^:\n]{0,31}):", re.MULTILINE)
+
+
+def looks_like_dialogue(text: str) -> bool:
+    """Two speakers' labelled lines ("Joe: … / Jane: …"): what a member's saved second voice
+    is for. Other text keeps one voice, as if no second voice were saved."""
+    return len({match[1].strip().casefold() for match in _LABEL.finditer(text)}) >= 2
+
+
 def build_request(
     text: str,
     *,
@@ -60,6 +72,7 @@ def build_request(
     voice_2: str | None = None,
     temperature: float | None = None,
     style: str | None = None,
+    pace: str | None = None,
     max_length: int = 2000,
     default_voice: str = DEFAULT_VOICE,
     default_temperature: float = DEFAULT_TEMPERATURE,
@@ -85,7 +98,9 @@ def build_request(
         raise InvalidRequestError(
             f"Temperature must be from 0 to 2 (0.4 is steady, 0.7 lively); you gave {temp:g}."
         )
-    prompt = apply_style(cleaned, style)
+    if pace is not None and pace.casefold() not in PACES:
+        raise InvalidRequestError(f"Pace must be one of: {', '.join(PACES)}; you gave {pace}.")
+    prompt = apply_style(cleaned, style, pace)
     return SpeechRequest(text=prompt, voice=first, voice_2=second, temperature=float(temp))
 
 

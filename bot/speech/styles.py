@@ -10,7 +10,15 @@ import re
 
 from bot.errors import InvalidRequestError
 
-__all__ = ["MAX_STYLE_LENGTH", "PRESETS", "apply_style", "search_styles", "style_direction"]
+__all__ = [
+    "MAX_STYLE_LENGTH",
+    "PACES",
+    "PRESETS",
+    "apply_style",
+    "direction",
+    "search_styles",
+    "style_direction",
+]
 
 MAX_STYLE_LENGTH = 100
 
@@ -57,10 +65,26 @@ def style_direction(style: str) -> str:
     return f"Say it in a {cleaned} way"
 
 
-def apply_style(text: str, style: str | None) -> str:
-    """Prefix `text` with the style's direction, the way Gemini's docs phrase prompts."""
-    direction = style_direction(style or "")
-    return f"{direction}: {text}" if direction else text
+#: A member's pace, as words Gemini follows like any other direction: a request to speak
+#: slower or faster, not a rate the audio is held to. "normal" asks nothing, so speech at the
+#: normal pace is the same request (and the same cached clip) as speech with no pace at all.
+PACES: dict[str, str] = {"slow": "at a slow pace", "normal": "", "fast": "at a fast pace"}
+
+
+def direction(style: str | None, pace: str | None = None) -> str:
+    """The whole direction for a style and a pace ("Say cheerfully, at a slow pace")."""
+    said = style_direction(style or "")
+    paced = PACES.get((pace or "").casefold(), "")
+    if not paced:
+        return said
+    return f"{said}, {paced}" if said else f"Say {paced}"
+
+
+def apply_style(text: str, style: str | None, pace: str | None = None) -> str:
+    """Prefix `text` with the direction, the way Gemini's docs phrase prompts. The direction is
+    part of the request's text, so the cache key covers the style and the pace."""
+    said = direction(style, pace)
+    return f"{said}: {text}" if said else text
 
 
 def search_styles(query: str, *, limit: int = 25) -> list[str]:

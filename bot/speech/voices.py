@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "DEFAULT_VOICE",
+    "MENU_LIMIT",
     "VOICES",
     "UnknownVoiceError",
     "Voice",
@@ -15,6 +16,7 @@ __all__ = [
     "get_voice",
     "search",
     "voice_for_user",
+    "voice_menus",
 ]
 
 
@@ -136,3 +138,28 @@ def voice_for_user(user_id: int) -> Voice:
     """
     digest = hashlib.blake2b(str(user_id).encode(), digest_size=8, person=b"tts-voice").digest()
     return VOICES[int.from_bytes(digest, "big") % len(VOICES)]
+
+
+#: The most options one Discord select menu holds.
+MENU_LIMIT = 25
+
+
+def voice_menus(limit: int = MENU_LIMIT) -> list[tuple[Voice, ...]]:
+    """The voices grouped by character (Bright, Firm, …, in alphabetical order), cut into as
+    few menus as `limit` allows, each about as long as the others and never splitting a
+    character between two menus, so a member finds all the "Firm" voices side by side."""
+    groups: dict[str, list[Voice]] = {}
+    for voice in VOICES:
+        groups.setdefault(voice.character, []).append(voice)
+    count = -(-len(VOICES) // limit)
+    target = -(-len(VOICES) // count)
+    menus: list[tuple[Voice, ...]] = []
+    current: list[Voice] = []
+    for character in sorted(groups, key=str.casefold):
+        group = groups[character]
+        if current and (len(current) + len(group) > limit or len(current) >= target):
+            menus.append(tuple(current))
+            current = []
+        current.extend(group)
+    menus.append(tuple(current))
+    return menus

@@ -8,6 +8,7 @@ from __future__ import annotations
 from bot.storage.base import Storage
 from bot.storage.factory import open_storage, sqlite_path
 from bot.storage.models import (
+    DEFAULT_MAX_REPEAT,
     DEFAULT_SAID,
     GuildSettings,
     MemberSettings,
@@ -19,6 +20,7 @@ from bot.storage.postgres import PostgresStorage
 from bot.storage.sqlite import SQLiteStorage
 
 __all__ = [
+    "DEFAULT_MAX_REPEAT",
     "DEFAULT_SAID",
     "GuildSettings",
     "MemberSettings",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from bot.storage.models import GuildSettings, MemberSettings, UsageRecord, UsageSummary
@@ -43,6 +43,10 @@ class Storage(Protocol):
         self, guild_id: int, since: datetime, limit: int = 5
     ) -> list[tuple[int, UsageSummary]]:
         """The server's busiest members from `since` on, most requests first."""
+
+    async def daily_usage(self, guild_id: int, since: datetime) -> list[tuple[date, UsageSummary]]:
+        """The server's totals for each UTC day from `since` on that had any use, oldest first
+        (days without any are left out)."""
 
     async def forget_member(self, user_id: int) -> int:
         """Delete the member's settings and usage everywhere (/forget-me); returns rows deleted."""

@@ -112,6 +112,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             ADD COLUMN narration_stale_after INTEGER NOT NULL DEFAULT 300;
         """,
     ),
+    Migration(
+        6,
+        "members' choices: not being narrated, a pace, a second voice; a server's stage, "
+        "prefix and repeated-character rules and its default pace",
+        # 3 is speech.cleanup's repeat bound when this step was written; a literal, as above.
+        """
+        ALTER TABLE member_settings ADD COLUMN narrate_me INTEGER;
+        ALTER TABLE member_settings ADD COLUMN pace TEXT;
+        ALTER TABLE member_settings ADD COLUMN voice_2 TEXT;
+        ALTER TABLE guild_settings
+            ADD COLUMN narration_ignore_stage_audience INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE guild_settings
+            ADD COLUMN narration_require_prefix TEXT NOT NULL DEFAULT '';
+        ALTER TABLE guild_settings
+            ADD COLUMN narration_max_repeat INTEGER NOT NULL DEFAULT 3;
+        ALTER TABLE guild_settings ADD COLUMN pace TEXT;
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 __all__ = [
+    "DEFAULT_MAX_REPEAT",
     "DEFAULT_SAID",
     "DEFAULT_STALE_AFTER",
     "GuildSettings",
@@ -29,6 +30,10 @@ DEFAULT_SAID = "{name} said"
 #: gives existing servers the same value.
 DEFAULT_STALE_AFTER = 300
 
+#: How many times narration reads a repeated character unless a server says otherwise;
+#: migration 6 gives existing servers the same value.
+DEFAULT_MAX_REPEAT = 3
+
 #: A server's dictionary: (word, say_as) pairs, in the order they were added.
 Pronunciation = tuple[str, str]
 
@@ -46,6 +51,17 @@ class MemberSettings:
     voice_message: bool | None = None
     #: How narration says this member's name ("Nwin" for "Nguyen"); None reads their name.
     spoken_name: str | None = None
+    #: False: narration never reads this member's messages, in any server. None is yes.
+    narrate_me: bool | None = None
+    #: "slow", "normal" or "fast", said to Gemini as a direction; None follows the server.
+    pace: str | None = None
+    #: The second speaker's voice for /speak's dialogues, when voice_2 is not given.
+    voice_2: str | None = None
+
+    @property
+    def narrated(self) -> bool:
+        """Whether narration may read this member (unless they said no, it may)."""
+        return self.narrate_me is not False
 
     @classmethod
     def defaults(cls, user_id: int) -> MemberSettings:
@@ -84,6 +100,15 @@ class GuildSettings:
     narration_stale_after: int = DEFAULT_STALE_AFTER
     #: The server's own pronunciations, applied to everything the bot says here.
     pronunciations: tuple[Pronunciation, ...] = ()
+    #: Narration does not read members listening in a Stage's audience.
+    narration_ignore_stage_audience: bool = False
+    #: When set, narration reads only messages starting with it (said without it).
+    narration_require_prefix: str = ""
+    #: A character repeated more than this is read this many times ("aaaaaaa" as "aaa");
+    #: 0 reads repeats as written.
+    narration_max_repeat: int = DEFAULT_MAX_REPEAT
+    #: The pace members get unless they chose their own; None is Gemini's own ("normal").
+    pace: str | None = None
 
     @classmethod
     def defaults(cls, guild_id: int) -> GuildSettings:

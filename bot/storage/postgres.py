@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from datetime import datetime
+from datetime import date, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
@@ -319,6 +319,17 @@ class PostgresStorage:
                 limit,
             )
         return [(int(row[0]), _summary(tuple(row.values())[1:])) for row in rows]
+
+    async def daily_usage(self, guild_id: int, since: datetime) -> list[tuple[date, UsageSummary]]:
+        epoch(since)
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                f"SELECT (at AT TIME ZONE 'UTC')::date AS day, {_SUMMARY} FROM usage"
+                " WHERE guild_id = $1 AND at >= $2 GROUP BY day ORDER BY day",
+                guild_id,
+                since,
+            )
+        return [(row[0], _summary(tuple(row.values())[1:])) for row in rows]
 
     async def forget_member(self, user_id: int) -> int:
         deleted = 0

@@ -78,6 +78,10 @@ KINDS: dict[str, dict[str, Kind]] = {
         "narration_merge_speakers": "bool",
         "pronunciations": "text",
         "narration_stale_after": "int",
+        "narration_ignore_stage_audience": "bool",
+        "narration_require_prefix": "text",
+        "narration_max_repeat": "int",
+        "pace": "text",
     },
     "member_settings": {
         "user_id": "int",
@@ -86,6 +90,9 @@ KINDS: dict[str, dict[str, Kind]] = {
         "style": "text",
         "voice_message": "bool",
         "spoken_name": "text",
+        "narrate_me": "bool",
+        "pace": "text",
+        "voice_2": "text",
     },
     "usage": {
         "id": "int",

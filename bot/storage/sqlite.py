@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, get_type_hints
@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 #: Upserts (3.24) are what make partial updates atomic.
 MIN_SQLITE = (3, 24, 0)
+
+#: Usage times are UTC epoch seconds: whole days since this one are UTC days.
+_EPOCH_DAY = date(1970, 1, 1)
 
 _SUMMARY = """
     COUNT(*),
@@ -197,6 +200,16 @@ class SQLiteStorage:
         )
         return [(int(row[0]), _summary(tuple(row)[1:])) for row in rows]
 
+    async def daily_usage(self, guild_id: int, since: datetime) -> list[tuple[date, UsageSummary]]:
+        rows = await self._fetch(
+            f"SELECT CAST(at / 86400 AS INTEGER) AS day, {_SUMMARY} FROM usage"
+            " WHERE guild_id = ? AND at >= ? GROUP BY day ORDER BY day",
+            (guild_id, epoch(since)),
+        )
+        return [
+            (_EPOCH_DAY + timedelta(days=int(row[0])), _summary(tuple(row)[1:])) for row in rows
+        ]
+
     async def forget_member(self, user_id: int) -> int:
         deleted = 0
         async with self._transaction() as db:
@@ -307,8 +320,9 @@ def _guild(row: dict[str, Any]) -> GuildSettings:
 
 
 def _member(row: dict[str, Any]) -> MemberSettings:
-    if row.get("voice_message") is not None:
-        row["voice_message"] = bool(row["voice_message"])
+    for name in ("voice_message", "narrate_me"):
+        if row.get(name) is not None:
+            row[name] = bool(row[name])
     return MemberSettings(**row)
 
 

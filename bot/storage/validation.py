@@ -10,12 +10,13 @@ from typing import Any, get_args
 from bot.errors import InvalidRequestError
 from bot.speech.pronunciations import MAX_ENTRIES, check_entry, normalize_word
 from bot.speech.request import MAX_TEMPERATURE, MIN_TEMPERATURE
-from bot.speech.styles import MAX_STYLE_LENGTH
+from bot.speech.styles import MAX_STYLE_LENGTH, PACES
 from bot.speech.voices import get_voice
 from bot.storage.models import NarrationEmoji
 
 __all__ = [
     "GUILD_CHECKS",
+    "MAX_REPEAT",
     "MAX_SAID",
     "MAX_SKIP_PREFIX",
     "MAX_SNOWFLAKE",
@@ -39,6 +40,9 @@ MAX_SPOKEN_NAME = 60
 #: messages, and `/settings` offers whole minutes anyway; past an hour, "never" says it better.
 MIN_STALE_AFTER = 60
 MAX_STALE_AFTER = 3600
+#: The most a server may let a character repeat in narration (2 is the least: 1 would read
+#: "book" as "bok"). Bounded, since shortening costs time in proportion to it.
+MAX_REPEAT = 10
 
 
 def _optional(check: Check) -> Check:
@@ -104,6 +108,25 @@ def _stale_after(name: str, value: Any) -> int:
     return value
 
 
+def _max_repeat(name: str, value: Any) -> int:
+    """0 (off) or 2 to MAX_REPEAT: once, "book" would be read "bok"."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not (value == 0 or 2 <= value <= MAX_REPEAT)
+    ):
+        raise ValueError(
+            f"{name} must be 0 (read repeats as written) or a whole number from 2 to {MAX_REPEAT}."
+        )
+    return value
+
+
+def _pace(name: str, value: Any) -> str:
+    if not isinstance(value, str) or value.strip().casefold() not in PACES:
+        raise ValueError(f"{name} must be one of: {', '.join(PACES)}.")
+    return value.strip().casefold()
+
+
 def _voice(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{name} must be a voice name.")
@@ -155,6 +178,9 @@ MEMBER_CHECKS: dict[str, Check] = {
     "style": _optional(_text(MAX_STYLE_LENGTH, empty_is_none=True)),
     "voice_message": _optional(_flag),
     "spoken_name": _optional(_text(MAX_SPOKEN_NAME, empty_is_none=True)),
+    "narrate_me": _optional(_flag),
+    "pace": _optional(_pace),
+    "voice_2": _optional(_voice),
 }
 
 GUILD_CHECKS: dict[str, Check] = {
@@ -175,6 +201,10 @@ GUILD_CHECKS: dict[str, Check] = {
     "narration_merge_speakers": _flag,
     "narration_stale_after": _stale_after,
     "pronunciations": _pronunciations,
+    "narration_ignore_stage_audience": _flag,
+    "narration_require_prefix": _text(MAX_SKIP_PREFIX, empty_is_none=False),
+    "narration_max_repeat": _max_repeat,
+    "pace": _optional(_pace),
 }
 
 

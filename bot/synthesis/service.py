@@ -9,7 +9,6 @@ Cogs translate Discord to these calls and back; the logic lives here, with no Di
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
@@ -17,17 +16,18 @@ from enum import StrEnum
 
 from bot import audio as audio_mod
 from bot.audio import Audio
-from bot.audio.voice_message import VoiceMessage, make_voice_message
+from bot.audio.voice_message import VoiceMessage
 from bot.config import Settings
 from bot.errors import QuotaExceededError
 from bot.speech.access import Caller, Requester, check_access
 from bot.speech.chunking import split_text
 from bot.speech.narration import member_voice
 from bot.speech.pronunciations import Pronunciations
-from bot.speech.request import SpeechRequest, build_request, text_limit
+from bot.speech.request import SpeechRequest, build_request, looks_like_dialogue, text_limit
 from bot.speech.styles import apply_style
 from bot.storage import GuildSettings, MemberSettings, Storage
 from bot.synthesis.cache import Cache
+from bot.synthesis.clips import Clip, clip_filename, join_to_ogg_opus, voice_message_of
 from bot.synthesis.deadline import estimate_seconds, too_slow
 from bot.synthesis.quota import QuotaLedger, Reservation
 from bot.synthesis.scheduler import Scheduler
@@ -44,15 +44,6 @@ __all__ = [
     "clip_filename",
     "pronounce",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Clip:
-    """Audio ready to post: Ogg Opus, which Discord plays inline."""
-
-    data: bytes
-    duration: float
-    filename: str
 
 
 class Destination(StrEnum):
@@ -80,6 +71,8 @@ class SpeakOptions:
     voice_2: str | None = None
     temperature: float | None = None
     style: str | None = None
+    #: "slow", "normal" or "fast": a direction to Gemini, like `style`.
+    pace: str | None = None
     #: A new take: skip the cache and any identical call in flight.
     fresh: bool = False
 
@@ -202,15 +195,20 @@ class SpeechService:
         """
         ctx = await self.context(caller, guild=guild, member=member)
         text = pronounce(text, ctx.guild)
-        voice = options.voice
-        if destination is Destination.NARRATION and not voice:
-            voice = member_voice(ctx.member)
+        voice, voice_2 = options.voice, options.voice_2
+        if destination is Destination.NARRATION:
+            voice = voice or member_voice(ctx.member)
+        elif not voice_2 and looks_like_dialogue(text):
+            # A member's second voice is for the dialogues they write; narration's
+            # two-speaker calls name both voices themselves.
+            voice_2 = ctx.member.voice_2
         requests = self.prepare_chunks(
             text,
             voice=voice,
-            voice_2=options.voice_2,
+            voice_2=voice_2,
             temperature=options.temperature,
             style=options.style,
+            pace=options.pace,
             first_max=(
                 self.settings.first_chunk_chars if destination.in_voice and short_first else None
             ),
@@ -350,6 +348,7 @@ class SpeechService:
         voice_2: str | None = None,
         temperature: float | None = None,
         style: str | None = None,
+        pace: str | None = None,
         max_length: int | None = None,
     ) -> SpeechRequest:
         """Validate a member's input against this bot's limits; raises InvalidRequestError."""
@@ -359,6 +358,7 @@ class SpeechService:
             voice_2=voice_2,
             temperature=temperature,
             style=style,
+            pace=pace,
             max_length=max_length or self.settings.max_text_length,
             default_voice=self.settings.default_voice,
             default_temperature=self.settings.default_temperature,
@@ -372,20 +372,22 @@ class SpeechService:
         voice_2: str | None = None,
         temperature: float | None = None,
         style: str | None = None,
+        pace: str | None = None,
         first_max: int | None = None,
         ctx: SpeakContext | None = None,
     ) -> list[SpeechRequest]:
         """Validate once, then split long text into one request per chunk (same voice and
         style), so the first part can be heard while the rest is being made.
 
-        With a context, the member's saved voice, temperature and style fill the options they
-        left out, and the server's own text limit applies.
+        With a context, the member's saved voice, temperature, style and pace fill the options
+        they left out (the server's pace after theirs), and the server's own text limit applies.
         """
         max_length = self.settings.max_text_length
         if ctx is not None:
             voice = voice or ctx.member.voice
             temperature = ctx.member.temperature if temperature is None else temperature
             style = style if style is not None else ctx.member.style
+            pace = pace or ctx.member.pace or (ctx.guild.pace if ctx.guild else None)
             max_length = self.text_limit(ctx.guild)
         whole = self._validate(
             text,
@@ -393,13 +395,14 @@ class SpeechService:
             voice_2=voice_2,
             temperature=temperature,
             style=style,
+            pace=pace,
             max_length=max_length,
         )
         limit = self.settings.chunk_chars
         pieces = split_text(text.strip(), limit, first_max=first_max or limit)
         if len(pieces) <= 1:
             return [whole]
-        return [replace(whole, text=apply_style(piece, style)) for piece in pieces]
+        return [replace(whole, text=apply_style(piece, style, pace)) for piece in pieces]
 
     def estimate(self, calls: int) -> float:
         """Roughly how long `calls` more calls take behind what is queued now."""
@@ -456,23 +459,14 @@ class SpeechService:
             data = audios[0].data
         else:
             loop = asyncio.get_running_loop()
-            data = await loop.run_in_executor(self._executor, _join_to_ogg_opus, list(audios))
+            data = await loop.run_in_executor(self._executor, join_to_ogg_opus, list(audios))
         return Clip(data=data, duration=duration, filename=clip_filename(request))
 
     async def voice_message(self, audios: Sequence[Audio]) -> VoiceMessage:
         """The chunks, joined in order, as a Discord voice message (re-encoded the way the
         clients send them, with the waveform); CPU work, so it runs in the executor."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, _voice_message, list(audios))
-
-
-def _voice_message(audios: list[Audio]) -> VoiceMessage:
-    if len(audios) == 1:
-        return make_voice_message(audios[0])
-    joined = audio_mod.concat([audio_mod.decode_audio(audio) for audio in audios])
-    return make_voice_message(
-        audio_mod.probe(audio_mod.encode_wav(joined), audio_mod.AudioFormat.WAV)
-    )
+        return await loop.run_in_executor(self._executor, voice_message_of, list(audios))
 
 
 def pronounce(text: str, guild: GuildSettings | None) -> str:
@@ -482,17 +476,3 @@ def pronounce(text: str, guild: GuildSettings | None) -> str:
     if guild is None or not guild.pronunciations:
         return text
     return Pronunciations.of(dict(guild.pronunciations)).apply(text)
-
-
-def _join_to_ogg_opus(audios: list[Audio]) -> bytes:
-    pcms = [audio_mod.decode_audio(audio) for audio in audios]
-    return audio_mod.encode_ogg_opus(pcms[0] if len(pcms) == 1 else audio_mod.concat(pcms))
-
-
-_UNSAFE = re.compile(r"[^a-z0-9]+")
-
-
-def clip_filename(request: SpeechRequest) -> str:
-    """A readable attachment name from the voice and the first words, safe on every OS."""
-    words = _UNSAFE.sub("-", request.text.casefold())[:40].strip("-")
-    return f"{request.voice.casefold()}-{words or 'speech'}.ogg"

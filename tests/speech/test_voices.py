@@ -2,7 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from bot.speech.voices import VOICES, UnknownVoiceError, find_voice, get_voice, search
+from bot.speech.voices import (
+    MENU_LIMIT,
+    VOICES,
+    UnknownVoiceError,
+    find_voice,
+    get_voice,
+    search,
+    voice_menus,
+)
 
 
 def test_catalogue_has_the_thirty_documented_voices() -> None:
@@ -66,3 +74,15 @@ def test_voices_are_spread_across_members() -> None:
     counts = Counter(voice_for_user(user_id).name for user_id in range(3000))
     assert len(counts) == 30
     assert max(counts.values()) < 2 * min(counts.values())
+
+
+def test_voice_menus_hold_every_voice_once_by_character_within_discords_limit() -> None:
+    menus = voice_menus()
+    assert len(menus) == 2
+    assert all(len(menu) <= MENU_LIMIT for menu in menus)
+    assert sorted(v.name for menu in menus for v in menu) == sorted(v.name for v in VOICES)
+    characters = [v.character for menu in menus for v in menu]
+    assert characters == sorted(characters, key=str.casefold)
+    # A character is never split between two menus.
+    assert not {v.character for v in menus[0]} & {v.character for v in menus[1]}
+    assert all(len(menu) <= 10 for menu in voice_menus(10))

@@ -47,6 +47,10 @@ async def populate(storage: Storage, *, usage: int = 40, seed: int = 0) -> None:
         allow_files=False,
         allow_voice=False,
         pronunciations=(("GIF", "jif"), ("naïve", "nah-eve"), ("K8s", "kubernetes")),
+        narration_ignore_stage_audience=True,
+        narration_require_prefix="!",
+        narration_max_repeat=0,
+        pace="slow",
     )
     await storage.update_guild(1002 + seed, narration_said="{name} 说", user_cooldown=0.1)
     await storage.update_guild(1003 + seed, narration_voice_only=True)  # Defaults, stored.
@@ -57,6 +61,9 @@ async def populate(storage: Storage, *, usage: int = 40, seed: int = 0) -> None:
         style="cheerful",
         voice_message=True,
         spoken_name="Nwin",
+        narrate_me=False,
+        pace="fast",
+        voice_2="Puck",
     )
     await storage.update_member(502 + seed, voice="Puck", voice_message=False)
     await storage.update_member(503 + seed, spoken_name="Zoë 🎉", temperature=1.25)

@@ -52,3 +52,45 @@ async def test_dictionary_is_bounded(storage: Storage) -> None:
     with pytest.raises(ValueError, match="limit is 100"):
         await storage.update_guild(5, pronunciations=[("w", "x" * 101)])
     assert (await storage.get_guild(5)).pronunciations == ()
+
+
+async def test_a_members_opt_out_pace_and_second_voice_round_trip(storage: Storage) -> None:
+    assert (await storage.get_member(7)).narrated
+    saved = await storage.update_member(7, narrate_me=False, pace=" Slow ", voice_2="kore")
+    assert (saved.narrate_me, saved.pace, saved.voice_2) == (False, "slow", "Kore")
+    assert await storage.get_member(7) == saved
+    assert not (await storage.get_member(7)).narrated
+    for bad, says in (
+        ({"pace": "ludicrous"}, "pace must be one of"),
+        ({"narrate_me": "no"}, "narrate_me must be true or false"),
+        ({"voice_2": "Nobody"}, "not one of the 30 voices"),
+    ):
+        with pytest.raises(ValueError, match=says):
+            await storage.update_member(7, **bad)
+    await storage.forget_member(7)
+    assert (await storage.get_member(7)).narrated
+
+
+async def test_a_servers_stage_prefix_repeat_and_pace_rules_round_trip(storage: Storage) -> None:
+    default = await storage.get_guild(8)
+    assert (
+        default.narration_ignore_stage_audience,
+        default.narration_require_prefix,
+        default.narration_max_repeat,
+        default.pace,
+    ) == (False, "", 3, None)
+    saved = await storage.update_guild(
+        8,
+        narration_ignore_stage_audience=True,
+        narration_require_prefix=" ! ",
+        narration_max_repeat=0,
+        pace="fast",
+    )
+    assert (saved.narration_require_prefix, saved.narration_max_repeat) == ("!", 0)
+    assert saved.narration_ignore_stage_audience is True
+    assert await storage.get_guild(8) == saved
+    for bad in (1, 11, -1, True):
+        with pytest.raises(ValueError, match=r"0 \(read repeats as written\) or a whole number"):
+            await storage.update_guild(8, narration_max_repeat=bad)
+    with pytest.raises(ValueError, match="pace must be one of"):
+        await storage.update_guild(8, pace="warp")

@@ -43,7 +43,7 @@ def _user_version(path: Path) -> int:
 
 def test_migrations_are_numbered_one_by_one() -> None:
     assert [step.version for step in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
-    assert LATEST_VERSION == 5
+    assert LATEST_VERSION == 6
     assert all(step.description and step.script.strip() for step in MIGRATIONS)
 
 

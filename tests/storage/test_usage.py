@@ -172,3 +172,25 @@ async def test_two_connections_writing_at_once_lose_nothing(backend: Backend) ->
             assert await reader.get_guild(1) == _all_changed(1)
             assert (await reader.usage(since=SINCE)).calls == 200
             assert (await reader.usage(since=SINCE, user_id=2)).calls == 100
+
+
+async def test_daily_usage_is_per_utc_day_for_one_server(storage: Storage) -> None:
+    from datetime import date
+
+    late = datetime(2025, 3, 9, 23, 30, tzinfo=timezone(timedelta(hours=-5)))  # 10 Mar, UTC.
+    for item in (
+        record(1, at=datetime(2025, 3, 8, 0, 0, 1, tzinfo=UTC)),
+        record(1, at=datetime(2025, 3, 8, 23, 59, 59, tzinfo=UTC), cached=True, cost=0.0),
+        record(2, at=late),
+        record(2, at=NOW, status=500),
+        record(3, guild_id=11, at=NOW),  # Another server's.
+        record(3, at=datetime(2025, 3, 1, tzinfo=UTC)),  # Before the window.
+    ):
+        await storage.record_usage(item)
+    days = await storage.daily_usage(10, datetime(2025, 3, 5, tzinfo=UTC))
+    assert [day for day, _ in days] == [date(2025, 3, 8), date(2025, 3, 10)]
+    first, second = (summary for _, summary in days)
+    assert (first.calls, first.cached, first.api_calls) == (2, 1, 1)
+    assert first.cost == pytest.approx(0.005)
+    assert (second.calls, second.failures, second.cached) == (2, 1, 0)
+    assert await storage.daily_usage(12, SINCE) == []

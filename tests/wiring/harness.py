@@ -44,6 +44,20 @@ class Wired:
         await asyncio.wait_for(asyncio.gather(*started), timeout=20)
         return self.discord.for_interaction(payload)
 
+    async def press(self, payload: dict[str, Any]) -> list[df.RestCall]:
+        """Deliver a component interaction (a button, a select menu) and wait for its
+        dynamic item's callback to finish."""
+        before = {id(t) for t in asyncio.all_tasks()}
+        self.bot._connection.parse_interaction_create(payload)  # type: ignore[arg-type]
+        started = [
+            t
+            for t in asyncio.all_tasks()
+            if id(t) not in before and t.get_name().startswith("discord-ui-dynamic-item")
+        ]
+        assert started, "no dynamic item picked the interaction up"
+        await asyncio.wait_for(asyncio.gather(*started), timeout=20)
+        return self.discord.for_interaction(payload)
+
 
 @pytest.fixture
 async def wired(make_settings: Callable[..., Settings]) -> AsyncIterator[Wired]:

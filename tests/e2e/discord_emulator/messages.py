@@ -83,6 +83,11 @@ def check_message(record: RestRequest, *, creating: bool, upload_limit: int) -> 
         raise invalid("embeds", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
     if creating and not (content or body.get("embeds") or record.files or body.get("components")):
         raise DiscordError(400, 50006, "Cannot send an empty message")
+    if body.get("components"):
+        # Imported here: the components module builds its refusals with `invalid`, above.
+        from tests.e2e.discord_emulator.components import check_components
+
+        check_components(body["components"])
 
 
 def check_voice_message(record: RestRequest) -> None:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from tests.e2e.discord_emulator import rest, stage
 from tests.e2e.discord_emulator.certs import Certificate, make_certificate
+from tests.e2e.discord_emulator.components import find_component
 from tests.e2e.discord_emulator.gateway import Gateway, GatewaySession
 from tests.e2e.discord_emulator.records import Interaction, RestRequest
 from tests.e2e.discord_emulator.rtp import ReceivedAudio
@@ -355,6 +356,34 @@ class Emulator:
         payload = self.interaction_payload(2, data, user_id, int(message["channel_id"]))
         interaction = Interaction(
             int(payload["id"]), payload["token"], 2, self.clock.now(), payload
+        )
+        self.interactions[interaction.id] = interaction
+        await self.gateway.dispatch("INTERACTION_CREATE", payload)
+        return interaction
+
+    async def interact_with_component(
+        self,
+        message: dict[str, Any],
+        custom_id: str,
+        *,
+        user_id: int,
+        values: list[str] | None = None,
+    ) -> Interaction:
+        """A member presses a button, or picks `values` in a select menu, on one of the bot's
+        messages: type 3 with the component's custom id and type and the message, as Discord
+        sends it. Only options the menu offers can be picked, as in a client."""
+        component = find_component(message, custom_id)
+        data: dict[str, Any] = {"custom_id": custom_id, "component_type": component["type"]}
+        if values is not None:
+            offered = {option["value"] for option in component.get("options") or []}
+            if component["type"] != 3 or not set(values) <= offered:
+                raise ValueError(f"{custom_id!r} offers no {values!r}")
+            data["values"] = values
+        channel_id = int(message["channel_id"])
+        payload = self.interaction_payload(3, data, user_id, channel_id)
+        payload["message"] = message
+        interaction = Interaction(
+            int(payload["id"]), payload["token"], 3, self.clock.now(), payload
         )
         self.interactions[interaction.id] = interaction
         await self.gateway.dispatch("INTERACTION_CREATE", payload)
