@@ -423,7 +423,9 @@ class Emulator:
         keys = (f"/{interaction.id}/", f"/{interaction.token}/", f"/{interaction.token}")
         return [r for r in self.requests if any(k in r.path + "/" for k in keys)]
 
-    def _message(self, content: str, author_id: int, world: World, channel_id: int) -> dict[str, Any]:
+    def _message(
+        self, content: str, author_id: int, world: World, channel_id: int
+    ) -> dict[str, Any]:
         member = world.members[author_id]
         partial = member.payload()
         partial.pop("user")
