@@ -93,10 +93,10 @@ class Cluster:
         """Poll `measure()` (something outside the emulator, such as the database) until it
         gives `expected`."""
         last: Any = None
-        async with asyncio.timeout(within):
-            while (last := await measure()) != expected:
-                await asyncio.sleep(0.1)
-            return
+        for _ in range(round(within / 0.1)):
+            if (last := await measure()) == expected:
+                return
+            await asyncio.sleep(0.1)
         raise AssertionError(f"still {last!r}, not {expected!r}; the bots' output:\n{self.logs()}")
 
     def logs(self) -> str:
