@@ -25,7 +25,12 @@ from tests.fake_segmind import FakeSegmind, Shape
 from tests.pg_server import PostgresServer, PostgresUnavailable, find_bin_dir, postgres_required
 from tests.redis_server import RedisServer
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    # One worker runs them all (with --dist loadgroup, as scripts/test.sh does), so the
+    # cluster is started once, not once per worker.
+    pytest.mark.xdist_group("bot_cluster"),
+]
 
 #: One shard past GUILD_ID's: with two shards GUILD_ID is shard 0's and this one shard 1's.
 OTHER_GUILD = GUILD_ID + (1 << 22)
@@ -285,9 +290,11 @@ async def test_a_postgresql_restart_loses_no_setting_or_usage_record(cluster: Cl
     # Every call paid for has its usage record once the database is back (held meanwhile).
     paid = segmind.successes - calls_before
     await cluster.wait_until(lambda: paid_usage_rows(cluster), usage_before + paid, within=30)
-    assert lines
+    assert SETTINGS_UNAVAILABLE in lines
     for line in lines:
         assert line.startswith("Saved.") or line == SETTINGS_UNAVAILABLE, line
+    # Nor did anything else go wrong unexplained (a reference for the owner's logs).
+    assert not [i for i in emulator.interactions.values() if "went wrong" in answer(i)]
     assert segmind.rate_limited_count == 0
 
 

@@ -228,3 +228,23 @@ async def test_discord_py_shards_as_gateway_bot_recommends_and_sees_every_guild(
     finally:
         await client.close()
         await asyncio.wait_for(runner, 5)
+
+
+async def test_a_resumed_shard_keeps_receiving_only_its_own_guilds(emulator: Emulator) -> None:
+    async with connected(emulator, [1, 2]) as first:
+        (ready,) = first.named("READY")
+        seq = max(event["s"] for event in first.events)
+    url = yarl.URL(emulator.gateway_url).with_query(v=10, encoding="json")
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        assert (await ws.receive_json(timeout=5))["op"] == 10
+        resume = {"token": emulator.token, "session_id": ready["session_id"], "seq": seq}
+        await ws.send_json({"op": 6, "d": resume})
+        resumed = Shard(emulator, ws)
+        await emulator.wait_for(lambda: resumed.named("RESUMED"), within=5)
+        await emulator.interact("speak", user_id=ALICE, text="not this shard's")
+        await emulator.interact("speak", user_id=ALICE, text="this one's", guild_id=OTHER_GUILD)
+        await emulator.wait_for(lambda: resumed.named("INTERACTION_CREATE"), within=5)
+        (interaction,) = resumed.named("INTERACTION_CREATE")
+        assert interaction["guild_id"] == str(OTHER_GUILD)
+        assert emulator.gateway.shard_session(1) is not None
+        await ws.close()
