@@ -198,26 +198,41 @@ async def test_a_second_identify_for_a_connected_shard_is_refused_until_it_leave
     assert refused == [([1, 2], 4005)]
 
 
-async def test_discord_py_shards_as_gateway_bot_recommends_and_sees_every_guild(
-    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@asynccontextmanager
+async def sharded_client(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, **options: Any
+) -> AsyncIterator[tuple[discord.AutoShardedClient, asyncio.Event]]:
+    """A bare discord.py AutoShardedClient, started; the event is set on `on_ready`."""
     monkeypatch.setattr(discord.http.Route, "BASE", emulator.base_url)
+    # Given a shard count, discord.py asks no gateway of `/gateway/bot`: it opens this one.
+    gateway = yarl.URL(emulator.gateway_url)
+    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", gateway)
     intents = discord.Intents.none()
     intents.guilds = intents.voice_states = True
-    client = discord.AutoShardedClient(intents=intents)
+    client = discord.AutoShardedClient(intents=intents, **options)
     ready = asyncio.Event()
 
     async def on_ready() -> None:
         ready.set()
 
     async def identify_at_once(shard_id: int | None, *, initial: bool = False) -> None:
-        """discord.py waits 5 s before each shard after the first (Discord's identify rate
-        limit, which the emulator does not enforce)."""
+        """discord.py waits 5 s before each IDENTIFY but a process's first (Discord's
+        identify rate limit, which the emulator does not enforce)."""
 
     client.event(on_ready)
     monkeypatch.setattr(client, "before_identify_hook", identify_at_once)
     runner = asyncio.create_task(client.start(emulator.token))
     try:
+        yield client, ready
+    finally:
+        await client.close()
+        await asyncio.wait_for(runner, 5)
+
+
+async def test_discord_py_shards_as_gateway_bot_recommends_and_sees_every_guild(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with sharded_client(emulator, monkeypatch) as (client, ready):
         await asyncio.wait_for(ready.wait(), 15)
         assert client.shard_count == 2
         assert sorted(g.id for g in client.guilds) == [GUILD_ID, OTHER_GUILD]
@@ -225,9 +240,28 @@ async def test_discord_py_shards_as_gateway_bot_recommends_and_sees_every_guild(
         assert shards == {GUILD_ID: 0, OTHER_GUILD: 1}
         assert sorted(s.shard for s in emulator.gateway.live) == [(0, 2), (1, 2)]
         assert all(g.me.id == BOT_ID for g in client.guilds)
+
+
+async def test_discord_py_retries_a_refused_shard_and_takes_it_once_it_is_free(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """4005 is not one of the codes discord.py gives up on: a second process for a shard
+    keeps identifying, and gets the shard when the first one's connection is gone."""
+    holder = connected(emulator, [1, 2])
+    await holder.__aenter__()
+    try:
+        async with sharded_client(emulator, monkeypatch, shard_count=2, shard_ids=[1]) as (
+            client,
+            ready,
+        ):
+            await emulator.wait_for(lambda: len(emulator.refused_identifies) >= 2, within=10)
+            assert not ready.is_set()
+            assert {code for _, code in emulator.refused_identifies} == {4005}
+            await holder.__aexit__(None, None, None)  # The first process's connection ends.
+            await asyncio.wait_for(ready.wait(), 15)
+            assert [g.id for g in client.guilds] == [OTHER_GUILD]
     finally:
-        await client.close()
-        await asyncio.wait_for(runner, 5)
+        await holder.__aexit__(None, None, None)
 
 
 async def test_a_resumed_shard_keeps_receiving_only_its_own_guilds(emulator: Emulator) -> None:
