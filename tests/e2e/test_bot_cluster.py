@@ -12,6 +12,7 @@ import asyncio
 import functools
 from collections import Counter
 from collections.abc import AsyncIterator
+from typing import NoReturn
 
 import pytest
 import pytest_asyncio
@@ -46,7 +47,7 @@ LATENCY = 0.2
 SETTINGS_UNAVAILABLE = "The bot's settings are unavailable right now; please try again later."
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str) -> NoReturn:
     if postgres_required():
         pytest.fail(f"{reason} (CI requires PostgreSQL)", pytrace=False)
     pytest.skip(reason)
@@ -59,7 +60,6 @@ async def cluster(
     bin_dir = find_bin_dir()
     if bin_dir is None:
         _unavailable("PostgreSQL is not installed (set PG_BIN, or run scripts/test.sh)")
-    assert bin_dir is not None
     # A server of the module's own: the tests below stop and restart it.
     postgres = PostgresServer(bin_dir)
     try:
@@ -89,6 +89,8 @@ async def cluster(
                 "SEGMIND_RPM": str(RPM),
                 "SEGMIND_RATE_WINDOW": str(WINDOW),
                 "MAX_WAITING_PER_USER": "10",
+                # Clips are kept in memory and in Redis only: what a restarted process finds
+                # again comes from the tier every process shares.
                 "CACHE_DISK_MB": "0",
             }
             cluster = Cluster(emulator, segmind, postgres, database_url, redis_url, workdir, env, 2)
