@@ -186,7 +186,9 @@ class Emulator:
         if world is None:
             return
         if not session.owns(guild_id):
-            # Guild payloads belong on the guild's shard; sent on another, nothing happens.
+            # Guild payloads belong on the guild's shard. Discord's docs do not say what
+            # happens to one sent on another; its answers could only go to the owning shard,
+            # which never asked, so here nothing happens and the bot never hears back.
             self.misrouted_voice_states.append(data)
             return
         raw = data.get("channel_id")
