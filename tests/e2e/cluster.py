@@ -18,6 +18,7 @@ from tests.e2e.discord_emulator.state import ALICE
 from tests.e2e.harness import BotProcess, start_bot
 from tests.fake_segmind import FakeSegmind
 from tests.pg_server import PostgresServer
+from tests.redis_server import RedisServer
 
 FRAME = 0.020
 
@@ -57,7 +58,7 @@ class Cluster:
     segmind: FakeSegmind
     postgres: PostgresServer
     database_url: str
-    redis_url: str
+    redis: RedisServer
     workdir: Path
     env: dict[str, str]
     shard_count: int
@@ -75,7 +76,7 @@ class Cluster:
             SHARD_COUNT=str(self.shard_count),
             SHARD_IDS=str(shard_id),
             DATABASE_URL=self.database_url,
-            REDIS_URL=self.redis_url,
+            REDIS_URL=self.redis.url(),
             **self.env,
         )
         self.bots[shard_id] = bot

@@ -16,7 +16,6 @@ from typing import NoReturn
 
 import pytest
 import pytest_asyncio
-import redis
 
 from tests.e2e.cluster import Cluster, Heard, answer, attachments
 from tests.e2e.discord_emulator import Emulator, Interaction
@@ -24,7 +23,7 @@ from tests.e2e.discord_emulator.gateway import shard_of
 from tests.e2e.discord_emulator.state import ALICE, BOB, GUILD_ID, OWNER_ID
 from tests.fake_segmind import FakeSegmind, Shape
 from tests.pg_server import PostgresServer, PostgresUnavailable, find_bin_dir, postgres_required
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, RedisUnavailable, find_redis_server, redis_required
 
 pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
@@ -47,32 +46,49 @@ LATENCY = 0.2
 SETTINGS_UNAVAILABLE = "The bot's settings are unavailable right now; please try again later."
 
 
-def _unavailable(reason: str) -> NoReturn:
-    if postgres_required():
-        pytest.fail(f"{reason} (CI requires PostgreSQL)", pytrace=False)
+def _unavailable(reason: str, *, required: bool) -> NoReturn:
+    if required:
+        pytest.fail(f"{reason} (CI requires it)", pytrace=False)
     pytest.skip(reason)
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def cluster(
-    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer
-) -> AsyncIterator[Cluster]:
+def _redis() -> RedisServer:
+    binary = find_redis_server()
+    if binary is None:
+        _unavailable("redis-server is not installed (set REDIS_SERVER)", required=redis_required())
+    server = RedisServer(binary)
+    try:
+        server.start()
+    except RedisUnavailable as exc:
+        _unavailable(str(exc), required=redis_required())
+    return server
+
+
+def _postgres() -> PostgresServer:
     bin_dir = find_bin_dir()
     if bin_dir is None:
-        _unavailable("PostgreSQL is not installed (set PG_BIN, or run scripts/test.sh)")
-    # A server of the module's own: the tests below stop and restart it.
-    postgres = PostgresServer(bin_dir)
+        _unavailable("PostgreSQL is not installed (set PG_BIN)", required=postgres_required())
+    server = PostgresServer(bin_dir)
     try:
-        postgres.start()  # From this thread, which outlives the server (see pg_server).
+        server.start()  # From this thread, which outlives the server (see pg_server).
     except PostgresUnavailable as exc:
+        server.stop()
+        _unavailable(str(exc), required=postgres_required())
+    return server
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
+    # Servers of the module's own: the tests stop and restart them.
+    postgres = _postgres()
+    try:
+        redis = _redis()
+    except BaseException:
         postgres.stop()
-        _unavailable(str(exc))
+        raise
     workdir = tmp_path_factory.mktemp("cluster")
     try:
         _, database_url = postgres.create_database()
-        redis_url = redis_server.url(0)  # Tests' own (`redis_url`) are 1 to 999.
-        with redis.Redis.from_url(redis_url) as client:
-            client.flushdb()
         async with (
             Emulator(workdir / "certs", shards=2) as emulator,
             FakeSegmind(
@@ -93,7 +109,7 @@ async def cluster(
                 # again comes from the tier every process shares.
                 "CACHE_DISK_MB": "0",
             }
-            cluster = Cluster(emulator, segmind, postgres, database_url, redis_url, workdir, env, 2)
+            cluster = Cluster(emulator, segmind, postgres, database_url, redis, workdir, env, 2)
             try:
                 await asyncio.gather(cluster.start_shard(0), cluster.start_shard(1))
                 yield cluster
@@ -101,6 +117,7 @@ async def cluster(
                 await cluster.stop()
                 print(cluster.logs())
     finally:
+        redis.stop()
         postgres.stop()
 
 
