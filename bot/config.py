@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     segmind_api: Literal["v1", "v2"] = "v1"
     segmind_job_timeout: float = Field(600.0, gt=0, le=3600)
     segmind_rpm: int = Field(5, ge=1, le=10_000)
+    #: Seconds over which SEGMIND_RPM counts: Segmind's minute; tests shorten it.
+    segmind_rate_window: float = Field(60.0, ge=0.5, le=3600)
     request_timeout: float = Field(90.0, gt=0, le=600)
     connect_timeout: float = Field(10.0, gt=0, le=120)
     max_attempts: int = Field(0, ge=0, le=1000)

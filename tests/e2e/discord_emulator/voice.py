@@ -253,7 +253,7 @@ class VoiceServer:
         if connection is None or connection.secret_key is None or connection.mode is None:
             return  # Discord drops media from unknown or not yet described SSRCs.
         guild_id, user_id = connection.grant.guild_id, connection.grant.user_id
-        state = self.emu.world.voice_states.get(user_id)
+        state = self.emu.guild(guild_id).voice_states.get(user_id)
         if state is not None and state.suppress:  # On a Stage, in the audience: not heard.
             audio = self.emu.unheard_audio_for(guild_id)
         else:
