@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     #: Shards across processes: the total, and the ones this process runs ("0,1").
     shard_count: int | None = Field(None, ge=1, le=100_000)
     shard_ids: Annotated[tuple[int, ...], NoDecode] = ()
+    #: Seconds a shard's lease in Redis outlives its process (SHARD_IDS with REDIS_URL): how long
+    #: a process restarted after a crash waits before it may take its shards back.
+    shard_lease_ttl: float = Field(30.0, ge=3, le=600)
     #: Seconds discord.py waits after the last server arrives at login before the bot is ready
     #: (its default, 2 s, covers Discord sending thousands of servers; a small bot may lower it).
     guild_ready_timeout: float = Field(2.0, ge=0, le=60)

@@ -75,6 +75,8 @@ class Cluster:
             workdir,
             SHARD_COUNT=str(self.shard_count),
             SHARD_IDS=str(shard_id),
+            # A shard killed and restarted waits out its old lease: 3 s, not 30.
+            SHARD_LEASE_TTL="3",
             DATABASE_URL=self.database_url,
             REDIS_URL=self.redis.url(),
             **self.env,

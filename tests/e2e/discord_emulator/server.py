@@ -439,7 +439,10 @@ class Emulator:
             int(payload["id"]), payload["token"], 3, self.clock.now(), payload
         )
         self.interactions[interaction.id] = interaction
-        await self.gateway.dispatch("INTERACTION_CREATE", payload)
+        guild_id = message.get("guild_id")
+        await self.gateway.dispatch(
+            "INTERACTION_CREATE", payload, int(guild_id) if guild_id else None
+        )
         return interaction
 
     def _command(self, name: str) -> dict[str, Any] | None:
