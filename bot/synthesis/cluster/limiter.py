@@ -7,6 +7,11 @@ in force, and take a slot if fewer than the rate started in the span (otherwise 
 long until the oldest counting start leaves it). Time is Redis's own (`TIME`), so processes on
 machines with skewed clocks still share one window; waits go back as durations.
 
+Every process asks with SEGMIND_RPM, and the script answers the one rate the cluster paces
+at: that, or the lower limit the processes learned from 429s (`learned`: lowered by any
+process, raised only by a probe from the level in force, `raised`). No process's own
+figure counts on top, so each is admitted against the same rate.
+
 A process that dies holds nothing for long: its slots are starts the server counted too, so
 they count for one span and then leave the window like anyone's, and every key carries an
 expiry (the window a span after its last start, the pause at its end, the learned rate after
@@ -79,6 +84,15 @@ if current == 0 or rpm < current then redis.call('SET', KEYS[1], rpm, 'PX', ARGV
 return 1
 """
 
+#: KEYS: learned. ARGV: was, rpm, hold ms. Raises the shared rate from `was` only: a decrease
+#: (or another probe) since then wins.
+_RAISED = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
 
 def key_prefix(api_key: str, namespace: str = "tts") -> str:
     """Redis key prefix for one API key: a hash of it (never the key) in one hash slot."""
@@ -107,6 +121,7 @@ class RedisLimiter:
         self._admit = self._redis.register_script(_ADMIT)
         self._pause_script = self._redis.register_script(_PAUSE)
         self._learned_script = self._redis.register_script(_LEARNED)
+        self._raised_script = self._redis.register_script(_RAISED)
 
     async def admit(self, rpm: int) -> Admission:
         slot = f"{self._me}-{next(self._ids)}"
@@ -129,6 +144,11 @@ class RedisLimiter:
     async def learned(self, rpm: int, hold: float) -> None:
         await self._link.run(
             lambda: self._learned_script(keys=[self._learned], args=[rpm, _ms(hold)])
+        )
+
+    async def raised(self, was: int, rpm: int, hold: float) -> None:
+        await self._link.run(
+            lambda: self._raised_script(keys=[self._learned], args=[was, rpm, _ms(hold)])
         )
 
     async def in_window(self) -> int:

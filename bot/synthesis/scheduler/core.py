@@ -290,8 +290,10 @@ class Scheduler(SchedulerFailures):
         next_expiry = self._expire(now)
         if next_expiry is not None:
             wakes.append(next_expiry)
+        was = self._window.rpm
         if self._learner.tick(now):
             self._set_rate(self._learner.rpm, "no 429 for a while, so probing a little higher")
+            self._share_rate(was)
         self._report_limit()
         if self._breaker.error is None and not self._closed:
             self._window.prune(now)
@@ -333,14 +335,12 @@ class Scheduler(SchedulerFailures):
                     return until
                 admission = await self._ask_gate()
                 now = self._clock.now()
-                if admission.rpm is not None and self._learner.adopt(admission.rpm, now):
-                    self._set_rate(self._learner.rpm, "another process learned the key's limit")
                 if admission.slot is not None:
                     slots.append(admission.slot)
                     continue
-                if admission.paused:
-                    self._window.pause_until(now + admission.wait)
-                    self._planner.changed()
+                if admission.paused:  # another process's 429: as if it were ours
+                    if self._window.pause_until(now + admission.wait):
+                        self._paused(now, now + admission.wait)
                 else:
                     self._learner.held_back(now)
                 wake = now + admission.wait
@@ -360,19 +360,22 @@ class Scheduler(SchedulerFailures):
         assert self._gate is not None
         try:
             async with asyncio.timeout(REDIS_BUDGET):
-                admission = await self._gate.admit(self._window.rpm)
+                admission = await self._gate.admit(self.config.rpm)
         except Exception as exc:
             if not self._gate_down:
                 self._gate_down = True
+                self._learner.part()
                 log.warning(
                     "The rate window shared with other processes cannot be reached (%s); "
                     "pacing this process alone until it can",
                     exc or type(exc).__name__,
                 )
             return Admission(LOCAL_SLOT)
-        if self._gate_down:
-            self._gate_down = False
+        rejoined, self._gate_down = self._gate_down, False
+        if rejoined:
             log.info("The rate window shared with other processes answers again")
+        if admission.rpm is not None:
+            self._follow_cluster(admission.rpm, self._clock.now(), rejoined=rejoined)
         return admission
 
     def _tell_listeners(self, until: float | None) -> float | None:

@@ -174,8 +174,9 @@ class RateWindow:
             self._ramp_from = until
         return wait
 
-    def pause_until(self, until: float) -> None:
-        """Another process's 429 paused the cluster until `until`: keep ETAs honest.
+    def pause_until(self, until: float) -> bool:
+        """Another process's 429 paused the cluster until `until`; True if that pauses this
+        process longer than it already was.
 
         Unlike `pause_for_429` this is no refusal of ours: the back-off is left alone. The
         queue is released evenly after it all the same.
@@ -183,6 +184,8 @@ class RateWindow:
         if self._paused_until is None or until > self._paused_until:
             self._paused_until = until
             self._ramp_from = until
+            return True
+        return False
 
     def note_success(self) -> None:
         """A call succeeded: the next 429 without a reset time backs off from the start."""
