@@ -46,9 +46,13 @@ from bot.synthesis.scheduler.gate import LOCAL_SLOT, REDIS_BUDGET, Admission
 from bot.synthesis.scheduler.ticket import Attempt, Ticket
 from bot.synthesis.scheduler.window import Stamp
 
-__all__ = ["Scheduler", "SchedulerStats", "Synthesize"]
+__all__ = ["FAIR_TURN", "Scheduler", "SchedulerStats", "Synthesize"]
 
 log = logging.getLogger(__name__)
+
+#: Waiting for the full shared window, a process waits this share of the interval between
+#: two starts longer per start of its own in it (see `Scheduler._turn_delay`).
+FAIR_TURN = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,14 +345,26 @@ class Scheduler(SchedulerFailures):
                 if admission.paused:  # another process's 429: as if it were ours
                     if self._window.pause_until(now + admission.wait):
                         self._paused(now, now + admission.wait)
+                    wake = now + admission.wait
                 else:
                     self._learner.held_back(now)
-                wake = now + admission.wait
+                    wake = now + admission.wait + self._turn_delay()
                 return wake if until is None else min(until, wake)
         finally:
             for slot in slots:
                 if slot != LOCAL_SLOT:
                     self._tell_cluster(self._gate.give_back(slot), "an unused slot")
+
+    def _turn_delay(self) -> float:
+        """How much later than told to ask the full shared window again.
+
+        It tells every process it refuses the same moment, when its oldest start leaves, and
+        the first to ask then takes the slot: who wins each such race would decide the split.
+        So each waits a little longer for each start of its own in the window (a hundredth of
+        the interval between two starts at the rate, at most a hundredth of the span): the one
+        holding fewer goes first, and processes with equal demand share the key evenly.
+        """
+        return FAIR_TURN * self._window.count * self.config.span / self._window.rpm
 
     async def _ask_gate(self) -> Admission:
         """The shared window's answer; while it cannot be had, this process's own window's.

@@ -75,6 +75,11 @@ class RateWindow:
         """Call start times within the last span, oldest first (after `prune`), as a copy."""
         return [stamp.at for stamp in self._starts]
 
+    @property
+    def count(self) -> int:
+        """Call starts within the last span (after `prune`)."""
+        return len(self._starts)
+
     def record_start(self, now: float, slot: str | None = None) -> Stamp:
         """A call is launched at `now`; restamp the result when it really begins."""
         stamp = Stamp(now, slot)

@@ -143,7 +143,7 @@ async def test_after_an_outage_both_processes_share_the_key_fairly_and_fully_wit
     first.keep_busy(2000)
     second.keep_busy(2000)
     # Alone, each paces at the whole key's rate: the other's calls come back as 429s.
-    await asyncio.sleep(6 * WINDOW)
+    await asyncio.sleep(4 * WINDOW)
     assert first.link.down
     assert second.link.down
     assert min(first.scheduler.effective_rpm, second.scheduler.effective_rpm) < LIMIT

@@ -106,3 +106,13 @@ async def test_two_keys_do_not_share_a_window(make: Make) -> None:
     assert (await first.admit(1)).slot is not None
     assert (await second.admit(1)).slot is not None
     assert KEY not in key_prefix(KEY)
+
+
+async def test_a_probe_raises_the_learned_limit_only_from_the_level_in_force(make: Make) -> None:
+    prober, other = make(), make()
+    await prober.learned(8, 60.0)
+    await prober.raised(8, 10, 60.0)
+    assert (await other.admit(20)).rpm == 10
+    await other.learned(9, 60.0)  # refused meanwhile: the decrease wins over a stale probe
+    await prober.raised(8, 10, 60.0)
+    assert (await other.admit(20)).rpm == 9
