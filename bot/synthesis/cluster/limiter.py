@@ -42,8 +42,9 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-#: KEYS: starts (zset), pause, learned. ARGV: span ms, rpm, slot id.
-#: Returns {admitted 0/1, wait ms, rpm in force, paused 0/1}.
+#: KEYS: starts (zset), pause, learned. ARGV: span ms, rpm, slot id, owner (the slot id's
+#: prefix, one per process). Returns {admitted 0/1, wait ms, rpm in force, paused 0/1, and
+#: when the window is full: the owner's starts in it, how many owners hold any}.
 _ADMIT = (
     _NOW
     + """
@@ -61,7 +62,16 @@ if n < rpm then
   return {1, 0, rpm, 0}
 end
 local oldest = redis.call('ZRANGE', KEYS[1], n - rpm, n - rpm, 'WITHSCORES')
-return {0, math.max(1, tonumber(oldest[2]) + span - now), rpm, 0}
+local mine, owners, seen = 0, 0, {}
+for _, slot in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local owner = string.match(slot, '^(.*)%-%d+$') or slot
+  if owner == ARGV[4] then mine = mine + 1 end
+  if not seen[owner] then
+    seen[owner] = true
+    owners = owners + 1
+  end
+end
+return {0, math.max(1, tonumber(oldest[2]) + span - now), rpm, 0, mine, owners, n}
 """
 )
 
@@ -127,13 +137,18 @@ class RedisLimiter:
         slot = f"{self._me}-{next(self._ids)}"
         answer: Any = await self._link.run(
             lambda: self._admit(
-                keys=[self._starts, self._pause, self._learned], args=[self._span_ms, rpm, slot]
+                keys=[self._starts, self._pause, self._learned],
+                args=[self._span_ms, rpm, slot, self._me],
             )
         )
-        admitted, wait_ms, in_force, paused = (int(value) for value in answer)
+        admitted, wait_ms, in_force, paused, *share = (int(value) for value in answer)
         if admitted:
             return Admission(slot, rpm=in_force)
-        return Admission(None, wait=wait_ms / 1000, rpm=in_force, paused=bool(paused))
+        ahead = 0.0
+        if share:  # the window is full: how far past an even share this process is
+            mine, owners, count = share
+            ahead = max(0.0, mine - count / max(1, owners))
+        return Admission(None, wait=wait_ms / 1000, rpm=in_force, paused=bool(paused), ahead=ahead)
 
     async def give_back(self, slot: str) -> None:
         await self._link.run(lambda: self._redis.zrem(self._starts, slot))

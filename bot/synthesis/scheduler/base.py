@@ -66,13 +66,15 @@ class SchedulerBase:
         #: The shared window could not be asked last time (logged once per outage).
         self._gate_down = False
         self._wants_slot = False  # the last step stopped only for want of a cluster slot
+        #: The shared window, full, said to ask again no sooner than this (clock time).
+        self._slot_at = -math.inf
         self._chores: set[asyncio.Task[None]] = set()  # telling the cluster, in the background
         #: This process's latest change of the cluster's rate, on its way to Redis: until it
         #: lands, the rate Redis answers is the one it replaces.
         self._rate_news: asyncio.Task[None] | None = None
 
         self._queue = FairQueue()
-        self._window = RateWindow(self.config)
+        self._window = RateWindow(self.config, shared=gate is not None)
         self._learner = LimitLearner(self.config, alone=gate is None)
         self._latency = LatencyEstimate(self.config.initial_latency)
         self._running: dict[Ticket, asyncio.Task[None]] = {}

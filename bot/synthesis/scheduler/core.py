@@ -51,8 +51,8 @@ __all__ = ["FAIR_TURN", "Scheduler", "SchedulerStats", "Synthesize"]
 log = logging.getLogger(__name__)
 
 #: Waiting for the full shared window, a process waits this share of the interval between
-#: two starts longer per start of its own in it (see `Scheduler._turn_delay`).
-FAIR_TURN = 0.01
+#: two starts longer per start it holds past an even share (see `Scheduler._turn_delay`).
+FAIR_TURN = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +328,9 @@ class Scheduler(SchedulerFailures):
 
         One slot at a time (one Redis round trip each), so the shared window never hands out
         more than the calls about to start. A slot left over (the ticket was cancelled during
-        the round trip, or the scheduler closed) is given back at once.
+        the round trip, or the scheduler closed) is given back at once. Refused, the process
+        asks again when told, not on every wake before (a call ending, a new ticket): those
+        free no shared slot, and a process that asked on each would take more than its share.
         """
         assert self._gate is not None
         slots: list[str] = []
@@ -337,6 +339,8 @@ class Scheduler(SchedulerFailures):
                 until = self._step(slots)
                 if not self._wants_slot or self._closed:
                     return until
+                if self._clock.now() < self._slot_at:
+                    return self._slot_at if until is None else min(until, self._slot_at)
                 admission = await self._ask_gate()
                 now = self._clock.now()
                 if admission.slot is not None:
@@ -348,23 +352,25 @@ class Scheduler(SchedulerFailures):
                     wake = now + admission.wait
                 else:
                     self._learner.held_back(now)
-                    wake = now + admission.wait + self._turn_delay()
+                    wake = now + admission.wait + self._turn_delay(admission.ahead)
+                self._slot_at = wake
                 return wake if until is None else min(until, wake)
         finally:
             for slot in slots:
                 if slot != LOCAL_SLOT:
                     self._tell_cluster(self._gate.give_back(slot), "an unused slot")
 
-    def _turn_delay(self) -> float:
+    def _turn_delay(self, ahead: float) -> float:
         """How much later than told to ask the full shared window again.
 
         It tells every process it refuses the same moment, when its oldest start leaves, and
         the first to ask then takes the slot: who wins each such race would decide the split.
-        So each waits a little longer for each start of its own in the window (a hundredth of
-        the interval between two starts at the rate, at most a hundredth of the span): the one
-        holding fewer goes first, and processes with equal demand share the key evenly.
+        So a process holding more of the window's starts than an even share (`ahead` more)
+        waits a little longer (`FAIR_TURN` of the interval between two starts at the rate,
+        per start ahead), and lets the others go first: processes with equal demand share the
+        key evenly. One alone in the window, or the processes even, waits nothing more.
         """
-        return FAIR_TURN * self._window.count * self.config.span / self._window.rpm
+        return FAIR_TURN * ahead * self.config.span / self._window.rpm
 
     async def _ask_gate(self) -> Admission:
         """The shared window's answer; while it cannot be had, this process's own window's.

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from bot.errors import RateLimitedError, SchedulerClosedError, SegmindError
 from bot.synthesis.backoff import backoff_delay
@@ -105,6 +106,7 @@ class SchedulerFailures(SchedulerBase):
             self._window.forget(stamp)
             if self._gate is not None and stamp.slot is not None:
                 self._tell_cluster(self._gate.give_back(stamp.slot), "a refused call's slot")
+                self._slot_at = -math.inf  # a slot is free again: ask when the pause ends
         jitter = self._rng() * self.config.margin
         wait = self._window.pause_for_429(
             now, exc.retry_after, jitter, started_at=ticket.started_at

@@ -36,6 +36,9 @@ class Admission:
     rpm: int | None = None
     #: True if refused because a 429 pause is in force cluster-wide (`wait` is its rest).
     paused: bool = False
+    #: Refused by a full window: how many more of its starts this process holds than an even
+    #: share among the processes holding any (0 if no more), so it lets the others go first.
+    ahead: float = 0.0
 
 
 class Gate(Protocol):

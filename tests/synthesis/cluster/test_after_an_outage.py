@@ -105,11 +105,33 @@ Make = Callable[[str, Key], Process]
 
 @pytest.fixture
 async def redis(redis_server: RedisServer) -> AsyncIterator[RedisServer]:
-    """A Redis of this test's own, to hang and resume."""
+    """A Redis of this test's own, to hang or stop."""
     server = RedisServer(redis_server.binary)
     server.start()
     yield server
     server.stop()
+
+
+class Outage:
+    """Redis hung (SIGSTOP: it keeps its data) or stopped and started again, empty, on the
+    same port (a restarted container)."""
+
+    def __init__(self, redis: RedisServer, kind: str) -> None:
+        self.redis = redis
+        self.kind = kind
+        self.port = redis.port
+
+    def begin(self) -> None:
+        if self.kind == "hung":
+            self.redis.hang()
+        else:
+            self.redis.stop()
+
+    def end(self) -> None:
+        if self.kind == "hung":
+            self.redis.resume()
+        else:
+            self.redis.start(self.port)
 
 
 @pytest.fixture
@@ -121,7 +143,6 @@ async def make(redis: RedisServer) -> AsyncIterator[Make]:
         return made[-1]
 
     yield build
-    redis.resume()
     for process in made:
         await process.close()
 
@@ -132,14 +153,16 @@ async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
             await asyncio.sleep(0.01)
 
 
+@pytest.mark.parametrize("kind", ["hung", "restarted"])
 async def test_after_an_outage_both_processes_share_the_key_fairly_and_fully_with_no_alert(
-    redis: RedisServer, make: Make, caplog: pytest.LogCaptureFixture
+    redis: RedisServer, make: Make, caplog: pytest.LogCaptureFixture, kind: str
 ) -> None:
     caplog.set_level(logging.WARNING, logger="bot.synthesis.scheduler")
     loop = asyncio.get_running_loop()
     key = Key()
     first, second = make("first", key), make("second", key)
-    redis.hang()
+    outage = Outage(redis, kind)
+    outage.begin()
     first.keep_busy(2000)
     second.keep_busy(2000)
     # Alone, each paces at the whole key's rate: the other's calls come back as 429s.
@@ -147,7 +170,7 @@ async def test_after_an_outage_both_processes_share_the_key_fairly_and_fully_wit
     assert first.link.down
     assert second.link.down
     assert min(first.scheduler.effective_rpm, second.scheduler.effective_rpm) < LIMIT
-    redis.resume()
+    outage.end()
     await until(lambda: not first.link.down and not second.link.down)
     back = loop.time()
     await asyncio.sleep(10 * WINDOW)
