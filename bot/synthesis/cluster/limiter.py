@@ -10,12 +10,15 @@ machines with skewed clocks still share one window; waits go back as durations.
 Every process asks with SEGMIND_RPM, and the script answers the one rate the cluster paces
 at: that, or the lower limit the processes learned from 429s (`learned`: lowered by any
 process, raised only by a probe from the level in force, `raised`). No process's own
-figure counts on top, so each is admitted against the same rate.
+figure counts on top, so each is admitted against the same rate. Refused by a full window,
+a process also hears how many more of its starts it holds than an even share, so that one
+ahead lets the others take the next slot (`Scheduler._turn_delay`).
 
 A process that dies holds nothing for long: its slots are starts the server counted too, so
 they count for one span and then leave the window like anyone's, and every key carries an
 expiry (the window a span after its last start, the pause at its end, the learned rate after
-its hold), so Redis holds nothing for a cluster that stopped.
+the longest hold a process may wait before probing from it), so Redis holds nothing for a
+cluster that stopped.
 
 Keys are named after a hash of the API key (never the key itself), in one Redis Cluster hash
 slot (`{...}`) so the script may touch them all: two bots on two keys share one Redis safely.
@@ -43,8 +46,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 #: KEYS: starts (zset), pause, learned. ARGV: span ms, rpm, slot id, owner (the slot id's
-#: prefix, one per process). Returns {admitted 0/1, wait ms, rpm in force, paused 0/1, and
-#: when the window is full: the owner's starts in it, how many owners hold any}.
+#: prefix, one per process). Returns {admitted 0/1, wait ms, rpm in force, paused 0/1}, and
+#: when the window is full also the owner's starts in it, how many owners hold any, and the
+#: starts in it (a walk of at most the rate's few entries, only when refused).
 _ADMIT = (
     _NOW
     + """
