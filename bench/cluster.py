@@ -42,7 +42,7 @@ from pathlib import Path
 import aiohttp
 from redis.asyncio import Redis
 
-from bench.cluster_outage import read_result, report_outage, run_outage
+from bench.cluster_outage import read_result, report_outage, run_outage, spawn_worker
 from bench.scheduler_server import KEY, ServerProcess, best_makespan
 from bot.config import load_settings
 from bot.errors import BotError
@@ -168,23 +168,14 @@ async def _run(
     async with ServerProcess(*server_args) as server:
         start_at = time.time() + 3.0  # every process up and connected before then
         workers = [
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bench.cluster",
-                "--worker",
-                f"--index={index}",
-                f"--base-url={server.base_url}",
-                f"--redis-url={redis.url(db)}",
-                f"--start-at={start_at}",
-                f"--rpm={args.rpm}",
-                f"--scale={args.scale}",
-                f"--members={args.members}",
-                f"--requests={args.requests}",
+            await spawn_worker(
+                args,
+                index,
+                server.base_url,
+                redis.url(db),
+                start_at,
                 f"--distinct={args.distinct}",
                 *(["--same"] if same else []),
-                *([f"--margin={args.margin}"] if args.margin is not None else []),
-                stdout=asyncio.subprocess.PIPE,
             )
             for index in range(args.processes)
         ]

@@ -51,6 +51,35 @@ async def read_result(process: asyncio.subprocess.Process) -> dict[str, Any] | N
     return result
 
 
+async def spawn_worker(
+    args: argparse.Namespace,
+    index: int,
+    base_url: str,
+    redis_url: str,
+    start_at: float,
+    *extra: str,
+) -> asyncio.subprocess.Process:
+    """One bench worker, a bot core in a process of its own (`bench.cluster --worker`);
+    `extra` are its own arguments, after the shared ones."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.cluster",
+        "--worker",
+        f"--index={index}",
+        f"--base-url={base_url}",
+        f"--redis-url={redis_url}",
+        f"--start-at={start_at}",
+        f"--rpm={args.rpm}",
+        f"--scale={args.scale}",
+        f"--members={args.members}",
+        f"--requests={args.requests}",
+        *([f"--margin={args.margin}"] if args.margin is not None else []),
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Outage:
     windows: int  # judged after the return
@@ -112,21 +141,8 @@ async def run_outage(args: argparse.Namespace, redis: RedisServer, db: int) -> O
         start_at = time.time() + 3.0
         start = time.monotonic() + 3.0
         workers = [
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bench.cluster",
-                "--worker",
-                f"--index={index}",
-                f"--base-url={server.base_url}",
-                f"--redis-url={redis.url(db)}",
-                f"--start-at={start_at}",
-                f"--rpm={args.rpm}",
-                f"--scale={args.scale}",
-                f"--members={members}",
-                f"--requests={args.requests}",
-                *([f"--margin={args.margin}"] if args.margin is not None else []),
-                stdout=asyncio.subprocess.PIPE,
+            await spawn_worker(
+                args, index, server.base_url, redis.url(db), start_at, f"--members={members}"
             )
             for index in range(processes)
         ]
