@@ -16,6 +16,7 @@ from aiohttp import web
 from tests.e2e.discord_emulator import rest, stage
 from tests.e2e.discord_emulator.certs import Certificate, make_certificate
 from tests.e2e.discord_emulator.gateway import Gateway, GatewaySession
+from tests.e2e.discord_emulator.listeners import Listener
 from tests.e2e.discord_emulator.records import Interaction, RestRequest
 from tests.e2e.discord_emulator.rtp import ReceivedAudio
 from tests.e2e.discord_emulator.state import (
@@ -58,6 +59,11 @@ class Emulator:
         self.allowed_privileged_intents = allowed_privileged_intents
         self.upload_limit = upload_limit
         self.token_ttl = token_ttl
+        #: The voice servers' DAVE protocol version: 1 as Discord requires, 0 for a call
+        #: Discord runs with transport encryption only.
+        self.dave_version = 1
+        #: Members' voice clients (DAVE only): each decrypts what the bot sends.
+        self.listeners: dict[int, Listener] = {}
         #: Seconds before the gateway answers an opcode 4, as a real network round trip takes.
         self.gateway_latency = 0.02
         self.cert_dir = cert_dir
@@ -107,6 +113,8 @@ class Emulator:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.gateway.close_all()
+        for listener in self.listeners.values():
+            await listener.close()
         for server in self.voice_servers:
             await server.stop()
         if self._runner is not None:
@@ -183,6 +191,9 @@ class Emulator:
         new = await self._voice_server(guild_id)
         new.identify_delay = identify_delay
         old.revoke(guild_id)
+        for listener in list(old.listeners):  # Every client of the call moves with it.
+            await old.remove_listener(listener)
+            await new.add_listener(listener)
         state = self.world.voice_states[BOT_ID]
         grant = new.grant(guild_id, BOT_ID, state.session_id)
         await self.gateway.dispatch(
@@ -200,13 +211,30 @@ class Emulator:
             task.add_done_callback(self._tasks.discard)
         return new
 
-    async def member_voice(self, user_id: int, channel_id: int | None) -> None:
-        """A member joins, moves or leaves voice."""
+    async def member_voice(
+        self, user_id: int, channel_id: int | None, *, listen: bool = True
+    ) -> None:
+        """A member joins, moves or leaves voice; under DAVE, with `listen`, their client
+        connects to the voice server too (and, without it, they hear nothing)."""
         state = self.world.set_voice(user_id, channel_id, secrets.token_hex(16))
         member = self.world.members[user_id]
         await self.gateway.dispatch(
             "VOICE_STATE_UPDATE", state.payload(self.world.guild_id, member)
         )
+        await self._member_client(user_id, channel_id if listen else None)
+
+    async def _member_client(self, user_id: int, channel_id: int | None) -> None:
+        old = self.listeners.pop(user_id, None)
+        if old is not None:
+            for server in self.voice_servers:
+                await server.remove_listener(old)
+            await old.close()
+        if channel_id is None or not self.dave_version:
+            return
+        listener = Listener(user_id, channel_id, BOT_ID, on_change=self.changes.notify)
+        self.listeners[user_id] = listener
+        server = await self._voice_server(self.world.guild_id)
+        await server.add_listener(listener)
 
     async def invite_to_speak(self, user_id: int) -> None:
         """A stage moderator makes a member on the Stage a speaker (Modify User Voice State
