@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 import discord
 
 from bot.errors import BotError, ChannelFullError, VoicePermissionError
+from bot.playback.dave import DaveVoiceClient
 from bot.playback.player import GuildPlayer, Utterance, wait_until_connected
 from bot.playback.source import dave_supported
 from bot.playback.stage import STAGE_WAIT, in_audience
@@ -128,7 +129,9 @@ class VoiceManager:
         else:
             if client is not None:  # Dead past the bound: clear it before connecting anew.
                 await client.disconnect(force=True)
-            client = await channel.connect(self_deaf=True, timeout=20.0, reconnect=True)
+            client = await channel.connect(
+                self_deaf=True, timeout=20.0, reconnect=True, cls=DaveVoiceClient
+            )
         player = self.player(guild.id)
         if player is None or player.voice is not client:
             if player is not None:

@@ -62,6 +62,11 @@ class Listener:
     def in_group(self) -> bool:
         return bool(self.session.ready)
 
+    def reset(self) -> None:
+        self.session.reinit(1, self.user_id, self.channel_id)
+        while not self._inbox.empty():
+            self._inbox.get_nowait()
+
     async def close(self) -> None:
         for task in (self._task, *self._commits):
             task.cancel()

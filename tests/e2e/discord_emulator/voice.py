@@ -166,6 +166,7 @@ class VoiceServer:
 
     async def add_listener(self, listener: Listener) -> None:
         """A member's client connects to this server and its channel's DAVE group."""
+        listener.reset()  # A new server, a new call: nothing of the old group is kept.
         listener.server = self.dave
         self.listeners.append(listener)
         await self.dave.join(listener, listener.channel_id)
