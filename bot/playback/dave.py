@@ -41,7 +41,7 @@ RECOVERY_WINDOW = 60.0
 #: Close code the bot gives its own voice websocket to make discord.py reconnect afresh.
 RECONNECT_CODE = 4900
 _POLL = 0.01
-_COMMIT_WELCOME, _ANNOUNCE_COMMIT, _WELCOME = 28, 29, 30
+_PROPOSALS, _COMMIT_WELCOME, _ANNOUNCE_COMMIT, _WELCOME = 27, 28, 29, 30
 
 
 def dave_ready(voice: object) -> bool:
@@ -109,6 +109,12 @@ class DaveVoiceWebSocket(DiscordVoiceWebSocket):
         try:
             await super().received_binary_message(msg)
         except Exception as exc:  # davey raises ValueError; nothing may kill the reader.
+            session = getattr(self._connection, "dave_session", None)
+            if op == _PROPOSALS and session is not None and not session.ready:
+                # Waiting to be added (after a rejoin): the group's proposals are not ours
+                # to commit, as the protocol has a member without a group ignore them.
+                log.debug("DAVE proposals ignored while waiting to be added: %s", exc)
+                return
             await self._recover(f"op {op} failed: {type(exc).__name__}: {exc}")
             return
         if op in (_ANNOUNCE_COMMIT, _WELCOME):

@@ -238,8 +238,9 @@ class DaveServer:
             return
         group.commits.append(commit)
         before = [p for p in group.participants if p.user_id in group.leaves]
-        if not group.established:
+        if not group.established:  # The committer's local group becomes the call's.
             group.leaves = [participant.user_id]
+            group.packages.pop(participant.user_id, None)
             before = [participant]
         taken = [group.proposals.pop(ref) for ref in commit.refs]
         for removed in (p for p in taken if p.kind == mls.REMOVE):

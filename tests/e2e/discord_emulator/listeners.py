@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import davey
 
-from tests.e2e.discord_emulator import dave, rtp
+from tests.e2e.discord_emulator import dave, mls, rtp
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -54,9 +54,12 @@ class Listener:
         self.server: dave.DaveServer | None = None
         self._stream: rtp.OpusStream | None = None
         self._on_change = on_change
-        self._inbox: asyncio.Queue[tuple[int, bytes | dict[str, Any]]] = asyncio.Queue()
+        self._inbox: asyncio.Queue[tuple[float, int, bytes | dict[str, Any]]] = asyncio.Queue()
         self._task = asyncio.create_task(self._run(), name=f"listener-{user_id}")
         self._commits: set[asyncio.Task[None]] = set()
+        self._latest: bytes | None = None  # The commit davey holds for this epoch.
+        self._sent: bytes | None = None  # The commit sent this epoch, not yet announced.
+        self._held: list[bytes] = []
 
     @property
     def in_group(self) -> bool:
@@ -64,6 +67,7 @@ class Listener:
 
     def reset(self) -> None:
         self.session.reinit(1, self.user_id, self.channel_id)
+        self._latest, self._sent, self._held = None, None, []
         while not self._inbox.empty():
             self._inbox.get_nowait()
 
@@ -75,16 +79,20 @@ class Listener:
     # -- the voice server's side ---------------------------------------------------------------
 
     async def send_json(self, op: int, data: dict[str, Any]) -> None:
-        self._inbox.put_nowait((op, data))
+        self._inbox.put_nowait((self._due(), op, data))
 
     async def send_binary(self, op: int, payload: bytes) -> None:
-        self._inbox.put_nowait((op, payload))
+        self._inbox.put_nowait((self._due(), op, payload))
+
+    def _due(self) -> float:
+        return asyncio.get_running_loop().time() + self.latency
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            op, data = await self._inbox.get()
-            if self.latency:
-                await asyncio.sleep(self.latency)
+            due, op, data = await self._inbox.get()
+            if due > loop.time():
+                await asyncio.sleep(due - loop.time())
             try:
                 await self._handle(op, data)
             except Exception as exc:  # A client's failure is the test's evidence.
@@ -103,7 +111,7 @@ class Listener:
     async def _handle(self, op: int, data: bytes | dict[str, Any]) -> None:
         if isinstance(data, dict):
             if op == dave.PREPARE_EPOCH and data.get("epoch") == 1:
-                self.session.reinit(1, self.user_id, self.channel_id)
+                self.reset()
                 await self._reply_binary(dave.KEY_PACKAGE, self.session.get_serialized_key_package())
             return
         session = self.session
@@ -111,28 +119,57 @@ class Listener:
             session.set_external_sender(data)
             await self._reply_binary(dave.KEY_PACKAGE, session.get_serialized_key_package())
         elif op == dave.PROPOSALS:
-            kind = davey.ProposalsOperationType.append if data[0] == 0 else davey.ProposalsOperationType.revoke
-            result = session.process_proposals(kind, data[1:])
-            if result is not None:
-                self._commit_later(result.commit + (result.welcome or b""))
+            if self._sent is not None:
+                # A commit of ours is in flight: processing these now would make davey hold
+                # a newer commit, and merge that one if ours is announced (libdave keeps the
+                # one it sent). They wait for the announcement.
+                self._held.append(data)
+                return
+            self._propose(data)
         elif op in (dave.ANNOUNCE_COMMIT, dave.WELCOME):
             (transition,) = struct.unpack_from(">H", data)
+            sent, held = self._sent, self._held
+            self._sent, self._held, self._latest = None, [], None
             try:
                 if op == dave.ANNOUNCE_COMMIT:
+                    if sent != data[2:]:  # Someone else's: it may name what was held.
+                        for proposals in held:
+                            self._propose(proposals, commit=False)
                     session.process_commit(data[2:])
                 else:
                     session.process_welcome(data[2:])
             except ValueError:
                 await self._reply_json(dave.INVALID_COMMIT_WELCOME, {"transition_id": transition})
-                session.reinit(1, self.user_id, self.channel_id)
+                self.reset()
                 await self._reply_binary(dave.KEY_PACKAGE, session.get_serialized_key_package())
                 raise
             await self._reply_json(dave.TRANSITION_READY, {"transition_id": transition})
 
-    def _commit_later(self, payload: bytes) -> None:
+    def _propose(self, data: bytes, *, commit: bool = True) -> None:
+        kind = (
+            davey.ProposalsOperationType.append
+            if data[0] == dave.APPEND
+            else davey.ProposalsOperationType.revoke
+        )
+        result = self.session.process_proposals(kind, data[1:])
+        if result is None or not commit:
+            return
+        first = self._latest is None
+        self._latest = result.commit + (result.welcome or b"")
+        if first:
+            self._commit_later(self.session.epoch)
+
+    def _commit_later(self, epoch: int | None) -> None:
+        """One commit per epoch, of everything proposed until it goes, `commit_delay` s
+        after the first proposal; none once the epoch has moved on."""
+
         async def commit() -> None:
             await asyncio.sleep(self.commit_delay)
-            await self._reply_binary(dave.COMMIT_WELCOME, payload)
+            latest = self._latest
+            if latest is None or self._sent is not None or self.session.epoch != epoch:
+                return
+            self._sent = mls.read_commit(latest).message
+            await self._reply_binary(dave.COMMIT_WELCOME, latest)
 
         task = asyncio.create_task(commit())
         self._commits.add(task)

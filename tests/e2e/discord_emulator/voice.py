@@ -67,20 +67,19 @@ class BotClient:
         self.user_id = connection.grant.user_id
         self.channel_id = channel_id
         self.latency = latency
-        self._outbox: asyncio.Queue[tuple[int, Any, bool]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[tuple[float, int, Any, bool]] = asyncio.Queue()
         self._task = asyncio.create_task(self._run())
 
     async def send_json(self, op: int, data: dict[str, Any]) -> None:
-        self._outbox.put_nowait((op, data, False))
+        self._outbox.put_nowait((_due(self.latency), op, data, False))
 
     async def send_binary(self, op: int, payload: bytes) -> None:
-        self._outbox.put_nowait((op, payload, True))
+        self._outbox.put_nowait((_due(self.latency), op, payload, True))
 
     async def _run(self) -> None:
         while True:
-            op, data, binary = await self._outbox.get()
-            if self.latency:
-                await asyncio.sleep(self.latency)
+            due, op, data, binary = await self._outbox.get()
+            await _until(due)
             connection = self.connection
             if connection.ws.closed:
                 continue
@@ -94,6 +93,17 @@ class BotClient:
 
     def close(self) -> None:
         self._task.cancel()
+
+
+def _due(latency: float) -> float:
+    """When a message sent now arrives: messages are in flight together, in order."""
+    return asyncio.get_running_loop().time() + latency
+
+
+async def _until(due: float) -> None:
+    delay = due - asyncio.get_running_loop().time()
+    if delay > 0:
+        await asyncio.sleep(delay)
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -123,6 +133,9 @@ class VoiceServer:
         self.dave_latency = 0.02
         self.dave = dave.DaveServer(emulator.changes.notify)
         self.listeners: list[Listener] = []
+        #: Clients the SFU forwards frames to although they are not in the call (a test
+        #: proving that a client outside the group decrypts nothing).
+        self.eavesdroppers: list[Listener] = []
         self.port = 0
         self.udp_port = 0
         self._runner: web.AppRunner | None = None
@@ -370,6 +383,8 @@ class VoiceServer:
                 if listener.channel_id == sender.channel_id:
                     listener.hear(packet)
             return packet
+        for outsider in self.eavesdroppers:
+            outsider.hear(packet)
         opened: bytes | None = None
         listening = [l for l in self.listeners if l.channel_id == sender.channel_id]
         for listener in listening:
