@@ -10,6 +10,7 @@ import pytest
 
 from tests.e2e.discord_emulator import Emulator
 from tests.e2e.discord_emulator.listeners import MARKER, Listener
+from tests.e2e.discord_emulator.rtp import RtpPacket
 from tests.e2e.discord_emulator.state import ALICE, BOB, GUILD_ID, OWNER_ID, VOICE_CHANNEL_ID
 from tests.e2e.harness import BotProcess
 from tests.e2e.test_bot_voice import FRAME, join
@@ -144,7 +145,7 @@ async def test_the_bots_frames_carry_the_dave_marker(
     seen: list[bytes] = []
     hear = alice.hear
 
-    def spy(packet):  # type: ignore[no-untyped-def]
+    def spy(packet: RtpPacket) -> bytes | None:
         seen.append(packet.opus)
         return hear(packet)
 
@@ -152,7 +153,8 @@ async def test_the_bots_frames_carry_the_dave_marker(
     await emulator.interact("speak", user_id=ALICE, text="Marked frames.", play=True)
     await heard_all(emulator, alice, segmind.expected_duration("Marked frames."))
     speech = [frame for frame in seen if frame != b"\xf8\xff\xfe"]
-    assert speech and all(frame.endswith(MARKER) for frame in speech)
+    assert speech
+    assert all(frame.endswith(MARKER) for frame in speech)
 
 
 async def test_a_call_discord_runs_without_dave_is_still_heard(

@@ -161,10 +161,9 @@ class DaveServer:
                 waiting.discard(participant.user_id)
                 if not waiting:
                     await self._execute(group, int(data["transition_id"]))
-        elif op == INVALID_COMMIT_WELCOME:
+        elif op == INVALID_COMMIT_WELCOME and participant.user_id in group.leaves:
             # Back to pending: removed now, added again from its next key package.
-            if participant.user_id in group.leaves:
-                await self._propose(group, mls.REMOVE, participant.user_id)
+            await self._propose(group, mls.REMOVE, participant.user_id)
         self._on_change()
 
     async def _key_package(self, group: Group, participant: Participant, data: bytes) -> None:
@@ -182,7 +181,9 @@ class DaveServer:
         user_id = participant.user_id
         group.packages[user_id] = package
         # A pending member's previous package is replaced: its add is no longer to be made.
-        stale = [r for r, p in group.proposals.items() if p.kind == mls.ADD and p.user_id == user_id]
+        stale = [
+            r for r, p in group.proposals.items() if p.kind == mls.ADD and p.user_id == user_id
+        ]
         if stale:
             for ref in stale:
                 del group.proposals[ref]
@@ -243,8 +244,8 @@ class DaveServer:
             group.packages.pop(participant.user_id, None)
             before = [participant]
         taken = [group.proposals.pop(ref) for ref in commit.refs]
-        for removed in (p for p in taken if p.kind == mls.REMOVE):
-            group.leaves[group.leaves.index(removed.user_id)] = None
+        for gone in (p for p in taken if p.kind == mls.REMOVE):
+            group.leaves[group.leaves.index(gone.user_id)] = None
         while group.leaves and group.leaves[-1] is None:
             group.leaves.pop()
         added: list[int] = []
@@ -265,7 +266,7 @@ class DaveServer:
         tid = struct.pack(">H", transition)
         audience = before + [p for p in group.participants if p.user_id in added]
         group.waiting[transition] = {p.user_id for p in audience if p.user_id in group.leaves}
-        removed = {p.user_id for p in taken if p.kind == mls.REMOVE}
+        removed = {proposed.user_id for proposed in taken if proposed.kind == mls.REMOVE}
         for member in before:
             if member.user_id not in removed:
                 await member.send_binary(ANNOUNCE_COMMIT, tid + commit.message)

@@ -112,7 +112,9 @@ class Listener:
         if isinstance(data, dict):
             if op == dave.PREPARE_EPOCH and data.get("epoch") == 1:
                 self.reset()
-                await self._reply_binary(dave.KEY_PACKAGE, self.session.get_serialized_key_package())
+                await self._reply_binary(
+                    dave.KEY_PACKAGE, self.session.get_serialized_key_package()
+                )
             return
         session = self.session
         if op == dave.EXTERNAL_SENDER:

@@ -386,7 +386,7 @@ class VoiceServer:
         for outsider in self.eavesdroppers:
             outsider.hear(packet)
         opened: bytes | None = None
-        listening = [l for l in self.listeners if l.channel_id == sender.channel_id]
+        listening = [m for m in self.listeners if m.channel_id == sender.channel_id]
         for listener in listening:
             opus = listener.hear(packet)
             if opened is None:
