@@ -20,6 +20,7 @@ LONG = (
     "A much longer sentence, spoken slowly and with care, so that members of the call can "
     "come and go while the bot is still reading it out loud to everyone listening."
 )
+MEDIUM = "Long enough for somebody to join the call while it is still being read out."
 
 
 def listener(emulator: Emulator, user_id: int) -> Listener:
@@ -77,8 +78,8 @@ async def test_a_member_joining_mid_clip_hears_the_rest_and_the_others_barely_no
 ) -> None:
     await join(emulator)
     alice = listener(emulator, ALICE)
-    await emulator.interact("speak", user_id=ALICE, text=LONG, play=True)
-    expected = segmind.expected_duration(LONG)
+    await emulator.interact("speak", user_id=ALICE, text=MEDIUM, play=True)
+    expected = segmind.expected_duration(MEDIUM)
     await emulator.wait_for(lambda: alice.audio.duration >= 1.0, within=15)
     await emulator.member_voice(BOB, VOICE_CHANNEL_ID)
     bob = listener(emulator, BOB)
@@ -169,3 +170,20 @@ async def test_a_call_discord_runs_without_dave_is_still_heard(
     await emulator.wait_for(lambda: audio.duration >= expected * 0.9, within=15)
     assert audio.problems == []
     assert emulator.listeners == {}
+
+
+async def test_after_a_voice_server_change_the_member_decrypts_the_bot_again(
+    bot: BotProcess, emulator: Emulator, segmind: FakeSegmind
+) -> None:
+    await join(emulator)
+    alice = listener(emulator, ALICE)
+    await emulator.interact("speak", user_id=ALICE, text=LONG, play=True)
+    await emulator.wait_for(lambda: alice.audio.duration >= 1.0, within=15)
+    new = await emulator.move_voice_server(GUILD_ID)
+    # Everyone moves to the new server, where a new group is made, with the bot in it.
+    await emulator.wait_for(
+        lambda: any(c.dave is not None for c in new.connections) and alice.in_group, within=15
+    )
+    decrypted = alice.decrypted
+    await emulator.wait_for(lambda: alice.decrypted >= decrypted + 25, within=15)
+    assert len(alice.audio.ssrcs) == 2
