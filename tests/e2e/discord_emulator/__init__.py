@@ -38,10 +38,16 @@ raising a hand without Request to Speak (403/50013), a voice-state PATCH for a c
 is not the Stage the bot is in (400/50035) or while in no voice channel (404/10065); on the
 gateway: a bad token (4004), privileged intents not allowed (4014).
 
-Not emulated: DAVE, Discord's end-to-end encrypted voice. Its MLS group handshake needs a real
-peer group and Discord's external sender, so the voice server always answers with
-`dave_protocol_version: 0` (transport encryption only), as Discord does when a call cannot use
-DAVE. Rate limits are announced (`X-RateLimit-*` headers with plenty of room) but never hit.
+- DAVE (`dave`, `mls`, `listeners`), Discord's end-to-end encrypted voice, protocol 1 by
+  default (`dave_version = 0` for a call without it): a client without DAVE is refused
+  (4017); the voice server is the MLS delivery service and external sender (key packages
+  checked, Add/Remove proposals signed, first commit of an epoch announced, welcomes,
+  transitions, op 31 recovery); members in voice are simulated clients with their own davey
+  session, decrypting what the bot sends. Not emulated: calls mixing DAVE and non-DAVE
+  clients, the sole-member reset, resuming under DAVE.
+
+Not emulated: rate limits are announced (`X-RateLimit-*` headers with plenty of room) but
+never hit.
 """
 
 from __future__ import annotations
