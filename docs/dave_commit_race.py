@@ -39,7 +39,8 @@ def main() -> None:
 
     # Epoch 0 -> 1: the bot makes the group with Alice.
     first = bot.process_proposals(APPEND, add(0, alice))
-    assert first is not None and first.welcome is not None
+    assert first is not None
+    assert first.welcome is not None
     bot.process_commit(first.commit)
     alice.process_welcome(first.welcome)
 
@@ -47,7 +48,9 @@ def main() -> None:
     bob_add, carol_add = add(1, bob), add(1, carol)
     one = bot.process_proposals(APPEND, bob_add)
     two = bot.process_proposals(APPEND, carol_add)
-    assert one is not None and two is not None and one.welcome is not None
+    assert one is not None
+    assert two is not None
+    assert one.welcome is not None
     alice.process_proposals(APPEND, bob_add)
     alice.process_proposals(APPEND, carol_add)
 

@@ -188,6 +188,12 @@ class DaveServer:
             for ref in stale:
                 del group.proposals[ref]
             await self._broadcast_revoke(group, stale)
+        removing = any(
+            p.kind == mls.REMOVE and p.user_id == user_id for p in group.proposals.values()
+        )
+        if user_id in group.leaves and not removing:
+            # Its old leaf goes first (a new connection, or a reset it did not flag).
+            await self._propose(group, mls.REMOVE, user_id)
         if not group.established:
             # A newcomer to an unestablished group gets the adds already in flight.
             waiting = [p.proposal.message for p in group.proposals.values() if p.kind == mls.ADD]

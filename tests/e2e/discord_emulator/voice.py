@@ -127,8 +127,6 @@ class VoiceServer:
         self.grants: dict[str, VoiceGrant] = {}
         self.connections: list[VoiceConnection] = []
         self.identify_delay = 0.0
-        #: 1: DAVE, as Discord requires; 0: a call Discord runs with transport encryption only.
-        self.dave_version = emulator.dave_version
         #: Seconds DAVE's messages take to reach the bot (a network between them).
         self.dave_latency = 0.02
         self.dave = dave.DaveServer(emulator.changes.notify)
@@ -141,6 +139,12 @@ class VoiceServer:
         self._runner: web.AppRunner | None = None
         self._udp: _Udp | None = None
         self._streams: dict[int, rtp.OpusStream] = {}
+
+    @property
+    def dave_version(self) -> int:
+        """1: DAVE, as Discord requires; 0: a call Discord runs with transport encryption
+        only. The emulator's, as of each handshake."""
+        return self.emu.dave_version
 
     @property
     def endpoint(self) -> str:
