@@ -12,7 +12,8 @@ Two gaps in discord.py 2.7.1 with davey 0.1.7 are closed here without forking ei
   the bot silently inaudible. `DaveVoiceClient` compares the announced commit with the ones
   it sent, catches every failure of DAVE processing, and recovers as the protocol provides:
   op 31 (invalid commit/welcome), a reset session and a fresh key package so the group adds
-  the bot again; past `MAX_RECOVERIES`, it reconnects to voice.
+  the bot again; past `MAX_RECOVERIES`, it reconnects to voice, and past `MAX_RECONNECTS`
+  it leaves (the player tells whoever was waiting) rather than stay in the call unheard.
 
 See docs/dave.md for the reproduction and the upstream report.
 """
@@ -40,6 +41,10 @@ MAX_RECOVERIES = 3
 RECOVERY_WINDOW = 60.0
 #: Close code the bot gives its own voice websocket to make discord.py reconnect afresh.
 RECONNECT_CODE = 4900
+#: Voice reconnects for DAVE per `RECONNECT_WINDOW` before the bot gives up and leaves (its
+#: player then tells the members whose messages were waiting).
+MAX_RECONNECTS = 2
+RECONNECT_WINDOW = 300.0
 _POLL = 0.01
 _PROPOSALS, _COMMIT_WELCOME, _ANNOUNCE_COMMIT, _WELCOME = 27, 28, 29, 30
 
@@ -77,6 +82,7 @@ class _Recovery:
     def __init__(self) -> None:
         self.sent: list[bytes] = []  # Op 28 payloads since the last commit or welcome.
         self.attempts: list[float] = []
+        self.reconnects: list[float] = []
         self.transition_id = 0
 
 
@@ -129,6 +135,20 @@ class DaveVoiceWebSocket(DiscordVoiceWebSocket):
         recovery.attempts.append(now)
         guild_id = getattr(state, "server_id", None)
         if len(recovery.attempts) > MAX_RECOVERIES:
+            recovery.attempts.clear()
+            recovery.reconnects = [t for t in recovery.reconnects if now - t < RECONNECT_WINDOW]
+            recovery.reconnects.append(now)
+            if len(recovery.reconnects) > MAX_RECONNECTS:
+                log.error(
+                    "Guild %s: DAVE failed again (%s) after %d voice reconnects; leaving "
+                    "voice, members with waiting messages are told",
+                    guild_id,
+                    why,
+                    MAX_RECONNECTS,
+                )
+                recovery.reconnects.clear()
+                await state.disconnect()
+                return
             log.warning(
                 "Guild %s: DAVE failed again (%s); %d rejoins in %.0f s, reconnecting voice",
                 guild_id,
@@ -136,7 +156,6 @@ class DaveVoiceWebSocket(DiscordVoiceWebSocket):
                 MAX_RECOVERIES,
                 RECOVERY_WINDOW,
             )
-            recovery.attempts.clear()
             await self.close(RECONNECT_CODE)
             return
         log.warning(

@@ -63,6 +63,10 @@ class _State:
         self.dave_session: Any = _Session()
         self.server_id = 42
         self.recovered: list[int] = []
+        self.disconnected = 0
+
+    async def disconnect(self) -> None:
+        self.disconnected += 1
 
     async def _recover_from_invalid_commit(self, transition_id: int) -> None:
         self.recovered.append(transition_id)
@@ -119,3 +123,15 @@ def test_only_an_earlier_commit_of_ours_counts_as_stale() -> None:
     assert not dave._stale_own_commit(sent, b"second")
     assert not dave._stale_own_commit(sent, b"someone else's")
     assert not dave._stale_own_commit(sent[:1], b"first")
+
+
+async def test_when_reconnecting_does_not_help_either_the_bot_leaves_voice(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="bot.playback.dave")
+    ws, state, closed = _websocket()
+    for _ in range((dave.MAX_RECONNECTS + 1) * (dave.MAX_RECOVERIES + 1)):
+        await ws.received_binary_message(b"\x00\x05\x1b\x00proposal")
+    assert closed == [dave.RECONNECT_CODE] * dave.MAX_RECONNECTS
+    assert state.disconnected == 1
+    assert "leaving voice, members with waiting messages are told" in caplog.text
