@@ -64,7 +64,7 @@ async def empty_call(bot: BotProcess, emulator: Emulator) -> AsyncIterator[None]
     output of a failing test is printed."""
     log_start = len(bot.log())
     yield
-    emulator.dave_version = 1
+    emulator.dave_version, emulator.dave_latency = 1, 0.02
     for user_id, state in list(emulator.world.voice_states.items()):
         if user_id != BOT_ID and state.channel_id is not None:
             await emulator.member_voice(user_id, None)
@@ -91,9 +91,11 @@ async def heard_all(emulator: Emulator, who: Listener, seconds: float, within: f
     )
 
 
+@pytest.mark.parametrize("latency", [0.02, 0.08])
 async def test_a_member_hears_speak_from_the_first_frame_when_the_bot_was_not_in_voice(
-    bot: BotProcess, emulator: Emulator, segmind: FakeSegmind
+    bot: BotProcess, emulator: Emulator, segmind: FakeSegmind, latency: float
 ) -> None:
+    emulator.dave_latency = latency  # Unfixed: 2 to 4 frames lost at 20 ms, 8 at 80 ms.
     await emulator.member_voice(ALICE, VOICE_CHANNEL_ID)
     alice = listener(emulator, ALICE)
     group = emulator.current_voice[GUILD_ID].dave.group(VOICE_CHANNEL_ID)

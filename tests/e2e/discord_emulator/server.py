@@ -62,6 +62,8 @@ class Emulator:
         #: The voice servers' DAVE protocol version: 1 as Discord requires, 0 for a call
         #: Discord runs with transport encryption only.
         self.dave_version = 1
+        #: Seconds DAVE's messages take between the voice server and a client (a network).
+        self.dave_latency = 0.02
         #: Members' voice clients (DAVE only): each decrypts what the bot sends.
         self.listeners: dict[int, Listener] = {}
         #: Seconds before the gateway answers an opcode 4, as a real network round trip takes.
@@ -231,7 +233,9 @@ class Emulator:
             await old.close()
         if channel_id is None or not self.dave_version:
             return
-        listener = Listener(user_id, channel_id, BOT_ID, on_change=self.changes.notify)
+        listener = Listener(
+            user_id, channel_id, BOT_ID, on_change=self.changes.notify, latency=self.dave_latency
+        )
         self.listeners[user_id] = listener
         server = await self._voice_server(self.world.guild_id)
         await server.add_listener(listener)

@@ -127,8 +127,6 @@ class VoiceServer:
         self.grants: dict[str, VoiceGrant] = {}
         self.connections: list[VoiceConnection] = []
         self.identify_delay = 0.0
-        #: Seconds DAVE's messages take to reach the bot (a network between them).
-        self.dave_latency = 0.02
         self.dave = dave.DaveServer(emulator.changes.notify)
         self.listeners: list[Listener] = []
         #: Clients the SFU forwards frames to although they are not in the call (a test
@@ -333,7 +331,7 @@ class VoiceServer:
             if connection.dave is not None:
                 await self.dave.leave(connection.dave)
                 connection.dave.close()
-            connection.dave = BotClient(connection, state.channel_id, self.dave_latency)
+            connection.dave = BotClient(connection, state.channel_id, self.emu.dave_latency)
             await self.dave.join(connection.dave, state.channel_id)
 
     # -- UDP ------------------------------------------------------------------------------
