@@ -12,8 +12,10 @@ Two gaps in discord.py 2.7.1 with davey 0.1.7 are closed here without forking ei
   the bot silently inaudible. `DaveVoiceClient` compares the announced commit with the ones
   it sent, catches every failure of DAVE processing, and recovers as the protocol provides:
   op 31 (invalid commit/welcome), a reset session and a fresh key package so the group adds
-  the bot again; past `MAX_RECOVERIES`, it reconnects to voice, and past `MAX_RECONNECTS`
-  it leaves (the player tells whoever was waiting) rather than stay in the call unheard.
+  the bot again. Past `MAX_RECOVERIES` it leaves voice rather than stay in the call
+  unheard: whoever was waiting is told, and the next message connects afresh (a new voice
+  session and group; discord.py's own reconnect-by-close path leaves the channel too, and
+  stalls against the emulator).
 
 See docs/dave.md for the reproduction and the upstream report.
 """
@@ -30,21 +32,27 @@ import discord
 from discord.gateway import DiscordVoiceWebSocket
 from discord.voice_state import ConnectionFlowState, VoiceConnectionState
 
-__all__ = ["DAVE_READY_WAIT", "MAX_RECOVERIES", "DaveVoiceClient", "dave_ready", "wait_for_dave"]
+__all__ = [
+    "DAVE_LOST",
+    "DAVE_READY_WAIT",
+    "MAX_RECOVERIES",
+    "DaveVoiceClient",
+    "dave_ready",
+    "wait_for_dave",
+]
 
 log = logging.getLogger(__name__)
 
+#: Told to members whose messages were waiting when the bot left because DAVE failed.
+DAVE_LOST = (
+    "I couldn't keep the voice channel's end-to-end encryption working, so I left it and your "
+    "message was not played. Send it again and I'll rejoin."
+)
 #: How long a clip waits for the bot to join the call's MLS group before it plays anyway.
 DAVE_READY_WAIT = 2.0
-#: Rejoins of the MLS group (op 31) per `RECOVERY_WINDOW` before voice is reconnected.
+#: Rejoins of the MLS group (op 31) per `RECOVERY_WINDOW` before the bot leaves voice.
 MAX_RECOVERIES = 3
 RECOVERY_WINDOW = 60.0
-#: Close code the bot gives its own voice websocket to make discord.py reconnect afresh.
-RECONNECT_CODE = 4900
-#: Voice reconnects for DAVE per `RECONNECT_WINDOW` before the bot gives up and leaves (its
-#: player then tells the members whose messages were waiting).
-MAX_RECONNECTS = 2
-RECONNECT_WINDOW = 300.0
 _POLL = 0.01
 _PROPOSALS, _COMMIT_WELCOME, _ANNOUNCE_COMMIT, _WELCOME = 27, 28, 29, 30
 
@@ -82,7 +90,6 @@ class _Recovery:
     def __init__(self) -> None:
         self.sent: list[bytes] = []  # Op 28 payloads since the last commit or welcome.
         self.attempts: list[float] = []
-        self.reconnects: list[float] = []
         self.transition_id = 0
 
 
@@ -136,27 +143,7 @@ class DaveVoiceWebSocket(DiscordVoiceWebSocket):
         guild_id = getattr(state, "server_id", None)
         if len(recovery.attempts) > MAX_RECOVERIES:
             recovery.attempts.clear()
-            recovery.reconnects = [t for t in recovery.reconnects if now - t < RECONNECT_WINDOW]
-            recovery.reconnects.append(now)
-            if len(recovery.reconnects) > MAX_RECONNECTS:
-                log.error(
-                    "Guild %s: DAVE failed again (%s) after %d voice reconnects; leaving "
-                    "voice, members with waiting messages are told",
-                    guild_id,
-                    why,
-                    MAX_RECONNECTS,
-                )
-                recovery.reconnects.clear()
-                await state.disconnect()
-                return
-            log.warning(
-                "Guild %s: DAVE failed again (%s); %d rejoins in %.0f s, reconnecting voice",
-                guild_id,
-                why,
-                MAX_RECOVERIES,
-                RECOVERY_WINDOW,
-            )
-            await self.close(RECONNECT_CODE)
+            await self._give_up(f"DAVE failed again ({why}) after {MAX_RECOVERIES} rejoins")
             return
         log.warning(
             "Guild %s: DAVE failed (%s); asking the voice server to add the bot again "
@@ -169,8 +156,21 @@ class DaveVoiceWebSocket(DiscordVoiceWebSocket):
         try:
             await state._recover_from_invalid_commit(recovery.transition_id)
         except Exception as exc:
-            log.warning("Guild %s: DAVE rejoin failed (%s); reconnecting voice", guild_id, exc)
-            await self.close(RECONNECT_CODE)
+            await self._give_up(f"DAVE rejoin failed ({type(exc).__name__}: {exc})")
+
+    async def _give_up(self, why: str) -> None:
+        """Leave rather than stay in the call unheard: the player tells whoever was waiting,
+        and the next message connects afresh (a new voice session, a new group)."""
+        state = self._connection
+        log.error(
+            "Guild %s: %s; leaving voice, members with waiting messages are told",
+            getattr(state, "server_id", None),
+            why,
+        )
+        client = getattr(state, "voice_client", None)
+        if isinstance(client, DaveVoiceClient):
+            client.dave_gave_up = True
+        await state.disconnect()
 
 
 def _stale_own_commit(sent: list[bytes], announced: bytes) -> bool:
@@ -194,6 +194,9 @@ class _DaveConnectionState(VoiceConnectionState):
 
 class DaveVoiceClient(discord.VoiceClient):
     """discord.py's voice client, whose DAVE handling survives davey's failures."""
+
+    #: Set when DAVE could not be recovered and the bot left: members are told why.
+    dave_gave_up: bool = False
 
     def create_connection_state(self) -> VoiceConnectionState:
         return _DaveConnectionState(self)

@@ -253,3 +253,31 @@ async def test_after_a_voice_server_change_the_member_decrypts_the_bot_again(
     decrypted = alice.decrypted
     await emulator.wait_for(lambda: alice.decrypted >= decrypted + 25, within=15)
     assert len(alice.audio.ssrcs) == 2
+
+
+async def test_dave_messages_the_bot_cannot_process_make_it_rejoin_then_leave_not_stay_unheard(
+    bot: BotProcess, emulator: Emulator, segmind: FakeSegmind
+) -> None:
+    await join(emulator)
+    alice = listener(emulator, ALICE)
+    server = emulator.current_voice[GUILD_ID]
+    await emulator.wait_for(lambda: server.dave.settled(VOICE_CHANNEL_ID, BOT_ID), within=10)
+    group = server.dave.groups[VOICE_CHANNEL_ID]
+
+    def added_again(epoch: int) -> bool:
+        return group.epoch > epoch and server.dave.settled(VOICE_CHANNEL_ID, BOT_ID)
+
+    for attempt in range(1, 4):  # Each one: op 31, then added again by Alice's commit.
+        epoch = group.epoch
+        await server.dave.send_unreadable(BOT_ID)
+        await bot.wait_for_log(f"(attempt {attempt} of 3)", within=5)
+        await emulator.wait_for(lambda e=epoch: added_again(e), within=10)
+    await server.dave.send_unreadable(BOT_ID)  # One too many: the bot leaves.
+    await bot.wait_for_log("leaving voice, members with waiting messages are told", within=5)
+    await emulator.wait_for(lambda: emulator.bot_voice_channel() is None, within=10)
+    # The next message connects afresh: a new voice session, a new group, and heard.
+    text = "Back again, and heard."
+    await emulator.interact("speak", user_id=ALICE, text=text, play=True)
+    expected = segmind.expected_duration(text)
+    before = alice.audio.duration
+    await emulator.wait_for(lambda: alice.audio.duration - before >= expected * 0.95, within=15)

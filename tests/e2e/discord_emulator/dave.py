@@ -139,6 +139,21 @@ class DaveServer:
             self.groups.pop(group.channel_id, None)
         self._on_change()
 
+    async def send_unreadable(self, user_id: int) -> None:
+        """Proposals nobody can process (a corrupt message, or one from a broken server):
+        what a client does about a DAVE message it cannot handle."""
+        for group in self.groups.values():
+            participant = group.participant(user_id)
+            if participant is not None:
+                await participant.send_binary(PROPOSALS, bytes([APPEND]) + mls.vec(b"\x00\x01"))
+
+    def settled(self, channel_id: int, user_id: int) -> bool:
+        """`user_id` is in the channel's group, with nothing proposed that is not committed."""
+        group = self.groups.get(channel_id)
+        if group is None:
+            return False
+        return user_id in group.leaves and user_id not in group.packages and not group.proposals
+
     # -- what clients send -------------------------------------------------------------------
 
     async def binary(self, participant: Participant, op: int, payload: bytes) -> None:
