@@ -2,17 +2,15 @@
 the MLS group (as its delivery service and external sender) and every member in the call is
 a client with its own davey session, decrypting each frame the bot sends and decoding it.
 
-One bot serves the whole module (its start is most of an e2e test's time): after each test
-everybody leaves voice, the bot follows them out, and the next test starts from an empty
-call."""
+Each scenario has its own bot: one bot shared by the module (leaving and rejoining voice
+between scenarios) saved 20 s but once stalled joining voice under load in the full suite,
+and a stall there is indistinguishable from a DAVE failure."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 
 from tests.e2e.discord_emulator import Emulator
 from tests.e2e.discord_emulator.listeners import MARKER, Listener
@@ -25,59 +23,15 @@ from tests.e2e.discord_emulator.state import (
     OWNER_ID,
     VOICE_CHANNEL_ID,
 )
-from tests.e2e.harness import BotProcess, running_bot
+from tests.e2e.harness import BotProcess
 from tests.e2e.test_bot_voice import FRAME, join
-from tests.fake_segmind import FakeSegmind, Shape
-
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+from tests.fake_segmind import FakeSegmind
 
 LONG = (
     "A much longer sentence, spoken slowly and with care, so that members of the call can "
     "come and go while the bot is still reading it out loud to everyone listening."
 )
 MEDIUM = "Long enough for somebody to join the call while it is still being read out."
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def emulator(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Emulator]:
-    async with Emulator(tmp_path_factory.mktemp("certs")) as emulator:
-        yield emulator
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def segmind() -> AsyncIterator[FakeSegmind]:
-    async with FakeSegmind(api_key="sk-e2e-fake", shape=Shape.OGG, latency=0.05) as fake:
-        yield fake
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def bot(
-    emulator: Emulator, segmind: FakeSegmind, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[BotProcess]:
-    async with running_bot(emulator, segmind, tmp_path_factory.mktemp("bot")) as process:
-        yield process
-
-
-@pytest_asyncio.fixture(autouse=True, loop_scope="module")
-async def empty_call(bot: BotProcess, emulator: Emulator) -> AsyncIterator[None]:
-    """Each test starts with nobody in voice, DAVE on and nothing heard yet; the bot's
-    output of a failing test is printed."""
-    log_start = len(bot.log())
-    yield
-    emulator.dave_version, emulator.dave_latency = 1, 0.02
-    for user_id, state in list(emulator.world.voice_states.items()):
-        if user_id != BOT_ID and state.channel_id is not None:
-            await emulator.member_voice(user_id, None)
-
-    def empty() -> bool:
-        servers = emulator.voice_servers
-        return emulator.bot_voice_channel() is None and not any(s.dave.groups for s in servers)
-
-    await emulator.wait_for(empty, within=15)
-    for server in emulator.voice_servers:
-        server.eavesdroppers.clear()
-    emulator.audio.clear()
-    print(f"--- bot output during the test ---\n{bot.log()[log_start:]}")
 
 
 def listener(emulator: Emulator, user_id: int) -> Listener:
