@@ -46,10 +46,16 @@ shard or a shard count unlike the connected shards' (4010), too few shards (4011
 `required_shards`), a second IDENTIFY for a connected shard (4005: Discord documents no code for
 it, see `gateway`).
 
-Not emulated: DAVE, Discord's end-to-end encrypted voice. Its MLS group handshake needs a real
-peer group and Discord's external sender, so the voice server always answers with
-`dave_protocol_version: 0` (transport encryption only), as Discord does when a call cannot use
-DAVE. Rate limits are announced (`X-RateLimit-*` headers with plenty of room) but never hit.
+- DAVE (`dave`, `mls`, `listeners`), Discord's end-to-end encrypted voice, protocol 1 by
+  default (`dave_version = 0` for a call without it): a client without DAVE is refused
+  (4017); the voice server is the MLS delivery service and external sender (key packages
+  checked, Add/Remove proposals signed, first commit of an epoch announced, welcomes,
+  transitions, op 31 recovery); members in voice are simulated clients with their own davey
+  session, decrypting what the bot sends. Not emulated: calls mixing DAVE and non-DAVE
+  clients, the sole-member reset, resuming under DAVE.
+
+Not emulated: rate limits are announced (`X-RateLimit-*` headers with plenty of room) but
+never hit.
 """
 
 from __future__ import annotations

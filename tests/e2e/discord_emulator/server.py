@@ -17,6 +17,7 @@ from tests.e2e.discord_emulator import rest, stage
 from tests.e2e.discord_emulator.certs import Certificate, make_certificate
 from tests.e2e.discord_emulator.components import find_component
 from tests.e2e.discord_emulator.gateway import Gateway, GatewaySession
+from tests.e2e.discord_emulator.listeners import Listener
 from tests.e2e.discord_emulator.records import Interaction, RestRequest
 from tests.e2e.discord_emulator.rtp import ReceivedAudio
 from tests.e2e.discord_emulator.state import (
@@ -64,6 +65,14 @@ class Emulator:
         self.shards = shards
         #: Fewer shards than this are refused with 4011 (Sharding required).
         self.required_shards = required_shards
+        #: The voice servers' DAVE protocol version: 1 as Discord requires, 0 for a call
+        #: Discord runs with transport encryption only.
+        self.dave_version = 1
+        #: Seconds DAVE's messages take between the voice server and a client (a network).
+        self.dave_latency = 0.02
+        #: Members' voice clients (DAVE only), by guild and member: each decrypts what the bot
+        #: sends in its guild's call.
+        self.clients: dict[tuple[int, int], Listener] = {}
         #: Seconds before the gateway answers an opcode 4, as a real network round trip takes.
         self.gateway_latency = 0.02
         self.cert_dir = cert_dir
@@ -114,11 +123,19 @@ class Emulator:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
+    @property
+    def listeners(self) -> dict[int, Listener]:
+        """The first guild's members' voice clients, by member."""
+        guild_id = self.world.guild_id
+        return {user: client for (guild, user), client in self.clients.items() if guild == guild_id}
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.gateway.close_all()
+        for listener in self.clients.values():
+            await listener.close()
         for server in self.voice_servers:
             await server.stop()
         if self._runner is not None:
@@ -224,6 +241,9 @@ class Emulator:
         new = await self._voice_server(guild_id)
         new.identify_delay = identify_delay
         old.revoke(guild_id)
+        for listener in list(old.listeners):  # Every client of the call moves with it.
+            await old.remove_listener(listener)
+            await new.add_listener(listener)
         state = self.guild(guild_id).voice_states[BOT_ID]
         grant = new.grant(guild_id, BOT_ID, state.session_id)
         await self.gateway.dispatch(
@@ -243,15 +263,41 @@ class Emulator:
         return new
 
     async def member_voice(
-        self, user_id: int, channel_id: int | None, *, guild_id: int | None = None
+        self,
+        user_id: int,
+        channel_id: int | None,
+        *,
+        guild_id: int | None = None,
+        listen: bool = True,
     ) -> None:
-        """A member joins, moves or leaves voice (in the first guild unless `guild_id`)."""
+        """A member joins, moves or leaves voice (in the first guild unless `guild_id`);
+        under DAVE, with `listen`, their client connects to the voice server too (and,
+        without it, they hear nothing)."""
         world = self.guild(guild_id)
         state = world.set_voice(user_id, channel_id, secrets.token_hex(16))
         member = world.members[user_id]
         await self.gateway.dispatch(
             "VOICE_STATE_UPDATE", state.payload(world.guild_id, member), world.guild_id
         )
+        await self._member_client(user_id, channel_id if listen else None, world.guild_id)
+
+    async def _member_client(self, user_id: int, channel_id: int | None, guild_id: int) -> None:
+        old = self.clients.get((guild_id, user_id))
+        if old is not None and old.channel_id == channel_id:
+            return  # Already in that call: the client stays connected, as Discord's does.
+        self.clients.pop((guild_id, user_id), None)
+        if old is not None:
+            for server in self.voice_servers:
+                await server.remove_listener(old)
+            await old.close()
+        if channel_id is None or not self.dave_version:
+            return
+        listener = Listener(
+            user_id, channel_id, BOT_ID, on_change=self.changes.notify, latency=self.dave_latency
+        )
+        self.clients[guild_id, user_id] = listener
+        server = await self._voice_server(guild_id)
+        await server.add_listener(listener)
 
     async def invite_to_speak(self, user_id: int, *, guild_id: int | None = None) -> None:
         """A stage moderator makes a member on the Stage a speaker (Modify User Voice State
