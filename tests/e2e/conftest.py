@@ -23,9 +23,13 @@ async def emulator(tmp_path: Path) -> AsyncIterator[Emulator]:
 @pytest.fixture
 async def segmind(request: pytest.FixtureRequest) -> AsyncIterator[FakeSegmind]:
     """The fake Segmind; a test module sets `LATENCY` (seconds per call) where its calls must
-    take long enough for others to wait behind them."""
+    take long enough for others to wait behind them, and `SECONDS_PER_CHAR` where its clips
+    must last (the voice tier plays each clip in real time: shorter speech, a quicker suite)."""
     latency = getattr(request.module, "LATENCY", 0.05)
-    async with FakeSegmind(api_key="sk-e2e-fake", shape=Shape.OGG, latency=latency) as fake:
+    per_char = getattr(request.module, "SECONDS_PER_CHAR", 0.03)
+    async with FakeSegmind(
+        api_key="sk-e2e-fake", shape=Shape.OGG, latency=latency, seconds_per_char=per_char
+    ) as fake:
         yield fake
 
 
