@@ -350,8 +350,6 @@ class AudioDeadlineError(AudioError):
     checks the clock between packets and gives up with this."""
 
 
-
-
 class StorageError(BotError):
     """The database cannot be used as configured."""
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.locales import line
 from bot.errors import AccessDeniedError
+from bot.locales import line
 from bot.storage import GuildSettings
 
 __all__ = ["Caller", "Requester", "check_access"]

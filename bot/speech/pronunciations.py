@@ -24,8 +24,8 @@ from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from bot.locales import line
 from bot.errors import InvalidRequestError
+from bot.locales import line
 
 __all__ = [
     "MAX_ENTRIES",

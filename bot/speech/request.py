@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from bot.locales import line
 from bot.errors import InvalidRequestError
+from bot.locales import line
 from bot.speech.styles import PACES, apply_style
 from bot.speech.voices import DEFAULT_VOICE, UnknownVoiceError, get_voice
 

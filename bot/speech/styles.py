@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from bot.locales import line
 from bot.errors import InvalidRequestError
+from bot.locales import line
 
 __all__ = [
     "MAX_STYLE_LENGTH",
