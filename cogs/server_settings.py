@@ -13,11 +13,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import InvalidRequestError
+from bot.locales import line
 from bot.speech.request import text_limit
 from bot.storage import GuildSettings
 from bot.storage.validation import MAX_REPEAT, MAX_STALE_AFTER
 from bot.tree import NO_MENTIONS
-from cogs._shared import cleared
+from cogs._shared import cleared, say
 
 if TYPE_CHECKING:
     from bot.app import TTSBot
@@ -141,12 +142,12 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
         changes = {key: value for key, value in changes.items() if value is not None}
         changes.update(dict.fromkeys(clear))
         if not changes:
-            raise InvalidRequestError("Give at least one setting to change.")
+            raise InvalidRequestError(line("settings.give_one"))
         try:
             settings = await self.bot.services.storage.update_guild(interaction.guild_id, **changes)
         except ValueError as exc:
             raise InvalidRequestError(str(exc)) from None
-        await self._show(interaction, settings, "Saved.")
+        await self._show(interaction, settings, say(interaction, "settings.saved"))
 
     async def _show(
         self, interaction: discord.Interaction[TTSBot], settings: GuildSettings, text: str = ""
@@ -289,7 +290,8 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
         fields = RESETTABLE[setting.value].split()
         changes = {name: getattr(defaults, name) for name in fields}
         settings = await self.bot.services.storage.update_guild(interaction.guild_id, **changes)
-        await self._show(interaction, settings, f"Reset {setting.value.replace('_', ' ')}.")
+        what = say(interaction, f"choice.{setting.value}")
+        await self._show(interaction, settings, say(interaction, "settings.reset", setting=what))
 
 
 async def setup(bot: TTSBot) -> None:

@@ -13,10 +13,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import SegmindError
+from bot.locales import text
 from bot.storage import UsageSummary
 from bot.synthesis.usage import day_start, paid_calls
 from bot.synthesis.usage_chart import CHART_DAYS, chart_days, days_text, draw_chart
-from bot.tree import NO_MENTIONS
+from bot.tree import NO_MENTIONS, locale_of
 
 if TYPE_CHECKING:
     from bot.app import TTSBot
@@ -29,12 +30,17 @@ CHART_FILE = "usage-30-days.png"
 ALT = "Requests per day (paid calls and cache hits) and estimated cost, last 30 days"
 
 
-def summary_line(summary: UsageSummary) -> str:
-    cached = f" ({summary.cached} from the cache, free)" if summary.cached else ""
-    failed = f", {summary.failures} failed" if summary.failures else ""
-    return (
-        f"{summary.calls} request{'s' if summary.calls != 1 else ''}{cached}{failed}, "
-        f"{summary.audio_minutes:.1f} min of audio"
+def summary_line(summary: UsageSummary, locale: str | None = None) -> str:
+    cached = text("usage.cached", locale, count=summary.cached) if summary.cached else ""
+    failed = text("usage.failed", locale, count=summary.failures) if summary.failures else ""
+    key = "usage.requests_one" if summary.calls == 1 else "usage.requests_many"
+    return text(
+        "usage.summary",
+        locale,
+        requests=text(key, locale, count=summary.calls),
+        cached=cached,
+        failed=failed,
+        minutes=summary.audio_minutes,
     )
 
 
@@ -52,7 +58,8 @@ class Usage(commands.GroupCog, group_name="usage"):
         today = await self.bot.services.storage.usage(
             since=day_start(), guild_id=interaction.guild_id, user_id=interaction.user.id
         )
-        lines = [f"Today in this server: {summary_line(today)}."]
+        locale = locale_of(interaction)
+        lines = [text("usage.today", locale, summary=summary_line(today, locale))]
         guild = await self.bot.services.storage.get_guild(interaction.guild_id)
         if guild.daily_quota is not None:
             # Requests still being made count already, as they do when the member asks again.
@@ -60,7 +67,7 @@ class Usage(commands.GroupCog, group_name="usage"):
                 interaction.guild_id, interaction.user.id
             )
             left = max(0, guild.daily_quota - paid_calls(today) - pending)
-            lines.append(f"Left today: {left} of {guild.daily_quota} (resets at midnight UTC).")
+            lines.append(text("usage.left", locale, left=left, quota=guild.daily_quota))
         await interaction.response.send_message(
             "\n".join(lines), ephemeral=True, allowed_mentions=NO_MENTIONS
         )
