@@ -59,6 +59,13 @@ class Read:
     rules: NarrationRules
 
 
+def preferred_locale(guild: discord.Guild) -> str | None:
+    """The server's language for what everyone hears ("Alice said"); a server Discord gave
+    none (or a stand-in without one) is read in English."""
+    locale = getattr(guild, "preferred_locale", None)
+    return None if locale is None else str(getattr(locale, "value", locale))
+
+
 def in_stage_audience(author: Author) -> bool:
     """Listening in a Stage's audience: in a Stage channel, and not one of its speakers
     (Discord marks the audience as suppressed)."""
@@ -114,7 +121,11 @@ class NarrationCalls:
         """What `incoming` reads as, or None (logged) if it is not read at all."""
         author = incoming.author
         author_channel = voice_channel_of(author)
-        rules = NarrationRules.from_guild(settings, text_limit=self.speech.text_limit(settings))
+        rules = NarrationRules.from_guild(
+            settings,
+            text_limit=self.speech.text_limit(settings),
+            locale=preferred_locale(incoming.guild),
+        )
         reason = skip_reason(
             incoming.content,
             author_is_bot=author.bot,
