@@ -36,8 +36,7 @@ def test_every_translation_fills_in_exactly_the_english_fields(language: str) ->
     wrong = {
         key: (sorted(placeholders(template)), sorted(placeholders(ENGLISH_MESSAGES[key])))
         for key, template in CATALOGUES[language].items()
-        if key in ENGLISH_MESSAGES
-        and placeholders(template) != placeholders(ENGLISH_MESSAGES[key])
+        if key in ENGLISH_MESSAGES and placeholders(template) != placeholders(ENGLISH_MESSAGES[key])
     }
     assert wrong == {}
 
