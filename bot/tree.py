@@ -103,9 +103,9 @@ def catalogue_key(context: app_commands.TranslationContextTypes) -> str | None:
     data: Any = context.data
     places = app_commands.TranslationContextLocation
     if where in (places.command_description, places.group_description):
-        return "cmd." + data.qualified_name.replace(" ", ".")
+        return "cmd." + str(data.qualified_name).replace(" ", ".")
     if where is places.parameter_description:
-        return "cmd." + data.command.qualified_name.replace(" ", ".") + "." + data.name
+        return f"cmd.{data.command.qualified_name.replace(' ', '.')}.{data.name}"
     if where is places.choice_name:
         return f"choice.{data.value}"
     if where is places.command_name and isinstance(data, app_commands.ContextMenu):

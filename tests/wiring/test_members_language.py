@@ -70,7 +70,7 @@ async def test_every_description_goes_out_in_every_language_with_english_as_the_
 
 async def test_the_translator_leaves_names_and_strings_it_does_not_hold_alone() -> None:
     translator = CatalogueTranslator()
-    context = app_commands.TranslationContext(
+    context: app_commands.TranslationContextTypes = app_commands.TranslationContext(
         location=app_commands.TranslationContextLocation.other, data=None
     )
     assert catalogue_key(context) is None
