@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["MESSAGES"]
+
 MESSAGES: dict[str, str] = {
     # -- command and option descriptions (Discord shows them in the command picker) --------
     "menu.Speak this message": "Speak this message",

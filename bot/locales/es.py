@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["MESSAGES"]
+
 MESSAGES: dict[str, str] = {
     "menu.Speak this message": "Leer este mensaje",
     "cmd.speak": "Convierte texto en una voz realista",

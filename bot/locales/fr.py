@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["MESSAGES"]
+
 MESSAGES: dict[str, str] = {
     "menu.Speak this message": "Lire ce message",
     "cmd.speak": "Transformer du texte en voix naturelle",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["MESSAGES"]
+
 MESSAGES: dict[str, str] = {
     "menu.Speak this message": "このメッセージを読み上げる",
     "cmd.speak": "テキストを自然な音声にします",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["MESSAGES"]
+
 MESSAGES: dict[str, str] = {
     "menu.Speak this message": "Falar esta mensagem",
     "cmd.speak": "Transforme texto em fala realista",
