@@ -27,7 +27,6 @@ __all__ = ["Usage", "setup", "summary_line"]
 log = logging.getLogger(__name__)
 
 CHART_FILE = "usage-30-days.png"
-ALT = "Requests per day (paid calls and cache hits) and estimated cost, last 30 days"
 
 
 def summary_line(summary: UsageSummary, locale: str | None = None) -> str:
@@ -92,38 +91,40 @@ class Usage(commands.GroupCog, group_name="usage"):
             ),
             since_today.date(),
         )
-        embed = discord.Embed(title="Speech use in this server", colour=0x5865F2)
-        for name, summary in (("Today (UTC)", today), ("Last 30 days", month)):
+        locale = locale_of(interaction)
+        embed = discord.Embed(title=text("usage.server_title", locale), colour=0x5865F2)
+        for key, summary in (("usage.today_utc", today), ("usage.last_30", month)):
+            calls = text("usage.api_calls", locale, calls=summary.api_calls, cost=summary.cost)
             embed.add_field(
-                name=name,
-                value=(
-                    f"{summary_line(summary)}\n"
-                    f"API calls: {summary.api_calls} · estimated cost ${summary.cost:.3f}"
-                ),
+                name=text(key, locale),
+                value=f"{summary_line(summary, locale)}\n{calls}",
                 inline=False,
             )
         if top:
             embed.add_field(
-                name="Most active today",
+                name=text("usage.most_active", locale),
                 value="\n".join(f"<@{user}>: {s.calls}" for user, s in top),
                 inline=False,
             )
         # The chart's figures as text too: for screen readers, and if the image fails.
-        embed.add_field(name="Per day, last 30 days (UTC)", value=days_text(days), inline=False)
-        embed.set_footer(text=await self._credits())
+        embed.add_field(
+            name=text("usage.per_day", locale), value=days_text(days, locale=locale), inline=False
+        )
+        embed.set_footer(text=await self._credits(locale))
         files = []
         try:
             chart = await asyncio.to_thread(draw_chart, days)
         except Exception:
             log.exception("Could not draw the usage chart; the figures are sent as text")
         else:
-            files.append(discord.File(io.BytesIO(chart), filename=CHART_FILE, description=ALT))
+            alt = text("usage.chart_alt", locale)
+            files.append(discord.File(io.BytesIO(chart), filename=CHART_FILE, description=alt))
             embed.set_image(url=f"attachment://{CHART_FILE}")
         await interaction.edit_original_response(
             embed=embed, attachments=files, allowed_mentions=NO_MENTIONS
         )
 
-    async def _credits(self) -> str:
+    async def _credits(self, locale: str | None) -> str:
         """The API key's balance: the last one an answer reported, else a free check."""
         remaining = self.bot.services.client.remaining_credits
         if remaining is None:
@@ -131,10 +132,10 @@ class Usage(commands.GroupCog, group_name="usage"):
                 remaining = (await self.bot.services.client.get_credits()).total
             except SegmindError as exc:
                 log.info("Credits check failed: %s", exc)
-                return "Remaining credits: unknown (the balance check failed)"
+                return text("usage.credits_unknown", locale)
         price = self.bot.settings.price_per_call
-        calls = f" (about {remaining / price:,.0f} calls)" if price > 0 else ""
-        return f"Remaining credits on the API key: {remaining:g}{calls}"
+        calls = text("usage.about_calls", locale, count=remaining / price) if price > 0 else ""
+        return text("usage.credits", locale, remaining=remaining, calls=calls)
 
 
 async def setup(bot: TTSBot) -> None:

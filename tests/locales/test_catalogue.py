@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from bot.locales import (
@@ -17,6 +19,12 @@ from bot.locales import (
 )
 
 OTHERS = [language for language in LANGUAGES if language != ENGLISH]
+#: A field's sample value where a number will not do (a date formatted by the message).
+SAMPLES: dict[str, object] = {"day": date(2026, 12, 6)}
+
+
+def sample(template: str) -> dict[str, object]:
+    return {name: SAMPLES.get(name, 1) for name in placeholders(template)}
 ENGLISH_MESSAGES = CATALOGUES[ENGLISH]
 
 
@@ -44,8 +52,7 @@ def test_every_translation_fills_in_exactly_the_english_fields(language: str) ->
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_every_message_renders_with_its_fields(language: str) -> None:
     for key, template in CATALOGUES[language].items():
-        fields = dict.fromkeys(placeholders(template), 1)
-        assert text(key, language, **fields), key
+        assert text(key, language, **sample(template)), key
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -53,7 +60,7 @@ def test_command_strings_fit_discords_limits(language: str) -> None:
     """Discord refuses the whole command list when one description passes 100 characters, a
     choice's name 100, or a message menu's name 32."""
     for key, value in CATALOGUES[language].items():
-        rendered = text(key, language, **dict.fromkeys(placeholders(value), 1))
+        rendered = text(key, language, **sample(value))
         if key.startswith(("cmd.", "choice.")):
             assert 1 <= len(rendered) <= 100, (key, len(rendered))
         if key.startswith("menu."):
