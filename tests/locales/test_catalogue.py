@@ -25,6 +25,8 @@ SAMPLES: dict[str, object] = {"day": date(2026, 12, 6)}
 
 def sample(template: str) -> dict[str, object]:
     return {name: SAMPLES.get(name, 1) for name in placeholders(template)}
+
+
 ENGLISH_MESSAGES = CATALOGUES[ENGLISH]
 
 
