@@ -27,7 +27,6 @@ __all__ = [
     "playing_line",
     "progress_line",
     "result_line",
-    "waiting_words",
 ]
 
 log = logging.getLogger(__name__)
@@ -76,18 +75,6 @@ def playing_line(
             details=details,
         )
     return say(interaction, "speak.playing", channel=channel.mention, details=details)
-
-
-def waiting_words(interaction: discord.Interaction[TTSBot], seconds: float) -> str:
-    """A wait as the member reads it, in their language: "5 minutes", "90 seconds"."""
-    whole = round(seconds)
-    minutes, rest = divmod(whole, 60)
-    if rest == 0 and minutes:
-        key = "speak.minutes_one" if minutes == 1 else "speak.minutes_many"
-        return say(interaction, key, count=minutes)
-    return say(
-        interaction, "speak.seconds_one" if whole == 1 else "speak.seconds_many", count=whole
-    )
 
 
 class ProgressReporter:

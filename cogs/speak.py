@@ -17,6 +17,7 @@ from bot.locales import line
 from bot.playback.connections import VoiceTarget
 from bot.playback.player import GuildPlayer, Utterance
 from bot.playback.presence import bring_bot, check_voice_target, voice_channel_of
+from bot.playback.stage import waiting_time
 from bot.speech.access import Caller
 from bot.speech.cleanup import CleanupOptions, clean_message
 from bot.speech.control import estimate_seconds
@@ -40,7 +41,6 @@ from cogs._speak_lines import (
     playing_line,
     progress_line,
     result_line,
-    waiting_words,
 )
 from cogs._voice_message import (
     can_reply,
@@ -392,7 +392,7 @@ class Speak(commands.Cog):
                 if note
                 else say(interaction, "speak.in_audience", channel=channel.mention)
             )
-            wait = waiting_words(interaction, player.stage.wait)
+            wait = localized(interaction, waiting_time(player.stage.wait))
             content = say(
                 interaction,
                 "speak.waiting_stage",

@@ -284,4 +284,13 @@ MESSAGES: dict[str, str] = {
     "usage.credits": "Restguthaben des API-Schlüssels: {remaining:g}{calls}",
     "usage.about_calls": " (etwa {count:,.0f} Aufrufe)",
     "usage.chart_alt": "Anfragen pro Tag (bezahlte Aufrufe und Cache-Treffer) und geschätzte Kosten, letzte 30 Tage",
+    "playback.warning": "⚠️ {message}",
+    "playback.part_failed": "⚠️ Teil {part} deiner Nachricht konnte nicht erzeugt werden: {message}",
+    "playback.connection_lost": "Ich habe die Sprachverbindung verloren und nicht zurückbekommen, deshalb wurde deine Nachricht nicht abgespielt.",
+    "playback.stage_wait_over": "Kein Stage-Moderator hat mich innerhalb von {wait} zum Sprechen eingeladen, deshalb wurde deine Nachricht nicht abgespielt.",
+    "narration.not_read": "📕 Einige Nachrichten hier wurden nicht vorgelesen: {reason}",
+    "narration.unexpected": "bei mir ist etwas schiefgelaufen (Ref. `{ref}`).",
+    "narration.stale": "⏭️ {count} übersprungen, die länger als {bound} gewartet haben (das Vorlesen hing hinterher).",
+    "narration.messages_one": "1 Nachricht",
+    "narration.messages_many": "{count} Nachrichten",
 }

@@ -297,4 +297,14 @@ MESSAGES: dict[str, str] = {
     "usage.credits": "Remaining credits on the API key: {remaining:g}{calls}",
     "usage.about_calls": " (about {count:,.0f} calls)",
     "usage.chart_alt": "Requests per day (paid calls and cache hits) and estimated cost, last 30 days",
+    # -- what voice playback and narration tell members and channels ----------------------------
+    "playback.warning": "⚠️ {message}",
+    "playback.part_failed": "⚠️ Part {part} of your message could not be made: {message}",
+    "playback.connection_lost": "I lost the voice connection and could not get it back, so your message was not played.",
+    "playback.stage_wait_over": "No stage moderator invited me to speak within {wait}, so your message was not played.",
+    "narration.not_read": "📕 Some messages here were not read aloud: {reason}",
+    "narration.unexpected": "something went wrong on my side (ref `{ref}`).",
+    "narration.stale": "⏭️ Skipped {count} waiting for more than {bound} (narration was behind).",
+    "narration.messages_one": "1 message",
+    "narration.messages_many": "{count} messages",
 }

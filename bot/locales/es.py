@@ -284,4 +284,13 @@ MESSAGES: dict[str, str] = {
     "usage.credits": "Créditos restantes en la clave de API: {remaining:g}{calls}",
     "usage.about_calls": " (unas {count:,.0f} llamadas)",
     "usage.chart_alt": "Peticiones por día (llamadas pagadas y aciertos de caché) y coste estimado, últimos 30 días",
+    "playback.warning": "⚠️ {message}",
+    "playback.part_failed": "⚠️ No se pudo generar la parte {part} de tu mensaje: {message}",
+    "playback.connection_lost": "Perdí la conexión de voz y no pude recuperarla, así que tu mensaje no se reprodujo.",
+    "playback.stage_wait_over": "Ningún moderador del escenario me invitó a hablar en {wait}, así que tu mensaje no se reprodujo.",
+    "narration.not_read": "📕 Algunos mensajes de aquí no se leyeron en voz alta: {reason}",
+    "narration.unexpected": "algo salió mal por mi parte (ref. `{ref}`).",
+    "narration.stale": "⏭️ Se saltaron {count} que esperaban más de {bound} (la lectura iba con retraso).",
+    "narration.messages_one": "1 mensaje",
+    "narration.messages_many": "{count} mensajes",
 }

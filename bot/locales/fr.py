@@ -284,4 +284,13 @@ MESSAGES: dict[str, str] = {
     "usage.credits": "Crédits restants sur la clé d'API : {remaining:g}{calls}",
     "usage.about_calls": " (environ {count:,.0f} appels)",
     "usage.chart_alt": "Demandes par jour (appels payés et réponses du cache) et coût estimé, 30 derniers jours",
+    "playback.warning": "⚠️ {message}",
+    "playback.part_failed": "⚠️ La partie {part} de ton message n'a pas pu être créée : {message}",
+    "playback.connection_lost": "J'ai perdu la connexion vocale sans pouvoir la retrouver, ton message n'a donc pas été joué.",
+    "playback.stage_wait_over": "Aucun modérateur de la scène ne m'a invité à parler dans les {wait}, ton message n'a donc pas été joué.",
+    "narration.not_read": "📕 Certains messages ici n'ont pas été lus à voix haute : {reason}",
+    "narration.unexpected": "quelque chose s'est mal passé de mon côté (réf. `{ref}`).",
+    "narration.stale": "⏭️ {count} en attente depuis plus de {bound} ignorés (la lecture avait du retard).",
+    "narration.messages_one": "1 message",
+    "narration.messages_many": "{count} messages",
 }

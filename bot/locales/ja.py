@@ -284,4 +284,13 @@ MESSAGES: dict[str, str] = {
     "usage.credits": "API キーの残りクレジット：{remaining:g}{calls}",
     "usage.about_calls": "（約 {count:,.0f} 回分）",
     "usage.chart_alt": "1日あたりのリクエスト数（有料の呼び出しとキャッシュの利用）と推定費用、過去30日間",
+    "playback.warning": "⚠️ {message}",
+    "playback.part_failed": "⚠️ メッセージの {part} 件目を作れませんでした：{message}",
+    "playback.connection_lost": "ボイス接続が切れて戻らなかったため、メッセージは再生されませんでした。",
+    "playback.stage_wait_over": "{wait}以内にステージのモデレーターから発言の招待がなかったため、メッセージは再生されませんでした。",
+    "narration.not_read": "📕 ここでは読み上げられなかったメッセージがあります：{reason}",
+    "narration.unexpected": "こちら側で問題が発生しました（参照 `{ref}`）。",
+    "narration.stale": "⏭️ {bound}以上待っていた{count}を飛ばしました（読み上げが遅れていました）。",
+    "narration.messages_one": "1 件のメッセージ",
+    "narration.messages_many": "{count} 件のメッセージ",
 }

@@ -284,4 +284,13 @@ MESSAGES: dict[str, str] = {
     "usage.credits": "Créditos restantes na chave de API: {remaining:g}{calls}",
     "usage.about_calls": " (cerca de {count:,.0f} chamadas)",
     "usage.chart_alt": "Pedidos por dia (chamadas pagas e acertos do cache) e custo estimado, últimos 30 dias",
+    "playback.warning": "⚠️ {message}",
+    "playback.part_failed": "⚠️ A parte {part} da sua mensagem não pôde ser gerada: {message}",
+    "playback.connection_lost": "Perdi a conexão de voz e não consegui recuperá-la, então sua mensagem não foi tocada.",
+    "playback.stage_wait_over": "Nenhum moderador do palco me convidou para falar em {wait}, então sua mensagem não foi tocada.",
+    "narration.not_read": "📕 Algumas mensagens aqui não foram lidas em voz alta: {reason}",
+    "narration.unexpected": "algo deu errado do meu lado (ref. `{ref}`).",
+    "narration.stale": "⏭️ {count} esperando há mais de {bound} foram puladas (a leitura estava atrasada).",
+    "narration.messages_one": "1 mensagem",
+    "narration.messages_many": "{count} mensagens",
 }
