@@ -15,7 +15,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import InvalidRequestError
-from bot.locales import line, text
+from bot.locales import line, message_of, text
 from bot.speech.pronunciations import (
     MAX_ENTRIES,
     MAX_ENTRY_LENGTH,
@@ -74,7 +74,7 @@ class Dictionary(commands.GroupCog, group_name="dictionary"):
         try:
             await self.bot.services.storage.update_guild(guild_id, pronunciations=pairs)
         except ValueError as exc:
-            raise InvalidRequestError(str(exc)) from None
+            raise InvalidRequestError(message_of(exc)) from None
 
     @app_commands.command(name="add", description="Say a word your server's way")
     @app_commands.describe(

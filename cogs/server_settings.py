@@ -13,7 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import InvalidRequestError
-from bot.locales import line, text
+from bot.locales import line, message_of, text
 from bot.speech.request import text_limit
 from bot.storage import GuildSettings
 from bot.storage.validation import MAX_REPEAT, MAX_STALE_AFTER
@@ -163,7 +163,7 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
         try:
             settings = await self.bot.services.storage.update_guild(interaction.guild_id, **changes)
         except ValueError as exc:
-            raise InvalidRequestError(str(exc)) from None
+            raise InvalidRequestError(message_of(exc)) from None
         await self._show(interaction, settings, say(interaction, "settings.saved"))
 
     async def _show(

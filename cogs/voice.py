@@ -13,7 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import AccessDeniedError, InvalidRequestError
-from bot.locales import line, text
+from bot.locales import line, message_of, text
 from bot.speech.names import NameRights, name_refusal
 from bot.speech.narration import member_voice
 from bot.speech.voices import get_voice
@@ -148,7 +148,7 @@ class VoiceSettings(commands.Cog, name="Voice settings"):
         try:
             settings = await self.bot.services.storage.update_member(interaction.user.id, **changes)
         except ValueError as exc:
-            raise InvalidRequestError(str(exc)) from None
+            raise InvalidRequestError(message_of(exc)) from None
         await self._reply(interaction, self._summary(interaction, settings, "voice.saved"))
 
     @voice.command(name="name", description="How narration says your name")
@@ -178,7 +178,7 @@ class VoiceSettings(commands.Cog, name="Voice settings"):
                 interaction.user.id, spoken_name=spoken_name
             )
         except ValueError as exc:
-            raise InvalidRequestError(str(exc)) from None
+            raise InvalidRequestError(message_of(exc)) from None
         await self._reply(interaction, self._summary(interaction, settings, "voice.saved"))
 
     async def _clear_name_of(

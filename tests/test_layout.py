@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     # rules (a saved voice must be one of the 30): the two share data, not behaviour.
     "bot.speech": {"bot.errors", "bot.locales", "bot.storage"},
     "bot.audio": {"bot.errors"},
-    "bot.storage": {"bot.errors", "bot.config", "bot.speech"},
+    "bot.storage": {"bot.errors", "bot.config", "bot.locales", "bot.speech"},
     "bot.config": {"bot.errors", "bot.speech"},
     "bot.synthesis": {
         "bot.errors",

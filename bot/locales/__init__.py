@@ -25,6 +25,7 @@ __all__ = [
     "Line",
     "language_of",
     "line",
+    "message_of",
     "placeholders",
     "render",
     "text",
@@ -103,6 +104,12 @@ class Line(str):
 
 def line(key: str, /, **fields: object) -> Line:
     return Line(key, **fields)
+
+
+def message_of(error: BaseException) -> str:
+    """What an error says, keeping a `Line` as one (`str(error)` would make it plain English)."""
+    first = error.args[0] if len(error.args) == 1 else None
+    return first if isinstance(first, str) else str(error)
 
 
 def render(message: str, locale: str | None) -> str:

@@ -293,4 +293,9 @@ MESSAGES: dict[str, str] = {
     "narration.stale": "⏭️ {count} übersprungen, die länger als {bound} gewartet haben (das Vorlesen hing hinterher).",
     "narration.messages_one": "1 Nachricht",
     "narration.messages_many": "{count} Nachrichten",
+    "voices.unknown": "„{name}“ ist keine der 30 Stimmen.",
+    "voices.unknown_hint": "„{name}“ ist keine der 30 Stimmen. Meintest du {suggestions}?",
+    "request.option_problem": "{option}: {problem}",
+    "settings.said_needs_name": "{option} muss {{name}} genau einmal enthalten, z. B. „{{name}} sagt“.",
+    "settings.max_repeat": "{option} muss 0 sein (Wiederholungen so lesen, wie sie dastehen) oder eine ganze Zahl von 2 bis {limit}.",
 }

@@ -307,4 +307,10 @@ MESSAGES: dict[str, str] = {
     "narration.stale": "⏭️ Skipped {count} waiting for more than {bound} (narration was behind).",
     "narration.messages_one": "1 message",
     "narration.messages_many": "{count} messages",
+    # -- values the bot refuses -------------------------------------------------------------------
+    "voices.unknown": "“{name}” is not one of the 30 voices.",
+    "voices.unknown_hint": "“{name}” is not one of the 30 voices. Did you mean {suggestions}?",
+    "request.option_problem": "{option}: {problem}",
+    "settings.said_needs_name": "{option} must contain {{name}} once, e.g. “{{name}} says”.",
+    "settings.max_repeat": "{option} must be 0 (read repeats as written) or a whole number from 2 to {limit}.",
 }

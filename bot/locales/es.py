@@ -293,4 +293,9 @@ MESSAGES: dict[str, str] = {
     "narration.stale": "⏭️ Se saltaron {count} que esperaban más de {bound} (la lectura iba con retraso).",
     "narration.messages_one": "1 mensaje",
     "narration.messages_many": "{count} mensajes",
+    "voices.unknown": "«{name}» no es una de las 30 voces.",
+    "voices.unknown_hint": "«{name}» no es una de las 30 voces. ¿Quisiste decir {suggestions}?",
+    "request.option_problem": "{option}: {problem}",
+    "settings.said_needs_name": "{option} debe contener {{name}} una sola vez, p. ej. «{{name}} dice».",
+    "settings.max_repeat": "{option} debe ser 0 (leer las repeticiones tal cual) o un número entero de 2 a {limit}.",
 }

@@ -293,4 +293,9 @@ MESSAGES: dict[str, str] = {
     "narration.stale": "⏭️ {count} en attente depuis plus de {bound} ignorés (la lecture avait du retard).",
     "narration.messages_one": "1 message",
     "narration.messages_many": "{count} messages",
+    "voices.unknown": "« {name} » ne fait pas partie des 30 voix.",
+    "voices.unknown_hint": "« {name} » ne fait pas partie des 30 voix. Voulais-tu dire {suggestions} ?",
+    "request.option_problem": "{option} : {problem}",
+    "settings.said_needs_name": "{option} doit contenir {{name}} une seule fois, ex. « {{name}} dit ».",
+    "settings.max_repeat": "{option} doit valoir 0 (lire les répétitions telles quelles) ou un nombre entier de 2 à {limit}.",
 }

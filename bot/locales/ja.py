@@ -293,4 +293,9 @@ MESSAGES: dict[str, str] = {
     "narration.stale": "⏭️ {bound}以上待っていた{count}を飛ばしました（読み上げが遅れていました）。",
     "narration.messages_one": "1 件のメッセージ",
     "narration.messages_many": "{count} 件のメッセージ",
+    "voices.unknown": "「{name}」は30種類の声にありません。",
+    "voices.unknown_hint": "「{name}」は30種類の声にありません。もしかして {suggestions} ですか？",
+    "request.option_problem": "{option}：{problem}",
+    "settings.said_needs_name": "{option} には {{name}} をちょうど1回含めてください。例：「{{name}}さん」",
+    "settings.max_repeat": "{option} は 0（繰り返しをそのまま読む）か、2〜{limit} の整数にしてください。",
 }

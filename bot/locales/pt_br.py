@@ -293,4 +293,9 @@ MESSAGES: dict[str, str] = {
     "narration.stale": "⏭️ {count} esperando há mais de {bound} foram puladas (a leitura estava atrasada).",
     "narration.messages_one": "1 mensagem",
     "narration.messages_many": "{count} mensagens",
+    "voices.unknown": "“{name}” não é uma das 30 vozes.",
+    "voices.unknown_hint": "“{name}” não é uma das 30 vozes. Você quis dizer {suggestions}?",
+    "request.option_problem": "{option}: {problem}",
+    "settings.said_needs_name": "{option} deve conter {{name}} uma única vez, ex.: “{{name}} diz”.",
+    "settings.max_repeat": "{option} deve ser 0 (ler repetições como estão) ou um número inteiro de 2 a {limit}.",
 }

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.errors import InvalidRequestError
-from bot.locales import line
+from bot.locales import line, message_of
 from bot.speech.styles import PACES, apply_style
 from bot.speech.voices import DEFAULT_VOICE, UnknownVoiceError, get_voice
 
@@ -104,4 +104,6 @@ def _voice(name: str | None, option: str) -> str:
     try:
         return get_voice(name or "").name
     except UnknownVoiceError as exc:
-        raise InvalidRequestError(f"{option}: {exc}") from None
+        raise InvalidRequestError(
+            line("request.option_problem", option=option, problem=message_of(exc))
+        ) from None

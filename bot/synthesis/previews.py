@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bot.audio import is_ogg_opus
 from bot.errors import InvalidRequestError
-from bot.locales import language_of
+from bot.locales import language_of, message_of
 from bot.speech.access import Requester
 from bot.speech.request import DEFAULT_TEMPERATURE, SpeechRequest
 from bot.speech.voices import get_voice
@@ -95,7 +95,7 @@ class Previews:
         try:
             name = get_voice(voice).name
         except ValueError as exc:
-            raise InvalidRequestError(str(exc)) from None
+            raise InvalidRequestError(message_of(exc)) from None
         if language not in PREVIEW_SENTENCES:
             raise InvalidRequestError(f"There are no previews in “{language}” yet.")
         lock = self._locks.setdefault((language, name), asyncio.Lock())
