@@ -298,4 +298,7 @@ MESSAGES: dict[str, str] = {
     "request.option_problem": "{option}: {problem}",
     "settings.said_needs_name": "{option} muss {{name}} genau einmal enthalten, z. B. „{{name}} sagt“.",
     "settings.max_repeat": "{option} muss 0 sein (Wiederholungen so lesen, wie sie dastehen) oder eine ganze Zahl von 2 bis {limit}.",
+    "deadline.too_long_one": "Die Warteschlange ist gerade zu lang, um das fertigzustellen, bevor Discords 15-minütiges Antwortfenster schließt (etwa {minutes} Min. nötig). Nichts wurde ausgegeben: Versuch einen kürzeren Text oder es in ein paar Minuten noch mal.",
+    "deadline.too_long_many": "Die Warteschlange ist gerade zu lang, um {parts} Teile fertigzustellen, bevor Discords 15-minütiges Antwortfenster schließt (etwa {minutes} Min. nötig). Nichts wurde ausgegeben: Versuch einen kürzeren Text oder es in ein paar Minuten noch mal.",
+    "deadline.missed": "Deine Nachricht konnte nicht innerhalb von Discords Antwortfenster erzeugt werden, deshalb wurde der Rest abgebrochen. Versuch es noch mal oder mit einem kürzeren Text.",
 }

@@ -313,4 +313,7 @@ MESSAGES: dict[str, str] = {
     "request.option_problem": "{option}: {problem}",
     "settings.said_needs_name": "{option} must contain {{name}} once, e.g. “{{name}} says”.",
     "settings.max_repeat": "{option} must be 0 (read repeats as written) or a whole number from 2 to {limit}.",
+    "deadline.too_long_one": "The speech queue is too long right now to make it before Discord's 15-minute reply window closes (about {minutes} min needed). Nothing was spent: try a shorter text, or again in a few minutes.",
+    "deadline.too_long_many": "The speech queue is too long right now to make {parts} parts before Discord's 15-minute reply window closes (about {minutes} min needed). Nothing was spent: try a shorter text, or again in a few minutes.",
+    "deadline.missed": "Your message could not be made within Discord's reply window, so the rest of it was cancelled. Please try again, or a shorter text.",
 }

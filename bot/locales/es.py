@@ -298,4 +298,7 @@ MESSAGES: dict[str, str] = {
     "request.option_problem": "{option}: {problem}",
     "settings.said_needs_name": "{option} debe contener {{name}} una sola vez, p. ej. «{{name}} dice».",
     "settings.max_repeat": "{option} debe ser 0 (leer las repeticiones tal cual) o un número entero de 2 a {limit}.",
+    "deadline.too_long_one": "La cola de voz es demasiado larga ahora para hacerlo antes de que se cierre la ventana de respuesta de 15 minutos de Discord (hacen falta unos {minutes} min). No se gastó nada: prueba un texto más corto o vuelve a intentarlo en unos minutos.",
+    "deadline.too_long_many": "La cola de voz es demasiado larga ahora para hacer {parts} partes antes de que se cierre la ventana de respuesta de 15 minutos de Discord (hacen falta unos {minutes} min). No se gastó nada: prueba un texto más corto o vuelve a intentarlo en unos minutos.",
+    "deadline.missed": "Tu mensaje no se pudo generar dentro de la ventana de respuesta de Discord, así que se canceló el resto. Inténtalo de nuevo, o con un texto más corto.",
 }

@@ -298,4 +298,7 @@ MESSAGES: dict[str, str] = {
     "request.option_problem": "{option} : {problem}",
     "settings.said_needs_name": "{option} doit contenir {{name}} une seule fois, ex. « {{name}} dit ».",
     "settings.max_repeat": "{option} doit valoir 0 (lire les répétitions telles quelles) ou un nombre entier de 2 à {limit}.",
+    "deadline.too_long_one": "La file d'attente est trop longue pour le faire avant la fin de la fenêtre de réponse de 15 minutes de Discord (environ {minutes} min nécessaires). Rien n'a été dépensé : essaie un texte plus court, ou réessaie dans quelques minutes.",
+    "deadline.too_long_many": "La file d'attente est trop longue pour faire {parts} parties avant la fin de la fenêtre de réponse de 15 minutes de Discord (environ {minutes} min nécessaires). Rien n'a été dépensé : essaie un texte plus court, ou réessaie dans quelques minutes.",
+    "deadline.missed": "Ton message n'a pas pu être créé dans la fenêtre de réponse de Discord, la suite a donc été annulée. Réessaie, ou avec un texte plus court.",
 }

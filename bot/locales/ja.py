@@ -298,4 +298,7 @@ MESSAGES: dict[str, str] = {
     "request.option_problem": "{option}：{problem}",
     "settings.said_needs_name": "{option} には {{name}} をちょうど1回含めてください。例：「{{name}}さん」",
     "settings.max_repeat": "{option} は 0（繰り返しをそのまま読む）か、2〜{limit} の整数にしてください。",
+    "deadline.too_long_one": "音声のキューが長すぎて、Discord の15分の返信期限までに作れません（約 {minutes} 分必要）。費用はかかっていません。短いテキストにするか、数分後にもう一度お試しください。",
+    "deadline.too_long_many": "音声のキューが長すぎて、Discord の15分の返信期限までに {parts} 件分を作れません（約 {minutes} 分必要）。費用はかかっていません。短いテキストにするか、数分後にもう一度お試しください。",
+    "deadline.missed": "Discord の返信期限内にメッセージを作れなかったため、残りは取り消されました。もう一度、または短いテキストでお試しください。",
 }

@@ -298,4 +298,7 @@ MESSAGES: dict[str, str] = {
     "request.option_problem": "{option}: {problem}",
     "settings.said_needs_name": "{option} deve conter {{name}} uma única vez, ex.: “{{name}} diz”.",
     "settings.max_repeat": "{option} deve ser 0 (ler repetições como estão) ou um número inteiro de 2 a {limit}.",
+    "deadline.too_long_one": "A fila de fala está longa demais agora para terminar antes de a janela de resposta de 15 minutos do Discord fechar (cerca de {minutes} min necessários). Nada foi gasto: tente um texto mais curto, ou de novo em alguns minutos.",
+    "deadline.too_long_many": "A fila de fala está longa demais agora para fazer {parts} partes antes de a janela de resposta de 15 minutos do Discord fechar (cerca de {minutes} min necessários). Nada foi gasto: tente um texto mais curto, ou de novo em alguns minutos.",
+    "deadline.missed": "Sua mensagem não pôde ser gerada dentro da janela de resposta do Discord, então o resto foi cancelado. Tente de novo, ou com um texto mais curto.",
 }
