@@ -418,9 +418,9 @@ class GuildPlayer:
                 len(over),
                 self.stage.wait,
             )
+        given_up = line("playback.warning", message=wait_over_line(self.stage.wait))
         for utterance in over:
-            over = wait_over_line(self.stage.wait)
-            await utterance.report(line("playback.warning", message=over))
+            await utterance.report(given_up)
         return False
 
 
