@@ -101,6 +101,15 @@ class Line(str):
     def to(self, locale: str | None) -> str:
         return text(self.key, locale, **self.fields)
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Copied or pickled by its key and fields: a `str`'s own way would make it again
+        from its English, which is not a key."""
+        return (_remake, (self.key, dict(self.fields)))
+
+
+def _remake(key: str, fields: dict[str, object]) -> Line:
+    return Line(key, **fields)
+
 
 def line(key: str, /, **fields: object) -> Line:
     return Line(key, **fields)
