@@ -52,6 +52,10 @@ def call_sites() -> list[tuple[str, str, set[str] | None]]:
     return found
 
 
+def needs(key: str) -> frozenset[str]:
+    return placeholders(ENGLISH_MESSAGES[key])
+
+
 def test_the_scan_sees_the_code_asking_for_messages() -> None:
     assert len(call_sites()) > 150
 
@@ -65,11 +69,9 @@ def test_every_call_gives_a_message_all_its_fields() -> None:
     """Every field the English fills in is given (a missing one would raise as the message is
     made); a "1 minute" / "{count} minutes" pair may share the count it does not all use."""
     wrong = [
-        f"{where}: {key} given {sorted(fields)}, needs {sorted(placeholders(ENGLISH_MESSAGES[key]))}"
+        f"{where}: {key} given {sorted(fields)}, needs {sorted(needs(key))}"
         for where, key, fields in call_sites()
-        if key in ENGLISH_MESSAGES
-        and fields is not None
-        and not placeholders(ENGLISH_MESSAGES[key]) <= fields
+        if key in ENGLISH_MESSAGES and fields is not None and not needs(key) <= fields
     ]
     assert wrong == []
 
