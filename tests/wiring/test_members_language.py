@@ -43,7 +43,7 @@ def walk(payload: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, A
 async def test_every_description_goes_out_in_every_language_with_english_as_the_source(
     wired: Wired,
 ) -> None:
-    seen = 0
+    seen = choices = 0
     for payload in await payloads(wired):
         if payload.get("type") in (2, 3):  # A message or user menu: named, not described.
             assert payload["name_localizations"]["de"] == text(f"menu.{payload['name']}", "de")
@@ -64,8 +64,10 @@ async def test_every_description_goes_out_in_every_language_with_english_as_the_
             assert "en-US" not in localized  # English is the source, not a translation.
             assert "name_localizations" not in item or not item["name_localizations"]
             for choice in item.get("choices", []):
+                choices += 1
                 assert choice["name_localizations"]["de"] == text(f"choice.{choice['value']}", "de")
     assert seen > 60
+    assert choices > 10  # The paces, emoji and /settings reset's.
 
 
 async def test_the_translator_leaves_names_and_strings_it_does_not_hold_alone() -> None:
