@@ -9,7 +9,8 @@ actual one), the server's 429s, requests lost, calls made and texts paid twice; 
 with one process SIGKILLed mid-run (its requests are gone with it; the survivors' must not be,
 and the dead process's slots must not stall them); then every process asking the same
 `--distinct` texts at the same moment, which must make one call per text (identical calls in
-flight are coalesced across processes, `bot.synthesis.cluster.flights`). Each run also
+flight are coalesced across processes, `bot.synthesis.cluster.flights`); then two processes
+through a Redis outage (`bench.cluster_outage`). Each of the first three runs also
 prints the bytes Redis received per second of audio made: a clip goes up once (as the shared
 clip, which is also the answer for processes waiting for it), so this stays near the clips'
 own size (about 6 KB per second of Ogg Opus) plus the window's and the claims' round trips.
@@ -20,7 +21,7 @@ The real 60 s window and ~18 s calls are scaled down together (by 30 by default:
 so both runs take well under a minute.
 
     python -m bench.cluster [--processes 4] [--members 25] [--requests 4] [--rpm 50]
-        [--scale 30] [--margin S] [--distinct 75]
+        [--scale 30] [--margin S] [--distinct 75] [--no-outage]
 
 Targets: goodput ≥ 95 %, no 429s, 0 lost, nothing paid twice; identical requests: calls ==
 distinct texts, no 429s, 0 lost.
@@ -37,11 +38,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from redis.asyncio import Redis
 
+from bench.cluster_outage import read_result, report_outage, run_outage, spawn_worker
 from bench.scheduler_server import KEY, ServerProcess, best_makespan
 from bot.config import load_settings
 from bot.errors import BotError
@@ -155,17 +156,6 @@ class Run:
     audio_made: float
 
 
-async def _read_result(process: asyncio.subprocess.Process) -> dict[str, Any] | None:
-    assert process.stdout is not None
-    result = None
-    async for raw in process.stdout:
-        line = raw.decode()
-        if line.startswith("RESULT "):
-            result = json.loads(line.split(" ", 1)[1])
-    await process.wait()
-    return result
-
-
 async def _run(
     args: argparse.Namespace, redis: RedisServer, db: int, *, kill: bool, same: bool = False
 ) -> Run:
@@ -178,27 +168,18 @@ async def _run(
     async with ServerProcess(*server_args) as server:
         start_at = time.time() + 3.0  # every process up and connected before then
         workers = [
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bench.cluster",
-                "--worker",
-                f"--index={index}",
-                f"--base-url={server.base_url}",
-                f"--redis-url={redis.url(db)}",
-                f"--start-at={start_at}",
-                f"--rpm={args.rpm}",
-                f"--scale={args.scale}",
-                f"--members={args.members}",
-                f"--requests={args.requests}",
+            await spawn_worker(
+                args,
+                index,
+                server.base_url,
+                redis.url(db),
+                start_at,
                 f"--distinct={args.distinct}",
                 *(["--same"] if same else []),
-                *([f"--margin={args.margin}"] if args.margin is not None else []),
-                stdout=asyncio.subprocess.PIPE,
             )
             for index in range(args.processes)
         ]
-        readers = [asyncio.create_task(_read_result(worker)) for worker in workers]
+        readers = [asyncio.create_task(read_result(worker)) for worker in workers]
         per_process = args.members * args.requests
         if kill:
             total = per_process * args.processes
@@ -287,9 +268,10 @@ async def _bench(args: argparse.Namespace) -> bool:
         full = _report("all alive", await _run(args, redis, 1, kill=False))
         killed = _report("one killed", await _run(args, redis, 2, kill=True))
         same = _report_same(args, await _run(args, redis, 3, kill=False, same=True))
+        outage = report_outage(await run_outage(args, redis, 4)) if args.outage else True
     finally:
         redis.stop()
-    return full and killed and same
+    return full and killed and same and outage
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -304,6 +286,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--margin", type=float, default=0.04, help="safety margin (s)")
     parser.add_argument(
         "--distinct", type=int, default=75, help="texts every process asks in the third run"
+    )
+    parser.add_argument(
+        "--no-outage", dest="outage", action="store_false", help="skip the Redis outage run"
     )
     parser.add_argument("--same", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     segmind_api: Literal["v1", "v2"] = "v1"
     segmind_job_timeout: float = Field(600.0, gt=0, le=3600)
     segmind_rpm: int = Field(5, ge=1, le=10_000)
+    #: Seconds over which SEGMIND_RPM counts: Segmind's minute; tests shorten it.
+    segmind_rate_window: float = Field(60.0, ge=0.5, le=3600)
     request_timeout: float = Field(90.0, gt=0, le=600)
     connect_timeout: float = Field(10.0, gt=0, le=120)
     max_attempts: int = Field(0, ge=0, le=1000)
@@ -108,6 +110,9 @@ class Settings(BaseSettings):
     #: Shards across processes: the total, and the ones this process runs ("0,1").
     shard_count: int | None = Field(None, ge=1, le=100_000)
     shard_ids: Annotated[tuple[int, ...], NoDecode] = ()
+    #: Seconds a shard's lease in Redis outlives its process (SHARD_IDS with REDIS_URL): how long
+    #: a process restarted after a crash waits before it may take its shards back.
+    shard_lease_ttl: float = Field(30.0, ge=3, le=600)
     #: Seconds discord.py waits after the last server arrives at login before the bot is ready
     #: (its default, 2 s, covers Discord sending thousands of servers; a small bot may lower it).
     guild_ready_timeout: float = Field(2.0, ge=0, le=60)

@@ -15,4 +15,5 @@ unset DISCORD_TOKEN SEGMIND_API_KEY SEGMIND_BASE_URL
 echo "== ruff" && "$VENV/bin/ruff" check . && "$VENV/bin/ruff" format --check .
 echo "== mypy" && "$VENV/bin/mypy"
 # One worker per core (pytest-xdist): the suite's many small servers and processes overlap.
-echo "== pytest" && "$VENV/bin/pytest" -n auto "$@"
+# Tests marked with one xdist_group share a worker (and its module-wide bot cluster).
+echo "== pytest" && "$VENV/bin/pytest" -n auto --dist loadgroup "$@"

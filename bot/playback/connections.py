@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 import discord
 
 from bot.errors import BotError, ChannelFullError, VoicePermissionError
+from bot.playback.dave import DAVE_LOST, DaveVoiceClient
 from bot.playback.player import GuildPlayer, Utterance, wait_until_connected
 from bot.playback.source import dave_supported
 from bot.playback.stage import STAGE_WAIT, in_audience
@@ -128,7 +129,9 @@ class VoiceManager:
         else:
             if client is not None:  # Dead past the bound: clear it before connecting anew.
                 await client.disconnect(force=True)
-            client = await channel.connect(self_deaf=True, timeout=20.0, reconnect=True)
+            client = await channel.connect(
+                self_deaf=True, timeout=20.0, reconnect=True, cls=DaveVoiceClient
+            )
         player = self.player(guild.id)
         if player is None or player.voice is not client:
             if player is not None:
@@ -231,10 +234,11 @@ class VoiceManager:
     ) -> None:
         guild = member.guild
         if self.client.user is not None and member.id == self.client.user.id:
-            if after.channel is None:  # Kicked, or the channel was deleted.
+            if after.channel is None:  # Kicked, the channel deleted, or DAVE given up.
                 player = self.players.pop(guild.id, None)
                 if player is not None:
-                    await player.close(DISCONNECTED)
+                    gave_up = getattr(player.voice, "dave_gave_up", False)
+                    await player.close(DAVE_LOST if gave_up else DISCONNECTED)
                     log.info("Guild %s: disconnected from voice; player cleaned up", guild.id)
                 return
             player = self.player(guild.id)

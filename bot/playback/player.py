@@ -27,6 +27,7 @@ import discord
 
 from bot.errors import BotError, NotConnectedError, QueueFullError
 from bot.locales import line
+from bot.playback.dave import wait_for_dave
 from bot.playback.source import OggOpusSource
 from bot.playback.stage import STAGE_WAIT, StageGate, wait_over_line
 from bot.playback.utterance import Utterance, failure_line, single_clip
@@ -330,6 +331,8 @@ class GuildPlayer:
         for _ in range(_PLAY_ATTEMPTS):
             if not await self._connection():
                 return False
+            # Frames sent before the bot is in the call's encryption group reach nobody.
+            await wait_for_dave(self.voice, self.guild_id)
             finished: asyncio.Future[Exception | None] = loop.create_future()
 
             def after(

@@ -333,7 +333,7 @@ async def test_raising_a_hand_needs_request_to_speak_and_is_dispatched(
 
 
 def _recorder(into: list[Any]) -> Any:
-    async def dispatch(event: str, data: dict[str, Any]) -> None:
+    async def dispatch(event: str, data: dict[str, Any], guild_id: int | None) -> None:
         into.append((event, data))
 
     return dispatch

@@ -97,7 +97,7 @@ async def test_an_interaction_carries_permissions_resolved_in_its_channel(
     world.overwrite(TEXT_CHANNEL_ID, BOT_ROLE_ID, deny=READ_MESSAGE_HISTORY)
     sent: list[dict[str, Any]] = []
 
-    async def dispatch(event: str, data: dict[str, Any]) -> None:
+    async def dispatch(event: str, data: dict[str, Any], guild_id: int | None) -> None:
         sent.append(data)
 
     monkeypatch.setattr(emulator.gateway, "dispatch", dispatch)

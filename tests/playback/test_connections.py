@@ -14,6 +14,7 @@ import pytest
 from bot.errors import ChannelFullError, VoicePermissionError
 from bot.playback import connections
 from bot.playback.connections import DISCONNECTED, VoiceManager
+from bot.playback.dave import DAVE_LOST
 from bot.playback.player import GuildPlayer, Utterance
 
 BOT_ID = 1
@@ -327,6 +328,24 @@ async def test_being_disconnected_tells_the_members_who_were_waiting(world: Worl
     )
     assert player.closed
     assert lines == [f"⚠️ {DISCONNECTED}"]
+
+
+async def test_leaving_because_dave_failed_tells_the_waiting_members_why(world: World) -> None:
+    manager = VoiceManager(world.client, idle_timeout=60)
+    player = await manager.join(world.general)
+    world.voice_client.is_connected.return_value = False
+    lines: list[str] = []
+
+    async def notify(line: str) -> None:
+        lines.append(line)
+
+    player.enqueue(Utterance(label="a", user_id=2, clips=_no_clips(), notify=notify))
+    world.voice_client.dave_gave_up = True
+    world.guild.voice_client = None
+    await manager.on_voice_state_update(
+        world.guild.me, voice_state(world.general), voice_state(None)
+    )
+    assert lines == [f"⚠️ {DAVE_LOST}"]
 
 
 async def _no_clips() -> AsyncIterator[bytes]:

@@ -7,6 +7,7 @@ server on 127.0.0.1, reached over real HTTP. Shared by every wiring test module.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -59,14 +60,23 @@ class Wired:
         return self.discord.for_interaction(payload)
 
 
-@pytest.fixture
-async def wired(make_settings: Callable[..., Settings]) -> AsyncIterator[Wired]:
-    async with fs.FakeSegmind(api_key=TEST_API_KEY, shape=fs.Shape.WAV) as segmind:
+@contextlib.asynccontextmanager
+async def wire(
+    make_settings: Callable[..., Settings], shape: fs.Shape = fs.Shape.WAV, **overrides: Any
+) -> AsyncIterator[Wired]:
+    """The real bot, logged in to the fake Discord, on a fake Segmind; `overrides` are
+    settings."""
+    async with fs.FakeSegmind(api_key=TEST_API_KEY, shape=shape) as segmind:
         settings = make_settings(
-            discord_token=DISCORD_TOKEN,
-            segmind_base_url=segmind.base_url,
-            user_cooldown=0,
-            backoff_base=0.01,
+            **(
+                dict(
+                    discord_token=DISCORD_TOKEN,
+                    segmind_base_url=segmind.base_url,
+                    user_cooldown=0,
+                    backoff_base=0.01,
+                )
+                | overrides
+            )
         )
         with aioresponses(passthrough=["http://127.0.0.1"]) as mocked:
             discord = df.FakeDiscord(mocked)
@@ -76,3 +86,9 @@ async def wired(make_settings: Callable[..., Settings]) -> AsyncIterator[Wired]:
                 yield Wired(bot, discord, segmind)
             finally:
                 await bot.close()
+
+
+@pytest.fixture
+async def wired(make_settings: Callable[..., Settings]) -> AsyncIterator[Wired]:
+    async with wire(make_settings) as wired:
+        yield wired

@@ -9,16 +9,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from aioresponses import aioresponses
 
-from bot.app import create_bot
 from bot.audio import is_ogg_opus
 from bot.config import Settings
 from bot.speech.voices import VOICES
 from tests import discord_fakes as df
-from tests import fake_segmind as fs
-from tests.conftest import TEST_API_KEY
-from tests.wiring.harness import DISCORD_TOKEN, Wired
+from tests.wiring.harness import Wired, wire
 from tests.wiring.test_settings import ALICE, BOB, content, started
 
 __all__ = ["started"]
@@ -153,21 +149,8 @@ async def test_only_the_member_who_opened_the_menu_can_use_it(started: Any) -> N
 @pytest.fixture
 async def unhurried(make_settings: Callable[..., Settings]) -> AsyncIterator[Wired]:
     """A bot whose key allows many calls a minute, so all 30 previews are made at once."""
-    async with fs.FakeSegmind(api_key=TEST_API_KEY) as segmind:
-        settings = make_settings(
-            discord_token=DISCORD_TOKEN,
-            segmind_base_url=segmind.base_url,
-            user_cooldown=0,
-            segmind_rpm=1000,
-        )
-        with aioresponses(passthrough=["http://127.0.0.1"]) as mocked:
-            discord = df.FakeDiscord(mocked)
-            bot = create_bot(settings)
-            await bot.login(DISCORD_TOKEN)
-            try:
-                yield Wired(bot, discord, segmind)
-            finally:
-                await bot.close()
+    async with wire(make_settings, segmind_rpm=1000) as wired:
+        yield wired
 
 
 async def test_previews_cost_no_members_quota_and_at_most_one_call_per_voice(

@@ -201,6 +201,8 @@ class RedisFlights:
         if clips is not None and clips.prefix != prefix:
             raise ValueError("the shared clips must be named with the flights' own prefix")
         self._prefix = prefix
+        #: An answer could not be shared since the last one that could (told once).
+        self._unshared = False
         self._clips = clips
         self.lease = lease
         self._lease_ms = _ms(lease)
@@ -353,15 +355,23 @@ class RedisFlights:
                 )
                 clips.evicted += int(evicted)
                 clips.remember(key, audio)
-                return
-            await self._link.preload(self._publish_script)
-            await self._link.run(
-                lambda: self._publish_script(
-                    keys=[claim, answer], args=[token, value, self._keep_ms]
+            else:
+                await self._link.preload(self._publish_script)
+                await self._link.run(
+                    lambda: self._publish_script(
+                        keys=[claim, answer], args=[token, value, self._keep_ms]
+                    )
                 )
-            )
+            self._unshared = False
         except Exception as exc:  # the waiters' next poll finds the claim gone and calls
-            log.warning("Could not share a call's answer with the other processes: %s", exc)
+            # Told once an outage: each further answer it strands is not news.
+            level = logging.DEBUG if self._unshared else logging.WARNING
+            self._unshared = True
+            log.log(
+                level,
+                "Could not share a call's answer with the other processes: %s",
+                str(exc) or type(exc).__name__,
+            )
 
     async def _release(self, key: str, token: str) -> None:
         try:

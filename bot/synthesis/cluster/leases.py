@@ -208,8 +208,9 @@ class ShardLeases:
 
 
 @contextlib.asynccontextmanager
-async def hold_shards(settings: Settings, *, ttl: float = LEASE_TTL) -> AsyncIterator[None]:
-    """While the bot runs: its shards' leases, with REDIS_URL and SHARD_IDS (else nothing)."""
+async def hold_shards(settings: Settings, *, ttl: float | None = None) -> AsyncIterator[None]:
+    """While the bot runs: its shards' leases, with REDIS_URL and SHARD_IDS (else nothing),
+    for SHARD_LEASE_TTL unless `ttl` says otherwise."""
     if not settings.redis_url or not settings.shard_ids:
         yield
         return
@@ -219,7 +220,7 @@ async def hold_shards(settings: Settings, *, ttl: float = LEASE_TTL) -> AsyncIte
         settings.shard_ids,
         secret=cluster_secret(settings),
         namespace=settings.redis_key_prefix,
-        ttl=ttl,
+        ttl=settings.shard_lease_ttl if ttl is None else ttl,
     )
     try:
         await leases.take()

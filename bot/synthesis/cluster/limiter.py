@@ -7,10 +7,18 @@ in force, and take a slot if fewer than the rate started in the span (otherwise 
 long until the oldest counting start leaves it). Time is Redis's own (`TIME`), so processes on
 machines with skewed clocks still share one window; waits go back as durations.
 
+Every process asks with SEGMIND_RPM, and the script answers the one rate the cluster paces
+at: that, or the lower limit the processes learned from 429s (`learned`: lowered by any
+process, raised only by a probe from the level in force, `raised`). No process's own
+figure counts on top, so each is admitted against the same rate. Refused by a full window,
+a process also hears how many more of its starts it holds than an even share, so that one
+ahead lets the others take the next slot (`Scheduler._turn_delay`).
+
 A process that dies holds nothing for long: its slots are starts the server counted too, so
 they count for one span and then leave the window like anyone's, and every key carries an
 expiry (the window a span after its last start, the pause at its end, the learned rate after
-its hold), so Redis holds nothing for a cluster that stopped.
+the longest hold a process may wait before probing from it), so Redis holds nothing for a
+cluster that stopped.
 
 Keys are named after a hash of the API key (never the key itself), in one Redis Cluster hash
 slot (`{...}`) so the script may touch them all: two bots on two keys share one Redis safely.
@@ -40,8 +48,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-#: KEYS: starts (zset), pause, learned. ARGV: span ms, rpm, slot id.
-#: Returns {admitted 0/1, wait ms, rpm in force, paused 0/1}.
+#: KEYS: starts (zset), pause, learned. ARGV: span ms, rpm, slot id, owner (the slot id's
+#: prefix, one per process). Returns {admitted 0/1, wait ms, rpm in force, paused 0/1}, and
+#: when the window is full also the owner's starts in it, how many owners hold any, and the
+#: starts in it (a walk of at most the rate's few entries, only when refused).
 _ADMIT = (
     _NOW
     + """
@@ -59,7 +69,16 @@ if n < rpm then
   return {1, 0, rpm, 0}
 end
 local oldest = redis.call('ZRANGE', KEYS[1], n - rpm, n - rpm, 'WITHSCORES')
-return {0, math.max(1, tonumber(oldest[2]) + span - now), rpm, 0}
+local mine, owners, seen = 0, 0, {}
+for _, slot in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local owner = string.match(slot, '^(.*)%-%d+$') or slot
+  if owner == ARGV[4] then mine = mine + 1 end
+  if not seen[owner] then
+    seen[owner] = true
+    owners = owners + 1
+  end
+end
+return {0, math.max(1, tonumber(oldest[2]) + span - now), rpm, 0, mine, owners, n}
 """
 )
 
@@ -79,6 +98,15 @@ _LEARNED = """
 local rpm = tonumber(ARGV[1])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if current == 0 or rpm < current then redis.call('SET', KEYS[1], rpm, 'PX', ARGV[2]) end
+return 1
+"""
+
+#: KEYS: learned. ARGV: was, rpm, hold ms. Raises the shared rate from `was` only: a decrease
+#: (or another probe) since then wins.
+_RAISED = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
@@ -121,18 +149,24 @@ class RedisLimiter:
         self._admit = self._redis.register_script(_ADMIT)
         self._pause_script = self._redis.register_script(_PAUSE)
         self._learned_script = self._redis.register_script(_LEARNED)
+        self._raised_script = self._redis.register_script(_RAISED)
 
     async def admit(self, rpm: int) -> Admission:
         slot = f"{self._me}-{next(self._ids)}"
         answer: Any = await self._link.run(
             lambda: self._admit(
-                keys=[self._starts, self._pause, self._learned], args=[self._span_ms, rpm, slot]
+                keys=[self._starts, self._pause, self._learned],
+                args=[self._span_ms, rpm, slot, self._me],
             )
         )
-        admitted, wait_ms, in_force, paused = (int(value) for value in answer)
+        admitted, wait_ms, in_force, paused, *share = (int(value) for value in answer)
         if admitted:
             return Admission(slot, rpm=in_force)
-        return Admission(None, wait=wait_ms / 1000, rpm=in_force, paused=bool(paused))
+        ahead = 0.0
+        if share:  # the window is full: how far past an even share this process is
+            mine, owners, count = share
+            ahead = max(0.0, mine - count / max(1, owners))
+        return Admission(None, wait=wait_ms / 1000, rpm=in_force, paused=bool(paused), ahead=ahead)
 
     async def give_back(self, slot: str) -> None:
         await self._link.run(lambda: self._redis.zrem(self._starts, slot))
@@ -143,6 +177,11 @@ class RedisLimiter:
     async def learned(self, rpm: int, hold: float) -> None:
         await self._link.run(
             lambda: self._learned_script(keys=[self._learned], args=[rpm, _ms(hold)])
+        )
+
+    async def raised(self, was: int, rpm: int, hold: float) -> None:
+        await self._link.run(
+            lambda: self._raised_script(keys=[self._learned], args=[was, rpm, _ms(hold)])
         )
 
     async def in_window(self) -> int:

@@ -22,7 +22,7 @@ from bot.synthesis.scheduler.breaker import Breaker
 from bot.synthesis.scheduler.config import Clock, MonotonicClock, SchedulerConfig
 from bot.synthesis.scheduler.cooldowns import Cooldowns
 from bot.synthesis.scheduler.gate import Gate
-from bot.synthesis.scheduler.learn import LimitLearner
+from bot.synthesis.scheduler.learn import MAX_HOLD_WINDOWS, LimitLearner
 from bot.synthesis.scheduler.plan import LatencyEstimate, Planner, concurrency_limit, plan
 from bot.synthesis.scheduler.queue import FairQueue
 from bot.synthesis.scheduler.tally import QUEUE_WAIT_BUCKETS, Tally
@@ -66,10 +66,15 @@ class SchedulerBase:
         #: The shared window could not be asked last time (logged once per outage).
         self._gate_down = False
         self._wants_slot = False  # the last step stopped only for want of a cluster slot
+        #: The shared window, full, said to ask again no sooner than this (clock time).
+        self._slot_at = -math.inf
         self._chores: set[asyncio.Task[None]] = set()  # telling the cluster, in the background
+        #: This process's latest change of the cluster's rate, on its way to Redis: until it
+        #: lands, the rate Redis answers is the one it replaces.
+        self._rate_news: asyncio.Task[None] | None = None
 
         self._queue = FairQueue()
-        self._window = RateWindow(self.config)
+        self._window = RateWindow(self.config, shared=gate is not None)
         self._learner = LimitLearner(self.config, alone=gate is None)
         self._latency = LatencyEstimate(self.config.initial_latency)
         self._running: dict[Ticket, asyncio.Task[None]] = {}
@@ -128,7 +133,7 @@ class SchedulerBase:
         self._planner.changed()
         ticket.fail(error)
 
-    def _tell_cluster(self, what: Awaitable[None], action: str) -> None:
+    def _tell_cluster(self, what: Awaitable[None], action: str) -> asyncio.Task[None]:
         """Send a 429 pause or a learned rate to the other processes without holding this
         one up; a failure to reach Redis is logged (their own 429s will teach them)."""
 
@@ -141,6 +146,35 @@ class SchedulerBase:
         task = asyncio.get_running_loop().create_task(send(), name=f"cluster-{action}")
         self._chores.add(task)
         task.add_done_callback(self._chores.discard)
+        return task
+
+    def _share_rate(self, was: int, extra: float = 0.0) -> None:
+        """Tell the cluster the rate this process learned: a decrease from `was`, or a probe
+        upward from it. A rate learned alone (the shared window out of reach) stays here.
+
+        The cluster's rate is kept in Redis for the longest hold, `extra` (a pause) past it:
+        long enough for any process to probe upward from it, never for ever.
+        """
+        rpm = self._learner.rpm
+        if self._gate is None or rpm == was or not self._learner.shared:
+            return
+        keep = MAX_HOLD_WINDOWS * self.config.window + extra
+        news = self._gate.learned(rpm, keep) if rpm < was else self._gate.raised(was, rpm, keep)
+        self._rate_news = self._tell_cluster(news, "the learned limit")
+
+    def _follow_cluster(self, rpm: int, now: float, *, rejoined: bool) -> None:
+        """The shared window paces the cluster at `rpm`: pace there too. Just back after an
+        outage, what was learned alone is dropped for it (see `learn.py`)."""
+        if rejoined:
+            changed = self._learner.rejoin(rpm, now)
+            why = "the shared rate window answers again (what was learned alone is dropped)"
+        elif self._rate_news is not None and not self._rate_news.done():
+            return  # Redis has not heard this process's own change yet
+        else:
+            changed = self._learner.follow(rpm, now)
+            why = "the rate the processes sharing the key pace at"
+        if changed:
+            self._set_rate(self._learner.rpm, why)
 
     def _set_rate(self, rpm: int, why: str) -> None:
         """Pace at `rpm` calls per span from now on."""

@@ -113,6 +113,7 @@ class SchedulerConfig:
     def from_settings(cls, settings: Settings) -> SchedulerConfig:
         return cls(
             rpm=settings.segmind_rpm,
+            window=settings.segmind_rate_window,
             max_attempts=settings.max_attempts,
             backoff_base=settings.backoff_base,
             backoff_max=settings.backoff_max,

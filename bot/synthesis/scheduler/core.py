@@ -46,9 +46,13 @@ from bot.synthesis.scheduler.gate import LOCAL_SLOT, REDIS_BUDGET, Admission
 from bot.synthesis.scheduler.ticket import Attempt, Ticket
 from bot.synthesis.scheduler.window import Stamp
 
-__all__ = ["Scheduler", "SchedulerStats", "Synthesize"]
+__all__ = ["FAIR_TURN", "Scheduler", "SchedulerStats", "Synthesize"]
 
 log = logging.getLogger(__name__)
+
+#: Waiting for the full shared window, a process waits this share of the interval between
+#: two starts longer per start it holds past an even share (see `Scheduler._turn_delay`).
+FAIR_TURN = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,8 +294,10 @@ class Scheduler(SchedulerFailures):
         next_expiry = self._expire(now)
         if next_expiry is not None:
             wakes.append(next_expiry)
+        was = self._window.rpm
         if self._learner.tick(now):
             self._set_rate(self._learner.rpm, "no 429 for a while, so probing a little higher")
+            self._share_rate(was)
         self._report_limit()
         if self._breaker.error is None and not self._closed:
             self._window.prune(now)
@@ -322,7 +328,9 @@ class Scheduler(SchedulerFailures):
 
         One slot at a time (one Redis round trip each), so the shared window never hands out
         more than the calls about to start. A slot left over (the ticket was cancelled during
-        the round trip, or the scheduler closed) is given back at once.
+        the round trip, or the scheduler closed) is given back at once. Refused, the process
+        asks again when told, not on every wake before (a call ending, a new ticket): those
+        free no shared slot, and a process that asked on each would take more than its share.
         """
         assert self._gate is not None
         slots: list[str] = []
@@ -331,24 +339,38 @@ class Scheduler(SchedulerFailures):
                 until = self._step(slots)
                 if not self._wants_slot or self._closed:
                     return until
+                if self._clock.now() < self._slot_at:
+                    return self._slot_at if until is None else min(until, self._slot_at)
                 admission = await self._ask_gate()
                 now = self._clock.now()
-                if admission.rpm is not None and self._learner.adopt(admission.rpm, now):
-                    self._set_rate(self._learner.rpm, "another process learned the key's limit")
                 if admission.slot is not None:
                     slots.append(admission.slot)
                     continue
-                if admission.paused:
-                    self._window.pause_until(now + admission.wait)
-                    self._planner.changed()
+                if admission.paused:  # another process's 429: as if it were ours
+                    if self._window.pause_until(now + admission.wait):
+                        self._paused(now, now + admission.wait)
+                    wake = now + admission.wait
                 else:
                     self._learner.held_back(now)
-                wake = now + admission.wait
+                    wake = now + admission.wait + self._turn_delay(admission.ahead)
+                self._slot_at = wake
                 return wake if until is None else min(until, wake)
         finally:
             for slot in slots:
                 if slot != LOCAL_SLOT:
                     self._tell_cluster(self._gate.give_back(slot), "an unused slot")
+
+    def _turn_delay(self, ahead: float) -> float:
+        """How much later than told to ask the full shared window again.
+
+        It tells every process it refuses the same moment, when its oldest start leaves, and
+        the first to ask then takes the slot: who wins each such race would decide the split.
+        So a process holding more of the window's starts than an even share (`ahead` more)
+        waits a little longer (`FAIR_TURN` of the interval between two starts at the rate,
+        per start ahead), and lets the others go first: processes with equal demand share the
+        key evenly. One alone in the window, or the processes even, waits nothing more.
+        """
+        return FAIR_TURN * ahead * self.config.span / self._window.rpm
 
     async def _ask_gate(self) -> Admission:
         """The shared window's answer; while it cannot be had, this process's own window's.
@@ -360,19 +382,22 @@ class Scheduler(SchedulerFailures):
         assert self._gate is not None
         try:
             async with asyncio.timeout(REDIS_BUDGET):
-                admission = await self._gate.admit(self._window.rpm)
+                admission = await self._gate.admit(self.config.rpm)
         except Exception as exc:
             if not self._gate_down:
                 self._gate_down = True
+                self._learner.part()
                 log.warning(
                     "The rate window shared with other processes cannot be reached (%s); "
                     "pacing this process alone until it can",
                     exc or type(exc).__name__,
                 )
             return Admission(LOCAL_SLOT)
-        if self._gate_down:
-            self._gate_down = False
+        rejoined, self._gate_down = self._gate_down, False
+        if rejoined:
             log.info("The rate window shared with other processes answers again")
+        if admission.rpm is not None:
+            self._follow_cluster(admission.rpm, self._clock.now(), rejoined=rejoined)
         return admission
 
     def _tell_listeners(self, until: float | None) -> float | None:

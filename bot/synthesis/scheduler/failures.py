@@ -4,6 +4,7 @@
   the rate; the hit ticket goes back to the front; then everyone is planned again with the
   pause in force, and those who cannot start before their own deadline end at once with a
   message saying when speech is expected back (`deadline.py`); the rest hear their new ETA.
+  A pause another process shares through Redis is planned for the same way.
 * A retryable failure (5xx, timeout, dropped connection) is retried with jittered back-off
   until the request's own deadline (Segmind bills only successful calls, so trying again
   costs nothing), or until `max_attempts` failures when the operator set a cap.
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from bot.errors import RateLimitedError, SchedulerClosedError, SegmindError
 from bot.synthesis.backoff import backoff_delay
@@ -104,6 +106,7 @@ class SchedulerFailures(SchedulerBase):
             self._window.forget(stamp)
             if self._gate is not None and stamp.slot is not None:
                 self._tell_cluster(self._gate.give_back(stamp.slot), "a refused call's slot")
+                self._slot_at = -math.inf  # a slot is free again: ask when the pause ends
         jitter = self._rng() * self.config.margin
         wait = self._window.pause_for_429(
             now, exc.retry_after, jitter, started_at=ticket.started_at
@@ -119,14 +122,18 @@ class SchedulerFailures(SchedulerBase):
             wait,
             "" if exc.retry_after is not None else " (no reset time given)",
         )
-        self._learner.hold_from(now + wait)
-        lowered = self._learner.rpm < self._window.rpm
+        was = self._window.rpm
         self._set_rate(self._learner.rpm, "the API key refused calls past that")
-        if lowered and self._gate is not None:
-            hold = self._learner.hold + wait
-            self._tell_cluster(self._gate.learned(self._learner.rpm, hold), "the learned limit")
+        self._share_rate(was, wait)
         self._report_limit()
         self._requeue(ticket, None)
+        self._paused(now, now + wait)
+
+    def _paused(self, now: float, until: float) -> None:
+        """A 429 pause is in force until `until`, this process's own or one another process
+        shared through Redis (`core.py`): the same for both, so a member's request ends
+        early, or waits with a new estimate, whichever process the 429 came to."""
+        self._learner.hold_from(until)
         self._end_those_who_cannot_wait(now)
 
     def _end_those_who_cannot_wait(self, now: float) -> None:

@@ -31,10 +31,14 @@ class Admission:
     slot: str | None
     #: Seconds before asking again (0 when admitted).
     wait: float = 0.0
-    #: The rate the cluster paces at: the asked rate, or the lower one a process learned.
+    #: The rate the cluster paces at: the asked rate (SEGMIND_RPM), or the lower one the
+    #: processes learned, the same for every process.
     rpm: int | None = None
     #: True if refused because a 429 pause is in force cluster-wide (`wait` is its rest).
     paused: bool = False
+    #: Refused by a full window: how many more of its starts this process holds than an even
+    #: share among the processes holding any (0 if no more), so it lets the others go first.
+    ahead: float = 0.0
 
 
 class Gate(Protocol):
@@ -54,4 +58,9 @@ class Gate(Protocol):
 
     async def learned(self, rpm: int, hold: float) -> None:
         """The key refuses calls past `rpm`: every process paces at most there for `hold` s."""
+        ...
+
+    async def raised(self, was: int, rpm: int, hold: float) -> None:
+        """A probe upward: the cluster paces at `rpm` for `hold` s, if it still paced at `was`
+        (a decrease or another probe since wins)."""
         ...

@@ -53,6 +53,16 @@ full its own window was says nothing of the key's, so a burst's few refusals are
 timing however few calls this process made, and a second event is cut by the factor at most
 (this process's count may be a small share of what the key let through).
 
+The cluster has one rate, held in Redis: while its shared window answers (`shared`), the
+rate is the cluster's (`follow`), and what this process learns is shared with the others.
+While Redis is out of reach, each process paces alone at the rate it had, and the other
+processes' calls, still made on the key, come back to it as 429s: a limit lowered then is
+**provisional**, the key's limit as one process's share of it. It paces that process until
+the shared window answers again, and is then dropped for the cluster's rate (`rejoin`); it
+is never shared nor reported. For one window after that, the key still counts calls the
+processes paced alone, so a refusal whose window reaches back into the outage is no evidence
+about the cluster's rate either: its pause is honoured, the rate kept.
+
 Pure bookkeeping: no asyncio and no clock of its own; callers pass the time in.
 """
 
@@ -101,6 +111,11 @@ class LimitLearner:
         self._saturated = False  # the rate held back a start since the last change
         self._reported = False
         self.report: int | None = None  # a confirmed limit below the configured, until taken
+        #: The cluster's shared window is in force (always True alone: nothing to share).
+        self.shared = True
+        #: The rate was changed while the shared window was out of reach (see the docstring).
+        self.provisional = False
+        self._shared_since = -math.inf  # when the shared window last came back
 
     @property
     def hold(self) -> float:
@@ -144,6 +159,8 @@ class LimitLearner:
         if start is None:
             return False
         start.refused = True
+        if self.shared and start.at - self._config.window < self._shared_since:
+            return True  # the server still counts calls paced alone: no cluster evidence
         accepted = self._accepted(start.at - self._config.window)
         if now - self._last_refusal > 2 * self._config.span:
             self._excused = False  # two quiet spans: the next lone refusal is timing again
@@ -181,7 +198,7 @@ class LimitLearner:
             self._probing = False
             cap = MAX_HOLD_WINDOWS * self._config.window
             self._hold = min(cap, 2 * self._hold)
-            if not self._reported and target < self._config.rpm:
+            if not self._reported and target < self._config.rpm and self.shared:
                 self._reported = True
                 self.report = target
         if target < self.rpm:
@@ -189,24 +206,44 @@ class LimitLearner:
             self._changed_at = now
             self._saturated = False
             self._excused = False
+            self.provisional = self.provisional or not self.shared
         return self.rpm <= accepted
 
     def _accepted(self, since: float) -> int:
         """Calls started after `since` that the server did not refuse (in flight included)."""
         return sum(1 for s in self._starts if s.at > since and not s.refused)
 
-    def adopt(self, rpm: int, now: float) -> bool:
-        """Another process learned the key refuses calls past `rpm`: pace there too.
+    def follow(self, rpm: int, now: float) -> bool:
+        """The cluster's shared window paces every process at `rpm`: pace there too.
 
-        Counted as a decrease here (the hold starts now), but not reported: the process that
-        learned it tells the operator. True if the rate changed.
+        Lower, another process learned the key refuses calls past it; higher, one probed
+        upward, or the cluster's learned limit lapsed. Either way it counts as a change here
+        (the hold starts now). True if the rate changed.
         """
-        if rpm >= self.rpm:
+        rpm = max(1, min(self._config.rpm, rpm))
+        if rpm == self.rpm:
             return False
-        self.rpm = max(1, rpm)
+        self.rpm = rpm
         self._changed_at = now
         self._saturated = False
         return True
+
+    def part(self) -> None:
+        """The shared window cannot be reached: what is learned from now on is provisional."""
+        self.shared = False
+
+    def rejoin(self, rpm: int, now: float) -> bool:
+        """The shared window answers again, pacing the cluster at `rpm`: drop what was learned
+        alone (its rate, a report not yet taken, a probe, a lengthened hold) and follow it.
+        True if the rate changed."""
+        self.shared = True
+        self._shared_since = now
+        if self.provisional:
+            self.provisional = False
+            self.report = None
+            self._probing = False
+            self._hold = self._config.penalty_seconds
+        return self.follow(rpm, now)
 
     def hold_from(self, moment: float) -> None:
         """Count the hold from `moment` (the end of a 429 pause): paused time proves nothing."""
@@ -219,7 +256,7 @@ class LimitLearner:
         refusals that lowered it have all come back, so the figure is the settled one.
         """
         settled = now - self._changed_at >= self._config.span
-        if not self._reported and self.rpm < self._config.rpm and settled:
+        if not self._reported and self.rpm < self._config.rpm and settled and self.shared:
             self._reported = True
             self.report = self.rpm
         if self.rpm >= self._config.rpm or now - self._changed_at < self._hold:

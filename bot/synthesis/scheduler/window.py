@@ -19,7 +19,8 @@ sliding window keeps them that far apart by itself). Firing the whole queue at o
 refusals whenever the rate is still wrong (a mistyped SEGMIND_RPM not learned yet), and even
 at the right rate it lands every call of the next windows on the same instant. Spread out, a
 wrong rate is caught by the first call past the real limit, and the calls before it are the
-limit's measure (`learn.py`). The ramp lapses after a span with no start since the pause.
+limit's measure (`learn.py`). The ramp lapses after a span with no start since the pause (in
+a cluster, after a span: this process's starts are only its share of the rate).
 
 A start is logged when the dispatcher launches the call (so one step never launches more than
 the limit) and stamped again when the call's task actually begins (`Stamp.at`): a burst of 50
@@ -59,8 +60,14 @@ class Stamp:
 class RateWindow:
     """The log of recent call starts, the rate in force and the 429 pause."""
 
-    def __init__(self, config: SchedulerConfig) -> None:
+    def __init__(self, config: SchedulerConfig, *, shared: bool = False) -> None:
         self._config = config
+        #: The starts logged here are this process's share of a window several processes
+        #: share (`gate.py`): they may never reach the rate, so the even release after a pause
+        #: lapses a span after it, when the shared window holds a span of evenly released
+        #: starts and keeps them apart by itself. (Kept on, it would space this process's
+        #: starts for good, and cost it its turn whenever two slots free close together.)
+        self._shared = shared
         #: Calls allowed per span now: the configured rpm, or less once a 429 taught us so.
         self.rpm = config.rpm
         self._starts: deque[Stamp] = deque()  # call starts within the last span, oldest first
@@ -97,7 +104,7 @@ class RateWindow:
         ramp = self._ramp_from
         if ramp is not None and now >= ramp:
             since = self._since_ramp(None, ramp)
-            if since >= self.rpm or (since == 0 and now >= ramp + span):
+            if since >= self.rpm or ((since == 0 or self._shared) and now >= ramp + span):
                 self._ramp_from = None  # released a whole rate's worth, or nobody came
 
     def rate_ready(self, earliest: float, starts: Sequence[float] | None = None) -> float:
@@ -174,8 +181,9 @@ class RateWindow:
             self._ramp_from = until
         return wait
 
-    def pause_until(self, until: float) -> None:
-        """Another process's 429 paused the cluster until `until`: keep ETAs honest.
+    def pause_until(self, until: float) -> bool:
+        """Another process's 429 paused the cluster until `until`; True if that pauses this
+        process longer than it already was.
 
         Unlike `pause_for_429` this is no refusal of ours: the back-off is left alone. The
         queue is released evenly after it all the same.
@@ -183,6 +191,8 @@ class RateWindow:
         if self._paused_until is None or until > self._paused_until:
             self._paused_until = until
             self._ramp_from = until
+            return True
+        return False
 
     def note_success(self) -> None:
         """A call succeeded: the next 429 without a reset time backs off from the start."""

@@ -17,6 +17,11 @@ Emulated:
   compression, opcode 4 answered with VOICE_STATE_UPDATE and VOICE_SERVER_UPDATE, and helpers
   to dispatch INTERACTION_CREATE (slash commands, with role options resolved, and message
   commands on a message), MESSAGE_CREATE/UPDATE/DELETE and members' voice states.
+- Sharding (`gateway`): several guilds (`Emulator.add_guild`), `GET /gateway/bot` recommending
+  `shards`, IDENTIFY's `[shard_id, shard_count]`, and each guild's events (READY's guild list,
+  GUILD_CREATE, messages, interactions, voice states) sent only to the shard
+  `(guild_id >> 22) % shard_count`, DMs to shard 0; an opcode 4 sent on a shard that does not
+  own the guild is ignored.
 - Roles (`state`): roles an admin made, given to members, sent in GUILD_CREATE.
 - Voice (`voice`, `rtp`): the v8 voice gateway over TLS (a throwaway certificate, `certs`),
   UDP IP discovery with a few milliseconds of network delay, transport-encrypted RTP
@@ -36,12 +41,21 @@ reply to a message nobody else can see or that is not there (400/50035, or poste
 reply with `fail_if_not_exists: false`), becoming a Stage speaker without Mute Members or
 raising a hand without Request to Speak (403/50013), a voice-state PATCH for a channel that
 is not the Stage the bot is in (400/50035) or while in no voice channel (404/10065); on the
-gateway: a bad token (4004), privileged intents not allowed (4014).
+gateway: a bad token (4004), privileged intents not allowed (4014), a malformed or out of range
+shard or a shard count unlike the connected shards' (4010), too few shards (4011, with
+`required_shards`), a second IDENTIFY for a connected shard (4005: Discord documents no code for
+it, see `gateway`).
 
-Not emulated: DAVE, Discord's end-to-end encrypted voice. Its MLS group handshake needs a real
-peer group and Discord's external sender, so the voice server always answers with
-`dave_protocol_version: 0` (transport encryption only), as Discord does when a call cannot use
-DAVE. Rate limits are announced (`X-RateLimit-*` headers with plenty of room) but never hit.
+- DAVE (`dave`, `mls`, `listeners`), Discord's end-to-end encrypted voice, protocol 1 by
+  default (`dave_version = 0` for a call without it): a client without DAVE is refused
+  (4017); the voice server is the MLS delivery service and external sender (key packages
+  checked, Add/Remove proposals signed, first commit of an epoch announced, welcomes,
+  transitions, op 31 recovery); members in voice are simulated clients with their own davey
+  session, decrypting what the bot sends. Not emulated: calls mixing DAVE and non-DAVE
+  clients, the sole-member reset, resuming under DAVE.
+
+Not emulated: rate limits are announced (`X-RateLimit-*` headers with plenty of room) but
+never hit.
 """
 
 from __future__ import annotations

@@ -121,9 +121,10 @@ def check_channel_post(emu: Emulator, record: RestRequest, channel_id: int) -> N
     """The bot's permissions in a server channel (roles and overwrites, as Discord computes
     them): View Channel and Send Messages to post, Attach Files for files, Send Voice
     Messages for a voice message, Read Message History to reply (403/50013 otherwise)."""
-    if channel_id in emu.world.dm_channels:
+    world = emu.world_of_channel(channel_id)
+    if world is None or channel_id in world.dm_channels:
         return
-    have = emu.world.channel_permissions(BOT_ID, channel_id)
+    have = world.channel_permissions(BOT_ID, channel_id)
     if not have & VIEW_CHANNEL:
         raise DiscordError(403, 50001, "Missing Access")
     needed = SEND_MESSAGES

@@ -173,7 +173,7 @@ class RestApi:
         return json_response(
             {
                 "url": self.emu.gateway_url,
-                "shards": 1,
+                "shards": self.emu.shards,
                 "session_start_limit": {
                     "total": 1000,
                     "remaining": 999,
@@ -342,20 +342,23 @@ class RestApi:
 
     async def _channel_message(self, request: web.Request, record: RestRequest) -> web.Response:
         channel_id = int(request["match"]["channel"])
-        if not self.emu.world.channel_exists(channel_id):
+        world = self.emu.world_of_channel(channel_id)
+        if world is None:
             raise DiscordError(404, 10003, "Unknown Channel")
         check_voice_message(record)
         check_message(record, creating=True, upload_limit=self.emu.upload_limit)
         check_channel_post(self.emu, record, channel_id)
         replying_to = resolve_reference(self.emu, record, channel_id)
         message = build_message(self.emu, record, channel_id, replying_to=replying_to)
-        if channel_id not in self.emu.world.dm_channels:
-            message["guild_id"] = str(self.emu.world.guild_id)
+        if channel_id not in world.dm_channels:
+            message["guild_id"] = str(world.guild_id)
         self.emu.channel_messages.append(message)
         return json_response(message)
 
     async def _channel(self, request: web.Request, record: RestRequest) -> web.Response:
-        channel = self.emu.world.channel_payload(int(request["match"]["channel"]))
+        channel_id = int(request["match"]["channel"])
+        world = self.emu.world_of_channel(channel_id)
+        channel = world.channel_payload(channel_id) if world is not None else None
         if channel is None:
             raise DiscordError(404, 10003, "Unknown Channel")
         return json_response(channel)

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from tests.e2e.discord_emulator.messages import DiscordError, invalid
-from tests.e2e.discord_emulator.state import BOT_ID, MUTE_MEMBERS, REQUEST_TO_SPEAK, VoiceState
+from tests.e2e.discord_emulator.state import (
+    BOT_ID,
+    MUTE_MEMBERS,
+    REQUEST_TO_SPEAK,
+    VoiceState,
+    World,
+)
 
 if TYPE_CHECKING:
     from tests.e2e.discord_emulator.records import RestRequest
@@ -39,8 +45,8 @@ class StageApi:
         self.emu = emulator
 
     async def edit_my_voice_state(self, request: web.Request, record: RestRequest) -> web.Response:
-        world = self.emu.world
-        if int(request["match"]["guild"]) != world.guild_id:
+        world = self.emu.worlds.get(int(request["match"]["guild"]))
+        if world is None:
             raise DiscordError(404, 10004, "Unknown Guild")
         body = record.json
         if not isinstance(body, dict):
@@ -75,13 +81,13 @@ class StageApi:
             state.suppress = suppress
             if suppress:
                 state.request_to_speak_timestamp = None
-        await self.dispatch(state)
+        await self.dispatch(state, world)
         return web.Response(status=204)
 
-    async def dispatch(self, state: VoiceState) -> None:
-        world = self.emu.world
+    async def dispatch(self, state: VoiceState, world: World) -> None:
         member = world.members[state.user_id]
-        await self.emu.gateway.dispatch("VOICE_STATE_UPDATE", state.payload(world.guild_id, member))
+        payload = state.payload(world.guild_id, member)
+        await self.emu.gateway.dispatch("VOICE_STATE_UPDATE", payload, world.guild_id)
         self.emu.changes.notify()
 
 

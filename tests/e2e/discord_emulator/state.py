@@ -209,11 +209,25 @@ class VoiceState:
 
 
 class World:
-    """One guild, as the gateway describes it to the bot and REST refers to it."""
+    """One guild, as the gateway describes it to the bot and REST refers to it. The first
+    guild has the fixed ids above; more (`Emulator.add_guild`) get ids of their own."""
 
-    def __init__(self, *, bot_name: str = "TTS") -> None:
-        self.guild_id = GUILD_ID
-        self.bot = Member(BOT_ID, bot_name, bot=True, roles=[BOT_ROLE_ID])
+    def __init__(
+        self,
+        *,
+        bot_name: str = "TTS",
+        guild_id: int = GUILD_ID,
+        text_channel_id: int = TEXT_CHANNEL_ID,
+        voice_channel_id: int = VOICE_CHANNEL_ID,
+        stage_channel_id: int = STAGE_CHANNEL_ID,
+        bot_role_id: int = BOT_ROLE_ID,
+    ) -> None:
+        self.guild_id = guild_id
+        self.text_channel_id = text_channel_id
+        self.voice_channel_id = voice_channel_id
+        self.stage_channel_id = stage_channel_id
+        self.bot_role_id = bot_role_id
+        self.bot = Member(BOT_ID, bot_name, bot=True, roles=[bot_role_id])
         self.members: dict[int, Member] = {
             BOT_ID: self.bot,
             ALICE: Member(ALICE, "alice"),
@@ -221,16 +235,16 @@ class World:
             OWNER_ID: Member(OWNER_ID, "owner"),
         }
         self.voice_states: dict[int, VoiceState] = {}
-        self.text_channels = {TEXT_CHANNEL_ID}
-        self.voice_channels = {VOICE_CHANNEL_ID, STAGE_CHANNEL_ID}
-        self.stage_channels = {STAGE_CHANNEL_ID}
+        self.text_channels = {text_channel_id}
+        self.voice_channels = {voice_channel_id, stage_channel_id}
+        self.stage_channels = {stage_channel_id}
         #: Each role's guild-wide permissions; change them before the bot connects (they are
         #: sent in GUILD_CREATE), e.g. to give the bot's role Mute Members.
         self.role_permissions: dict[int, int] = {
             self.guild_id: EVERYONE_PERMISSIONS,
-            BOT_ROLE_ID: EVERYONE_PERMISSIONS,
+            bot_role_id: EVERYONE_PERMISSIONS,
         }
-        self.role_names: dict[int, str] = {self.guild_id: "@everyone", BOT_ROLE_ID: "TTS"}
+        self.role_names: dict[int, str] = {self.guild_id: "@everyone", bot_role_id: "TTS"}
         #: Channel permission overwrites, as Discord sends them: {"id", "type" (0 role,
         #: 1 member), "allow", "deny"}.
         self.overwrites: dict[int, list[dict[str, Any]]] = {}
@@ -291,7 +305,7 @@ class World:
             "hoist": False,
             "position": list(self.role_names).index(role_id),
             "permissions": str(self.role_permissions[role_id]),
-            "managed": role_id == BOT_ROLE_ID,
+            "managed": role_id == self.bot_role_id,
             "mentionable": False,
             "flags": 0,
         }
@@ -320,9 +334,9 @@ class World:
             return data
 
         return [
-            channel(TEXT_CHANNEL_ID, 0, "general", 0),
-            channel(VOICE_CHANNEL_ID, 2, "Voice", 1),
-            channel(STAGE_CHANNEL_ID, 13, "Stage", 2),
+            channel(self.text_channel_id, 0, "general", 0),
+            channel(self.voice_channel_id, 2, "Voice", 1),
+            channel(self.stage_channel_id, 13, "Stage", 2),
         ]
 
     def channel_payload(self, channel_id: int) -> dict[str, Any] | None:

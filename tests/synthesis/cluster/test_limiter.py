@@ -106,3 +106,28 @@ async def test_two_keys_do_not_share_a_window(make: Make) -> None:
     assert (await first.admit(1)).slot is not None
     assert (await second.admit(1)).slot is not None
     assert KEY not in key_prefix(KEY)
+
+
+async def test_a_probe_raises_the_learned_limit_only_from_the_level_in_force(make: Make) -> None:
+    prober, other = make(), make()
+    await prober.learned(8, 60.0)
+    await prober.raised(8, 10, 60.0)
+    assert (await other.admit(20)).rpm == 10
+    await other.learned(9, 60.0)  # refused meanwhile: the decrease wins over a stale probe
+    await prober.raised(8, 10, 60.0)
+    assert (await other.admit(20)).rpm == 9
+
+
+async def test_a_full_window_tells_a_process_how_far_past_an_even_share_it_is(
+    make: Make,
+) -> None:
+    busy, light = make(), make()
+    for _ in range(3):
+        assert (await busy.admit(4)).slot is not None
+    assert (await light.admit(4)).slot is not None
+    assert (await busy.admit(4)).ahead == 1.0  # 3 of 4, an even share being 2
+    assert (await light.admit(4)).ahead == 0.0
+    alone = make(api_key="sk-alone")
+    for _ in range(2):
+        await alone.admit(2)
+    assert (await alone.admit(2)).ahead == 0.0  # nobody else to let go first

@@ -89,6 +89,35 @@ async def test_a_hung_redis_costs_a_request_one_budget_at_most_and_is_logged_onc
     assert sum("shared audio cache in Redis answers again" in m for m in messages) == 1
 
 
+async def test_calls_in_flight_when_redis_hangs_are_served_and_the_outage_told_once(
+    make_settings: Callable[..., Settings], servers: Servers, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = servers()
+    server.start()
+    caplog.set_level(logging.INFO)
+    async with fs.FakeSegmind(api_key=TEST_API_KEY, latency=0.5) as fake:
+        settings = make_settings(
+            segmind_base_url=fake.base_url, user_cooldown=0, redis_url=server.url()
+        )
+        services = await open_services(settings)
+        try:
+            streams = [
+                await services.speech.begin(Caller(n, guild_id=9), f"Text number {n}")
+                for n in range(4)
+            ]
+            await eventually(lambda: len(fake.requests) == 4)
+            server.hang()  # while each call is made: its answer cannot be shared
+            for stream in streams:
+                await asyncio.wait_for(stream.collect(), 30)
+            await asyncio.sleep(REDIS_BUDGET + MARGIN)  # each answer's sharing gives up
+        finally:
+            server.resume()
+            await services.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    # Four answers stranded by one outage: told once.
+    assert sum("Could not share" in m for m in warnings) == 1, warnings
+
+
 async def test_without_redis_at_start_speech_paces_alone_then_joins_the_shared_window(
     make_settings: Callable[..., Settings], servers: Servers, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -15,6 +15,7 @@ from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest
 from bot.synthesis.cluster import RedisLimiter, key_prefix
 from bot.synthesis.scheduler import Scheduler, SchedulerConfig, Ticket
+from bot.synthesis.scheduler.deadline import PausedTooLongError
 from tests.servers import free_port
 from tests.synthesis.scheduler.fakes import AUDIO
 
@@ -26,11 +27,13 @@ class Server:
 
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.times: list[float] = []  # loop time of each call
         self.release = asyncio.Event()
         self.refuse: float | None = None  # answer 429 with this reset, once
 
     async def synthesize(self, request: SpeechRequest) -> Audio:
         self.calls.append(request.text)
+        self.times.append(asyncio.get_running_loop().time())
         if self.refuse is not None:
             retry_after, self.refuse = self.refuse, None
             error = RateLimitedError(status=429)
@@ -47,11 +50,19 @@ Build = Callable[..., Scheduler]
 async def build(redis_url: str) -> AsyncIterator[Build]:
     made: list[tuple[Scheduler, Redis]] = []
 
-    def make(server: Server, *, rpm: int = 3) -> Scheduler:
+    def make(
+        server: Server, *, rpm: int = 3, window: float = 60.0, job_timeout: float = 14 * 60
+    ) -> Scheduler:
         client: Redis = Redis.from_url(redis_url)
-        config = SchedulerConfig(rpm=rpm, window=60.0, user_cooldown=0, initial_latency=1.0)
+        config = SchedulerConfig(
+            rpm=rpm,
+            window=window,
+            user_cooldown=0,
+            initial_latency=1.0,
+            job_timeout=job_timeout,
+        )
         gate = RedisLimiter(client, api_key=KEY, span=config.span)
-        scheduler = Scheduler(server.synthesize, config, gate=gate)
+        scheduler = Scheduler(server.synthesize, config, gate=gate, rng=lambda: 0.0)
         scheduler.start()
         made.append((scheduler, client))
         return scheduler
@@ -109,6 +120,48 @@ async def test_a_429_in_one_process_pauses_the_other(build: Build, redis_url: st
     await quiet()
     assert server.calls == ["clip 100"]
     assert second.stats.queued == 1
+
+
+async def test_a_pause_shared_through_redis_ends_only_the_requests_that_cannot_wait_for_it(
+    build: Build, redis_url: str
+) -> None:
+    loop = asyncio.get_running_loop()
+    server = Server()
+    server.refuse = 3.0
+    hit = build(server, rpm=2, window=2.0)
+    submit(hit, 1, 100)
+    await until(lambda: hit.paused_until is not None)
+    resume = loop.time() + 3.0  # about: the 429's reset, shared through Redis
+    async with Redis.from_url(redis_url) as client, asyncio.timeout(10):
+        while not await client.exists(key_prefix(KEY) + "pause"):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    await hit.close(grace=0)  # its own ticket out of the way: the pause stays in Redis
+    server.release.set()
+    # The other process: 2 calls per 2 s window, so after the pause (3 s) its queue starts at
+    # about 3, 4, 5 and 6 s, and a request may wait 4.5 s: the first two make it.
+    other = build(server, rpm=2, window=2.0, job_timeout=4.5)
+    heard: list[float] = []  # when the first ticket's listener was told it would be ready
+
+    def listen(ticket: Ticket) -> None:
+        if ticket.eta is not None:
+            heard.append(loop.time() + ticket.eta)
+
+    tickets = submit(other, 4, 200)
+    tickets[0].add_listener(listen)
+    await until(lambda: other.paused_until is not None)
+    await until(lambda: tickets[3].state == "failed")
+    for late in tickets[2:]:
+        with pytest.raises(PausedTooLongError) as ended:
+            await late.result()
+        assert 2.0 < ended.value.wait <= 3.0
+    assert [t.state for t in tickets[:2]] == ["queued", "queued"]
+    # Those who can wait heard when to expect their speech, the pause included.
+    assert heard
+    assert heard[-1] >= resume - 0.1
+    await until(lambda: all(t.state == "done" for t in tickets[:2]))
+    assert server.calls[1:] == ["clip 200", "clip 201"]
+    assert all(started >= resume - 0.2 for started in server.times[1:])
+    assert other.stats.expired == 2
 
 
 async def test_a_limit_learned_elsewhere_is_adopted(build: Build, redis_url: str) -> None:

@@ -293,3 +293,57 @@ def test_with_other_processes_on_the_key_a_thin_window_of_our_own_proves_nothing
         limits.started(ticket, 0.0)
     assert all(limits.refused(ticket, 0.1) for ticket in range(5, 10))  # timing, as before
     assert rate(limits) == 50
+
+
+def provisional(limits: LimitLearner) -> bool:
+    """Read through a call, so mypy does not keep an earlier narrowing of `provisional`."""
+    return limits.provisional
+
+
+def cluster_learner() -> LimitLearner:
+    return LimitLearner(SchedulerConfig(rpm=20, window=60.0, safety_margin=0.0), alone=False)
+
+
+def test_a_limit_learned_while_the_shared_window_is_out_of_reach_is_provisional() -> None:
+    limits = cluster_learner()
+    limits.part()
+    for ticket in range(20):  # alone at the whole key's rate: the other process's calls
+        limits.started(ticket, 0.0)  # come back as this one's 429s
+    for ticket in range(8, 20):
+        limits.refused(ticket, 1.0)
+    assert rate(limits) == 8  # paced at its share while it is alone
+    assert provisional(limits)
+    limits.tick(200.0)
+    assert reported(limits) is None  # never reported: a share, not the key's limit
+    assert limits.rejoin(20, 300.0)  # the cluster paces at 20: the share is dropped
+    assert rate(limits) == 20
+    assert not provisional(limits)
+    limits.tick(500.0)
+    assert reported(limits) is None
+
+
+def test_after_an_outage_refusals_of_calls_counted_with_the_outage_prove_nothing() -> None:
+    limits = cluster_learner()
+    limits.part()
+    limits.rejoin(20, 100.0)
+    for ticket in range(20):  # the key still counts the calls paced alone until 160
+        limits.started(ticket, 101.0)
+    assert all(limits.refused(ticket, 101.5) for ticket in range(5, 20))
+    assert rate(limits) == 20
+    for ticket in range(100, 120):  # a window after the return: evidence again
+        limits.started(ticket, 170.0)
+    limits.refused(119, 170.5)
+    for ticket in range(110, 119):
+        limits.refused(ticket, 170.5)
+    assert rate(limits) < 20
+
+
+def test_the_cluster_rate_is_followed_down_and_up() -> None:
+    limits = cluster_learner()
+    assert limits.follow(12, 0.0)  # another process learned 12
+    assert rate(limits) == 12
+    assert limits.follow(15, 10.0)  # one probed upward
+    assert rate(limits) == 15
+    assert limits.follow(50, 20.0)  # the learned limit lapsed: SEGMIND_RPM, never past it
+    assert rate(limits) == 20
+    assert not limits.follow(20, 30.0)

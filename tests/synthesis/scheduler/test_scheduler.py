@@ -592,6 +592,7 @@ def test_config_from_settings_maps_the_operator_settings() -> None:
         max_waiting_per_user=5,
         max_queue=40,
         max_concurrency=17,
+        segmind_rate_window=4.0,
     )
     config = SchedulerConfig.from_settings(settings)
     assert (config.rpm, config.max_attempts, config.backoff_base, config.backoff_max) == (
@@ -602,7 +603,7 @@ def test_config_from_settings_maps_the_operator_settings() -> None:
     )
     assert (config.user_cooldown, config.max_waiting_per_user) == (0, 5)
     assert (config.max_queue, config.max_concurrency) == (40, 17)
-    assert config.margin == 0.5
+    assert (config.window, config.span) == (4.0, 4.04)
 
 
 def test_config_rejects_nonsense() -> None:

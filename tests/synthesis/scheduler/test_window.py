@@ -128,3 +128,17 @@ def test_the_even_release_lapses_after_a_span_with_no_call() -> None:
     later.prune(15.0)  # a whole span since the pause ended, and nobody called
     later.record_start(15.0)
     assert later.rate_ready(15.0) == 15.0  # a burst after a quiet span goes at once again
+
+
+def test_in_a_cluster_the_even_release_lapses_a_span_after_the_pause() -> None:
+    # This process's starts are only its share of the shared window: they never reach the
+    # rate, so spacing them evenly for good would cost it its turn to the others.
+    rates = RateWindow(SchedulerConfig(rpm=4, window=8.0, safety_margin=0.0), shared=True)
+    rates.pause_for_429(now=0.0, retry_after=2.0, jitter=0.0)
+    for at in (2.0, 4.0, 9.5):  # two of four at the even release, then one later
+        rates.prune(at)
+        rates.record_start(at)
+    rates.prune(9.9)
+    assert rates.rate_ready(9.9) == pytest.approx(9.5 + 8.0 / 4)  # within a span: evenly
+    rates.prune(10.0)  # a span after the pause's end
+    assert rates.rate_ready(10.0) == 10.0
