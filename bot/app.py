@@ -47,7 +47,7 @@ from bot.synthesis.cluster import (
     cluster_secret,
     hold_shards,
 )
-from bot.tree import TTSCommandTree
+from bot.tree import CatalogueTranslator, TTSCommandTree
 
 __all__ = [
     "RECONNECT_FIRST",
@@ -189,6 +189,8 @@ class TTSBot(commands.Bot):
             namespace=self.settings.redis_key_prefix,
         )
         self._error_alerts.once = self._once.first
+        # Before any sync: descriptions go out in every language.
+        await self.tree.set_translator(CatalogueTranslator())
         await self.load_cogs()
         if self.sync_on_start:  # A running bot, not `sync`: tell Docker and Prometheus.
             self._heartbeat = Heartbeat(health_path(self.settings), self.health_status)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from bot.locales import Line, line, render
+
 __all__ = [
     "AccessDeniedError",
     "AudioDeadlineError",
@@ -52,14 +54,21 @@ __all__ = [
 
 
 class BotError(Exception):
-    """Base of every error the bot expects; `user_message` is safe to show in Discord."""
+    """Base of every error the bot expects; `user_message` is safe to show in Discord.
 
-    user_message: str = "Something went wrong."
+    A class's own line is named by `key` in the catalogue (`bot.locales`), so the command's
+    edge can say it in the member's language (`localized`); `user_message` reads as English.
+    """
+
+    key: ClassVar[str] = "error.generic"
 
     def __init__(self, message: str | None = None, *, user_message: str | None = None) -> None:
-        if user_message is not None:
-            self.user_message = user_message
+        self.user_message: str = user_message if user_message is not None else line(self.key)
         super().__init__(message or self.user_message)
+
+    def localized(self, locale: str | None) -> str:
+        """The member's line in their language (a `Line`), or as given (any other text)."""
+        return render(self.user_message, locale)
 
 
 class InvalidRequestError(BotError):
@@ -74,6 +83,7 @@ class SegmindError(BotError):
 
     #: A short phrase for operators and the CLI, e.g. "the API key was rejected".
     meaning: ClassVar[str] = "the speech service failed"
+    key: ClassVar[str] = "error.segmind"
     #: Worth another attempt after a wait.
     retryable: ClassVar[bool] = False
     #: The bot's owner must act (key, plan, credits, URL); members cannot fix it.
@@ -96,7 +106,7 @@ class SegmindError(BotError):
         super().__init__(self._describe(), user_message=user_message or self.default_user_message())
 
     def default_user_message(self) -> str:
-        return type(self).user_message
+        return line(self.key)
 
     def status_meaning(self) -> str:
         return self.meaning
@@ -122,47 +132,39 @@ class BadRequestError(SegmindError):
     meaning = "bad request"
 
     def default_user_message(self) -> str:
-        said = f": {self.upstream_message}" if self.upstream_message else "."
-        return f"The speech service refused this request{said}"
+        if self.upstream_message:
+            return line("error.bad_request_said", said=self.upstream_message)
+        return line("error.bad_request")
 
 
 class AuthenticationError(SegmindError):
     meaning = "the API key was rejected"
     operator_problem = True
-    user_message = (
-        "The bot is misconfigured: its Segmind API key was rejected. The bot's owner has been told."
-    )
+    key = "error.key_rejected"
 
 
 class PermissionDeniedError(SegmindError):
     meaning = "the API key lacks permission for this model"
     operator_problem = True
-    user_message = (
-        "The bot's Segmind account may not use this voice model. The owner has been told."
-    )
+    key = "error.model_forbidden"
 
 
 class ModelNotFoundError(SegmindError):
     meaning = "model or endpoint not found (check SEGMIND_BASE_URL and SEGMIND_MODEL)"
     operator_problem = True
-    user_message = (
-        "The bot is misconfigured: the speech model was not found. The owner has been told."
-    )
+    key = "error.model_missing"
 
 
 class OutOfCreditsError(SegmindError):
     meaning = "out of credits or spend limit reached"
     operator_problem = True
-    user_message = (
-        "The bot's Segmind account is out of credits, so speech is paused until the owner "
-        "tops it up."
-    )
+    key = "error.out_of_credits"
 
 
 class RateLimitedError(SegmindError):
     meaning = "rate limited"
     retryable = True
-    user_message = "The speech service is busy right now; please try again in a minute."
+    key = "error.rate_limited"
 
     #: Seconds to wait from when the answer arrived, if the headers said; else None.
     retry_after: float | None = None
@@ -171,7 +173,7 @@ class RateLimitedError(SegmindError):
 class ServerError(SegmindError):
     meaning = "server error"
     retryable = True
-    user_message = "The speech service had a problem and did not recover in time. Please try again."
+    key = "error.server_error"
 
     _MEANINGS: ClassVar[dict[int, str]] = {
         500: "server error",
@@ -186,57 +188,52 @@ class ServerError(SegmindError):
 
 class UnexpectedStatusError(SegmindError):
     meaning = "unexpected answer"
-    user_message = "The speech service gave an answer the bot does not understand."
+    key = "error.unexpected_answer"
 
 
 class BadAudioError(SegmindError):
     """A success status whose body is not audio: an upstream fault, never a file."""
 
     meaning = "the answer was not audio"
-    user_message = "The speech service sent back something that is not audio. Please try again."
+    key = "error.bad_audio"
 
 
 class SegmindTimeoutError(SegmindError):
     meaning = "timed out"
     retryable = True
-    user_message = "The speech service took too long to answer. Please try again."
+    key = "error.timeout"
 
 
 class SegmindConnectionError(SegmindError):
     meaning = "could not reach Segmind"
     retryable = True
-    user_message = "The bot could not reach the speech service. Please try again shortly."
+    key = "error.unreachable"
 
 
 class MethodNotAllowedError(SegmindError):
     meaning = "method not allowed (check SEGMIND_BASE_URL and SEGMIND_API)"
     operator_problem = True
-    user_message = (
-        "The bot is misconfigured: the speech service refused how it was called. The owner "
-        "has been told."
-    )
+    key = "error.method_refused"
 
 
 class ModelRetiredError(SegmindError):
     meaning = "the model was retired: set SEGMIND_MODEL to a current one"
     operator_problem = True
-    user_message = (
-        "The speech model this bot uses has been retired. The owner has been told to switch."
-    )
+    key = "error.model_retired"
 
 
 class JobFailedError(SegmindError):
     """A 422: the request failed validation upstream (v1), or its v2 job FAILED."""
 
     meaning = "the request could not be processed"
-    user_message = "The speech service could not make this speech. Try rewording it."
+    key = "error.job_failed"
 
 
 class JobTimeoutError(SegmindError):
     """An accepted v2 job that did not finish in time: polling stops, nothing is re-submitted."""
 
     meaning = "the job was accepted but did not finish in time"
-    user_message = "The speech service took too long to finish. Please try again."
+    key = "error.job_timeout"
 
 
 class JobLostError(SegmindError):
@@ -245,9 +242,7 @@ class JobLostError(SegmindError):
     a new submit may be paid a second time."""
 
     meaning = "the job was accepted but Segmind could not find it"
-    user_message = (
-        "The speech service lost track of this request after accepting it. Please try again."
-    )
+    key = "error.job_lost"
 
 
 _BY_STATUS: dict[int, type[SegmindError]] = {
@@ -282,7 +277,7 @@ class CooldownError(BotError):
         self.retry_after = max(0.0, retry_after)
         super().__init__(
             f"cooldown: {self.retry_after:.1f} s left",
-            user_message=f"You're on cooldown; try again in {max(1, round(self.retry_after))} s.",
+            user_message=line("error.cooldown_seconds", seconds=max(1, round(self.retry_after))),
         )
 
 
@@ -293,25 +288,23 @@ class QueueFullError(BotError):
         self.per_user = per_user
         self.limit = limit
         if per_user:
-            message = (
-                f"You already have {limit} request{'s' if limit != 1 else ''} waiting; "
-                "wait for one to finish first."
-            )
+            key = "error.queue_full_mine_one" if limit == 1 else "error.queue_full_mine_many"
+            message: Line = line(key, limit=limit)
         else:
-            message = "The speech queue is full right now; please try again in a minute."
+            message = line("error.queue_full")
         super().__init__(message, user_message=message)
 
 
 class SchedulerClosedError(BotError):
     """The bot is shutting down; the request was never sent, so it cost nothing."""
 
-    user_message = "The bot is restarting, so your request was not sent. Please try again shortly."
+    key = "error.restarting"
 
 
 class RequestExpiredError(BotError):
     """A request waited longer than Discord lets the bot answer it."""
 
-    user_message = "Your request waited too long in the queue and was dropped. Please try again."
+    key = "error.expired"
 
 
 class AccessDeniedError(BotError):
@@ -330,16 +323,15 @@ class QuotaExceededError(BotError):
         #: Epoch seconds of the reset, for a Discord timestamp.
         self.reset_at = reset_at
         super().__init__(
-            f"daily quota of {limit} reached", user_message=self.message("at midnight UTC")
+            f"daily quota of {limit} reached",
+            user_message=self.message(line("error.quota_midnight")),
         )
 
-    def message(self, when: str) -> str:
+    def message(self, when: str) -> Line:
         """The member's line, with the reset put as `when` (e.g. a Discord timestamp)."""
-        more = f" (this one needs {self.needed})" if self.needed > 1 else ""
-        return (
-            f"You've used your {self.limit} requests for today in this server{more}. "
-            f"The count resets {when}."
-        )
+        if self.needed > 1:
+            return line("error.quota_needs", limit=self.limit, needed=self.needed, when=when)
+        return line("error.quota", limit=self.limit, when=when)
 
 
 # -- operator-facing: settings, storage and audio the bot cannot use ---------------------------
@@ -358,14 +350,11 @@ class AudioDeadlineError(AudioError):
     checks the clock between packets and gives up with this."""
 
 
-_UNAVAILABLE = "The bot's settings are unavailable right now; please try again later."
-
-
 class StorageError(BotError):
     """The database cannot be used as configured."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, user_message=_UNAVAILABLE)
+        super().__init__(message, user_message=line("error.unavailable"))
 
 
 class DatabaseFileError(StorageError):
@@ -394,30 +383,22 @@ class BackupError(StorageError):
 
 
 class NotInVoiceError(BotError):
-    user_message = "Join a voice channel first, then try again."
+    key = "error.not_in_voice"
 
 
 class VoicePermissionError(BotError):
     def __init__(self, channel_mention: str) -> None:
-        super().__init__(
-            user_message=f"I need the Connect and Speak permissions in {channel_mention}."
-        )
+        super().__init__(user_message=line("error.voice_permission", channel=channel_mention))
 
 
 class ChannelFullError(BotError):
     def __init__(self, channel_mention: str) -> None:
-        super().__init__(
-            user_message=f"{channel_mention} is full, so I can't join it. Make room, or raise "
-            "its user limit."
-        )
+        super().__init__(user_message=line("error.channel_full", channel=channel_mention))
 
 
 class NotConnectedError(BotError):
-    user_message = "I'm not in a voice channel here. Use /join first."
+    key = "error.not_connected"
 
 
 class NarrationDisabledError(BotError):
-    user_message = (
-        "Narration is off: the bot's owner must enable the Message Content intent in the "
-        "Discord Developer Portal (Bot → Privileged Gateway Intents) and restart the bot."
-    )
+    key = "error.narration_disabled"

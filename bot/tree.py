@@ -16,42 +16,101 @@ import discord
 from discord import app_commands
 
 from bot.errors import BotError, CooldownError, QuotaExceededError
+from bot.locales import CATALOGUES, ENGLISH, language_of, text
 
-__all__ = ["NO_MENTIONS", "TTSCommandTree", "describe_error", "requires_guild", "send_error"]
+__all__ = [
+    "NO_MENTIONS",
+    "CatalogueTranslator",
+    "TTSCommandTree",
+    "catalogue_key",
+    "describe_error",
+    "locale_of",
+    "requires_guild",
+    "send_error",
+]
 
 log = logging.getLogger(__name__)
 
 NO_MENTIONS = discord.AllowedMentions.none()
 
 
-def describe_error(error: BaseException, *, now: datetime | None = None) -> tuple[str, str | None]:
-    """The message for a member, and a reference id when the error was unexpected."""
+def describe_error(
+    error: BaseException, *, now: datetime | None = None, locale: str | None = None
+) -> tuple[str, str | None]:
+    """The message for a member, in their language, and a reference id when the error was
+    unexpected."""
     if isinstance(error, app_commands.CommandInvokeError):
         error = error.original
     if isinstance(error, CooldownError):
         moment = (now or datetime.now(UTC)) + timedelta(seconds=error.retry_after)
-        return f"You're on cooldown; try again {discord.utils.format_dt(moment, 'R')}.", None
+        return text("error.cooldown_until", locale, when=discord.utils.format_dt(moment, "R")), None
     if isinstance(error, QuotaExceededError):
         reset = datetime.fromtimestamp(error.reset_at, UTC)
-        return error.message(discord.utils.format_dt(reset, "R")), None
+        return error.message(discord.utils.format_dt(reset, "R")).to(locale), None
     if isinstance(error, BotError):
-        return error.user_message, None
+        return error.localized(locale), None
     if isinstance(error, app_commands.CommandOnCooldown):
-        return f"Slow down; try again in {error.retry_after:.0f} s.", None
+        return text("error.slow_down", locale, seconds=f"{error.retry_after:.0f}"), None
     if isinstance(error, app_commands.NoPrivateMessage):
-        return "This command works only in a server.", None
+        return text("error.server_only", locale), None
     if isinstance(error, app_commands.MissingPermissions):
         needed = ", ".join(p.replace("_", " ").title() for p in error.missing_permissions)
-        return f"You need the {needed} permission to do that.", None
+        return text("error.member_needs_permission", locale, permission=needed), None
     if isinstance(error, app_commands.BotMissingPermissions):
         needed = ", ".join(p.replace("_", " ").title() for p in error.missing_permissions)
-        return f"I need the {needed} permission here to do that.", None
+        return text("error.bot_needs_permission", locale, permission=needed), None
     if isinstance(error, app_commands.TransformerError):
-        return f"“{error.value}” is not a valid value for that option.", None
+        return text("error.bad_value", locale, value=error.value), None
     if isinstance(error, app_commands.CheckFailure):
-        return "You can't use this command here.", None
+        return text("error.not_here", locale), None
     ref = secrets.token_hex(3)
-    return f"Something went wrong on my side (ref `{ref}`). The bot's owner can look it up.", ref
+    return text("error.unexpected", locale, ref=ref), ref
+
+
+def locale_of(interaction: discord.Interaction[Any]) -> str:
+    """The member's Discord language, as the catalogue takes it ("de", "pt-BR", "en-US")."""
+    return str(interaction.locale.value)
+
+
+class CatalogueTranslator(app_commands.Translator):
+    """Command and option descriptions, choices and the message menu's name in every language
+    of the catalogue, sent with the command list when it is synced. Command and option names
+    stay English: Discord holds names to a stricter pattern, and members share them in chat.
+
+    A string is found by where it is (`cmd.<command path>[.<option>]`, `choice.<value>`,
+    `menu.<name>`), so the English in the decorators stays the source; a test holds the two
+    equal."""
+
+    async def translate(
+        self,
+        string: app_commands.locale_str,
+        locale: discord.Locale,
+        context: app_commands.TranslationContextTypes,
+    ) -> str | None:
+        language = language_of(locale.value)
+        if language == ENGLISH:
+            return None  # The decorators' own English.
+        key = catalogue_key(context)
+        if key is None or key not in CATALOGUES[language]:
+            return None
+        return text(key, language)
+
+
+def catalogue_key(context: app_commands.TranslationContextTypes) -> str | None:
+    """Where the catalogue keeps a string the command tree asks to translate, or None for
+    strings kept as they are (names, and anything the catalogue does not hold)."""
+    where = context.location
+    data: Any = context.data
+    places = app_commands.TranslationContextLocation
+    if where in (places.command_description, places.group_description):
+        return "cmd." + str(data.qualified_name).replace(" ", ".")
+    if where is places.parameter_description:
+        return f"cmd.{data.command.qualified_name.replace(' ', '.')}.{data.name}"
+    if where is places.choice_name:
+        return f"choice.{data.value}"
+    if where is places.command_name and isinstance(data, app_commands.ContextMenu):
+        return f"menu.{data.name}"
+    return None
 
 
 async def send_error(interaction: discord.Interaction[Any], message: str) -> None:
@@ -96,7 +155,7 @@ class TTSCommandTree(app_commands.CommandTree[Any]):
     async def on_error(
         self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
     ) -> None:
-        message, ref = describe_error(error)
+        message, ref = describe_error(error, locale=locale_of(interaction))
         command = interaction.command.qualified_name if interaction.command else "?"
         if ref is not None:
             original = getattr(error, "original", error)

@@ -7,16 +7,20 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from bot.locales import render, text
 from bot.playback.presence import caller_of
 from bot.speech.cleanup import MessageFacts
 from bot.speech.styles import search_styles
 from bot.speech.voices import search as search_voices
+from bot.tree import locale_of
 
 __all__ = [
     "CLEAR_WORDS",
     "caller_of",
     "cleared",
     "facts_from_message",
+    "localized",
+    "say",
     "style_autocomplete",
     "voice_autocomplete",
 ]
@@ -31,6 +35,17 @@ def cleared(value: str | None) -> str | None:
     if value is not None and value.strip().casefold() in CLEAR_WORDS:
         return ""
     return value
+
+
+def say(interaction: discord.Interaction[Any], key: str, /, **fields: object) -> str:
+    """The catalogue's message `key` in the member's Discord language."""
+    return text(key, locale_of(interaction), **fields)
+
+
+def localized(interaction: discord.Interaction[Any], message: str) -> str:
+    """A message from the core (a refusal, a warning) in the member's language where it is
+    the catalogue's; anything else as it is."""
+    return render(message, locale_of(interaction))
 
 
 def facts_from_message(message: discord.Message) -> MessageFacts:

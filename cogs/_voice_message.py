@@ -18,6 +18,7 @@ from discord.http import Route
 
 from bot.audio.voice_message import VoiceMessage
 from bot.errors import BotError
+from bot.locales import line
 
 __all__ = [
     "IS_VOICE_MESSAGE",
@@ -60,13 +61,8 @@ def check_member_may_send_voice_messages(
     roles and this channel's overwrites into `interaction.permissions`."""
     if interaction.permissions.send_voice_messages:
         return
-    how = (
-        "Leave out voice_message to get the speech as a file."
-        if chosen
-        else "Your /voice set choice is a voice message: use voice_message: False here "
-        "to get the speech as a file."
-    )
-    raise BotError(user_message=f"You may not send voice messages in this channel. {how}")
+    how = line("voice_message.leave_out" if chosen else "voice_message.your_choice")
+    raise BotError(user_message=line("voice_message.not_allowed", how=how))
 
 
 async def send(

@@ -15,13 +15,15 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import InvalidRequestError
+from bot.locales import line, message_of, text
 from bot.speech.pronunciations import (
     MAX_ENTRIES,
     MAX_ENTRY_LENGTH,
     check_entry,
     normalize_word,
 )
-from bot.tree import NO_MENTIONS
+from bot.tree import NO_MENTIONS, locale_of
+from cogs._shared import say
 
 if TYPE_CHECKING:
     from bot.app import TTSBot
@@ -32,16 +34,16 @@ __all__ = ["Dictionary", "dictionary_lines", "setup"]
 _DESCRIPTION_ROOM = 4000
 
 
-def dictionary_lines(pairs: tuple[tuple[str, str], ...]) -> str:
+def dictionary_lines(pairs: tuple[tuple[str, str], ...], locale: str | None = None) -> str:
     """The entries as "word → say as" lines, as many as fit one embed."""
     if not pairs:
-        return "No words yet: add one with /dictionary add."
+        return text("dictionary.empty", locale)
     lines: list[str] = []
     used = 0
     for count, (word, say_as) in enumerate(pairs):
         line = f"{discord.utils.escape_markdown(word)} → {discord.utils.escape_markdown(say_as)}"
         if used + len(line) + 1 > _DESCRIPTION_ROOM:
-            lines.append(f"… and {len(pairs) - count} more")
+            lines.append(text("dictionary.more", locale, count=len(pairs) - count))
             break
         lines.append(line)
         used += len(line) + 1
@@ -72,7 +74,7 @@ class Dictionary(commands.GroupCog, group_name="dictionary"):
         try:
             await self.bot.services.storage.update_guild(guild_id, pronunciations=pairs)
         except ValueError as exc:
-            raise InvalidRequestError(str(exc)) from None
+            raise InvalidRequestError(message_of(exc)) from None
 
     @app_commands.command(name="add", description="Say a word your server's way")
     @app_commands.describe(
@@ -92,11 +94,11 @@ class Dictionary(commands.GroupCog, group_name="dictionary"):
             guild = await self.bot.services.storage.get_guild(interaction.guild_id)
             pairs = [pair for pair in guild.pronunciations if normalize_word(pair[0]) != key]
             if len(pairs) >= MAX_ENTRIES:
-                raise InvalidRequestError(
-                    f"The dictionary is full ({MAX_ENTRIES} words): remove one first."
-                )
+                raise InvalidRequestError(line("dictionary.full", limit=MAX_ENTRIES))
             await self._save(interaction.guild_id, [*pairs, (word, say_as)])
-        await self._reply(interaction, f"📖 Saved: **{word}** is said “{say_as}”.")
+        await self._reply(
+            interaction, say(interaction, "dictionary.saved", word=word, say_as=say_as)
+        )
 
     @app_commands.command(name="remove", description="Forget how a word is said")
     @app_commands.describe(word="The word to forget (any case)")
@@ -111,17 +113,19 @@ class Dictionary(commands.GroupCog, group_name="dictionary"):
             guild = await self.bot.services.storage.get_guild(interaction.guild_id)
             pairs = [pair for pair in guild.pronunciations if normalize_word(pair[0]) != key]
             if len(pairs) == len(guild.pronunciations):
-                raise InvalidRequestError(f"“{word.strip()}” is not in the dictionary.")
+                raise InvalidRequestError(line("dictionary.not_found", word=word.strip()))
             await self._save(interaction.guild_id, pairs)
-        await self._reply(interaction, f"📖 Removed **{word.strip()}**.")
+        await self._reply(interaction, say(interaction, "dictionary.removed", word=word.strip()))
 
     @app_commands.command(name="list", description="See how this server's words are said")
     async def list_entries(self, interaction: discord.Interaction[TTSBot]) -> None:
         assert interaction.guild_id is not None
         guild = await self.bot.services.storage.get_guild(interaction.guild_id)
         embed = discord.Embed(
-            title=f"Dictionary ({len(guild.pronunciations)} of {MAX_ENTRIES} words)",
-            description=dictionary_lines(guild.pronunciations),
+            title=say(
+                interaction, "dictionary.title", count=len(guild.pronunciations), limit=MAX_ENTRIES
+            ),
+            description=dictionary_lines(guild.pronunciations, locale_of(interaction)),
             colour=0x5865F2,
         )
         await interaction.response.send_message(

@@ -14,10 +14,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import BotError, NarrationDisabledError, NotInVoiceError
+from bot.locales import line
 from bot.playback.narration import Incoming, NarrationReader
 from bot.playback.presence import bring_bot, check_voice_target, voice_channel_of
 from bot.tree import NO_MENTIONS
-from cogs._shared import facts_from_message
+from cogs._shared import facts_from_message, localized, say
 
 if TYPE_CHECKING:
     from bot.app import TTSBot
@@ -86,10 +87,10 @@ class Narration(commands.Cog):
             raise NotInVoiceError()
         text_channel = channel or interaction.channel
         if not isinstance(text_channel, NarrationChannel):
-            raise BotError(user_message="Pick a text channel to read.")
+            raise BotError(user_message=line("narrate.pick_text_channel"))
         assert interaction.guild is not None
         if not text_channel.permissions_for(interaction.guild.me).read_messages:
-            raise BotError(user_message=f"I can't read {text_channel.mention}.")
+            raise BotError(user_message=line("narrate.cannot_read", channel=text_channel.mention))
         check_voice_target(self.bot.playback, interaction.user, voice_channel)
         await interaction.response.defer(ephemeral=True, thinking=True)
         _, note = await bring_bot(self.bot.playback, voice_channel)
@@ -97,15 +98,22 @@ class Narration(commands.Cog):
             interaction.guild.id, narration_channel_id=text_channel.id
         )
         skip = guild.narration_skip_prefix
-        hint = f" Messages starting with `{skip}` are skipped." if skip else ""
-        who = "members in the voice channel" if guild.narration_voice_only else "everyone"
-        warning = f"\n⚠️ {note}" if note else ""
+        hint = say(interaction, "narrate.skip_hint", prefix=skip) if skip else ""
+        who = say(
+            interaction,
+            "narrate.for_voice" if guild.narration_voice_only else "narrate.for_everyone",
+        )
+        warning = f"\n⚠️ {localized(interaction, note)}" if note else ""
+        started = say(
+            interaction,
+            "narrate.started",
+            channel=text_channel.mention,
+            voice_channel=voice_channel.mention,
+            who=who,
+            hint=hint,
+        )
         await interaction.edit_original_response(
-            content=(
-                f"📖 Reading {text_channel.mention} aloud in {voice_channel.mention} "
-                f"for {who}.{hint} Use /narrate stop to end.{warning}"
-            ),
-            allowed_mentions=NO_MENTIONS,
+            content=started + warning, allowed_mentions=NO_MENTIONS
         )
 
     @narrate.command(name="stop", description="Stop reading the text channel aloud")
@@ -115,10 +123,8 @@ class Narration(commands.Cog):
         await self.bot.services.storage.update_guild(
             interaction.guild.id, narration_channel_id=None
         )
-        message = (
-            "📕 Narration stopped."
-            if before.narration_channel_id
-            else "Narration was not on; nothing to stop."
+        message = say(
+            interaction, "narrate.stopped" if before.narration_channel_id else "narrate.was_off"
         )
         await interaction.response.send_message(
             message, ephemeral=True, allowed_mentions=NO_MENTIONS

@@ -25,6 +25,7 @@ from bot.playback.presence import (
 )
 from bot.speech.control import Action, control_refusal, queue_line
 from bot.tree import NO_MENTIONS
+from cogs._shared import localized, say
 
 if TYPE_CHECKING:
     from bot.app import TTSBot
@@ -38,9 +39,11 @@ class Playback(commands.Cog):
     def __init__(self, bot: TTSBot) -> None:
         self.bot = bot
 
-    async def _reply(self, interaction: discord.Interaction[TTSBot], message: str) -> None:
+    async def _reply(
+        self, interaction: discord.Interaction[TTSBot], key: str, /, **fields: object
+    ) -> None:
         await interaction.response.send_message(
-            message, ephemeral=True, allowed_mentions=NO_MENTIONS
+            say(interaction, key, **fields), ephemeral=True, allowed_mentions=NO_MENTIONS
         )
 
     def _session(self, interaction: discord.Interaction[TTSBot]) -> tuple[VoiceTarget, GuildPlayer]:
@@ -61,9 +64,10 @@ class Playback(commands.Cog):
         check_voice_target(self.bot.playback, interaction.user, channel)
         await interaction.response.defer(ephemeral=True, thinking=True)
         _, note = await bring_bot(self.bot.playback, channel)
-        line = f"🔊 Joined {channel.mention}. Use /speak, or /narrate to read a channel aloud."
+        line = say(interaction, "playback.joined", channel=channel.mention)
+        warning = f"\n⚠️ {localized(interaction, note)}" if note else ""
         await interaction.edit_original_response(
-            content=line + (f"\n⚠️ {note}" if note else ""), allowed_mentions=NO_MENTIONS
+            content=line + warning, allowed_mentions=NO_MENTIONS
         )
 
     @app_commands.guild_only()
@@ -78,7 +82,7 @@ class Playback(commands.Cog):
             check_may(Action.LEAVE, interaction.user, channel)
         # Answer first: disconnecting waits for Discord's confirmation, which can take longer
         # than the 3 s an interaction may wait for its answer.
-        await self._reply(interaction, "👋 Leaving the voice channel.")
+        await self._reply(interaction, "playback.leaving")
         await self.bot.playback.leave(guild, f"/leave by {interaction.user.id}")
 
     @app_commands.guild_only()
@@ -87,13 +91,15 @@ class Playback(commands.Cog):
         channel, player = self._session(interaction)
         current = player.current
         if current is None:
-            await self._reply(interaction, "Nothing is playing.")
+            await self._reply(interaction, "playback.nothing_playing")
             return
         seat = seat_of(interaction.user, channel, author_id=current.user_id)
         refusal = control_refusal(Action.SKIP, seat, channel.mention)
         if refusal is not None:
             raise AccessDeniedError(refusal)
-        await self._reply(interaction, "⏭️ Skipped." if player.skip() else "Nothing is playing.")
+        await self._reply(
+            interaction, "playback.skipped" if player.skip() else "playback.nothing_playing"
+        )
 
     @app_commands.guild_only()
     @app_commands.command(name="stop", description="Stop speaking and clear the queue")
@@ -101,7 +107,7 @@ class Playback(commands.Cog):
         channel, player = self._session(interaction)
         check_may(Action.STOP, interaction.user, channel)
         dropped = await player.stop()
-        await self._reply(interaction, f"⏹️ Stopped; cleared {dropped} waiting.")
+        await self._reply(interaction, "playback.stopped", count=dropped)
 
     @app_commands.guild_only()
     @app_commands.command(name="queue", description="Who is about to be heard, and how long")
@@ -109,12 +115,16 @@ class Playback(commands.Cog):
         _, player = self._session(interaction)
         lines = []
         if player.current is not None:
-            lines.append(f"▶️ {queue_line(player.current.label, player.current.seconds)}")
+            current = queue_line(player.current.label, player.current.seconds)
+            lines.append(f"▶️ {localized(interaction, current)}")
         lines += [
-            f"{n}. {queue_line(item.label, item.seconds)}"
+            f"{n}. {localized(interaction, queue_line(item.label, item.seconds))}"
             for n, item in enumerate(player.queue, start=1)
         ]
-        await self._reply(interaction, "\n".join(lines[:20]) or "The queue is empty.")
+        listing = "\n".join(lines[:20]) or say(interaction, "playback.queue_empty")
+        await interaction.response.send_message(
+            listing, ephemeral=True, allowed_mentions=NO_MENTIONS
+        )
 
     @commands.Cog.listener()
     async def on_voice_state_update(

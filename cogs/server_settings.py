@@ -13,11 +13,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import InvalidRequestError
+from bot.locales import line, message_of, text
 from bot.speech.request import text_limit
 from bot.storage import GuildSettings
 from bot.storage.validation import MAX_REPEAT, MAX_STALE_AFTER
-from bot.tree import NO_MENTIONS
-from cogs._shared import cleared
+from bot.tree import NO_MENTIONS, locale_of
+from cogs._shared import cleared, say
 
 if TYPE_CHECKING:
     from bot.app import TTSBot
@@ -41,77 +42,94 @@ RESETTABLE = {
 }
 
 
-def stale_after_words(seconds: int) -> str:
+def stale_after_words(seconds: int, locale: str | None = None) -> str:
     """The bound as an admin thinks of it: in minutes, the way `/settings narration` takes it."""
     if seconds <= 0:
-        return "Waiting messages are never skipped, however late"
-    age = f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
-    return f"Waiting messages older than {age} are skipped"
+        return text("settings.stale_never", locale)
+    if seconds % 60 == 0:
+        age = text("settings.age_minutes", locale, count=seconds // 60)
+    else:
+        age = text("settings.age_seconds", locale, count=seconds)
+    return text("settings.stale_after", locale, age=age)
 
 
 def settings_embed(
-    settings: GuildSettings, *, bot_text_limit: int, bot_cooldown: float
+    settings: GuildSettings,
+    *,
+    bot_text_limit: int,
+    bot_cooldown: float,
+    locale: str | None = None,
+    server_locale: str | None = None,
 ) -> discord.Embed:
-    """All server settings in one embed, with the effective value where a default applies."""
+    """All server settings in one embed, with the effective value where a default applies,
+    in the reader's language (`locale`); the default "Alice said" is shown as the server's
+    language (`server_locale`) says it, since that is what everyone hears."""
+
+    def t(key: str, /, **fields: object) -> str:
+        return text(key, locale, **fields)
 
     def yes(flag: bool) -> str:
-        return "yes" if flag else "no"
+        return t("voice.yes") if flag else t("voice.no")
 
-    channel = f"<#{settings.narration_channel_id}>" if settings.narration_channel_id else "not set"
-    skip = f"`{settings.narration_skip_prefix}`" if settings.narration_skip_prefix else "none"
+    none = t("settings.none")
+    channel_id = settings.narration_channel_id
+    channel = f"<#{channel_id}>" if channel_id else t("settings.not_set")
+    skip = f"`{settings.narration_skip_prefix}`" if settings.narration_skip_prefix else none
     needed = settings.narration_require_prefix
-    required = f"`{needed}` (said without it)" if needed else "none: every message is read"
+    required = t("settings.required", prefix=needed) if needed else t("settings.required_none")
     repeat = settings.narration_max_repeat
-    repeats = f"read at most {repeat} times" if repeat else "read as written"
-    embed = discord.Embed(title="Speech settings for this server", colour=0x5865F2)
-    embed.add_field(
-        name="Narration",
-        value=(
-            f"Channel: {channel}\n"
-            f"Only members in voice: {yes(settings.narration_voice_only)}\n"
-            f"Skip prefix: {skip}\n"
-            f"Skip @silent messages: {yes(settings.narration_skip_silent)}\n"
-            f"Prefix a message needs to be read: {required}\n"
-            f"Skip a Stage's audience: {yes(settings.narration_ignore_stage_audience)}\n"
-            f"A repeated character (“aaaaaaa”): {repeats}\n"
-            f"Longest message read: {settings.narration_max_length} characters\n"
-            f"Custom emoji: {'read by name' if settings.narration_emoji == 'name' else 'dropped'}\n"
-            f"“Name said”: {yes(settings.narration_say_names)}, as “{settings.said}”\n"
-            f"Two members in one call when behind: {yes(settings.narration_merge_speakers)}\n"
-            f"{stale_after_words(settings.narration_stale_after)}"
-        ),
-        inline=False,
+    repeats = t("settings.repeat", count=repeat) if repeat else t("settings.repeat_none")
+    emoji = t(
+        "settings.emoji_name" if settings.narration_emoji == "name" else "settings.emoji_drop"
     )
+    said = settings.narration_said or text("narration.said", server_locale, name="{name}")
+    embed = discord.Embed(title=t("settings.title"), colour=0x5865F2)
+    narration = t(
+        "settings.narration_value",
+        channel=channel,
+        voice_only=yes(settings.narration_voice_only),
+        skip=skip,
+        skip_silent=yes(settings.narration_skip_silent),
+        required=required,
+        stage=yes(settings.narration_ignore_stage_audience),
+        repeats=repeats,
+        max_length=settings.narration_max_length,
+        emoji=emoji,
+        say_names=yes(settings.narration_say_names),
+        said=said,
+        merge=yes(settings.narration_merge_speakers),
+        stale=stale_after_words(settings.narration_stale_after, locale),
+    )
+    embed.add_field(name=t("settings.narration"), value=narration, inline=False)
     limit = text_limit(bot_text_limit, settings.max_text_length)
     if settings.max_text_length is None:
-        whose = " (bot default)"
+        whose = t("settings.bot_default")
     elif settings.max_text_length > limit:
-        whose = f" (this server's {settings.max_text_length:,} is above the bot's limit)"
+        whose = t("settings.above_limit", value=settings.max_text_length)
     else:
         whose = ""
+    own_cooldown = settings.user_cooldown is not None
     cooldown = settings.user_cooldown if settings.user_cooldown is not None else bot_cooldown
-    quota = settings.daily_quota if settings.daily_quota is not None else "unlimited"
-    embed.add_field(
-        name="Limits",
-        value=(
-            f"Longest /speak text: {limit:,} characters{whose}\n"
-            f"Cooldown per member: {cooldown:g} s"
-            f"{'' if settings.user_cooldown is not None else ' (bot default)'}\n"
-            f"Requests per member per day: {quota}\n"
-            f"Pace for members who chose none: {settings.pace or 'normal'}"
-        ),
-        inline=False,
+    quota = settings.daily_quota if settings.daily_quota is not None else t("settings.unlimited")
+    limits = t(
+        "settings.limits_value",
+        limit=limit,
+        whose=whose,
+        cooldown=cooldown,
+        cooldown_whose="" if own_cooldown else t("settings.bot_default"),
+        quota=quota,
+        pace=t(f"choice.{settings.pace or 'normal'}"),
     )
-    role = f"<@&{settings.allowed_role_id}>" if settings.allowed_role_id else "everyone"
-    embed.add_field(
-        name="Access",
-        value=(
-            f"Who may use the bot: {role}\n"
-            f"Speech files in chat: {yes(settings.allow_files)}\n"
-            f"Speech in voice: {yes(settings.allow_voice)}"
-        ),
-        inline=False,
+    embed.add_field(name=t("settings.limits"), value=limits, inline=False)
+    role_id = settings.allowed_role_id
+    role = f"<@&{role_id}>" if role_id else t("settings.everyone")
+    access = t(
+        "settings.access_value",
+        role=role,
+        files=yes(settings.allow_files),
+        voice=yes(settings.allow_voice),
     )
+    embed.add_field(name=t("settings.access"), value=access, inline=False)
     return embed
 
 
@@ -141,12 +159,12 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
         changes = {key: value for key, value in changes.items() if value is not None}
         changes.update(dict.fromkeys(clear))
         if not changes:
-            raise InvalidRequestError("Give at least one setting to change.")
+            raise InvalidRequestError(line("settings.give_one"))
         try:
             settings = await self.bot.services.storage.update_guild(interaction.guild_id, **changes)
         except ValueError as exc:
-            raise InvalidRequestError(str(exc)) from None
-        await self._show(interaction, settings, "Saved.")
+            raise InvalidRequestError(message_of(exc)) from None
+        await self._show(interaction, settings, say(interaction, "settings.saved"))
 
     async def _show(
         self, interaction: discord.Interaction[TTSBot], settings: GuildSettings, text: str = ""
@@ -155,6 +173,8 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
             settings,
             bot_text_limit=self.bot.settings.max_text_length,
             bot_cooldown=self.bot.settings.user_cooldown,
+            locale=locale_of(interaction),
+            server_locale=str(interaction.guild_locale.value) if interaction.guild_locale else None,
         )
         await interaction.response.send_message(
             text or None, embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS
@@ -289,7 +309,8 @@ class ServerSettings(commands.GroupCog, group_name="settings"):
         fields = RESETTABLE[setting.value].split()
         changes = {name: getattr(defaults, name) for name in fields}
         settings = await self.bot.services.storage.update_guild(interaction.guild_id, **changes)
-        await self._show(interaction, settings, f"Reset {setting.value.replace('_', ' ')}.")
+        what = say(interaction, f"choice.{setting.value}")
+        await self._show(interaction, settings, say(interaction, "settings.reset", setting=what))
 
 
 async def setup(bot: TTSBot) -> None:

@@ -14,7 +14,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import BotError, NarrationDisabledError
+from bot.locales import line
 from bot.tree import NO_MENTIONS
+from cogs._shared import say
 
 if TYPE_CHECKING:
     from bot.app import TTSBot
@@ -52,16 +54,14 @@ class ServerSetup(commands.GroupCog, group_name="setup"):
             raise NarrationDisabledError()
         chosen = channel or interaction.channel
         if not isinstance(chosen, discord.TextChannel | discord.VoiceChannel):
-            raise BotError(user_message="Pick a text channel to read.")
+            raise BotError(user_message=line("narrate.pick_text_channel"))
         guild = interaction.guild
         assert guild is not None
         if not chosen.permissions_for(guild.me).read_messages:
-            raise BotError(user_message=f"I can't read {chosen.mention}.")
+            raise BotError(user_message=line("narrate.cannot_read", channel=chosen.mention))
         await self.bot.services.storage.update_guild(guild.id, narration_channel_id=chosen.id)
         await interaction.response.send_message(
-            f"📖 {chosen.mention} is read aloud from now on: when a member who is in a voice "
-            "channel writes there (or in their voice channel's chat), I join them by myself, "
-            "and leave when the channel empties. /narrate stop turns it off.",
+            say(interaction, "setup.channel", channel=chosen.mention),
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Literal
 
@@ -15,6 +13,7 @@ from discord.ext import commands
 
 from bot.audio import Audio
 from bot.errors import BotError, InvalidRequestError, NotInVoiceError
+from bot.locales import line
 from bot.playback.connections import VoiceTarget
 from bot.playback.player import GuildPlayer, Utterance
 from bot.playback.presence import bring_bot, check_voice_target, voice_channel_of
@@ -24,12 +23,25 @@ from bot.speech.cleanup import CleanupOptions, clean_message
 from bot.speech.control import estimate_seconds
 from bot.speech.request import SpeechRequest
 from bot.storage import GuildSettings
-from bot.synthesis.scheduler import Ticket
 from bot.synthesis.service import Clip, Destination, SpeakOptions
 from bot.synthesis.stream import SpeechStream
-from bot.tree import NO_MENTIONS, send_error
+from bot.tree import NO_MENTIONS, locale_of, send_error
 from cogs._answers import edit_answer, only_mentioning, reply_window, tell_in_channel
-from cogs._shared import caller_of, facts_from_message, style_autocomplete, voice_autocomplete
+from cogs._shared import (
+    caller_of,
+    facts_from_message,
+    localized,
+    say,
+    style_autocomplete,
+    voice_autocomplete,
+)
+from cogs._speak_lines import (
+    PROGRESS_EDIT_INTERVAL,
+    ProgressReporter,
+    playing_line,
+    progress_line,
+    result_line,
+)
 from cogs._voice_message import (
     can_reply,
     can_send_voice_messages,
@@ -50,75 +62,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Discord allows 5 edits per 5 s per message; a queue position does not need more than this.
-PROGRESS_EDIT_INTERVAL = 2.0
-
-
-def progress_line(
-    ticket: Ticket | None, *, part: tuple[int, int] = (1, 1), now: float | None = None
-) -> str:
-    """What a waiting member sees; the Discord timestamp counts down by itself."""
-    ready = ""
-    if ticket is not None and ticket.eta is not None:
-        moment = int((now if now is not None else time.time()) + ticket.eta)
-        ready = f", ready <t:{moment}:R>"
-    of = f" (part {part[0]} of {part[1]})" if part[1] > 1 else ""
-    if ticket is not None and ticket.state == "queued" and ticket.position:
-        return f"⏳ Queued{of}: #{ticket.position} in line{ready}."
-    return f"🎙️ Making speech{of}{ready}…"
-
-
-def result_line(request: SpeechRequest, duration: float | None, source: str | None = None) -> str:
-    """Voices and length; the length is left out while it is not known yet."""
-    voices = f"**{request.voice}**" + (f" & **{request.voice_2}**" if request.voice_2 else "")
-    prefix = f"{source} · " if source else ""
-    length = f" · {duration:.1f} s" if duration is not None else ""
-    return f"🔊 {prefix}{voices}{length}"
-
-
-class ProgressReporter:
-    """Edits the placeholder as the message's chunks move through the queue, at most every
-    PROGRESS_EDIT_INTERVAL seconds."""
-
-    def __init__(self, interaction: discord.Interaction[TTSBot], stream: SpeechStream) -> None:
-        self._interaction = interaction
-        self._stream = stream
-        self._changed = asyncio.Event()
-        self._watched: set[int] = set()
-        self._last = ""
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._stream.add_listener(lambda _: self._changed.set())
-        self._changed.set()
-        self._task = asyncio.create_task(self._run(), name="speak-progress")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    async def _run(self) -> None:
-        while self._stream.index < self._stream.total and not self._stream.closed:
-            await self._changed.wait()
-            self._changed.clear()
-            ticket = self._stream.current
-            if ticket is not None and ticket.id not in self._watched:
-                self._watched.add(ticket.id)
-                ticket.add_listener(lambda _: self._changed.set())
-            part = (min(self._stream.index + 1, self._stream.total), self._stream.total)
-            line = progress_line(ticket, part=part)
-            if line != self._last:
-                self._last = line
-                try:
-                    await self._interaction.edit_original_response(
-                        content=line, allowed_mentions=NO_MENTIONS
-                    )
-                except discord.HTTPException as exc:
-                    log.debug("Progress edit failed: %s", exc)
-            await asyncio.sleep(PROGRESS_EDIT_INTERVAL)
 
 
 class Speak(commands.Cog):
@@ -166,9 +109,7 @@ class Speak(commands.Cog):
         pace: Literal["slow", "normal", "fast"] | None = None,
     ) -> None:
         if voice_message and play:
-            raise InvalidRequestError(
-                "A voice message is posted in the chat: choose it or play, not both."
-            )
+            raise InvalidRequestError(line("speak.voice_message_or_play"))
         options = SpeakOptions(
             voice=voice,
             voice_2=voice_2,
@@ -193,7 +134,7 @@ class Speak(commands.Cog):
             CleanupOptions(emoji=guild.narration_emoji, max_length=limit),
         )
         if not text:
-            raise BotError(user_message="That message has nothing to speak.")
+            raise BotError(user_message=line("speak.nothing_to_speak"))
         await self.respond(interaction, text, SpeakOptions(), source=message.jump_url, guild=guild)
 
     async def respond(
@@ -272,7 +213,7 @@ class Speak(commands.Cog):
             except BotError as exc:
                 stream.cancel()
                 await progress.stop()
-                await send_error(interaction, exc.user_message)
+                await send_error(interaction, exc.localized(locale_of(interaction)))
             finally:
                 await progress.stop()
 
@@ -298,7 +239,7 @@ class Speak(commands.Cog):
             return
         channel = interaction.channel
         if not isinstance(channel, discord.abc.Messageable):
-            raise BotError(user_message="Your speech was ready too late to deliver here.")
+            raise BotError(user_message=line("speak.too_late"))
         user = interaction.user
         await channel.send(
             content=f"{user.mention} {content}", file=file(), allowed_mentions=only_mentioning(user)
@@ -319,7 +260,7 @@ class Speak(commands.Cog):
         guild = interaction.guild
         me = guild.me if guild is not None else None
         if interaction.channel_id is None or not can_send_voice_messages(channel, me):
-            why = "I may not post voice messages here (Send Voice Messages permission)"
+            why = say(interaction, "speak.no_voice_message_permission")
         else:
             message = await speech.voice_message(audios)
             reply_to = answer_id if can_reply(channel, me) else None
@@ -329,16 +270,24 @@ class Speak(commands.Cog):
                 )
             except discord.HTTPException as exc:
                 log.info("Voice message refused (%s %s); posting a file", exc.status, exc.code)
-                why = f"Discord refused the voice message ({exc.status}: {exc.text or 'no reason'})"
+                reason = exc.text or say(interaction, "speak.no_reason")
+                why = say(
+                    interaction, "speak.voice_message_refused", status=exc.status, reason=reason
+                )
             else:
                 details = result_line(request, message.duration).removeprefix("🔊 ")
                 who = interaction.user.mention
                 # Once posted, an expired token is no loss: the voice message is there.
-                await edit_answer(interaction, f"🎤 Voice message for {who} · {details}")
+                await edit_answer(
+                    interaction,
+                    say(interaction, "speak.voice_message_for", member=who, details=details),
+                )
                 return
         clip = await speech.render_many(audios, request)
-        line = f"{result_line(request, clip.duration)}\n📎 {why}, so here it is as a file."
-        await self.deliver(interaction, line, clip)
+        answer = f"{result_line(request, clip.duration)}\n" + say(
+            interaction, "speak.as_file", why=why
+        )
+        await self.deliver(interaction, answer, clip)
 
     def voice_target(
         self, interaction: discord.Interaction[TTSBot], play: bool | None
@@ -377,18 +326,17 @@ class Speak(commands.Cog):
 
         player, note = await self.bring(channel)
         place = player.enqueue(self.utterance(interaction, stream, clips()))
-        where = f"in {channel.mention}" + (f", #{place} in line" if place > 1 else "")
         # With more parts still being made, the total length is not known yet.
         several = stream.total > 1
-        parts = f" · {stream.total} parts" if several else ""
+        parts = say(interaction, "speak.parts", count=stream.total) if several else ""
         duration = None if several else first_clip.duration
-        details = result_line(request, duration).removeprefix("🔊 ")
-        warning = f"\n⚠️ {note}" if note else ""
-        line = f"🔊 Playing {where} · {details}{parts}{warning}"
+        details = result_line(request, duration).removeprefix("🔊 ") + parts
+        warning = f"\n⚠️ {localized(interaction, note)}" if note else ""
+        answer = playing_line(interaction, channel, place, details) + warning
         # After a long queue the token may have expired: the speech plays all the same, and
         # only a warning is worth telling in the channel instead.
-        if not await edit_answer(interaction, line) and note:
-            await tell_in_channel(interaction, f"⚠️ {note}")
+        if not await edit_answer(interaction, answer) and note:
+            await tell_in_channel(interaction, f"⚠️ {localized(interaction, note)}")
 
     async def wait_for_the_stage(
         self,
@@ -432,22 +380,26 @@ class Speak(commands.Cog):
             place = player.enqueue(utterance)
         except BotError as exc:
             stream.cancel()
-            await send_error(interaction, exc.user_message)
+            await send_error(interaction, exc.localized(locale_of(interaction)))
             return
-        parts = f" · {stream.total} parts" if stream.total > 1 else ""
+        parts = say(interaction, "speak.parts", count=stream.total) if stream.total > 1 else ""
         details = result_line(request, None).removeprefix("🔊 ") + parts
         if not player.held:  # Invited in the meantime: it is being made now.
-            where = f"in {channel.mention}" + (f", #{place} in line" if place > 1 else "")
-            content = f"🔊 Playing {where} · {details}"
+            content = playing_line(interaction, channel, place, details)
         else:
-            why = note or (
-                f"I'm in the audience on {channel.mention}: a stage moderator must invite me "
-                "to speak before anyone hears me."
+            why = (
+                localized(interaction, note)
+                if note
+                else say(interaction, "speak.in_audience", channel=channel.mention)
             )
-            content = (
-                f"⏳ Waiting to speak in {channel.mention} · {details}\n⚠️ {why}\nYou'll hear "
-                "your message from its start once I'm invited; nothing is made until then, "
-                f"and I wait up to {waiting_time(player.stage.wait)}."
+            wait = localized(interaction, waiting_time(player.stage.wait))
+            content = say(
+                interaction,
+                "speak.waiting_stage",
+                channel=channel.mention,
+                details=details,
+                why=why,
+                wait=wait,
             )
         await interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS)
 
@@ -467,8 +419,10 @@ class Speak(commands.Cog):
         """The message as the player queues it: who (never what), its clips, and how to
         withdraw its calls and to tell the member (privately) what became of it."""
 
-        async def notify(line: str) -> None:
-            await interaction.followup.send(line, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        async def notify(message: str) -> None:
+            await interaction.followup.send(
+                localized(interaction, message), ephemeral=True, allowed_mentions=NO_MENTIONS
+            )
 
         return Utterance(
             label=interaction.user.display_name,

@@ -13,10 +13,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import SegmindError
+from bot.locales import text
 from bot.storage import UsageSummary
 from bot.synthesis.usage import day_start, paid_calls
 from bot.synthesis.usage_chart import CHART_DAYS, chart_days, days_text, draw_chart
-from bot.tree import NO_MENTIONS
+from bot.tree import NO_MENTIONS, locale_of
 
 if TYPE_CHECKING:
     from bot.app import TTSBot
@@ -26,15 +27,19 @@ __all__ = ["Usage", "setup", "summary_line"]
 log = logging.getLogger(__name__)
 
 CHART_FILE = "usage-30-days.png"
-ALT = "Requests per day (paid calls and cache hits) and estimated cost, last 30 days"
 
 
-def summary_line(summary: UsageSummary) -> str:
-    cached = f" ({summary.cached} from the cache, free)" if summary.cached else ""
-    failed = f", {summary.failures} failed" if summary.failures else ""
-    return (
-        f"{summary.calls} request{'s' if summary.calls != 1 else ''}{cached}{failed}, "
-        f"{summary.audio_minutes:.1f} min of audio"
+def summary_line(summary: UsageSummary, locale: str | None = None) -> str:
+    cached = text("usage.cached", locale, count=summary.cached) if summary.cached else ""
+    failed = text("usage.failed", locale, count=summary.failures) if summary.failures else ""
+    key = "usage.requests_one" if summary.calls == 1 else "usage.requests_many"
+    return text(
+        "usage.summary",
+        locale,
+        requests=text(key, locale, count=summary.calls),
+        cached=cached,
+        failed=failed,
+        minutes=summary.audio_minutes,
     )
 
 
@@ -52,7 +57,8 @@ class Usage(commands.GroupCog, group_name="usage"):
         today = await self.bot.services.storage.usage(
             since=day_start(), guild_id=interaction.guild_id, user_id=interaction.user.id
         )
-        lines = [f"Today in this server: {summary_line(today)}."]
+        locale = locale_of(interaction)
+        lines = [text("usage.today", locale, summary=summary_line(today, locale))]
         guild = await self.bot.services.storage.get_guild(interaction.guild_id)
         if guild.daily_quota is not None:
             # Requests still being made count already, as they do when the member asks again.
@@ -60,7 +66,7 @@ class Usage(commands.GroupCog, group_name="usage"):
                 interaction.guild_id, interaction.user.id
             )
             left = max(0, guild.daily_quota - paid_calls(today) - pending)
-            lines.append(f"Left today: {left} of {guild.daily_quota} (resets at midnight UTC).")
+            lines.append(text("usage.left", locale, left=left, quota=guild.daily_quota))
         await interaction.response.send_message(
             "\n".join(lines), ephemeral=True, allowed_mentions=NO_MENTIONS
         )
@@ -85,38 +91,40 @@ class Usage(commands.GroupCog, group_name="usage"):
             ),
             since_today.date(),
         )
-        embed = discord.Embed(title="Speech use in this server", colour=0x5865F2)
-        for name, summary in (("Today (UTC)", today), ("Last 30 days", month)):
+        locale = locale_of(interaction)
+        embed = discord.Embed(title=text("usage.server_title", locale), colour=0x5865F2)
+        for key, summary in (("usage.today_utc", today), ("usage.last_30", month)):
+            calls = text("usage.api_calls", locale, calls=summary.api_calls, cost=summary.cost)
             embed.add_field(
-                name=name,
-                value=(
-                    f"{summary_line(summary)}\n"
-                    f"API calls: {summary.api_calls} · estimated cost ${summary.cost:.3f}"
-                ),
+                name=text(key, locale),
+                value=f"{summary_line(summary, locale)}\n{calls}",
                 inline=False,
             )
         if top:
             embed.add_field(
-                name="Most active today",
+                name=text("usage.most_active", locale),
                 value="\n".join(f"<@{user}>: {s.calls}" for user, s in top),
                 inline=False,
             )
         # The chart's figures as text too: for screen readers, and if the image fails.
-        embed.add_field(name="Per day, last 30 days (UTC)", value=days_text(days), inline=False)
-        embed.set_footer(text=await self._credits())
+        embed.add_field(
+            name=text("usage.per_day", locale), value=days_text(days, locale=locale), inline=False
+        )
+        embed.set_footer(text=await self._credits(locale))
         files = []
         try:
             chart = await asyncio.to_thread(draw_chart, days)
         except Exception:
             log.exception("Could not draw the usage chart; the figures are sent as text")
         else:
-            files.append(discord.File(io.BytesIO(chart), filename=CHART_FILE, description=ALT))
+            alt = text("usage.chart_alt", locale)
+            files.append(discord.File(io.BytesIO(chart), filename=CHART_FILE, description=alt))
             embed.set_image(url=f"attachment://{CHART_FILE}")
         await interaction.edit_original_response(
             embed=embed, attachments=files, allowed_mentions=NO_MENTIONS
         )
 
-    async def _credits(self) -> str:
+    async def _credits(self, locale: str | None) -> str:
         """The API key's balance: the last one an answer reported, else a free check."""
         remaining = self.bot.services.client.remaining_credits
         if remaining is None:
@@ -124,10 +132,10 @@ class Usage(commands.GroupCog, group_name="usage"):
                 remaining = (await self.bot.services.client.get_credits()).total
             except SegmindError as exc:
                 log.info("Credits check failed: %s", exc)
-                return "Remaining credits: unknown (the balance check failed)"
+                return text("usage.credits_unknown", locale)
         price = self.bot.settings.price_per_call
-        calls = f" (about {remaining / price:,.0f} calls)" if price > 0 else ""
-        return f"Remaining credits on the API key: {remaining:g}{calls}"
+        calls = text("usage.about_calls", locale, count=remaining / price) if price > 0 else ""
+        return text("usage.credits", locale, remaining=remaining, calls=calls)
 
 
 async def setup(bot: TTSBot) -> None:

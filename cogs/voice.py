@@ -13,12 +13,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import AccessDeniedError, InvalidRequestError
+from bot.locales import line, message_of, text
 from bot.speech.names import NameRights, name_refusal
 from bot.speech.narration import member_voice
 from bot.speech.voices import get_voice
 from bot.storage import MemberSettings
-from bot.tree import NO_MENTIONS
-from cogs._shared import cleared, style_autocomplete, voice_autocomplete
+from bot.tree import NO_MENTIONS, locale_of
+from cogs._shared import cleared, say, style_autocomplete, voice_autocomplete
 
 if TYPE_CHECKING:
     from bot.app import TTSBot
@@ -27,37 +28,46 @@ __all__ = ["VoiceSettings", "describe_member", "rights_of", "setup"]
 
 
 def describe_member(
-    settings: MemberSettings, default_voice: str, *, name_said_here: bool = True
+    settings: MemberSettings,
+    default_voice: str,
+    *,
+    name_said_here: bool = True,
+    locale: str | None = None,
 ) -> str:
-    """What a member's settings mean in practice, in a few lines.
+    """What a member's settings mean in practice, in a few lines of their language.
 
     `name_said_here` is False in a server where the member may not change their nickname:
     narration reads their display name there, whatever spoken name they set elsewhere.
     """
+
+    def t(key: str, /, **fields: object) -> str:
+        return text(key, locale, **fields)
+
+    not_chosen = t("voice.not_chosen")
     if settings.voice:
-        voice = f"**{get_voice(settings.voice).label}** (your choice)"
+        voice = t("voice.chosen_voice", label=get_voice(settings.voice).label)
     else:
         stable = get_voice(member_voice(settings)).label
-        voice = f"not chosen: /speak uses **{default_voice}**, narration reads you as **{stable}**"
-    temperature = f"{settings.temperature:g}" if settings.temperature is not None else "not chosen"
-    style = f"“{settings.style}”" if settings.style else "none"
-    voice_message = "yes" if settings.voice_message else "no"
-    pace = settings.pace or "not chosen (the server's, else normal)"
-    second = f"**{get_voice(settings.voice_2).label}**" if settings.voice_2 else "not chosen"
-    narrated = (
-        "yes" if settings.narrated else "no: narration never reads your messages, in any server"
-    )
-    name = f"“{settings.spoken_name}”" if settings.spoken_name else "your display name"
+        voice = t("voice.default_voice", default=default_voice, stable=stable)
+    temperature = f"{settings.temperature:g}" if settings.temperature is not None else not_chosen
+    style = f"“{settings.style}”" if settings.style else t("voice.none")
+    voice_message = t("voice.yes") if settings.voice_message else t("voice.no")
+    pace = t(f"choice.{settings.pace}") if settings.pace else t("voice.pace_not_chosen")
+    second = f"**{get_voice(settings.voice_2).label}**" if settings.voice_2 else not_chosen
+    narrated = t("voice.yes") if settings.narrated else t("voice.not_narrated")
+    name = f"“{settings.spoken_name}”" if settings.spoken_name else t("voice.display_name")
     if settings.spoken_name and not name_said_here:
-        name = (
-            f"your display name in this server, which doesn't let you change your nickname "
-            f"({name} elsewhere)"
-        )
-    return (
-        f"🗣️ Voice: {voice}\n🌡️ Temperature: {temperature}\n🎭 Style: {style}\n"
-        f"🎤 Voice messages: {voice_message}\n📛 Narration says your name as: {name}\n"
-        f"🐢 Pace: {pace}\n👥 Second voice in your dialogues: {second}\n"
-        f"📖 Narration reads your messages: {narrated}"
+        name = t("voice.display_name_here", name=name)
+    return t(
+        "voice.summary",
+        voice=voice,
+        temperature=temperature,
+        style=style,
+        voice_message=voice_message,
+        name=name,
+        pace=pace,
+        second=second,
+        narrated=narrated,
     )
 
 
@@ -78,8 +88,27 @@ class VoiceSettings(commands.Cog, name="Voice settings"):
     def __init__(self, bot: TTSBot) -> None:
         self.bot = bot
 
-    async def _reply(self, interaction: discord.Interaction[TTSBot], text: str) -> None:
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+    async def _reply(self, interaction: discord.Interaction[TTSBot], answer: str) -> None:
+        await interaction.response.send_message(
+            answer, ephemeral=True, allowed_mentions=NO_MENTIONS
+        )
+
+    def _summary(
+        self,
+        interaction: discord.Interaction[TTSBot],
+        settings: MemberSettings,
+        head: str = "",
+        *,
+        name_said_here: bool = True,
+    ) -> str:
+        """The member's settings in their language, after `head` ("Saved.") if given."""
+        summary = describe_member(
+            settings,
+            self.bot.settings.default_voice,
+            name_said_here=name_said_here,
+            locale=locale_of(interaction),
+        )
+        return f"{say(interaction, head)}\n{summary}" if head else summary
 
     @voice.command(name="set", description="Choose your voice, temperature or style")
     @app_commands.describe(
@@ -115,18 +144,12 @@ class VoiceSettings(commands.Cog, name="Voice settings"):
         if style is not None:
             changes["style"] = cleared(style)
         if not changes:
-            raise InvalidRequestError(
-                "Choose something to set: a voice, a temperature, a style, voice messages, "
-                "a pace or whether narration reads you."
-            )
+            raise InvalidRequestError(line("voice.nothing_to_set"))
         try:
             settings = await self.bot.services.storage.update_member(interaction.user.id, **changes)
         except ValueError as exc:
-            raise InvalidRequestError(str(exc)) from None
-        await self._reply(
-            interaction,
-            "Saved.\n" + describe_member(settings, self.bot.settings.default_voice),
-        )
+            raise InvalidRequestError(message_of(exc)) from None
+        await self._reply(interaction, self._summary(interaction, settings, "voice.saved"))
 
     @voice.command(name="name", description="How narration says your name")
     @app_commands.describe(
@@ -155,11 +178,8 @@ class VoiceSettings(commands.Cog, name="Voice settings"):
                 interaction.user.id, spoken_name=spoken_name
             )
         except ValueError as exc:
-            raise InvalidRequestError(str(exc)) from None
-        await self._reply(
-            interaction,
-            "Saved.\n" + describe_member(settings, self.bot.settings.default_voice),
-        )
+            raise InvalidRequestError(message_of(exc)) from None
+        await self._reply(interaction, self._summary(interaction, settings, "voice.saved"))
 
     async def _clear_name_of(
         self, interaction: discord.Interaction[TTSBot], member: discord.Member | discord.User
@@ -169,15 +189,13 @@ class VoiceSettings(commands.Cog, name="Voice settings"):
         before = (await storage.get_member(member.id)).spoken_name
         if not before:
             await self._reply(
-                interaction,
-                f"{member.mention} has no spoken name; narration already reads their display name.",
+                interaction, say(interaction, "voice.no_spoken_name", member=member.mention)
             )
             return
         await storage.update_member(member.id, spoken_name="")
         await self._reply(
             interaction,
-            f"📛 Cleared {member.mention}'s spoken name (it was “{before}”): narration reads "
-            "their display name again.",
+            say(interaction, "voice.cleared_name", member=member.mention, before=before),
         )
 
     @voice.command(name="show", description="See your voice settings")
@@ -185,30 +203,20 @@ class VoiceSettings(commands.Cog, name="Voice settings"):
         settings = await self.bot.services.storage.get_member(interaction.user.id)
         rights = rights_of(interaction)
         said = not rights.in_server or rights.change_nickname
-        await self._reply(
-            interaction,
-            describe_member(settings, self.bot.settings.default_voice, name_said_here=said),
-        )
+        await self._reply(interaction, self._summary(interaction, settings, name_said_here=said))
 
     @voice.command(name="reset", description="Forget your voice settings")
     async def reset(self, interaction: discord.Interaction[TTSBot]) -> None:
         await self.bot.services.storage.reset_member(interaction.user.id)
         settings = await self.bot.services.storage.get_member(interaction.user.id)
-        await self._reply(
-            interaction,
-            "Reset.\n" + describe_member(settings, self.bot.settings.default_voice),
-        )
+        await self._reply(interaction, self._summary(interaction, settings, "voice.reset"))
 
     @app_commands.command(
         name="forget-me", description="Delete everything the bot stores about you"
     )
     async def forget_me(self, interaction: discord.Interaction[TTSBot]) -> None:
         deleted = await self.bot.services.storage.forget_member(interaction.user.id)
-        await self._reply(
-            interaction,
-            f"🧹 Done: deleted your settings and usage records ({deleted} in all). "
-            "The bot never stores what you write.",
-        )
+        await self._reply(interaction, say(interaction, "voice.forgotten", count=deleted))
 
 
 async def setup(bot: TTSBot) -> None:

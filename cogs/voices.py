@@ -19,11 +19,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import AccessDeniedError, BotError
+from bot.locales import line, text
 from bot.playback.presence import caller_of
 from bot.speech.access import check_access
 from bot.speech.voices import get_voice, voice_menus
-from bot.synthesis.previews import Previews
-from bot.tree import NO_MENTIONS, describe_error, send_error
+from bot.synthesis.previews import Previews, preview_language
+from bot.tree import NO_MENTIONS, describe_error, locale_of, send_error
 
 if TYPE_CHECKING:
     from bot.app import TTSBot
@@ -31,16 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["PickVoice", "UseVoice", "VoicePreviews", "menus_view", "setup"]
 
 log = logging.getLogger(__name__)
-
-# What members read, in one place.
-OPEN = "🎧 Pick a voice to hear it say a short sentence (only you see this)."
-MENU = "Voices: {first} to {last}"
-HEARD = "🎧 **{label}**. Like it? Make it yours:"
-USE = "Use this voice"
-USE_SECOND = "Use as second voice"
-SAVED = "Saved: **{label}** is now your voice for /speak and narration."
-SAVED_SECOND = "Saved: **{label}** is now the second voice in your dialogues (“Joe: … / Jane: …”)."
-NOT_YOURS = "This menu is someone else's: use /voices to open your own."
 
 
 def _menu_options(index: int) -> list[discord.SelectOption]:
@@ -56,12 +47,13 @@ class PickVoice(
 ):
     """One menu of voices (Discord allows 25 options a menu: the 30 come in two)."""
 
-    def __init__(self, menu: int, owner: int) -> None:
+    def __init__(self, menu: int, owner: int, locale: str | None = None) -> None:
         voices = voice_menus()[menu]
+        first, last = voices[0].character, voices[-1].character
         super().__init__(
             discord.ui.Select(
                 custom_id=f"voices:pick:{menu}:{owner}",
-                placeholder=MENU.format(first=voices[0].character, last=voices[-1].character),
+                placeholder=text("voices.menu", locale, first=first, last=last),
                 options=_menu_options(menu),
             )
         )
@@ -79,7 +71,7 @@ class PickVoice(
         menu = int(match["menu"])
         if menu >= len(voice_menus()):
             raise ValueError(f"no voice menu {menu}")
-        return cls(menu, int(match["owner"]))
+        return cls(menu, int(match["owner"]), locale_of(interaction))
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         cog = interaction.client.get_cog(VoicePreviews.__cog_name__)
@@ -93,10 +85,10 @@ class UseVoice(
 ):
     """Make the previewed voice the member's voice (slot 1) or second voice (slot 2)."""
 
-    def __init__(self, slot: int, voice: str, owner: int) -> None:
+    def __init__(self, slot: int, voice: str, owner: int, locale: str | None = None) -> None:
         super().__init__(
             discord.ui.Button(
-                label=USE if slot == 1 else USE_SECOND,
+                label=text("voices.use" if slot == 1 else "voices.use_second", locale),
                 style=discord.ButtonStyle.primary if slot == 1 else discord.ButtonStyle.secondary,
                 custom_id=f"voices:use:{slot}:{voice}:{owner}",
             )
@@ -113,7 +105,8 @@ class UseVoice(
         match: re.Match[str],
         /,
     ) -> UseVoice:
-        return cls(int(match["slot"]), get_voice(match["voice"]).name, int(match["owner"]))
+        voice = get_voice(match["voice"]).name
+        return cls(int(match["slot"]), voice, int(match["owner"]), locale_of(interaction))
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         cog = interaction.client.get_cog(VoicePreviews.__cog_name__)
@@ -121,17 +114,17 @@ class UseVoice(
         await cog.guarded(interaction, self.owner, cog.use(interaction, self.slot, self.voice))
 
 
-def menus_view(owner: int) -> discord.ui.View:
+def menus_view(owner: int, locale: str | None = None) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     for menu in range(len(voice_menus())):
-        view.add_item(PickVoice(menu, owner))
+        view.add_item(PickVoice(menu, owner, locale))
     return view
 
 
-def use_view(voice: str, owner: int) -> discord.ui.View:
+def use_view(voice: str, owner: int, locale: str | None = None) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(UseVoice(1, voice, owner))
-    view.add_item(UseVoice(2, voice, owner))
+    view.add_item(UseVoice(1, voice, owner, locale))
+    view.add_item(UseVoice(2, voice, owner, locale))
     return view
 
 
@@ -148,8 +141,11 @@ class VoicePreviews(commands.Cog, name="Voice previews"):
 
     @app_commands.command(name="voices", description="Hear the 30 voices and choose yours")
     async def voices(self, interaction: discord.Interaction[TTSBot]) -> None:
+        locale = locale_of(interaction)
         await interaction.response.send_message(
-            OPEN, view=menus_view(interaction.user.id), ephemeral=True
+            text("voices.open", locale),
+            view=menus_view(interaction.user.id, locale),
+            ephemeral=True,
         )
 
     async def preview(self, interaction: discord.Interaction[Any], voice: str) -> None:
@@ -159,12 +155,13 @@ class VoicePreviews(commands.Cog, name="Voice previews"):
         guild = await self.bot.services.storage.get_guild(guild_id) if guild_id else None
         check_access(caller_of(interaction.user, guild_id), guild, voice=False)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        made = await self.previews.get(voice)
+        locale = locale_of(interaction)
+        made = await self.previews.get(voice, preview_language(locale))
         label = get_voice(made.voice).label
         await interaction.followup.send(
-            HEARD.format(label=label),
+            text("voices.heard", locale, label=label),
             file=discord.File(io.BytesIO(made.data), filename=made.filename),
-            view=use_view(made.voice, interaction.user.id),
+            view=use_view(made.voice, interaction.user.id, locale),
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )
@@ -175,8 +172,9 @@ class VoicePreviews(commands.Cog, name="Voice previews"):
             interaction.user.id, **{field: voice}
         )
         label = get_voice(getattr(settings, field)).label
+        key = "voices.saved" if slot == 1 else "voices.saved_second"
         await interaction.response.send_message(
-            (SAVED if slot == 1 else SAVED_SECOND).format(label=label),
+            text(key, locale_of(interaction), label=label),
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )
@@ -186,10 +184,10 @@ class VoicePreviews(commands.Cog, name="Voice previews"):
         commands' failures are answered (the command tree does not see components')."""
         try:
             if interaction.user.id != owner:
-                raise AccessDeniedError(NOT_YOURS)
+                raise AccessDeniedError(line("voices.not_yours"))
             await work
         except Exception as error:
-            message, ref = describe_error(error)
+            message, ref = describe_error(error, locale=locale_of(interaction))
             if ref is not None:
                 log.exception("Unexpected error ref=%s in a /voices component", ref)
                 self.bot.report_unexpected("/voices", ref, error)

@@ -222,6 +222,11 @@ def in_dm(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+def in_locale(payload: dict[str, Any], locale: str) -> dict[str, Any]:
+    """The same interaction from a member whose Discord client is set to `locale` ("de")."""
+    return {**payload, "locale": locale}
+
+
 def autocomplete(name: str, focused: str, *, user_id: int, **options: Any) -> dict[str, Any]:
     data = {"id": str(snowflake()), "name": name, "type": 1, "options": _options(options, focused)}
     return _interaction(4, data, user_id)

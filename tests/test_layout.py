@@ -18,17 +18,21 @@ ROOT = Path(__file__).resolve().parent.parent
 #: What each layer may import from the project, besides itself. Anything else is a mistake:
 #: a pure layer reaching for I/O, or a lower layer reaching up.
 ALLOWED: dict[str, set[str]] = {
-    "bot.errors": set(),
+    # The messages members read, in each language: pure text, importing nothing.
+    "bot.locales": set(),
+    # A member's line is a catalogue key, rendered in their language where they are known.
+    "bot.errors": {"bot.locales"},
     # Pure text: what the client's errors and the log handler both take secrets out with.
     "bot.redaction": set(),
     # Rules read the stored settings' plain models; stored values are checked by the same
     # rules (a saved voice must be one of the 30): the two share data, not behaviour.
-    "bot.speech": {"bot.errors", "bot.storage"},
+    "bot.speech": {"bot.errors", "bot.locales", "bot.storage"},
     "bot.audio": {"bot.errors"},
-    "bot.storage": {"bot.errors", "bot.config", "bot.speech"},
+    "bot.storage": {"bot.errors", "bot.config", "bot.locales", "bot.speech"},
     "bot.config": {"bot.errors", "bot.speech"},
     "bot.synthesis": {
         "bot.errors",
+        "bot.locales",
         "bot.config",
         "bot.redaction",
         "bot.speech",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import discord
 
 from bot.errors import BotError
+from bot.locales import Line, line, render
 from bot.playback.connections import VoiceManager, VoiceTarget
 from bot.playback.player import Utterance
 from bot.playback.presence import caller_of, voice_channel_of
@@ -30,7 +31,8 @@ log = logging.getLogger(__name__)
 
 #: At most one notice of each kind per channel in this many seconds.
 NOTICE_INTERVAL = 60.0
-NOT_READ = "📕 Some messages here were not read aloud: {reason}"
+#: The catalogue's key for a channel's "some messages were not read" notice (its {reason}).
+NOT_READ = "narration.not_read"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,22 @@ class Read:
     reading: Reading
     member: MemberSettings
     rules: NarrationRules
+
+
+def without_warning(told: str) -> str:
+    """A member's warning without its "⚠️ ", for a notice that says it in its own words; a
+    catalogue line keeps its key, so the channel reads it in the server's language."""
+    if isinstance(told, Line) and told.key == "playback.warning":
+        message = told.fields["message"]
+        return message if isinstance(message, str) else str(message)
+    return told.removeprefix("⚠️ ")
+
+
+def preferred_locale(guild: discord.Guild | None) -> str | None:
+    """The server's language for what everyone hears ("Alice said"); a server Discord gave
+    none (or a stand-in without one) is read in English."""
+    locale = getattr(guild, "preferred_locale", None)
+    return None if locale is None else str(getattr(locale, "value", locale))
 
 
 def in_stage_audience(author: Author) -> bool:
@@ -114,7 +132,11 @@ class NarrationCalls:
         """What `incoming` reads as, or None (logged) if it is not read at all."""
         author = incoming.author
         author_channel = voice_channel_of(author)
-        rules = NarrationRules.from_guild(settings, text_limit=self.speech.text_limit(settings))
+        rules = NarrationRules.from_guild(
+            settings,
+            text_limit=self.speech.text_limit(settings),
+            locale=preferred_locale(incoming.guild),
+        )
         reason = skip_reason(
             incoming.content,
             author_is_bot=author.bot,
@@ -197,9 +219,9 @@ class NarrationCalls:
             if waiting is not None and waiting.utterance is utterance:
                 room.drop(waiting)
 
-        async def notify(line: str) -> None:
-            reason = line.removeprefix("⚠️ ")
-            await self._notice(room, channel, "not_read", NOT_READ.format(reason=reason))
+        async def notify(told: str) -> None:
+            reason = without_warning(told)
+            await self._notice(room, channel, "not_read", line(NOT_READ, reason=reason))
 
         utterance = Utterance(
             label=label or author.display_name,
@@ -218,14 +240,16 @@ class NarrationCalls:
         room: GuildNarration,
         channel: discord.abc.Messageable,
         kind: str,
-        line: str,
+        notice: str,
         *,
         interval: float = NOTICE_INTERVAL,
     ) -> None:
-        """Tell the channel, once per interval at most for each kind of notice."""
+        """Tell the channel, once per interval at most for each kind of notice, in the
+        server's language: the whole channel reads it."""
         if not room.may_notice(getattr(channel, "id", 0), kind, self._now(), interval):
             return
+        said = render(notice, preferred_locale(getattr(channel, "guild", None)))
         try:
-            await channel.send(line, allowed_mentions=discord.AllowedMentions.none())
+            await channel.send(said, allowed_mentions=discord.AllowedMentions.none())
         except discord.HTTPException as exc:
             log.info("Could not tell channel %s: %s", getattr(channel, "id", 0), exc)

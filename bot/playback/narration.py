@@ -15,6 +15,7 @@ import logging
 import secrets
 
 from bot.errors import BotError
+from bot.locales import line
 from bot.playback.calls import NOT_READ, Incoming, Read
 from bot.playback.connections import VoiceTarget
 from bot.playback.player import GuildPlayer
@@ -88,7 +89,7 @@ class NarrationReader(WaitingCalls):
                 self.rooms.get(incoming.guild.id),
                 incoming.channel,
                 "not_read",
-                NOT_READ.format(reason=f"something went wrong on my side (ref `{ref}`)."),
+                line(NOT_READ, reason=line("narration.unexpected", ref=ref)),
             )
 
     def backlog(self) -> tuple[int, float]:

@@ -26,6 +26,7 @@ from typing import Protocol
 import discord
 
 from bot.errors import BotError, NotConnectedError, QueueFullError
+from bot.locales import line
 from bot.playback.dave import wait_for_dave
 from bot.playback.source import OggOpusSource
 from bot.playback.stage import STAGE_WAIT, StageGate, wait_over_line
@@ -44,9 +45,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: What a member whose message was waiting hears when the connection is gone for good.
-CONNECTION_LOST = (
-    "I lost the voice connection and could not get it back, so your message was not played."
-)
+CONNECTION_LOST = line("playback.connection_lost")
 #: How often a waiting player looks whether the connection is back.
 _RECONNECT_POLL = 0.05
 #: `play` refused although connected (a race with a reconnect): tries before giving up a clip.
@@ -224,7 +223,7 @@ class GuildPlayer:
             await asyncio.gather(task, return_exceptions=True)
         if reason is not None:
             for utterance in unheard:
-                await utterance.report(f"⚠️ {reason}")
+                await utterance.report(line("playback.warning", message=reason))
 
     async def _run(self) -> None:
         try:
@@ -278,7 +277,7 @@ class GuildPlayer:
         await self._cancel_starts()
         for utterance in unheard:
             await utterance.close()
-            await utterance.report(f"⚠️ {CONNECTION_LOST}")
+            await utterance.report(line("playback.warning", message=CONNECTION_LOST))
         if self._on_gone is not None:
             await self._on_gone(self)
 
@@ -422,8 +421,9 @@ class GuildPlayer:
                 len(over),
                 self.stage.wait,
             )
+        given_up = line("playback.warning", message=wait_over_line(self.stage.wait))
         for utterance in over:
-            await utterance.report(f"⚠️ {wait_over_line(self.stage.wait)}")
+            await utterance.report(given_up)
         return False
 
 

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from bot.locales import line
+
 if TYPE_CHECKING:
     from bot.playback.utterance import Utterance
 
@@ -44,10 +46,7 @@ def in_audience(voice: discord.VoiceState | None) -> bool:
 
 def wait_over_line(wait: float) -> str:
     """What a member is told when no moderator invited the bot in time."""
-    return (
-        f"No stage moderator invited me to speak within {waiting_time(wait)}, so your "
-        "message was not played."
-    )
+    return line("playback.stage_wait_over", wait=waiting_time(wait))
 
 
 def waiting_time(seconds: float) -> str:
@@ -55,8 +54,8 @@ def waiting_time(seconds: float) -> str:
     whole = round(seconds)
     minutes, rest = divmod(whole, 60)
     if rest == 0 and minutes:
-        return "1 minute" if minutes == 1 else f"{minutes} minutes"
-    return "1 second" if whole == 1 else f"{whole} seconds"
+        return line("speak.minutes_one" if minutes == 1 else "speak.minutes_many", count=minutes)
+    return line("speak.seconds_one" if whole == 1 else "speak.seconds_many", count=whole)
 
 
 class StageGate:

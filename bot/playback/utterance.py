@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bot.errors import BotError
+from bot.locales import line
 
 __all__ = ["Utterance", "failure_line", "single_clip"]
 
@@ -73,8 +74,8 @@ def failure_line(error: BotError, parts_played: int) -> str:
     """The member's line for a message that failed in voice; after its first part played,
     say which part, so the sudden silence is explained."""
     if parts_played == 0:
-        return f"⚠️ {error.user_message}"
-    return f"⚠️ Part {parts_played + 1} of your message could not be made: {error.user_message}"
+        return line("playback.warning", message=error.user_message)
+    return line("playback.part_failed", part=parts_played + 1, message=error.user_message)
 
 
 def single_clip(label: str, user_id: int, clip: bytes) -> Utterance:

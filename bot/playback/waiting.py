@@ -11,6 +11,7 @@ from dataclasses import replace
 import discord
 
 from bot.errors import BotError
+from bot.locales import line
 from bot.playback.calls import Incoming, NarrationCalls, Read
 from bot.playback.player import GuildPlayer
 from bot.playback.rooms import Author, GuildNarration, Waiting
@@ -22,7 +23,8 @@ __all__ = ["STALE", "SWEEP_INTERVAL", "WaitingCalls"]
 
 log = logging.getLogger(__name__)
 
-STALE = "⏭️ Skipped {count} waiting for more than {bound} (narration was behind)."
+#: The catalogue's key for a channel's "skipped, too late" notice.
+STALE = "narration.stale"
 #: Stale messages are looked for at most this often per server, so skips come in one line.
 SWEEP_INTERVAL = 15.0
 #: An edited message in a merged call is read from its start if at least this much fits.
@@ -314,8 +316,8 @@ class WaitingCalls(NarrationCalls):
                 for channel, count in skipped.values():
                     self.stale_skipped += count
                     log.info("Skipped %d stale narration messages in guild %s", count, guild_id)
-                    line = STALE.format(count=_messages(count), bound=_duration(bound))
-                    await self._notice(room, channel, "stale", line, interval=SWEEP_INTERVAL)
+                    notice = line(STALE, count=_messages(count), bound=_duration(bound))
+                    await self._notice(room, channel, "stale", notice, interval=SWEEP_INTERVAL)
                 # A steady backlog is told in one line per interval, not one per message.
                 self._arm(room, guild_id, bound, soonest=SWEEP_INTERVAL)
         except Exception:
@@ -323,11 +325,11 @@ class WaitingCalls(NarrationCalls):
 
 
 def _messages(count: int) -> str:
-    return "1 message" if count == 1 else f"{count} messages"
+    return line("narration.messages_one" if count == 1 else "narration.messages_many", count=count)
 
 
 def _duration(seconds: int) -> str:
     minutes, rest = divmod(seconds, 60)
     if rest == 0:
-        return "1 minute" if minutes == 1 else f"{minutes} minutes"
-    return f"{seconds} seconds"
+        return line("speak.minutes_one" if minutes == 1 else "speak.minutes_many", count=minutes)
+    return line("speak.seconds_many", count=seconds)

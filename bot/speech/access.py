@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.errors import AccessDeniedError
+from bot.locales import line
 from bot.storage import GuildSettings
 
 __all__ = ["Caller", "Requester", "check_access"]
@@ -47,13 +48,10 @@ def check_access(caller: Caller, guild: GuildSettings | None, *, voice: bool) ->
         return
     role = guild.allowed_role_id
     if role is not None and not caller.manager and role not in caller.role_ids:
-        raise AccessDeniedError(f"In this server, speech is for members with the <@&{role}> role.")
+        raise AccessDeniedError(line("access.role", role=f"<@&{role}>"))
     if voice and not guild.allow_voice:
-        raise AccessDeniedError("This server has turned off speech in voice channels.")
+        raise AccessDeniedError(line("access.no_voice"))
     if not voice and not guild.allow_files:
         raise AccessDeniedError(
-            "This server has turned off speech files in chat; join a voice channel and use "
-            "`play:true`."
-            if guild.allow_voice
-            else "This server has turned off speech."
+            line("access.no_files") if guild.allow_voice else line("access.off")
         )

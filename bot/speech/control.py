@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from bot.locales import line
+
 __all__ = ["Action", "Seat", "control_refusal", "estimate_seconds", "queue_line"]
 
 #: Speech runs at about this many characters a second (Gemini voices, ordinary prose).
@@ -53,18 +55,14 @@ def control_refusal(action: Action, seat: Seat, channel: str) -> str | None:
     if action is Action.MOVE and seat.others_listening == 0:
         return None
     count = seat.others_listening
-    who = "1 member" if count == 1 else f"{count} members"
+    many = "one" if count == 1 else "many"
     if action is Action.SKIP:
-        return f"Only members listening in {channel} can skip someone else's message."
+        return line("control.skip", channel=channel)
     if action is Action.STOP:
-        return f"Only members listening in {channel} can stop what the bot is saying."
+        return line("control.stop", channel=channel)
     if action is Action.LEAVE:
-        verb = "is" if count == 1 else "are"
-        return f"{who} {verb} listening in {channel}; join them to send me away."
-    return (
-        f"I'm speaking to {who} in {channel}, so I won't leave them. Join that channel, "
-        "or ask someone with the Move Members permission."
-    )
+        return line(f"control.leave_{many}", count=count, channel=channel)
+    return line(f"control.move_{many}", count=count, channel=channel)
 
 
 def estimate_seconds(text: str) -> float:
@@ -77,8 +75,6 @@ def queue_line(who: str, seconds: float | None) -> str:
     come from a channel other listeners cannot read."""
     if seconds is None:
         return who
-    return (
-        f"{who} · about {round(seconds):d} s"
-        if seconds < 90
-        else f"{who} · about {seconds / 60:.0f} min"
-    )
+    if seconds < 90:
+        return line("playback.queue_seconds", who=who, seconds=round(seconds))
+    return line("playback.queue_minutes", who=who, minutes=f"{seconds / 60:.0f}")

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.locales import line
+
 __all__ = ["NameRights", "announced_name", "name_refusal"]
 
 
@@ -37,29 +39,17 @@ def name_refusal(rights: NameRights, *, clearing: bool, own: bool) -> str | None
         return None  # Going back to one's display name impersonates nobody.
     if not own:
         if not clearing:
-            return (
-                "You can only clear another member's spoken name: how they are announced "
-                "is theirs to choose. Use `said_as:clear`."
-            )
+            return line("names.only_clear")
         if not rights.in_server:
-            return "Clearing another member's spoken name works only in a server."
+            return line("names.clear_in_server")
         if rights.manage_nicknames:
             return None
-        return (
-            "Only members with the Manage Nicknames permission can clear someone else's "
-            "spoken name, as with nicknames."
-        )
+        return line("names.needs_manage")
     if not rights.in_server:
-        return (
-            "Set your spoken name from a server: like a nickname, it needs the Change "
-            "Nickname permission there."
-        )
+        return line("names.set_in_server")
     if rights.change_nickname:
         return None
-    return (
-        "This server doesn't let you change your nickname (the Change Nickname permission), "
-        "so you can't choose how narration announces you here either. Nothing was saved."
-    )
+    return line("names.no_nickname")
 
 
 def announced_name(spoken: str | None, display: str, *, may_change_nickname: bool) -> str:

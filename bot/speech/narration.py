@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from bot.locales import text
 from bot.speech.cleanup import CleanupOptions, MessageFacts, clean_message, clean_name, with_prefix
 from bot.speech.voices import voice_for_user
 from bot.storage import DEFAULT_MAX_REPEAT, DEFAULT_SAID, GuildSettings, MemberSettings
@@ -27,6 +28,9 @@ __all__ = [
     "member_voice",
     "skip_reason",
 ]
+
+#: The English default for a reply's speaker; other languages' are the catalogue's.
+DEFAULT_REPLIED = "{name} replied"
 
 #: "Alice said" is skipped when Alice also spoke in the channel within this many seconds.
 SAME_SPEAKER_WINDOW = 60.0
@@ -46,6 +50,9 @@ class NarrationRules:
     text_limit: int = 2000
     #: How a speaker is announced, with a {name} placeholder.
     said: str = DEFAULT_SAID
+    #: How the speaker of a reply is announced: "{name} replied" by default, the server's own
+    #: wording (`said`) when it chose one.
+    replied: str = DEFAULT_REPLIED
     #: Seconds a message may wait before it is no longer worth reading (0: always read).
     stale_after: int = 300
     #: Members listening in a Stage's audience are not read.
@@ -56,9 +63,20 @@ class NarrationRules:
     max_repeat: int = DEFAULT_MAX_REPEAT
 
     @classmethod
-    def from_guild(cls, guild: GuildSettings, *, text_limit: int) -> NarrationRules:
+    def from_guild(
+        cls, guild: GuildSettings, *, text_limit: int, locale: str | None = None
+    ) -> NarrationRules:
         """The server's rules; `text_limit` is the limit in force there (the server's own
-        figure already bounded by the operator's), computed in one place by the caller."""
+        figure already bounded by the operator's), computed in one place by the caller.
+
+        `locale` is the server's preferred Discord locale: unless the server chose its own
+        wording, "Alice said" is said in the server's language, since everyone hears it."""
+        if guild.narration_said:
+            said = replied = guild.narration_said
+        else:
+            # The wording keeps its {name}, filled in for each speaker by `announce`.
+            said = text("narration.said", locale, name="{name}")
+            replied = text("narration.replied", locale, name="{name}")
         return cls(
             skip_prefix=guild.narration_skip_prefix,
             voice_only=guild.narration_voice_only,
@@ -67,7 +85,8 @@ class NarrationRules:
             say_names=guild.narration_say_names,
             skip_silent=guild.narration_skip_silent,
             text_limit=text_limit,
-            said=guild.said,
+            said=said,
+            replied=replied,
             stale_after=guild.narration_stale_after,
             ignore_stage_audience=guild.narration_ignore_stage_audience,
             require_prefix=guild.narration_require_prefix,
@@ -202,11 +221,11 @@ class Narrator:
         last = self._last.get(channel_id)
         if last is not None and last[0] == author_id and self._clock() - last[1] <= self.window:
             return None
-        return announce(author_name, rules.said, reply=reply)
+        return announce(author_name, rules.replied if reply else rules.said)
 
 
 def announce(name: str, said: str, *, reply: bool = False) -> str:
     """ "Alice said" in the server's wording; with the default wording a reply is "replied"."""
     if said == DEFAULT_SAID and reply:
-        said = "{name} replied"
+        said = DEFAULT_REPLIED
     return said.replace("{name}", name)

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.errors import InvalidRequestError
+from bot.locales import line
 
 __all__ = [
     "MAX_ENTRIES",
@@ -47,14 +48,13 @@ def check_entry(word: str, say_as: str) -> tuple[str, str]:
     """A valid (word, say_as) pair, trimmed, or InvalidRequestError saying what is wrong."""
     word, say_as = " ".join(word.split()), " ".join(say_as.split())
     if not word or not say_as:
-        raise InvalidRequestError("Give both the word and how to say it.")
+        raise InvalidRequestError(line("dictionary.both"))
     for name, value in (("word", word), ("say_as", say_as)):
         if len(value) > MAX_ENTRY_LENGTH:
-            raise InvalidRequestError(
-                f"The {name} is {len(value)} characters; the limit is {MAX_ENTRY_LENGTH}."
-            )
+            key = "dictionary.word_too_long" if name == "word" else "dictionary.say_as_too_long"
+            raise InvalidRequestError(line(key, length=len(value), limit=MAX_ENTRY_LENGTH))
     if not re.search(r"\w", word):
-        raise InvalidRequestError("The word needs at least one letter or digit.")
+        raise InvalidRequestError(line("dictionary.needs_letter"))
     return word, say_as
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.errors import InvalidRequestError
+from bot.locales import line, message_of
 from bot.speech.styles import PACES, apply_style
 from bot.speech.voices import DEFAULT_VOICE, UnknownVoiceError, get_voice
 
@@ -83,23 +84,18 @@ def build_request(
     """
     cleaned = (text or "").strip()
     if not cleaned:
-        raise InvalidRequestError("There is no text to speak: write something first.")
+        raise InvalidRequestError(line("request.no_text"))
     if len(cleaned) > max_length:
-        raise InvalidRequestError(
-            f"That text is {len(cleaned):,} characters; the limit is {max_length:,}. "
-            "Please shorten it."
-        )
+        raise InvalidRequestError(line("request.too_long", length=len(cleaned), limit=max_length))
     first = _voice(voice if voice and voice.strip() else default_voice, "voice")
     second = _voice(voice_2, "voice_2") if voice_2 and voice_2.strip() else None
     temp = default_temperature if temperature is None else temperature
     if not isinstance(temp, int | float) or not math.isfinite(temp):
-        raise InvalidRequestError("Temperature must be a number from 0 to 2.")
+        raise InvalidRequestError(line("request.temperature_number"))
     if not MIN_TEMPERATURE <= temp <= MAX_TEMPERATURE:
-        raise InvalidRequestError(
-            f"Temperature must be from 0 to 2 (0.4 is steady, 0.7 lively); you gave {temp:g}."
-        )
+        raise InvalidRequestError(line("request.temperature_range", given=temp))
     if pace is not None and pace.casefold() not in PACES:
-        raise InvalidRequestError(f"Pace must be one of: {', '.join(PACES)}; you gave {pace}.")
+        raise InvalidRequestError(line("request.pace", paces=", ".join(PACES), given=pace))
     prompt = apply_style(cleaned, style, pace)
     return SpeechRequest(text=prompt, voice=first, voice_2=second, temperature=float(temp))
 
@@ -108,4 +104,6 @@ def _voice(name: str | None, option: str) -> str:
     try:
         return get_voice(name or "").name
     except UnknownVoiceError as exc:
-        raise InvalidRequestError(f"{option}: {exc}") from None
+        raise InvalidRequestError(
+            line("request.option_problem", option=option, problem=message_of(exc))
+        ) from None

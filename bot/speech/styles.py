@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from bot.errors import InvalidRequestError
+from bot.locales import line
 
 __all__ = [
     "MAX_STYLE_LENGTH",
@@ -53,7 +54,7 @@ def style_direction(style: str) -> str:
         return ""
     if len(cleaned) > MAX_STYLE_LENGTH:
         raise InvalidRequestError(
-            f"The style is {len(cleaned)} characters; keep it under {MAX_STYLE_LENGTH}."
+            line("request.style_too_long", length=len(cleaned), limit=MAX_STYLE_LENGTH)
         )
     preset = PRESETS.get(cleaned.casefold())
     if preset:

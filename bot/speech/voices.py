@@ -6,6 +6,8 @@ import difflib
 import hashlib
 from dataclasses import dataclass
 
+from bot.locales import line
+
 __all__ = [
     "DEFAULT_VOICE",
     "MENU_LIMIT",
@@ -78,8 +80,11 @@ class UnknownVoiceError(ValueError):
     def __init__(self, name: str) -> None:
         self.name = name
         self.suggestions = [v.name for v in search(name, limit=3)] if name.strip() else []
-        hint = f" Did you mean {', '.join(self.suggestions)}?" if self.suggestions else ""
-        super().__init__(f"“{name}” is not one of the 30 voices.{hint}")
+        if self.suggestions:
+            said = line("voices.unknown_hint", name=name, suggestions=", ".join(self.suggestions))
+        else:
+            said = line("voices.unknown", name=name)
+        super().__init__(said)
 
 
 def get_voice(name: str) -> Voice:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, get_args
 
 from bot.errors import InvalidRequestError
+from bot.locales import line
 from bot.speech.pronunciations import MAX_ENTRIES, check_entry, normalize_word
 from bot.speech.request import MAX_TEMPERATURE, MIN_TEMPERATURE
 from bot.speech.styles import MAX_STYLE_LENGTH, PACES
@@ -115,9 +116,7 @@ def _max_repeat(name: str, value: Any) -> int:
         or not isinstance(value, int)
         or not (value == 0 or 2 <= value <= MAX_REPEAT)
     ):
-        raise ValueError(
-            f"{name} must be 0 (read repeats as written) or a whole number from 2 to {MAX_REPEAT}."
-        )
+        raise ValueError(line("settings.max_repeat", option=name, limit=MAX_REPEAT))
     return value
 
 
@@ -144,7 +143,7 @@ def _said(name: str, value: Any) -> str:
     """The "X said" wording: short, and it must say where the name goes."""
     text = str(_text(MAX_SAID, empty_is_none=False)(name, value))
     if text.count("{name}") != 1 or "{" in text.replace("{name}", ""):
-        raise ValueError(f"{name} must contain {{name}} once, e.g. “{{name}} says”.")
+        raise ValueError(line("settings.said_needs_name", option=name))
     return text
 
 

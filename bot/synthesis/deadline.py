@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from bot.errors import BotError
+from bot.locales import line
 
 __all__ = ["DELIVERY_MARGIN", "DeadlineError", "estimate_seconds", "too_slow"]
 
@@ -36,12 +37,9 @@ def too_slow(estimate: float, within: float, calls: int) -> DeadlineError | None
     """The refusal when `estimate` cannot fit in `within` seconds, else None."""
     if estimate <= within:
         return None
-    parts = f"{calls} parts" if calls > 1 else "it"
-    return DeadlineError(
-        f"estimate {estimate:.0f} s > {within:.0f} s",
-        user_message=(
-            f"The speech queue is too long right now to make {parts} before Discord's "
-            f"15-minute reply window closes (about {estimate / 60:.0f} min needed). Nothing "
-            "was spent: try a shorter text, or again in a few minutes."
-        ),
-    )
+    minutes = f"{estimate / 60:.0f}"
+    if calls > 1:
+        said = line("deadline.too_long_many", parts=calls, minutes=minutes)
+    else:
+        said = line("deadline.too_long_one", minutes=minutes)
+    return DeadlineError(f"estimate {estimate:.0f} s > {within:.0f} s", user_message=said)

@@ -1,7 +1,9 @@
 """Hearing a voice before choosing it (`/voices`): one short clip per voice and language, made
 once for the whole bot and kept on disk in a folder of its own, beside the audio cache and never
 evicted with it. However many members listen, however often the bot restarts, the previews
-together cost at most one call per voice and language: 30 calls for English.
+together cost at most one call per voice and language: 30 calls for each language a member
+has heard them in. A member hears them in their Discord language where the bot has a sentence
+in it (`preview_language`), else in English.
 
 A preview is the bot's own use: it is made for no member (`BOT_USER`) and in no server, so it
 counts against nobody's daily quota and in no server's `/usage server`.
@@ -17,12 +19,20 @@ from pathlib import Path
 
 from bot.audio import is_ogg_opus
 from bot.errors import InvalidRequestError
+from bot.locales import language_of, message_of
 from bot.speech.access import Requester
 from bot.speech.request import DEFAULT_TEMPERATURE, SpeechRequest
 from bot.speech.voices import get_voice
 from bot.synthesis.service import SpeechService
 
-__all__ = ["BOT_USER", "LANGUAGES", "PREVIEW_SENTENCES", "Preview", "Previews"]
+__all__ = [
+    "BOT_USER",
+    "LANGUAGES",
+    "PREVIEW_SENTENCES",
+    "Preview",
+    "Previews",
+    "preview_language",
+]
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +41,23 @@ BOT_USER = 0
 
 #: The fixed sentence each voice says, by language. A language is a key of the files on disk
 #: (`previews/<language>/<Voice>.ogg`), so a later language adds its previews beside these.
+#: The languages are the catalogue's (`bot.locales`); a fixed sentence each, never a member's
+#: words, so each language's 30 clips are made once for everyone.
 PREVIEW_SENTENCES: dict[str, str] = {
     "en": "Hello, I'm {name}. This is how I sound when I read your messages aloud.",
+    "de": "Hallo, ich bin {name}. So klinge ich, wenn ich deine Nachrichten vorlese.",
+    "fr": "Bonjour, je suis {name}. Voici ma voix quand je lis tes messages à voix haute.",
+    "es": "Hola, soy {name}. Así sueno cuando leo tus mensajes en voz alta.",
+    "pt-BR": "Olá, eu sou {name}. É assim que eu soo quando leio suas mensagens em voz alta.",
+    "ja": "こんにちは、{name}です。あなたのメッセージを読み上げるときは、こんな声です。",
 }
 LANGUAGES = tuple(PREVIEW_SENTENCES)
+
+
+def preview_language(locale: str | None) -> str:
+    """The previews a member with this Discord locale hears: their language's, else English."""
+    language = language_of(locale)
+    return language if language in PREVIEW_SENTENCES else "en"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +95,7 @@ class Previews:
         try:
             name = get_voice(voice).name
         except ValueError as exc:
-            raise InvalidRequestError(str(exc)) from None
+            raise InvalidRequestError(message_of(exc)) from None
         if language not in PREVIEW_SENTENCES:
             raise InvalidRequestError(f"There are no previews in “{language}” yet.")
         lock = self._locks.setdefault((language, name), asyncio.Lock())

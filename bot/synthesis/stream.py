@@ -18,6 +18,7 @@ from typing import Any
 from bot import audio as audio_mod
 from bot.audio import Audio
 from bot.errors import BotError, SchedulerClosedError
+from bot.locales import line
 from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest
 from bot.synthesis.cache import Cache, NullCache, cache_key
@@ -478,10 +479,7 @@ class SpeechStream:
             log.info("Message for user %s missed its deadline", self.requester.user_id)
             raise DeadlineError(
                 "message deadline passed",
-                user_message=(
-                    "Your message could not be made within Discord's reply window, so the "
-                    "rest of it was cancelled. Please try again, or a shorter text."
-                ),
+                user_message=line("deadline.missed"),
             ) from None
 
     async def collect(self) -> list[Audio]:

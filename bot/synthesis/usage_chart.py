@@ -12,6 +12,7 @@ import io
 from collections.abc import Sequence
 from datetime import date, timedelta
 
+from bot.locales import text
 from bot.storage import UsageSummary
 
 __all__ = ["CHART_DAYS", "CHART_SIZE", "chart_days", "days_text", "draw_chart"]
@@ -37,23 +38,31 @@ def chart_days(days: Sequence[Day], today: date, span: int = CHART_DAYS) -> list
     ]
 
 
-def days_text(days: Sequence[Day], limit: int = _FIELD_LIMIT) -> str:
+def days_text(days: Sequence[Day], limit: int = _FIELD_LIMIT, locale: str | None = None) -> str:
     """The chart's figures as lines, newest first, only days with any use; as many as fit
-    in `limit` characters, and how many older days did not."""
+    in `limit` characters, and how many older days did not (in the reader's language)."""
     used = [(day, summary) for day, summary in days if summary.calls]
     if not used:
-        return "No speech in the last 30 days."
+        return text("usage.no_speech", locale)
+
+    def earlier(count: int) -> str:
+        key = "usage.earlier_one" if count == 1 else "usage.earlier_many"
+        return text(key, locale, count=count)
+
     lines: list[str] = []
     for shown, (day, summary) in enumerate(reversed(used)):
-        line = (
-            f"{day:%b %d}: {summary.api_calls} paid, {summary.cached} from the cache, "
-            f"${summary.cost:.3f}"
+        line = text(
+            "usage.day",
+            locale,
+            day=day,
+            paid=summary.api_calls,
+            cached=summary.cached,
+            cost=summary.cost,
         )
         rest = len(used) - shown - 1
-        tail = f"\n… and {rest} earlier day{'s' if rest != 1 else ''}" if rest else ""
+        tail = f"\n{earlier(rest)}" if rest else ""
         if len("\n".join([*lines, line])) + len(tail) > limit:
-            left = len(used) - shown
-            lines.append(f"… and {left} earlier day{'s' if left != 1 else ''}")
+            lines.append(earlier(len(used) - shown))
             break
         lines.append(line)
     return "\n".join(lines)

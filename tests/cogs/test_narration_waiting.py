@@ -171,6 +171,35 @@ async def test_waiting_messages_past_the_servers_bound_are_skipped_and_told_once
     await cog.reader.close()
 
 
+async def test_the_skipped_notice_is_in_the_servers_language(
+    scene: Scene, storage: SQLiteStorage
+) -> None:
+    """The whole channel reads it, so it follows the server's preferred locale."""
+    now = [0.0]
+    await storage.update_guild(GUILD, narration_stale_after=300)
+    behind(scene)
+    scene.bot.settings = scene.bot.settings.model_copy(update={"narration_merge": False})
+    cog = Narration(scene.bot)
+    cog.reader._clock = lambda: now[0]
+    send = create_autospec(discord.TextChannel.send)
+    for n in range(2):
+        message = scene.message(f"message {n}", message_id=700 + n)
+        message.channel.send = send
+        message.channel.id = TEXT
+        message.channel.guild.preferred_locale = discord.Locale.german
+        await cog.on_message(message)
+    now[0] = 401
+    room = cog.reader.rooms.find(GUILD)
+    assert room is not None
+    await cog.reader._sweep(room, GUILD)
+    (told,) = send.await_args.args
+    assert told == (
+        "⏭️ 2 Nachrichten übersprungen, die länger als 5 Minuten gewartet haben "
+        "(das Vorlesen hing hinterher)."
+    )
+    await cog.reader.close()
+
+
 async def test_a_stale_message_already_paid_for_is_still_read(
     scene: Scene, storage: SQLiteStorage
 ) -> None:

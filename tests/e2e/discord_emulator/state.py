@@ -157,6 +157,8 @@ class Member:
     name: str
     bot: bool = False
     roles: list[int] = field(default_factory=list)
+    #: The language their Discord client is set to, sent with each of their interactions.
+    locale: str = "en-US"
 
     def user(self) -> dict[str, Any]:
         return user_payload(self.user_id, self.name, bot=self.bot)
@@ -247,6 +249,9 @@ class World:
         #: 1 member), "allow", "deny"}.
         self.overwrites: dict[int, list[dict[str, Any]]] = {}
         self.dm_channels: dict[int, int] = {}  # channel id -> recipient
+        #: The server's preferred language (Server Settings → Community → Overview): in
+        #: GUILD_CREATE and as every interaction's `guild_locale`.
+        self.preferred_locale = "en-US"
 
     def channel_exists(self, channel_id: int) -> bool:
         return (
@@ -375,7 +380,7 @@ class World:
             "banner": None,
             "premium_tier": 0,
             "premium_subscription_count": 0,
-            "preferred_locale": "en-US",
+            "preferred_locale": self.preferred_locale,
             "public_updates_channel_id": None,
             "nsfw_level": 0,
             "premium_progress_bar_enabled": False,

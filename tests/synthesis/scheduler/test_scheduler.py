@@ -400,7 +400,7 @@ async def test_out_of_credits_halts_everything_once(clock: FakeClock, build: Bui
     with pytest.raises(OutOfCreditsError) as info:
         scheduler.submit(req("5:0"), Requester(5))
     assert info.value is not scheduler.halted
-    assert info.value.user_message == OutOfCreditsError.user_message
+    assert info.value.user_message == OutOfCreditsError().user_message
     await clock.advance(10_000)  # no probe: stays halted, calls nothing
     assert isinstance(scheduler.halted, OutOfCreditsError)
     assert synth.texts() == ["1:0", "2:0"]
