@@ -14,6 +14,10 @@ figure counts on top, so each is admitted against the same rate. Refused by a fu
 a process also hears how many more of its starts it holds than an even share, so that one
 ahead lets the others take the next slot (`Scheduler._turn_delay`).
 
+Every answer but a pause's also says how many processes hold starts in the window (the
+asker counted), a walk of at most the rate's entries: each process remembers how many shared
+the key lately, and paces at its share of it if Redis stops answering (`scheduler/share.py`).
+
 A process that dies holds nothing for long: its slots are starts the server counted too, so
 they count for one span and then leave the window like anyone's, and every key carries an
 expiry (the window a span after its last start, the pause at its end, the learned rate after
@@ -50,8 +54,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 #: KEYS: starts (zset), pause, learned. ARGV: span ms, rpm, slot id, owner (the slot id's
 #: prefix, one per process). Returns {admitted 0/1, wait ms, rpm in force, paused 0/1}, and
-#: when the window is full also the owner's starts in it, how many owners hold any, and the
-#: starts in it (a walk of at most the rate's few entries, only when refused).
+#: unless paused also the owner's starts in the window, how many owners hold any, and the
+#: starts in it (a walk of the window's entries, at most SEGMIND_RPM of them).
 _ADMIT = (
     _NOW
     + """
@@ -63,12 +67,15 @@ local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
 if paused > now then return {0, paused - now, rpm, 1} end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - span)
 local n = redis.call('ZCARD', KEYS[1])
+local admitted, wait = 0, 0
 if n < rpm then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], span)
-  return {1, 0, rpm, 0}
+  admitted, n = 1, n + 1
+else
+  local oldest = redis.call('ZRANGE', KEYS[1], n - rpm, n - rpm, 'WITHSCORES')
+  wait = math.max(1, tonumber(oldest[2]) + span - now)
 end
-local oldest = redis.call('ZRANGE', KEYS[1], n - rpm, n - rpm, 'WITHSCORES')
 local mine, owners, seen = 0, 0, {}
 for _, slot in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local owner = string.match(slot, '^(.*)%-%d+$') or slot
@@ -78,7 +85,7 @@ for _, slot in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     owners = owners + 1
   end
 end
-return {0, math.max(1, tonumber(oldest[2]) + span - now), rpm, 0, mine, owners, n}
+return {admitted, wait, rpm, 0, mine, owners, n}
 """
 )
 
@@ -160,13 +167,15 @@ class RedisLimiter:
             )
         )
         admitted, wait_ms, in_force, paused, *share = (int(value) for value in answer)
+        if not share:  # refused by a pause, before the window was looked at
+            return Admission(None, wait=wait_ms / 1000, rpm=in_force, paused=bool(paused))
+        mine, owners, count = share
+        sharers = owners if mine else owners + 1  # this process wants the key too
         if admitted:
-            return Admission(slot, rpm=in_force)
-        ahead = 0.0
-        if share:  # the window is full: how far past an even share this process is
-            mine, owners, count = share
-            ahead = max(0.0, mine - count / max(1, owners))
-        return Admission(None, wait=wait_ms / 1000, rpm=in_force, paused=bool(paused), ahead=ahead)
+            return Admission(slot, rpm=in_force, sharers=sharers)
+        # The window is full: how far past an even share this process is.
+        ahead = max(0.0, mine - count / max(1, owners))
+        return Admission(None, wait=wait_ms / 1000, rpm=in_force, ahead=ahead, sharers=sharers)
 
     async def give_back(self, slot: str) -> None:
         await self._link.run(lambda: self._redis.zrem(self._starts, slot))

@@ -55,9 +55,11 @@ timing however few calls this process made, and a second event is cut by the fac
 
 The cluster has one rate, held in Redis: while its shared window answers (`shared`), the
 rate is the cluster's (`follow`), and what this process learns is shared with the others.
-While Redis is out of reach, each process paces alone at the rate it had, and the other
-processes' calls, still made on the key, come back to it as 429s: a limit lowered then is
-**provisional**, the key's limit as one process's share of it. It paces that process until
+While Redis is out of reach, each process paces alone, and the other processes' calls,
+still made on the key, come back to it as 429s. So each starts alone at its share of the rate
+(`part`: the rate over how many processes shared the key lately, see `share.py`) and probes
+upward from it as from any lowered rate. That share, and a limit lowered then, are
+**provisional**: the key's limit as one process's share of it. It paces that process until
 the shared window answers again, and is then dropped for the cluster's rate (`rejoin`); it
 is never shared nor reported. For one window after that, the key still counts calls the
 processes paced alone, so a refusal whose window reaches back into the outage is no evidence
@@ -228,9 +230,23 @@ class LimitLearner:
         self._saturated = False
         return True
 
-    def part(self) -> None:
-        """The shared window cannot be reached: what is learned from now on is provisional."""
+    def part(self, share: int | None = None, now: float = 0.0) -> None:
+        """The shared window cannot be reached: what is learned from now on is provisional.
+
+        `share` is this process's share of the rate (`share.py`): paced there, alone, from
+        `now`, provisionally too, and probed upward from after the first hold, so a process
+        whose peers are gone as well regains the key.
+        """
         self.shared = False
+        if share is None or share >= self.rpm:
+            return
+        self.rpm = max(1, share)
+        self.provisional = True
+        self._changed_at = now
+        self._saturated = False
+        self._excused = False
+        self._probing = False
+        self._hold = self._config.penalty_seconds
 
     def rejoin(self, rpm: int, now: float) -> bool:
         """The shared window answers again, pacing the cluster at `rpm`: drop what was learned

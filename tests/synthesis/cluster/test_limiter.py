@@ -131,3 +131,16 @@ async def test_a_full_window_tells_a_process_how_far_past_an_even_share_it_is(
     for _ in range(2):
         await alone.admit(2)
     assert (await alone.admit(2)).ahead == 0.0  # nobody else to let go first
+
+
+async def test_every_answer_but_a_pause_tells_how_many_processes_share_the_key(
+    make: Make,
+) -> None:
+    first, second = make(), make()
+    assert (await first.admit(3)).sharers == 1  # alone in the window
+    assert (await second.admit(3)).sharers == 2  # admitted next to the first
+    assert (await first.admit(3)).sharers == 2
+    third = make()
+    assert (await third.admit(3)).sharers == 3  # refused, but it wants the key too
+    await first.pause(60.0)
+    assert (await second.admit(3)).sharers is None  # a pause answers before counting

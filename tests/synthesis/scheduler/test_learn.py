@@ -347,3 +347,18 @@ def test_the_cluster_rate_is_followed_down_and_up() -> None:
     assert limits.follow(50, 20.0)  # the learned limit lapsed: SEGMIND_RPM, never past it
     assert rate(limits) == 20
     assert not limits.follow(20, 30.0)
+
+
+def test_alone_at_its_share_a_process_probes_upward_when_no_429_says_otherwise() -> None:
+    limits = cluster_learner()  # 20 a window, the hold two windows (120 s)
+    limits.part(10, 0.0)  # one of two processes sharing the key
+    assert rate(limits) == 10
+    assert provisional(limits)
+    limits.held_back(100.0)
+    assert not limits.tick(100.0)  # not before the hold
+    limits.held_back(121.0)
+    assert limits.tick(121.0)  # its peer is gone too: the key comes back, step by step
+    assert rate(limits) == 12
+    assert limits.rejoin(20, 130.0)
+    assert rate(limits) == 20
+    assert reported(limits) is None
