@@ -62,8 +62,9 @@ upward from it as from any lowered rate. That share, and a limit lowered then, a
 **provisional**: the key's limit as one process's share of it. It paces that process until
 the shared window answers again, and is then dropped for the cluster's rate (`rejoin`); it
 is never shared nor reported. For one window after that, the key still counts calls the
-processes paced alone, so a refusal whose window reaches back into the outage is no evidence
-about the cluster's rate either: its pause is honoured, the rate kept.
+processes paced alone: each keeps pacing at its rate from alone for that window (the shared
+window never saw those calls), and a refusal whose window reaches back into the outage is no
+evidence about the cluster's rate either: its pause is honoured, the rate kept.
 
 Pure bookkeeping: no asyncio and no clock of its own; callers pass the time in.
 """
@@ -118,6 +119,8 @@ class LimitLearner:
         #: The rate was changed while the shared window was out of reach (see the docstring).
         self.provisional = False
         self._shared_since = -math.inf  # when the shared window last came back
+        #: Until then the rate paced alone is kept, the shared window back (see `rejoin`).
+        self._settled_at = -math.inf
 
     @property
     def hold(self) -> float:
@@ -200,7 +203,8 @@ class LimitLearner:
             self._probing = False
             cap = MAX_HOLD_WINDOWS * self._config.window
             self._hold = min(cap, 2 * self._hold)
-            if not self._reported and target < self._config.rpm and self.shared:
+            known = self.shared and not self.provisional  # not a rate from alone
+            if not self._reported and target < self._config.rpm and known:
                 self._reported = True
                 self.report = target
         if target < self.rpm:
@@ -222,6 +226,9 @@ class LimitLearner:
         upward, or the cluster's learned limit lapsed. Either way it counts as a change here
         (the hold starts now). True if the rate changed.
         """
+        if now < self._settled_at:
+            return False  # still pacing at the rate from alone (see `rejoin`)
+        self.provisional = False
         rpm = max(1, min(self._config.rpm, rpm))
         if rpm == self.rpm:
             return False
@@ -250,15 +257,22 @@ class LimitLearner:
 
     def rejoin(self, rpm: int, now: float) -> bool:
         """The shared window answers again, pacing the cluster at `rpm`: drop what was learned
-        alone (its rate, a report not yet taken, a probe, a lengthened hold) and follow it.
-        True if the rate changed."""
+        alone (a report not yet taken, a probe, a lengthened hold) and follow it.
+
+        A rate paced alone (a share, a limit learned alone) is kept one more window first: the
+        key still counts the calls each process made alone, which the shared window never saw
+        (a restarted Redis saw none at all), so the whole rate at once would go out on top of
+        them; and each process starting the window again at its share starts it evenly split.
+        True if the rate changed.
+        """
         self.shared = True
         self._shared_since = now
-        if self.provisional:
-            self.provisional = False
+        if self.provisional:  # until `follow` takes the cluster's rate
             self.report = None
             self._probing = False
             self._hold = self._config.penalty_seconds
+            self._settled_at = now + self._config.span
+            return False
         return self.follow(rpm, now)
 
     def hold_from(self, moment: float) -> None:
@@ -271,8 +285,11 @@ class LimitLearner:
         Also reports (once) a lowered rate that has held for a whole span: by then the
         refusals that lowered it have all come back, so the figure is the settled one.
         """
+        if now < self._settled_at:
+            return False  # just back from an outage: the cluster's rate comes next
         settled = now - self._changed_at >= self._config.span
-        if not self._reported and self.rpm < self._config.rpm and settled and self.shared:
+        known = self.shared and not self.provisional  # not a rate from alone
+        if not self._reported and self.rpm < self._config.rpm and settled and known:
             self._reported = True
             self.report = self.rpm
         if self.rpm >= self._config.rpm or now - self._changed_at < self._hold:

@@ -315,7 +315,14 @@ def test_a_limit_learned_while_the_shared_window_is_out_of_reach_is_provisional(
     assert provisional(limits)
     limits.tick(200.0)
     assert reported(limits) is None  # never reported: a share, not the key's limit
-    assert limits.rejoin(20, 300.0)  # the cluster paces at 20: the share is dropped
+    # The cluster paces at 20: the share is dropped, after one more window at it (the key
+    # still counts the calls made alone, which the shared window never saw).
+    assert not limits.rejoin(20, 300.0)
+    assert not limits.follow(20, 359.0)
+    assert rate(limits) == 8
+    limits.tick(359.5)
+    assert reported(limits) is None
+    assert limits.follow(20, 361.0)
     assert rate(limits) == 20
     assert not provisional(limits)
     limits.tick(500.0)
@@ -359,6 +366,7 @@ def test_alone_at_its_share_a_process_probes_upward_when_no_429_says_otherwise()
     limits.held_back(121.0)
     assert limits.tick(121.0)  # its peer is gone too: the key comes back, step by step
     assert rate(limits) == 12
-    assert limits.rejoin(20, 130.0)
+    assert not limits.rejoin(20, 130.0)  # one more window at its share, then the cluster's
+    assert limits.follow(20, 191.0)
     assert rate(limits) == 20
     assert reported(limits) is None
