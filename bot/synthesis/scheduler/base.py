@@ -170,7 +170,8 @@ class SchedulerBase:
         rate in force (see `share.py`), until it answers again. Told once per outage."""
         rpm = self._window.rpm
         share, sharers = self._sharers.share(rpm, self._clock.now())
-        self._learner.part(share, self._clock.now())
+        memory = SHARE_MEMORY_WINDOWS * self.config.window
+        self._learner.part(share, self._clock.now(), hold=memory)
         if sharers > 1:
             self._window.rpm = self._learner.rpm  # told below, with why
             self._planner.changed()

@@ -121,6 +121,7 @@ class LimitLearner:
         self._shared_since = -math.inf  # when the shared window last came back
         #: Until then the rate paced alone is kept, the shared window back (see `rejoin`).
         self._settled_at = -math.inf
+        self._long_hold = False  # the hold is a share's first (see `part`)
 
     @property
     def hold(self) -> float:
@@ -226,10 +227,12 @@ class LimitLearner:
         upward, or the cluster's learned limit lapsed. Either way it counts as a change here
         (the hold starts now). True if the rate changed.
         """
-        if now < self._settled_at:
-            return False  # still pacing at the rate from alone (see `rejoin`)
-        self.provisional = False
         rpm = max(1, min(self._config.rpm, rpm))
+        if now < self._settled_at:  # still pacing at the rate from alone (see `rejoin`),
+            if rpm >= self.rpm:  # unless the cluster's is lower
+                return False
+        else:
+            self.provisional = False
         if rpm == self.rpm:
             return False
         self.rpm = rpm
@@ -237,12 +240,16 @@ class LimitLearner:
         self._saturated = False
         return True
 
-    def part(self, share: int | None = None, now: float = 0.0) -> None:
+    def part(self, share: int | None = None, now: float = 0.0, hold: float = 0.0) -> None:
         """The shared window cannot be reached: what is learned from now on is provisional.
 
         `share` is this process's share of the rate (`share.py`): paced there, alone, from
-        `now`, provisionally too, and probed upward from after the first hold, so a process
-        whose peers are gone as well regains the key.
+        `now`, provisionally too, and probed upward from after `hold` seconds (at least the
+        usual hold), so a process whose peers are gone as well regains the key. Its peers,
+        if they are there, start theirs at the same moment: probing as soon as the usual
+        hold allows, they would all probe together, each past its share, and the key refuse
+        them all; held as long as the count of peers is remembered, the probes come only
+        when the process would have taken the whole key anyway.
         """
         self.shared = False
         if share is None or share >= self.rpm:
@@ -253,7 +260,8 @@ class LimitLearner:
         self._saturated = False
         self._excused = False
         self._probing = False
-        self._hold = self._config.penalty_seconds
+        self._hold = max(hold, self._config.penalty_seconds)
+        self._long_hold = True  # the probes after the first come at the usual pace
 
     def rejoin(self, rpm: int, now: float) -> bool:
         """The shared window answers again, pacing the cluster at `rpm`: drop what was learned
@@ -271,6 +279,7 @@ class LimitLearner:
             self.report = None
             self._probing = False
             self._hold = self._config.penalty_seconds
+            self._long_hold = False
             self._settled_at = now + self._config.span
             return False
         return self.follow(rpm, now)
@@ -296,8 +305,9 @@ class LimitLearner:
             return False
         if not self._saturated:
             return False
-        if self._probing:  # the last probe held: the next may come sooner
+        if self._probing or self._long_hold:  # the last probe held: the next may come sooner
             self._hold = self._config.penalty_seconds
+            self._long_hold = False
         self._probed_from = self.rpm
         self.rpm = min(self._config.rpm, self.rpm + max(1, self.rpm // 4))
         self._probing = True

@@ -358,15 +358,26 @@ def test_the_cluster_rate_is_followed_down_and_up() -> None:
 
 def test_alone_at_its_share_a_process_probes_upward_when_no_429_says_otherwise() -> None:
     limits = cluster_learner()  # 20 a window, the hold two windows (120 s)
-    limits.part(10, 0.0)  # one of two processes sharing the key
+    limits.part(10, 0.0, hold=300.0)  # one of two processes sharing the key
     assert rate(limits) == 10
     assert provisional(limits)
-    limits.held_back(100.0)
-    assert not limits.tick(100.0)  # not before the hold
-    limits.held_back(121.0)
-    assert limits.tick(121.0)  # its peer is gone too: the key comes back, step by step
+    limits.held_back(200.0)
+    assert not limits.tick(200.0)  # not before the hold: its peer would probe too
+    limits.held_back(301.0)
+    assert limits.tick(301.0)  # its peer is gone too: the key comes back, step by step
     assert rate(limits) == 12
-    assert not limits.rejoin(20, 130.0)  # one more window at its share, then the cluster's
-    assert limits.follow(20, 191.0)
+    limits.held_back(422.0)
+    assert limits.tick(422.0)  # the probe held: the next after the usual hold
+    assert rate(limits) == 15
+    assert not limits.rejoin(20, 430.0)  # one more window at its share, then the cluster's
+    assert limits.follow(20, 491.0)
     assert rate(limits) == 20
     assert reported(limits) is None
+
+
+def test_just_back_a_lower_cluster_rate_is_followed_at_once() -> None:
+    limits = cluster_learner()
+    limits.part(10, 0.0)
+    assert not limits.rejoin(20, 100.0)  # kept at 10 for a window
+    assert limits.follow(8, 101.0)  # another process learned 8 meanwhile: at once
+    assert rate(limits) == 8
