@@ -1,7 +1,8 @@
 """The bot as two processes, one shard each (SHARD_COUNT=2, SHARD_IDS=0 and 1), on one Segmind
 key, with a real PostgreSQL and a real Redis: each guild is served by its own shard, together
 they stay under the key's limit, a killed shard comes back without costing the other anything,
-and a PostgreSQL restart loses no setting or usage record.
+a PostgreSQL restart loses no setting or usage record, and through a Redis outage each shard
+paces alone at its share of the key, then both split it evenly again.
 
 Time is scaled: the key's window is WINDOW seconds (SEGMIND_RATE_WINDOW and the fake's own),
 a call takes LATENCY. One cluster serves every test of the module, in order."""
@@ -10,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
+import math
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import NoReturn
@@ -21,7 +25,7 @@ from tests.e2e.cluster import Cluster, Heard, answer, attachments
 from tests.e2e.discord_emulator import Emulator, Interaction
 from tests.e2e.discord_emulator.gateway import shard_of
 from tests.e2e.discord_emulator.state import ALICE, BOB, GUILD_ID, OWNER_ID
-from tests.fake_segmind import FakeSegmind, Shape
+from tests.fake_segmind import FakeSegmind, RecordedRequest, Shape
 from tests.pg_server import PostgresServer, PostgresUnavailable, find_bin_dir, postgres_required
 from tests.redis_server import RedisServer, RedisUnavailable, find_redis_server, redis_required
 
@@ -328,3 +332,72 @@ def finished(asked: Interaction) -> bool:
 async def paid_usage_rows(cluster: Cluster) -> int:
     rows = await cluster.query("SELECT count(*) AS n FROM usage WHERE status = 200 AND NOT cached")
     return int(rows[0]["n"])
+
+
+#: Discord's 3 s to answer an interaction, less a margin: no member waits on a Redis outage.
+ANSWER_WITHIN = 2.5
+REJOINED = "The rate window shared with other processes answers again"
+
+
+async def test_through_a_redis_outage_the_shards_pace_at_their_share_then_split_the_key(
+    cluster: Cluster,
+) -> None:
+    """Redis hung (SIGSTOP), then killed and started again, empty, on the same port, while
+    both shards are busy: alone, each knows it shared the key with the other and paces at
+    half of it, so the key hardly refuses a call; every /speak is still answered at once;
+    back, the shared window splits the key evenly and uses all of it."""
+    emulator, segmind, redis = cluster.emulator, cluster.segmind, cluster.redis
+    numbers = itertools.count()
+    asked: list[Interaction] = []
+
+    async def busy(count: int) -> None:
+        """`count` more requests, alternately in each shard's guild, from three members."""
+        for _ in range(count):
+            n = next(numbers)
+            guild_id, member = GUILDS[n % 2], (ALICE, BOB, OWNER_ID)[n // 2 % 3]
+            text = f"Outage traffic {n} from member {member % 100} in guild {guild_id % 1000}."
+            asked.append(
+                await emulator.interact(
+                    "speak", user_id=member, guild_id=guild_id, text=text, play=False
+                )
+            )
+
+    def shard(request: RecordedRequest) -> int:
+        return 0 if f"in guild {GUILD_ID % 1000}." in request.json_body["text"] else 1
+
+    rejoined = {n: bot.log().count(REJOINED) for n, bot in cluster.bots.items()}
+    before = len(segmind.requests)
+    await busy(12)
+    # Both shards start calls in the shared window's second span: each heard the other ask.
+    await cluster.wait(lambda: {shard(r) for r in segmind.requests[before + RPM :]} == {0, 1})
+    away = len(segmind.requests)
+    redis.hang()
+    await busy(6)
+    await asyncio.sleep(2.5)  # past a round trip's budget: both shards are alone
+    port = redis.port
+    await asyncio.to_thread(redis.stop)
+    await asyncio.to_thread(redis.start, port)
+    back, back_at = len(segmind.requests), time.monotonic()
+    await busy(4)
+    alone = segmind.requests[away:back]
+    refused = [r for r in alone if r.status == 429]
+    assert len(refused) < 0.10 * len(alone), (len(refused), len(alone))
+    for bot in cluster.bots.values():
+        assert f"at {RPM // 2} of {RPM} calls per {WINDOW:g} s, its share of 2 processes" in (
+            bot.log()
+        )
+    await cluster.wait(
+        lambda: all(bot.log().count(REJOINED) > rejoined[n] for n, bot in cluster.bots.items())
+    )
+    await cluster.wait(lambda: all(finished(ask) for ask in asked), within=60)
+    assert all(attachments(ask) for ask in asked)
+    # Nobody waited on Redis for an answer: each /speak was deferred within Discord's time.
+    slowest = max((ask.answered_at or math.inf) - ask.created for ask in asked)
+    assert slowest <= ANSWER_WITHIN, slowest
+    # Back, both busy: within two windows the key is used to its limit, split evenly.
+    served = [r for r in segmind.requests[back:] if r.status == 200]
+    starts = [r.received for r in served if r.received < back_at + 2 * WINDOW]
+    fullest = max(sum(1 for t in starts if s <= t < s + WINDOW) for s in starts)
+    assert fullest >= 0.95 * RPM, [round(t - back_at, 2) for t in starts]
+    split = Counter(shard(r) for r in served[: 2 * RPM])  # two windows' worth of calls
+    assert min(split[0], split[1]) >= 0.8 * max(split.values()), split

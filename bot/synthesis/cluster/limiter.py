@@ -14,11 +14,23 @@ figure counts on top, so each is admitted against the same rate. Refused by a fu
 a process also hears how many more of its starts it holds than an even share, so that one
 ahead lets the others take the next slot (`Scheduler._turn_delay`).
 
+Slots free together (a window's burst leaving at once, a restarted Redis) go to whoever asks
+first, and the first would take them all. So a process that already holds an even share of
+the rate among the processes that asked lately (`askers`, below), asking for a free slot,
+is refused for one turn (`YIELD_TURN` of the interval between two starts): one whose turn it
+is takes the slot meanwhile; if nobody does, it takes it on its next ask. Alone, or below an
+even share, nobody waits.
+
+Every answer also says how many processes asked within the last two spans (the asker
+included; a set of one entry per process, so it costs a few O(log n) steps, no walk): a busy
+process asks at least once a span, so each remembers how many shared the key lately, and
+paces at its share of it if Redis stops answering (`scheduler/share.py`).
+
 A process that dies holds nothing for long: its slots are starts the server counted too, so
 they count for one span and then leave the window like anyone's, and every key carries an
-expiry (the window a span after its last start, the pause at its end, the learned rate after
-the longest hold a process may wait before probing from it), so Redis holds nothing for a
-cluster that stopped.
+expiry (the window a span after its last start, the askers two spans after the last ask, the
+pause at its end, the learned rate after the longest hold a process may wait before probing
+from it), so Redis holds nothing for a cluster that stopped.
 
 Keys are named after a hash of the API key (never the key itself), in one Redis Cluster hash
 slot (`{...}`) so the script may touch them all: two bots on two keys share one Redis safely.
@@ -41,44 +53,66 @@ from bot.config import DEFAULT_NAMESPACE, namespace_problem
 from bot.synthesis.cluster.link import RedisLink
 from bot.synthesis.scheduler.gate import Admission
 
-__all__ = ["DEFAULT_NAMESPACE", "RedisLimiter", "key_prefix"]
+__all__ = ["DEFAULT_NAMESPACE", "YIELD_TURN", "RedisLimiter", "key_prefix"]
+
+#: A process that holds an even share of the rate, asking for a free slot while another
+#: process asked lately, waits this share of the interval between two starts for it first.
+YIELD_TURN = 0.1
 
 _NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-#: KEYS: starts (zset), pause, learned. ARGV: span ms, rpm, slot id, owner (the slot id's
-#: prefix, one per process). Returns {admitted 0/1, wait ms, rpm in force, paused 0/1}, and
-#: when the window is full also the owner's starts in it, how many owners hold any, and the
-#: starts in it (a walk of at most the rate's few entries, only when refused).
+#: KEYS: starts (zset), pause, learned, askers (zset: owner -> when it last asked). ARGV: span
+#: ms, rpm, slot id, owner (the slot id's prefix, one per process), 1 to take a slot it just
+#: let go by (else 0), the turn as a share of the interval between two starts. Returns
+#: {admitted 0/1, wait ms, rpm in force, paused 0/1, owners that asked within two spans (the
+#: asker included)}, and when the window is full also the owner's starts in it, how many owners
+#: hold any, and the starts in it (a walk of at most the rate's few entries, only when refused,
+#: or when a slot is free but the asker already holds an even share of the rate: then it is
+#: refused for one turn, with no more).
 _ADMIT = (
     _NOW
     + """
 local span = tonumber(ARGV[1])
 local rpm = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[4], now, ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - 2 * span)
+redis.call('PEXPIRE', KEYS[4], 2 * span)
+local askers = redis.call('ZCARD', KEYS[4])
 local learned = tonumber(redis.call('GET', KEYS[3]) or '0')
 if learned > 0 and learned < rpm then rpm = learned end
 local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
-if paused > now then return {0, paused - now, rpm, 1} end
+if paused > now then return {0, paused - now, rpm, 1, askers} end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - span)
 local n = redis.call('ZCARD', KEYS[1])
+local function walk()
+  local mine, owners, seen = 0, 0, {}
+  for _, slot in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    local owner = string.match(slot, '^(.*)%-%d+$') or slot
+    if owner == ARGV[4] then mine = mine + 1 end
+    if not seen[owner] then
+      seen[owner] = true
+      owners = owners + 1
+    end
+  end
+  return mine, owners
+end
 if n < rpm then
+  if askers > 1 and ARGV[5] == '0' and n > 0 then
+    local mine = walk()
+    if mine * askers >= rpm then
+      return {0, math.max(1, math.floor(span / rpm * tonumber(ARGV[6]))), rpm, 0, askers}
+    end
+  end
   redis.call('ZADD', KEYS[1], now, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], span)
-  return {1, 0, rpm, 0}
+  return {1, 0, rpm, 0, askers}
 end
 local oldest = redis.call('ZRANGE', KEYS[1], n - rpm, n - rpm, 'WITHSCORES')
-local mine, owners, seen = 0, 0, {}
-for _, slot in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local owner = string.match(slot, '^(.*)%-%d+$') or slot
-  if owner == ARGV[4] then mine = mine + 1 end
-  if not seen[owner] then
-    seen[owner] = true
-    owners = owners + 1
-  end
-end
-return {0, math.max(1, tonumber(oldest[2]) + span - now), rpm, 0, mine, owners, n}
+local mine, owners = walk()
+return {0, math.max(1, tonumber(oldest[2]) + span - now), rpm, 0, askers, mine, owners, n}
 """
 )
 
@@ -143,8 +177,10 @@ class RedisLimiter:
         self._starts = prefix + "starts"
         self._pause = prefix + "pause"
         self._learned = prefix + "learned"
+        self._askers = prefix + "askers"
         self._span_ms = _ms(span)
         self._ids = itertools.count(1)
+        self._let_go = False  # the last answer was a turn let go (see the module docstring)
         self._me = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._admit = self._redis.register_script(_ADMIT)
         self._pause_script = self._redis.register_script(_PAUSE)
@@ -155,18 +191,23 @@ class RedisLimiter:
         slot = f"{self._me}-{next(self._ids)}"
         answer: Any = await self._link.run(
             lambda: self._admit(
-                keys=[self._starts, self._pause, self._learned],
-                args=[self._span_ms, rpm, slot, self._me],
+                keys=[self._starts, self._pause, self._learned, self._askers],
+                args=[self._span_ms, rpm, slot, self._me, int(self._let_go), YIELD_TURN],
             )
         )
-        admitted, wait_ms, in_force, paused, *share = (int(value) for value in answer)
+        admitted, wait_ms, in_force, paused, sharers, *share = (int(value) for value in answer)
+        # Let a slot go by for its turn: the next ask takes one if one is still free.
+        self._let_go = not admitted and not paused and not share
         if admitted:
-            return Admission(slot, rpm=in_force)
+            return Admission(slot, rpm=in_force, sharers=sharers)
         ahead = 0.0
         if share:  # the window is full: how far past an even share this process is
             mine, owners, count = share
             ahead = max(0.0, mine - count / max(1, owners))
-        return Admission(None, wait=wait_ms / 1000, rpm=in_force, paused=bool(paused), ahead=ahead)
+        wait = wait_ms / 1000
+        return Admission(
+            None, wait=wait, rpm=in_force, paused=bool(paused), ahead=ahead, sharers=sharers
+        )
 
     async def give_back(self, slot: str) -> None:
         await self._link.run(lambda: self._redis.zrem(self._starts, slot))

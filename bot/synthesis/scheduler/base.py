@@ -25,6 +25,7 @@ from bot.synthesis.scheduler.gate import Gate
 from bot.synthesis.scheduler.learn import MAX_HOLD_WINDOWS, LimitLearner
 from bot.synthesis.scheduler.plan import LatencyEstimate, Planner, concurrency_limit, plan
 from bot.synthesis.scheduler.queue import FairQueue
+from bot.synthesis.scheduler.share import SHARE_MEMORY_WINDOWS, Sharers
 from bot.synthesis.scheduler.tally import QUEUE_WAIT_BUCKETS, Tally
 from bot.synthesis.scheduler.ticket import Attempt, Ticket
 from bot.synthesis.scheduler.window import RateWindow
@@ -72,6 +73,8 @@ class SchedulerBase:
         #: This process's latest change of the cluster's rate, on its way to Redis: until it
         #: lands, the rate Redis answers is the one it replaces.
         self._rate_news: asyncio.Task[None] | None = None
+        #: How many processes shared the key lately: this one's share if Redis goes away.
+        self._sharers = Sharers(SHARE_MEMORY_WINDOWS * self.config.window)
 
         self._queue = FairQueue()
         self._window = RateWindow(self.config, shared=gate is not None)
@@ -161,6 +164,28 @@ class SchedulerBase:
         keep = MAX_HOLD_WINDOWS * self.config.window + extra
         news = self._gate.learned(rpm, keep) if rpm < was else self._gate.raised(was, rpm, keep)
         self._rate_news = self._tell_cluster(news, "the learned limit")
+
+    def _go_alone(self, exc: BaseException) -> None:
+        """The shared window cannot be reached: pace alone, at this process's share of the
+        rate in force (see `share.py`), until it answers again. Told once per outage."""
+        rpm = self._window.rpm
+        share, sharers = self._sharers.share(rpm, self._clock.now())
+        memory = SHARE_MEMORY_WINDOWS * self.config.window
+        self._learner.part(share, self._clock.now(), hold=memory)
+        if sharers > 1:
+            self._window.rpm = self._learner.rpm  # told below, with why
+            self._planner.changed()
+            pacing = f"at {share} of {rpm} calls per {self.config.window:g} s, its share of "
+            pacing += f"{sharers} processes"
+        else:
+            pacing = f"at {rpm} calls per {self.config.window:g} s (no other process used "
+            pacing += "the key lately)"
+        log.warning(
+            "The rate window shared with other processes cannot be reached (%s); pacing this "
+            "process alone until it can, %s",
+            str(exc) or type(exc).__name__,
+            pacing,
+        )
 
     def _follow_cluster(self, rpm: int, now: float, *, rejoined: bool) -> None:
         """The shared window paces the cluster at `rpm`: pace there too. Just back after an

@@ -376,8 +376,9 @@ class Scheduler(SchedulerFailures):
         """The shared window's answer; while it cannot be had, this process's own window's.
 
         Redis down (or slower than `REDIS_BUDGET`) must not silence every server: each process
-        then paces itself at SEGMIND_RPM as a lone bot does, a 429 from the key pauses it as
-        usual, and the shared window takes over again as soon as it answers.
+        then paces itself as a lone bot does, at its share of the key (`_go_alone`), a 429
+        from the key pauses it as usual, and the shared window takes over again as soon as
+        it answers. Every answer tells how many processes share the key, for that share.
         """
         assert self._gate is not None
         try:
@@ -386,18 +387,16 @@ class Scheduler(SchedulerFailures):
         except Exception as exc:
             if not self._gate_down:
                 self._gate_down = True
-                self._learner.part()
-                log.warning(
-                    "The rate window shared with other processes cannot be reached (%s); "
-                    "pacing this process alone until it can",
-                    exc or type(exc).__name__,
-                )
+                self._go_alone(exc)
             return Admission(LOCAL_SLOT)
         rejoined, self._gate_down = self._gate_down, False
+        now = self._clock.now()
+        if admission.sharers is not None:
+            self._sharers.heard(admission.sharers, now)
         if rejoined:
             log.info("The rate window shared with other processes answers again")
         if admission.rpm is not None:
-            self._follow_cluster(admission.rpm, self._clock.now(), rejoined=rejoined)
+            self._follow_cluster(admission.rpm, now, rejoined=rejoined)
         return admission
 
     def _tell_listeners(self, until: float | None) -> float | None:

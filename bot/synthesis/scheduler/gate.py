@@ -39,6 +39,9 @@ class Admission:
     #: Refused by a full window: how many more of its starts this process holds than an even
     #: share among the processes holding any (0 if no more), so it lets the others go first.
     ahead: float = 0.0
+    #: Processes that asked for a slot within the last two spans, this one included (None:
+    #: not counted): its share of the key, should Redis stop answering.
+    sharers: int | None = None
 
 
 class Gate(Protocol):

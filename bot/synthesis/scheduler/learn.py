@@ -55,13 +55,16 @@ timing however few calls this process made, and a second event is cut by the fac
 
 The cluster has one rate, held in Redis: while its shared window answers (`shared`), the
 rate is the cluster's (`follow`), and what this process learns is shared with the others.
-While Redis is out of reach, each process paces alone at the rate it had, and the other
-processes' calls, still made on the key, come back to it as 429s: a limit lowered then is
-**provisional**, the key's limit as one process's share of it. It paces that process until
+While Redis is out of reach, each process paces alone, and the other processes' calls,
+still made on the key, come back to it as 429s. So each starts alone at its share of the rate
+(`part`: the rate over how many processes shared the key lately, see `share.py`) and probes
+upward from it as from any lowered rate. That share, and a limit lowered then, are
+**provisional**: the key's limit as one process's share of it. It paces that process until
 the shared window answers again, and is then dropped for the cluster's rate (`rejoin`); it
 is never shared nor reported. For one window after that, the key still counts calls the
-processes paced alone, so a refusal whose window reaches back into the outage is no evidence
-about the cluster's rate either: its pause is honoured, the rate kept.
+processes paced alone: each keeps pacing at its rate from alone for that window (the shared
+window never saw those calls), and a refusal whose window reaches back into the outage is no
+evidence about the cluster's rate either: its pause is honoured, the rate kept.
 
 Pure bookkeeping: no asyncio and no clock of its own; callers pass the time in.
 """
@@ -116,6 +119,9 @@ class LimitLearner:
         #: The rate was changed while the shared window was out of reach (see the docstring).
         self.provisional = False
         self._shared_since = -math.inf  # when the shared window last came back
+        #: Until then the rate paced alone is kept, the shared window back (see `rejoin`).
+        self._settled_at = -math.inf
+        self._long_hold = False  # the hold is a share's first (see `part`)
 
     @property
     def hold(self) -> float:
@@ -198,7 +204,8 @@ class LimitLearner:
             self._probing = False
             cap = MAX_HOLD_WINDOWS * self._config.window
             self._hold = min(cap, 2 * self._hold)
-            if not self._reported and target < self._config.rpm and self.shared:
+            known = self.shared and not self.provisional  # not a rate from alone
+            if not self._reported and target < self._config.rpm and known:
                 self._reported = True
                 self.report = target
         if target < self.rpm:
@@ -221,6 +228,11 @@ class LimitLearner:
         (the hold starts now). True if the rate changed.
         """
         rpm = max(1, min(self._config.rpm, rpm))
+        if now < self._settled_at:  # still pacing at the rate from alone (see `rejoin`),
+            if rpm >= self.rpm:  # unless the cluster's is lower
+                return False
+        else:
+            self.provisional = False
         if rpm == self.rpm:
             return False
         self.rpm = rpm
@@ -228,21 +240,48 @@ class LimitLearner:
         self._saturated = False
         return True
 
-    def part(self) -> None:
-        """The shared window cannot be reached: what is learned from now on is provisional."""
+    def part(self, share: int | None = None, now: float = 0.0, hold: float = 0.0) -> None:
+        """The shared window cannot be reached: what is learned from now on is provisional.
+
+        `share` is this process's share of the rate (`share.py`): paced there, alone, from
+        `now`, provisionally too, and probed upward from after `hold` seconds (at least the
+        usual hold), so a process whose peers are gone as well regains the key. Its peers,
+        if they are there, start theirs at the same moment: probing as soon as the usual
+        hold allows, they would all probe together, each past its share, and the key refuse
+        them all; held as long as the count of peers is remembered, the probes come only
+        when the process would have taken the whole key anyway.
+        """
         self.shared = False
+        if share is None or share >= self.rpm:
+            return
+        self.rpm = max(1, share)
+        self.provisional = True
+        self._changed_at = now
+        self._saturated = False
+        self._excused = False
+        self._probing = False
+        self._hold = max(hold, self._config.penalty_seconds)
+        self._long_hold = True  # the probes after the first come at the usual pace
 
     def rejoin(self, rpm: int, now: float) -> bool:
         """The shared window answers again, pacing the cluster at `rpm`: drop what was learned
-        alone (its rate, a report not yet taken, a probe, a lengthened hold) and follow it.
-        True if the rate changed."""
+        alone (a report not yet taken, a probe, a lengthened hold) and follow it.
+
+        A rate paced alone (a share, a limit learned alone) is kept one more window first: the
+        key still counts the calls each process made alone, which the shared window never saw
+        (a restarted Redis saw none at all), so the whole rate at once would go out on top of
+        them; and each process starting the window again at its share starts it evenly split.
+        True if the rate changed.
+        """
         self.shared = True
         self._shared_since = now
-        if self.provisional:
-            self.provisional = False
+        if self.provisional:  # until `follow` takes the cluster's rate
             self.report = None
             self._probing = False
             self._hold = self._config.penalty_seconds
+            self._long_hold = False
+            self._settled_at = now + self._config.span
+            return False
         return self.follow(rpm, now)
 
     def hold_from(self, moment: float) -> None:
@@ -255,16 +294,20 @@ class LimitLearner:
         Also reports (once) a lowered rate that has held for a whole span: by then the
         refusals that lowered it have all come back, so the figure is the settled one.
         """
+        if now < self._settled_at:
+            return False  # just back from an outage: the cluster's rate comes next
         settled = now - self._changed_at >= self._config.span
-        if not self._reported and self.rpm < self._config.rpm and settled and self.shared:
+        known = self.shared and not self.provisional  # not a rate from alone
+        if not self._reported and self.rpm < self._config.rpm and settled and known:
             self._reported = True
             self.report = self.rpm
         if self.rpm >= self._config.rpm or now - self._changed_at < self._hold:
             return False
         if not self._saturated:
             return False
-        if self._probing:  # the last probe held: the next may come sooner
+        if self._probing or self._long_hold:  # the last probe held: the next may come sooner
             self._hold = self._config.penalty_seconds
+            self._long_hold = False
         self._probed_from = self.rpm
         self.rpm = min(self._config.rpm, self.rpm + max(1, self.rpm // 4))
         self._probing = True

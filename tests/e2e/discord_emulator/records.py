@@ -38,6 +38,8 @@ class Interaction:
     created: float
     payload: dict[str, Any]
     callback_type: int | None = None
+    #: When the bot answered it (the emulator's clock, as `created`): within Discord's 3 s.
+    answered_at: float | None = None
     original: dict[str, Any] | None = None
     deleted: bool = False
     followups: list[dict[str, Any]] = field(default_factory=list)

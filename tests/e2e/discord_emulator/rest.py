@@ -255,6 +255,7 @@ class RestApi:
             wrapped = RestRequest(record.method, record.path, {}, {}, data, record.files)
             check_message(wrapped, creating=kind == 4, upload_limit=self.emu.upload_limit)
         interaction.callback_type = kind
+        interaction.answered_at = self.emu.clock.now()
         channel_id = int(interaction.payload.get("channel_id") or 0)
         message = None
         if kind in (4, 5):

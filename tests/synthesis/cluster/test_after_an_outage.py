@@ -1,9 +1,11 @@
 """Two processes on one key, through a Redis outage and back, with a real Redis (hung with
 SIGSTOP, then resumed) and a key that really refuses calls past its limit.
 
-Alone, each process takes the other's calls for a lower limit of the key; those limits are
-its own, provisional: when the shared window answers again they are dropped, both processes
-are admitted against the one rate Redis holds, and the operator hears of no limit.
+Alone, each process paces at its share of the key (how many processes it last saw sharing
+the window), and takes the other's calls for a lower limit of the key if it knew of none;
+those limits are its own, provisional: when the shared window answers again they are
+dropped, both processes are admitted against the one rate Redis holds, and the operator hears
+of no limit.
 """
 
 from __future__ import annotations
@@ -153,6 +155,14 @@ async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
             await asyncio.sleep(0.01)
 
 
+def assert_shared_fairly_and_fully(key: Key, back: float) -> None:
+    """From the third window after `back` on, the key is used to its limit, half by each."""
+    since, end = back + 2 * WINDOW, back + 10 * WINDOW
+    mine, theirs = key.served("first", since, end), key.served("second", since, end)
+    assert mine + theirs >= 0.95 * LIMIT * 8
+    assert min(mine, theirs) >= 0.8 * max(mine, theirs), (mine, theirs)
+
+
 @pytest.mark.parametrize("kind", ["hung", "restarted"])
 async def test_after_an_outage_both_processes_share_the_key_fairly_and_fully_with_no_alert(
     redis: RedisServer, make: Make, caplog: pytest.LogCaptureFixture, kind: str
@@ -174,12 +184,50 @@ async def test_after_an_outage_both_processes_share_the_key_fairly_and_fully_wit
     await until(lambda: not first.link.down and not second.link.down)
     back = loop.time()
     await asyncio.sleep(10 * WINDOW)
-    # From the third window on, the key is used to its limit, half by each.
-    since, end = back + 2 * WINDOW, back + 10 * WINDOW
-    mine, theirs = key.served("first", since, end), key.served("second", since, end)
-    assert mine + theirs >= 0.95 * LIMIT * 8
-    assert min(mine, theirs) >= 0.8 * max(mine, theirs), (mine, theirs)
+    assert_shared_fairly_and_fully(key, back)
     assert first.scheduler.effective_rpm == second.scheduler.effective_rpm == LIMIT
     # Nobody learned a lower limit: the operator is told nothing.
     assert first.alerts == second.alerts == []
     assert not [r for r in caplog.records if "SEGMIND_RPM is" in r.getMessage()]
+
+
+@pytest.mark.parametrize("kind", ["hung", "restarted"])
+async def test_when_redis_goes_away_mid_run_each_process_paces_alone_at_its_share(
+    redis: RedisServer, make: Make, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    """Both busy through Redis, then Redis hangs (or dies, and comes back empty): each knows
+    it shared the key with one other, so alone it paces at half the rate, and the key is
+    hardly ever refused; back, the shared window splits the key evenly and fully again."""
+    caplog.set_level(logging.WARNING, logger="bot.synthesis.scheduler")
+    loop = asyncio.get_running_loop()
+    key = Key()
+    first, second = make("first", key), make("second", key)
+    first.keep_busy(2000)
+    second.keep_busy(2000)
+    await asyncio.sleep(3 * WINDOW)
+    assert not first.link.down
+    assert not second.link.down
+    outage = Outage(redis, kind)
+    away = loop.time()
+    outage.begin()
+    await until(lambda: first.link.down and second.link.down)
+    await asyncio.sleep(6 * WINDOW)
+    returning = loop.time()
+    outage.end()
+    while_alone = [status for at, _, status in key.log if away <= at < returning]
+    assert while_alone.count(429) < 0.10 * len(while_alone), (
+        while_alone.count(429),
+        len(while_alone),
+    )
+    # Still used: each at its share, then probing upward as no 429 says otherwise.
+    assert while_alone.count(200) >= 0.8 * LIMIT * 6
+    told = [r.getMessage() for r in caplog.records if "pacing this process alone" in r.getMessage()]
+    assert len(told) == 2, told  # once each
+    for line in told:
+        assert f"at {LIMIT // 2} of {LIMIT} calls per {WINDOW:g} s, its share of 2" in line
+    await until(lambda: not first.link.down and not second.link.down)
+    back = loop.time()
+    await asyncio.sleep(10 * WINDOW)
+    assert_shared_fairly_and_fully(key, back)
+    assert first.scheduler.effective_rpm == second.scheduler.effective_rpm == LIMIT
+    assert first.alerts == second.alerts == []

@@ -131,3 +131,37 @@ async def test_a_full_window_tells_a_process_how_far_past_an_even_share_it_is(
     for _ in range(2):
         await alone.admit(2)
     assert (await alone.admit(2)).ahead == 0.0  # nobody else to let go first
+
+
+async def test_every_answer_tells_how_many_processes_asked_lately(make: Make) -> None:
+    first, second = make(span=0.2), make(span=0.2)
+    assert (await first.admit(2)).sharers == 1  # alone so far
+    assert (await second.admit(2)).sharers == 2
+    assert (await first.admit(2)).sharers == 2
+    third = make(span=0.2)
+    refused = await third.admit(2)
+    assert refused.slot is None
+    assert refused.sharers == 3  # refused, it still wants the key
+    await first.pause(60.0)
+    assert (await second.admit(2)).sharers == 3  # a pause answers it too
+    await asyncio.sleep(0.45)  # two spans without asking: gone from the count
+    assert (await second.admit(2)).sharers == 1
+
+
+async def test_a_process_holding_an_even_share_lets_a_free_slot_go_by_for_one_turn(
+    make: Make,
+) -> None:
+    """Slots freed together would all go to whoever asks first."""
+    first, second = make(), make()
+    taken = await second.admit(4)  # the second asked lately...
+    assert taken.slot is not None
+    await second.give_back(taken.slot)  # ...and holds nothing now
+    assert (await first.admit(4)).slot is not None
+    assert (await first.admit(4)).slot is not None  # two of four: an even share of two
+    turn = await first.admit(4)
+    assert turn.slot is None
+    assert not turn.paused
+    assert 0 < turn.wait <= 0.1 * 60.0 / 4
+    assert (await second.admit(4)).slot is not None  # its turn: taken meanwhile
+    assert (await first.admit(4)).slot is not None  # still free after the turn: taken
+    assert (await first.admit(4)).slot is None  # full

@@ -315,7 +315,14 @@ def test_a_limit_learned_while_the_shared_window_is_out_of_reach_is_provisional(
     assert provisional(limits)
     limits.tick(200.0)
     assert reported(limits) is None  # never reported: a share, not the key's limit
-    assert limits.rejoin(20, 300.0)  # the cluster paces at 20: the share is dropped
+    # The cluster paces at 20: the share is dropped, after one more window at it (the key
+    # still counts the calls made alone, which the shared window never saw).
+    assert not limits.rejoin(20, 300.0)
+    assert not limits.follow(20, 359.0)
+    assert rate(limits) == 8
+    limits.tick(359.5)
+    assert reported(limits) is None
+    assert limits.follow(20, 361.0)
     assert rate(limits) == 20
     assert not provisional(limits)
     limits.tick(500.0)
@@ -347,3 +354,30 @@ def test_the_cluster_rate_is_followed_down_and_up() -> None:
     assert limits.follow(50, 20.0)  # the learned limit lapsed: SEGMIND_RPM, never past it
     assert rate(limits) == 20
     assert not limits.follow(20, 30.0)
+
+
+def test_alone_at_its_share_a_process_probes_upward_when_no_429_says_otherwise() -> None:
+    limits = cluster_learner()  # 20 a window, the hold two windows (120 s)
+    limits.part(10, 0.0, hold=300.0)  # one of two processes sharing the key
+    assert rate(limits) == 10
+    assert provisional(limits)
+    limits.held_back(200.0)
+    assert not limits.tick(200.0)  # not before the hold: its peer would probe too
+    limits.held_back(301.0)
+    assert limits.tick(301.0)  # its peer is gone too: the key comes back, step by step
+    assert rate(limits) == 12
+    limits.held_back(422.0)
+    assert limits.tick(422.0)  # the probe held: the next after the usual hold
+    assert rate(limits) == 15
+    assert not limits.rejoin(20, 430.0)  # one more window at its share, then the cluster's
+    assert limits.follow(20, 491.0)
+    assert rate(limits) == 20
+    assert reported(limits) is None
+
+
+def test_just_back_a_lower_cluster_rate_is_followed_at_once() -> None:
+    limits = cluster_learner()
+    limits.part(10, 0.0)
+    assert not limits.rejoin(20, 100.0)  # kept at 10 for a window
+    assert limits.follow(8, 101.0)  # another process learned 8 meanwhile: at once
+    assert rate(limits) == 8
