@@ -70,6 +70,8 @@ class SchedulerBase:
         #: The shared window, full, said to ask again no sooner than this (clock time).
         self._slot_at = -math.inf
         self._chores: set[asyncio.Task[None]] = set()  # telling the cluster, in the background
+        #: Something could not be told to the cluster since the last thing that could (told once).
+        self._unshared = False
         #: This process's latest change of the cluster's rate, on its way to Redis: until it
         #: lands, the rate Redis answers is the one it replaces.
         self._rate_news: asyncio.Task[None] | None = None
@@ -144,7 +146,12 @@ class SchedulerBase:
             try:
                 await what
             except Exception as exc:
-                log.warning("Could not share %s with the other processes: %s", action, exc)
+                # Told once until one is shared again: an outage strands every 429 after it.
+                level = logging.DEBUG if self._unshared else logging.WARNING
+                self._unshared = True
+                log.log(level, "Could not share %s with the other processes: %s", action, exc)
+            else:
+                self._unshared = False
 
         task = asyncio.get_running_loop().create_task(send(), name=f"cluster-{action}")
         self._chores.add(task)

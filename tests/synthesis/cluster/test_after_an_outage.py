@@ -225,6 +225,9 @@ async def test_when_redis_goes_away_mid_run_each_process_paces_alone_at_its_shar
     assert len(told) == 2, told  # once each
     for line in told:
         assert f"at {LIMIT // 2} of {LIMIT} calls per {WINDOW:g} s, its share of 2" in line
+    # A 429 while alone cannot be shared either: told at most once each, not once a 429.
+    unshared = [r for r in caplog.records if "Could not share" in r.getMessage()]
+    assert len(unshared) <= 2, [r.getMessage() for r in unshared]
     await until(lambda: not first.link.down and not second.link.down)
     back = loop.time()
     await asyncio.sleep(10 * WINDOW)
