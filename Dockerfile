@@ -27,6 +27,9 @@ WORKDIR /app
 # The project's own wheel is a few hundred KB; its dependencies come from the package index.
 COPY --from=build /wheels /tmp/wheels
 RUN pip install /tmp/wheels/*.whl && rm -rf /tmp/wheels
+# discord.py refuses every voice connection without davey (DAVE, Discord's end-to-end voice
+# encryption): an image without it would be a bot that never speaks, so the build stops here.
+RUN python -m discord -v | grep -q "^- davey v"
 
 RUN useradd --system --uid 10001 --home-dir /app bot \
     && mkdir -p /data && chown bot /data

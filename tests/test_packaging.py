@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -25,6 +27,19 @@ def test_the_image_checks_the_bots_real_health() -> None:
     check = re.search(r"^HEALTHCHECK .*\\\n\s+CMD (.+)$", dockerfile, re.MULTILINE)
     assert check is not None
     assert check.group(1) == '["python", "-m", "bot", "health"]'
+
+
+def test_the_image_cannot_be_built_without_davey() -> None:
+    """The build's check, run here against discord.py's own report of what it found."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    check = re.search(r'^RUN python -m discord -v \| grep -q "(.+)"$', dockerfile, re.MULTILINE)
+    assert check is not None
+    assert dockerfile.index("RUN pip install /tmp/wheels") < check.start()
+    report = subprocess.run(
+        [sys.executable, "-m", "discord", "-v"], capture_output=True, text=True, check=True
+    ).stdout
+    assert re.search(check.group(1), report, re.MULTILINE)
+    assert not re.search(check.group(1), report.replace("davey", "dave"), re.MULTILINE)
 
 
 def test_compose_restarts_the_bot_and_keeps_its_data() -> None:

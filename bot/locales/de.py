@@ -301,4 +301,7 @@ MESSAGES: dict[str, str] = {
     "deadline.too_long_one": "Die Warteschlange ist gerade zu lang, um das fertigzustellen, bevor Discords 15-minütiges Antwortfenster schließt (etwa {minutes} Min. nötig). Nichts wurde ausgegeben: Versuch einen kürzeren Text oder es in ein paar Minuten noch mal.",
     "deadline.too_long_many": "Die Warteschlange ist gerade zu lang, um {parts} Teile fertigzustellen, bevor Discords 15-minütiges Antwortfenster schließt (etwa {minutes} Min. nötig). Nichts wurde ausgegeben: Versuch einen kürzeren Text oder es in ein paar Minuten noch mal.",
     "deadline.missed": "Deine Nachricht konnte nicht innerhalb von Discords Antwortfenster erzeugt werden, deshalb wurde der Rest abgebrochen. Versuch es noch mal oder mit einem kürzeren Text.",
+    "error.paused_too_long": "Der Sprachdienst hat den Bot gebeten zu pausieren, bis sein Ratenlimit zurückgesetzt ist – länger, als eine Anfrage warten darf, deshalb wurde deine nicht gesendet. Die Sprachausgabe ist voraussichtlich gegen {clock} UTC wieder da (in {minutes} Min.); versuch es dann noch mal.",
+    "voice.stage_cannot_speak": "Ich kann auf {channel} nicht zum Sprecher werden: Eine Stage-Moderation muss mich zum Sprechen einladen (oder mir dort die Berechtigung „Mitglieder stummschalten“ geben).",
+    "voice.stage_hand_raised": "Ich habe auf {channel} die Hand gehoben: Eine Stage-Moderation muss mich zum Sprechen einladen, bevor mich jemand hört.",
 }

@@ -316,4 +316,7 @@ MESSAGES: dict[str, str] = {
     "deadline.too_long_one": "The speech queue is too long right now to make it before Discord's 15-minute reply window closes (about {minutes} min needed). Nothing was spent: try a shorter text, or again in a few minutes.",
     "deadline.too_long_many": "The speech queue is too long right now to make {parts} parts before Discord's 15-minute reply window closes (about {minutes} min needed). Nothing was spent: try a shorter text, or again in a few minutes.",
     "deadline.missed": "Your message could not be made within Discord's reply window, so the rest of it was cancelled. Please try again, or a shorter text.",
+    "error.paused_too_long": "The speech service has asked the bot to pause until it resets its rate limit, longer than a request may wait, so yours was not sent. Speech is expected back at about {clock} UTC (in {minutes} min); please try again then.",
+    "voice.stage_cannot_speak": "I can't become a speaker on {channel}: a stage moderator must invite me to speak (or give me the Mute Members permission there).",
+    "voice.stage_hand_raised": "I raised my hand on {channel}: a stage moderator must invite me to speak before anyone hears me.",
 }

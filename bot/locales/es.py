@@ -301,4 +301,7 @@ MESSAGES: dict[str, str] = {
     "deadline.too_long_one": "La cola de voz es demasiado larga ahora para hacerlo antes de que se cierre la ventana de respuesta de 15 minutos de Discord (hacen falta unos {minutes} min). No se gastó nada: prueba un texto más corto o vuelve a intentarlo en unos minutos.",
     "deadline.too_long_many": "La cola de voz es demasiado larga ahora para hacer {parts} partes antes de que se cierre la ventana de respuesta de 15 minutos de Discord (hacen falta unos {minutes} min). No se gastó nada: prueba un texto más corto o vuelve a intentarlo en unos minutos.",
     "deadline.missed": "Tu mensaje no se pudo generar dentro de la ventana de respuesta de Discord, así que se canceló el resto. Inténtalo de nuevo, o con un texto más corto.",
+    "error.paused_too_long": "El servicio de voz pidió al bot que se detuviera hasta que se restablezca su límite, más de lo que puede esperar una solicitud, así que la tuya no se envió. Se espera que la voz vuelva hacia las {clock} UTC (en {minutes} min); inténtalo de nuevo entonces.",
+    "voice.stage_cannot_speak": "No puedo hablar en {channel}: un moderador del escenario debe invitarme a hablar (o darme allí el permiso Silenciar miembros).",
+    "voice.stage_hand_raised": "Levanté la mano en {channel}: un moderador del escenario debe invitarme a hablar antes de que alguien me oiga.",
 }

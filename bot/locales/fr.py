@@ -301,4 +301,7 @@ MESSAGES: dict[str, str] = {
     "deadline.too_long_one": "La file d'attente est trop longue pour le faire avant la fin de la fenêtre de réponse de 15 minutes de Discord (environ {minutes} min nécessaires). Rien n'a été dépensé : essaie un texte plus court, ou réessaie dans quelques minutes.",
     "deadline.too_long_many": "La file d'attente est trop longue pour faire {parts} parties avant la fin de la fenêtre de réponse de 15 minutes de Discord (environ {minutes} min nécessaires). Rien n'a été dépensé : essaie un texte plus court, ou réessaie dans quelques minutes.",
     "deadline.missed": "Ton message n'a pas pu être créé dans la fenêtre de réponse de Discord, la suite a donc été annulée. Réessaie, ou avec un texte plus court.",
+    "error.paused_too_long": "Le service vocal a demandé au bot de faire une pause jusqu'à la remise à zéro de sa limite, plus longtemps qu'une demande ne peut attendre : la tienne n'a donc pas été envoyée. La voix devrait revenir vers {clock} UTC (dans {minutes} min) ; réessaie à ce moment-là.",
+    "voice.stage_cannot_speak": "Je ne peux pas devenir intervenant sur {channel} : un modérateur de la conférence doit m'inviter à parler (ou me donner la permission « Rendre les membres muets » là-bas).",
+    "voice.stage_hand_raised": "J'ai levé la main sur {channel} : un modérateur de la conférence doit m'inviter à parler avant que quiconque m'entende.",
 }

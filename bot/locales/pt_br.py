@@ -301,4 +301,7 @@ MESSAGES: dict[str, str] = {
     "deadline.too_long_one": "A fila de fala está longa demais agora para terminar antes de a janela de resposta de 15 minutos do Discord fechar (cerca de {minutes} min necessários). Nada foi gasto: tente um texto mais curto, ou de novo em alguns minutos.",
     "deadline.too_long_many": "A fila de fala está longa demais agora para fazer {parts} partes antes de a janela de resposta de 15 minutos do Discord fechar (cerca de {minutes} min necessários). Nada foi gasto: tente um texto mais curto, ou de novo em alguns minutos.",
     "deadline.missed": "Sua mensagem não pôde ser gerada dentro da janela de resposta do Discord, então o resto foi cancelado. Tente de novo, ou com um texto mais curto.",
+    "error.paused_too_long": "O serviço de voz pediu ao bot para pausar até redefinir seu limite, por mais tempo do que um pedido pode esperar, então o seu não foi enviado. A fala deve voltar por volta das {clock} UTC (em {minutes} min); tente de novo nesse horário.",
+    "voice.stage_cannot_speak": "Não consigo virar orador em {channel}: um moderador do palco precisa me convidar para falar (ou me dar a permissão Silenciar membros lá).",
+    "voice.stage_hand_raised": "Levantei a mão em {channel}: um moderador do palco precisa me convidar para falar antes que alguém me ouça.",
 }

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 import discord
 
 from bot.errors import BotError, ChannelFullError, VoicePermissionError
+from bot.locales import line
 from bot.playback.dave import DAVE_LOST, DaveVoiceClient
 from bot.playback.player import GuildPlayer, Utterance, wait_until_connected
 from bot.playback.source import dave_supported
@@ -180,14 +181,8 @@ class VoiceManager:
             await me.request_to_speak()
         except discord.HTTPException as exc:
             log.info("Guild %s: could not speak on the stage: %s", channel.guild.id, exc)
-            return (
-                f"I can't become a speaker on {channel.mention}: a stage moderator must invite "
-                "me to speak (or give me the Mute Members permission there)."
-            )
-        return (
-            f"I raised my hand on {channel.mention}: a stage moderator must invite me to speak "
-            "before anyone hears me."
-        )
+            return line("voice.stage_cannot_speak", channel=channel.mention)
+        return line("voice.stage_hand_raised", channel=channel.mention)
 
     async def leave(self, guild: discord.Guild, reason: str = "asked") -> bool:
         """Close the player and disconnect; True if there was something to leave.

@@ -15,20 +15,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from bot.errors import RequestExpiredError
+from bot.locales import line
 from bot.synthesis.scheduler.ticket import Ticket
 
-__all__ = ["PausedTooLongError", "cannot_make_it", "describe_wait"]
-
-
-def describe_wait(seconds: float) -> str:
-    """'in 40 s', 'in 15 min', 'in 2 h 5 min': a wait as a member reads it, rounded up."""
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return f"in {math.ceil(seconds)} s"
-    minutes = math.ceil(seconds / 60)
-    if minutes < 90:
-        return f"in {minutes} min"
-    return f"in {minutes // 60} h {minutes % 60} min"
+__all__ = ["PausedTooLongError", "cannot_make_it"]
 
 
 class PausedTooLongError(RequestExpiredError):
@@ -44,13 +34,10 @@ class PausedTooLongError(RequestExpiredError):
         self.wait = max(0.0, wait)
         self.resume_at = now + self.wait
         clock = datetime.fromtimestamp(self.resume_at, UTC).strftime("%H:%M")
-        when = f"at about {clock} UTC ({describe_wait(self.wait)})"
         super().__init__(
             f"the speech service paused calls for {self.wait:.0f} s, past this request's deadline",
-            user_message=(
-                "The speech service has asked the bot to pause until it resets its rate limit, "
-                f"longer than a request may wait, so yours was not sent. Speech is expected back "
-                f"{when}; please try again then."
+            user_message=line(
+                "error.paused_too_long", clock=clock, minutes=max(1, math.ceil(self.wait / 60))
             ),
         )
 

@@ -14,7 +14,7 @@ import pytest
 from bot.errors import RequestExpiredError
 from bot.speech.access import Requester
 from bot.synthesis.scheduler import Scheduler, SchedulerConfig, Ticket
-from bot.synthesis.scheduler.deadline import PausedTooLongError, describe_wait
+from bot.synthesis.scheduler.deadline import PausedTooLongError
 from tests.synthesis.scheduler.fakes import (
     AUDIO,
     Build,
@@ -93,7 +93,9 @@ async def test_a_reset_past_every_deadline_ends_everyone_at_once(clock: FakeCloc
         await scheduler.close(grace=0)
 
 
-def test_waits_are_described_as_a_member_reads_them() -> None:
-    assert describe_wait(40.2) == "in 41 s"
-    assert describe_wait(600) == "in 10 min"
-    assert describe_wait(3 * 3600 + 301) == "in 3 h 6 min"
+def test_the_pause_is_told_in_the_members_language() -> None:
+    error = PausedTooLongError(90 * 60 + 1, wall_now=WALL)
+    back = datetime.fromtimestamp(WALL + 90 * 60 + 1, UTC).strftime("%H:%M")
+    assert f"at about {back} UTC (in 91 min)" in error.localized("en-US")
+    assert f"gegen {back} UTC wieder da (in 91 Min.)" in error.localized("de")
+    assert f"{back} UTC ごろ（91 分後）" in error.localized("ja")
