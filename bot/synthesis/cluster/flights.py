@@ -42,7 +42,7 @@ from bot.synthesis.cluster.clips import (
     decode_audio,
     encode_audio,
 )
-from bot.synthesis.cluster.link import RedisLink
+from bot.synthesis.cluster.link import OutageNotice, RedisLink
 
 __all__ = ["RedisClaim", "RedisFlights", "SoloClaim"]
 
@@ -218,7 +218,12 @@ class RedisFlights:
         self._poll_script = redis.register_script(_POLL)
         self._waiting: dict[str, list[asyncio.Future[Audio | RedisClaim | SoloClaim]]] = {}
         self._poller: asyncio.Task[None] | None = None
-        self._down = False
+        self._notice = OutageNotice(
+            log,
+            lost="Redis is unreachable, so identical calls are no longer shared with the other "
+            "processes (each calls alone until it is back): %s",
+            back="Redis is back: identical calls are shared with the other processes again",
+        )
         self._chores: set[asyncio.Task[None]] = set()
         #: Rounds of polling for answers (tests watch waiters stop).
         self.polls = 0
@@ -281,10 +286,10 @@ class RedisFlights:
                     )
                 )
             except Exception as exc:  # everyone waiting calls alone
-                self._unreachable(exc)
+                self._notice.lost(exc)
                 answers = [[3]] * len(keys)
             else:
-                self._reachable()
+                self._notice.back()
             for key, token, answer in zip(keys, tokens, answers, strict=True):
                 self._deliver(key, token, answer)
 
@@ -320,9 +325,9 @@ class RedisFlights:
             self._later(self._release(key, token))
             raise
         except Exception as exc:
-            self._unreachable(exc)
+            self._notice.lost(exc)
             return SoloClaim()
-        self._reachable()
+        self._notice.back()
         if int(answer[0]) == 2:
             return RedisClaim(self, key, token)
         if int(answer[0]) == 1:
@@ -406,17 +411,3 @@ class RedisFlights:
             await asyncio.gather(self._poller, return_exceptions=True)
         while self._chores:
             await asyncio.gather(*list(self._chores), return_exceptions=True)
-
-    def _unreachable(self, exc: BaseException) -> None:
-        if not self._down:
-            self._down = True
-            log.warning(
-                "Redis is unreachable, so identical calls are no longer shared with the other "
-                "processes (each calls alone until it is back): %s",
-                exc or type(exc).__name__,
-            )
-
-    def _reachable(self) -> None:
-        if self._down:
-            self._down = False
-            log.info("Redis is back: identical calls are shared with the other processes again")

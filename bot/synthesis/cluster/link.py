@@ -29,7 +29,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from bot.errors import SettingsError
 from bot.synthesis.scheduler.gate import REDIS_BUDGET
 
-__all__ = ["REDIS_BUDGET", "RedisDown", "RedisLink", "check_redis", "open_link", "safe_url"]
+__all__ = [
+    "REDIS_BUDGET",
+    "OutageNotice",
+    "RedisDown",
+    "RedisLink",
+    "check_redis",
+    "open_link",
+    "safe_url",
+]
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +185,28 @@ async def _first_contact(redis: Redis, url: str, budget: float) -> BaseException
 
 def _describe(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class OutageNotice:
+    """One part of the cluster's word on an outage: `lost` (a %s template for the reason) once
+    as it starts, `back` once as it ends, however many round trips fail in between. Each part
+    says what the outage costs it, since that is what an operator reading the log acts on."""
+
+    def __init__(self, logger: logging.Logger, *, lost: str, back: str) -> None:
+        self._log = logger
+        self._lost = lost
+        self._back = back
+        self.down = False
+
+    def lost(self, exc: BaseException) -> None:
+        if not self.down:
+            self.down = True
+            self._log.warning(self._lost, _describe(exc))
+
+    def back(self) -> None:
+        if self.down:
+            self.down = False
+            self._log.info(self._back)
 
 
 def safe_url(url: str) -> str:

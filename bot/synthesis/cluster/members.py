@@ -29,7 +29,7 @@ from typing import Any
 
 from bot.errors import BotError, CooldownError, QueueFullError
 from bot.speech.access import Requester
-from bot.synthesis.cluster.link import RedisLink
+from bot.synthesis.cluster.link import OutageNotice, RedisLink
 from bot.synthesis.scheduler import Ticket
 
 __all__ = ["PEEK_BUDGET", "ClusterTurn", "RedisTurns"]
@@ -135,7 +135,12 @@ class RedisTurns:
         self._take = redis.register_script(_TAKE)
         self._give_back = redis.register_script(_GIVE_BACK)
         self._peek = redis.register_script(_PEEK)
-        self._down = False
+        self._notice = OutageNotice(
+            log,
+            lost="Redis is unreachable, so cooldowns and waiting caps are this process's own "
+            "until it is back: %s",
+            back="Redis is back: cooldowns and waiting caps count every process again",
+        )
         self._chores: set[asyncio.Task[None]] = set()
 
     def _keys(self, user_id: int) -> list[str]:
@@ -179,9 +184,9 @@ class RedisTurns:
             self._later(self._end(requester.user_id, token, cooldown > 0))
             raise
         except Exception as exc:
-            self._unreachable(exc)
+            self._notice.lost(exc)
             return _NO_TURN
-        self._reachable()
+        self._notice.back()
         outcome = int(answer[0])
         if outcome == 1:
             raise CooldownError(int(answer[1]) / 1000)
@@ -201,7 +206,7 @@ class RedisTurns:
         except TimeoutError:  # slow, not (yet) down: asked again when the call is queued
             return None
         except Exception as exc:
-            self._unreachable(exc)
+            self._notice.lost(exc)
             return None
         left, waiting = int(answer[0]), int(answer[1])
         if self._length(requester) > 0 and left > 0:
@@ -226,17 +231,3 @@ class RedisTurns:
         """Wait for the turns being ended in Redis (shutdown, tests)."""
         while self._chores:
             await asyncio.gather(*list(self._chores), return_exceptions=True)
-
-    def _unreachable(self, exc: BaseException) -> None:
-        if not self._down:
-            self._down = True
-            log.warning(
-                "Redis is unreachable, so cooldowns and waiting caps are this process's own "
-                "until it is back: %s",
-                " ".join(str(exc).split()) or type(exc).__name__,
-            )
-
-    def _reachable(self) -> None:
-        if self._down:
-            self._down = False
-            log.info("Redis is back: cooldowns and waiting caps count every process again")

@@ -15,6 +15,7 @@ import logging
 from bot.audio import Audio
 from bot.synthesis.cache import Cache, CacheStats
 from bot.synthesis.cluster.clips import SharedClips, decode_audio, encode_audio
+from bot.synthesis.cluster.link import OutageNotice
 
 __all__ = ["SharedCache", "decode_audio", "encode_audio"]
 
@@ -27,7 +28,12 @@ class SharedCache:
     def __init__(self, local: Cache, clips: SharedClips) -> None:
         self._local = local
         self.clips = clips
-        self._down = False
+        self._notice = OutageNotice(
+            log,
+            lost="The shared audio cache in Redis cannot be reached (%s); using this process's "
+            "own cache until it answers",
+            back="The shared audio cache in Redis answers again",
+        )
         #: Lookups the shared tier answered (the local tiers counted them as misses).
         self.shared_hits = 0
 
@@ -38,9 +44,9 @@ class SharedCache:
         try:
             audio = await self.clips.fetch(key)
         except Exception as exc:
-            self._unreachable(exc)
+            self._notice.lost(exc)
             return None
-        self._reachable()
+        self._notice.back()
         if audio is None:
             return None
         self.shared_hits += 1
@@ -54,24 +60,10 @@ class SharedCache:
         try:
             await self.clips.store(key, audio)
         except Exception as exc:
-            self._unreachable(exc)
+            self._notice.lost(exc)
             return
-        self._reachable()
+        self._notice.back()
 
     @property
     def stats(self) -> CacheStats:
         return self._local.stats
-
-    def _unreachable(self, exc: BaseException) -> None:
-        if not self._down:
-            self._down = True
-            log.warning(
-                "The shared audio cache in Redis cannot be reached (%s); using this process's "
-                "own cache until it answers",
-                " ".join(str(exc).split()) or type(exc).__name__,
-            )
-
-    def _reachable(self) -> None:
-        if self._down:
-            self._down = False
-            log.info("The shared audio cache in Redis answers again")
