@@ -373,7 +373,11 @@ async def test_through_a_redis_outage_the_shards_pace_at_their_share_then_split_
     away = len(segmind.requests)
     redis.hang()
     await busy(6)
-    await asyncio.sleep(2.5)  # past a round trip's budget: both shards are alone
+    # Past a round trip's budget, each shard finds itself alone (a stop would let the hung
+    # server answer what it holds first, so wait to see it rather than sleep a guess).
+    await cluster.wait(
+        lambda: all("pacing this process alone" in bot.log() for bot in cluster.bots.values())
+    )
     port = redis.port
     await asyncio.to_thread(redis.stop)
     await asyncio.to_thread(redis.start, port)
