@@ -287,6 +287,8 @@ MESSAGES: dict[str, str] = {
     "playback.warning": "⚠️ {message}",
     "playback.part_failed": "⚠️ Teil {part} deiner Nachricht konnte nicht erzeugt werden: {message}",
     "playback.connection_lost": "Ich habe die Sprachverbindung verloren und nicht zurückbekommen, deshalb wurde deine Nachricht nicht abgespielt.",
+    "playback.disconnected": "Ich wurde vom Sprachkanal getrennt, deshalb wurde deine Nachricht nicht abgespielt.",
+    "playback.dave_lost": "Ich konnte die Ende-zu-Ende-Verschlüsselung des Sprachkanals nicht aufrechterhalten, deshalb habe ich ihn verlassen und deine Nachricht wurde nicht abgespielt. Schick sie noch mal, dann komme ich wieder.",
     "playback.stage_wait_over": "Kein Stage-Moderator hat mich innerhalb von {wait} zum Sprechen eingeladen, deshalb wurde deine Nachricht nicht abgespielt.",
     "narration.not_read": "📕 Einige Nachrichten hier wurden nicht vorgelesen: {reason}",
     "narration.unexpected": "bei mir ist etwas schiefgelaufen (Ref. `{ref}`).",

@@ -301,6 +301,8 @@ MESSAGES: dict[str, str] = {
     "playback.warning": "⚠️ {message}",
     "playback.part_failed": "⚠️ Part {part} of your message could not be made: {message}",
     "playback.connection_lost": "I lost the voice connection and could not get it back, so your message was not played.",
+    "playback.disconnected": "I was disconnected from the voice channel, so your message was not played.",
+    "playback.dave_lost": "I couldn't keep the voice channel's end-to-end encryption working, so I left it and your message was not played. Send it again and I'll rejoin.",
     "playback.stage_wait_over": "No stage moderator invited me to speak within {wait}, so your message was not played.",
     "narration.not_read": "📕 Some messages here were not read aloud: {reason}",
     "narration.unexpected": "something went wrong on my side (ref `{ref}`).",

@@ -287,6 +287,8 @@ MESSAGES: dict[str, str] = {
     "playback.warning": "⚠️ {message}",
     "playback.part_failed": "⚠️ No se pudo generar la parte {part} de tu mensaje: {message}",
     "playback.connection_lost": "Perdí la conexión de voz y no pude recuperarla, así que tu mensaje no se reprodujo.",
+    "playback.disconnected": "Me desconectaron del canal de voz, así que tu mensaje no se reprodujo.",
+    "playback.dave_lost": "No pude mantener el cifrado de extremo a extremo del canal de voz, así que salí y tu mensaje no se reprodujo. Envíalo de nuevo y volveré a entrar.",
     "playback.stage_wait_over": "Ningún moderador del escenario me invitó a hablar en {wait}, así que tu mensaje no se reprodujo.",
     "narration.not_read": "📕 Algunos mensajes de aquí no se leyeron en voz alta: {reason}",
     "narration.unexpected": "algo salió mal por mi parte (ref. `{ref}`).",

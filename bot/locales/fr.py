@@ -287,6 +287,8 @@ MESSAGES: dict[str, str] = {
     "playback.warning": "⚠️ {message}",
     "playback.part_failed": "⚠️ La partie {part} de ton message n'a pas pu être créée : {message}",
     "playback.connection_lost": "J'ai perdu la connexion vocale sans pouvoir la retrouver, ton message n'a donc pas été joué.",
+    "playback.disconnected": "J'ai été déconnecté du salon vocal, ton message n'a donc pas été lu.",
+    "playback.dave_lost": "Je n'ai pas pu maintenir le chiffrement de bout en bout du salon vocal, je l'ai donc quitté et ton message n'a pas été lu. Renvoie-le et je reviendrai.",
     "playback.stage_wait_over": "Aucun modérateur de la scène ne m'a invité à parler dans les {wait}, ton message n'a donc pas été joué.",
     "narration.not_read": "📕 Certains messages ici n'ont pas été lus à voix haute : {reason}",
     "narration.unexpected": "quelque chose s'est mal passé de mon côté (réf. `{ref}`).",

@@ -287,6 +287,8 @@ MESSAGES: dict[str, str] = {
     "playback.warning": "⚠️ {message}",
     "playback.part_failed": "⚠️ メッセージの {part} 件目を作れませんでした：{message}",
     "playback.connection_lost": "ボイス接続が切れて戻らなかったため、メッセージは再生されませんでした。",
+    "playback.disconnected": "ボイスチャンネルから切断されたため、メッセージは再生されませんでした。",
+    "playback.dave_lost": "ボイスチャンネルのエンドツーエンド暗号化を維持できなかったため退出し、メッセージは再生されませんでした。もう一度送ってくれれば再参加します。",
     "playback.stage_wait_over": "{wait}以内にステージのモデレーターから発言の招待がなかったため、メッセージは再生されませんでした。",
     "narration.not_read": "📕 ここでは読み上げられなかったメッセージがあります：{reason}",
     "narration.unexpected": "こちら側で問題が発生しました（参照 `{ref}`）。",

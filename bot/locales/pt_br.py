@@ -287,6 +287,8 @@ MESSAGES: dict[str, str] = {
     "playback.warning": "⚠️ {message}",
     "playback.part_failed": "⚠️ A parte {part} da sua mensagem não pôde ser gerada: {message}",
     "playback.connection_lost": "Perdi a conexão de voz e não consegui recuperá-la, então sua mensagem não foi tocada.",
+    "playback.disconnected": "Fui desconectado do canal de voz, então sua mensagem não foi reproduzida.",
+    "playback.dave_lost": "Não consegui manter a criptografia de ponta a ponta do canal de voz, então saí dele e sua mensagem não foi reproduzida. Envie de novo e eu volto.",
     "playback.stage_wait_over": "Nenhum moderador do palco me convidou para falar em {wait}, então sua mensagem não foi tocada.",
     "narration.not_read": "📕 Algumas mensagens aqui não foram lidas em voz alta: {reason}",
     "narration.unexpected": "algo deu errado do meu lado (ref. `{ref}`).",

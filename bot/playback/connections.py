@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 VoiceTarget = discord.VoiceChannel | discord.StageChannel
 
 #: Told to members whose messages were waiting when someone disconnected the bot.
-DISCONNECTED = "I was disconnected from the voice channel, so your message was not played."
+DISCONNECTED = line("playback.disconnected")
 
 
 def humans_in(channel: VoiceTarget) -> list[discord.Member]:

@@ -32,6 +32,8 @@ import discord
 from discord.gateway import DiscordVoiceWebSocket
 from discord.voice_state import ConnectionFlowState, VoiceConnectionState
 
+from bot.locales import line
+
 __all__ = [
     "DAVE_LOST",
     "DAVE_READY_WAIT",
@@ -44,10 +46,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Told to members whose messages were waiting when the bot left because DAVE failed.
-DAVE_LOST = (
-    "I couldn't keep the voice channel's end-to-end encryption working, so I left it and your "
-    "message was not played. Send it again and I'll rejoin."
-)
+DAVE_LOST = line("playback.dave_lost")
 #: How long a clip waits for the bot to join the call's MLS group before it plays anyway.
 DAVE_READY_WAIT = 2.0
 #: Rejoins of the MLS group (op 31) per `RECOVERY_WINDOW` before the bot leaves voice.
