@@ -52,7 +52,7 @@ from bot.config import DEFAULT_NAMESPACE, namespace_problem
 from bot.synthesis.cluster.link import LUA_NOW, RedisLink, to_ms
 from bot.synthesis.scheduler.gate import Admission
 
-__all__ = ["DEFAULT_NAMESPACE", "YIELD_TURN", "RedisLimiter", "key_prefix"]
+__all__ = ["YIELD_TURN", "RedisLimiter", "key_prefix"]
 
 #: A process that holds an even share of the rate, asking for a free slot while another
 #: process asked lately, waits this share of the interval between two starts for it first.
