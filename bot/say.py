@@ -159,16 +159,12 @@ async def _through_the_scheduler(
     bot's log; here the outcome is the one line the user reads (LOG_LEVEL=DEBUG shows it)."""
     from bot.services import build_scheduler
 
-    quiet = logging.getLogger("bot.synthesis")
-    level = quiet.level
-    if not log.isEnabledFor(logging.DEBUG):
-        quiet.setLevel(logging.CRITICAL)
-    scheduler = build_scheduler(settings, client)
-    try:
-        return await scheduler.submit(request, Requester(TERMINAL_USER, cooldown=0)).result()
-    finally:
-        await scheduler.close(grace=0)
-        quiet.setLevel(level)
+    with _quiet("bot.synthesis"):
+        scheduler = build_scheduler(settings, client)
+        try:
+            return await scheduler.submit(request, Requester(TERMINAL_USER, cooldown=0)).result()
+        finally:
+            await scheduler.close(grace=0)
 
 
 async def _through_the_cluster(
@@ -180,12 +176,7 @@ async def _through_the_cluster(
     Returns the audio and the credits left after a call (None when no call was made)."""
     from bot.services import open_services
 
-    quiet = [logging.getLogger(name) for name in ("bot.synthesis", "bot.services", "bot.storage")]
-    levels = [logger.level for logger in quiet]
-    if not log.isEnabledFor(logging.DEBUG):
-        for logger in quiet:
-            logger.setLevel(logging.CRITICAL)
-    try:
+    with _quiet("bot.synthesis", "bot.services", "bot.storage"):
         services = await open_services(settings)
         try:
             # Uncapped: the terminal's user is one id for every `say` of the cluster, and a
@@ -197,8 +188,20 @@ async def _through_the_cluster(
             return received, services.client.remaining_credits
         finally:
             await services.close()
+
+
+@contextlib.contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    """The bot's running commentary is for its log: silenced here unless LOG_LEVEL=DEBUG."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    if not log.isEnabledFor(logging.DEBUG):
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL)
+    try:
+        yield
     finally:
-        for logger, level in zip(quiet, levels, strict=True):
+        for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
 
 

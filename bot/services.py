@@ -229,10 +229,14 @@ async def open_services(
             )
             stack.push_async_callback(turns.settle)
         speech = SpeechService(
-            settings, scheduler, storage=storage, usage=usage, cache=cache, flights=flights
+            settings,
+            scheduler,
+            storage=storage,
+            usage=usage,
+            cache=cache,
+            flights=flights,
+            turns=turns,
         )
-        # Set here, not through SpeechService: its members' cooldowns and caps, cluster-wide.
-        speech.source.turns = turns
         stack.push_async_callback(speech.source.drain)
         return Services(
             settings=settings,

@@ -32,6 +32,7 @@ from bot.synthesis.deadline import estimate_seconds, too_slow
 from bot.synthesis.quota import QuotaLedger, Reservation
 from bot.synthesis.scheduler import Scheduler
 from bot.synthesis.stream import SharedFlights, SpeechSource, SpeechStream
+from bot.synthesis.turns import MemberTurns
 from bot.synthesis.usage import UsageRecorder, day_start, next_reset, paid_calls
 
 __all__ = [
@@ -126,6 +127,7 @@ class SpeechService:
         cache: Cache | None = None,
         executor: Executor | None = None,
         flights: SharedFlights | None = None,
+        turns: MemberTurns | None = None,
     ) -> None:
         self.settings = settings
         self.storage = storage
@@ -140,6 +142,7 @@ class SpeechService:
             usage=usage,
             executor=executor,
             flights=flights,
+            turns=turns,
         )
 
     async def begin(

@@ -33,7 +33,7 @@ from redis.asyncio import Redis
 from bot.config import DEFAULT_NAMESPACE, Settings
 from bot.errors import SettingsError
 from bot.synthesis.cluster.limiter import key_prefix
-from bot.synthesis.cluster.link import REDIS_BUDGET, safe_url
+from bot.synthesis.cluster.link import REDIS_BUDGET, OutageNotice, safe_url
 from bot.synthesis.cluster.names import cluster_secret
 
 __all__ = ["LEASE_TTL", "ShardLeases", "hold_shards"]
@@ -113,7 +113,13 @@ class ShardLeases:
         self._release = redis.register_script(_RELEASE)
         self._renewals = 0
         self._renewer: asyncio.Task[None] | None = None
-        self._unreachable = False
+        self._notice = OutageNotice(
+            log,
+            lost=f"Redis cannot be reached (%s): running shard(s) {_shards(self.shard_ids)} "
+            "without checking that no other process runs them; the leases are taken once "
+            "Redis answers",
+            back="Redis answers again: the shard leases are renewed",
+        )
         self._lost: set[int] = set()
 
     async def take(self, *, poll: float | None = None) -> None:
@@ -129,7 +135,7 @@ class ShardLeases:
                 async with asyncio.timeout(self.budget):
                     answer: Any = await self._acquire(keys=self._keys, args=[self.owner, self._ms])
             except Exception as exc:
-                self._gone(exc)
+                self._notice.lost(exc)
                 break
             held = {
                 self.shard_ids[int(answer[i]) - 1]: _text(answer[i + 1])
@@ -169,11 +175,9 @@ class ShardLeases:
                     keys=self._keys, args=[self.owner, self._ms, self._renewals]
                 )
         except Exception as exc:
-            self._gone(exc)
+            self._notice.lost(exc)
             return
-        if self._unreachable:
-            self._unreachable = False
-            log.info("Redis answers again: the shard leases are renewed")
+        self._notice.back()
         shards = {self.shard_ids[int(i) - 1] for i in lost}
         if shards - self._lost:
             log.error(
@@ -195,16 +199,6 @@ class ShardLeases:
                 await self._release(keys=self._keys, args=[self.owner])
         except Exception as exc:  # they expire with their lifetime anyway
             log.warning("Could not give back the shard leases (they expire by themselves): %s", exc)
-
-    def _gone(self, exc: BaseException) -> None:
-        if not self._unreachable:
-            self._unreachable = True
-            log.warning(
-                "Redis cannot be reached (%s): running shard(s) %s without checking that no "
-                "other process runs them; the leases are taken once Redis answers",
-                " ".join(str(exc).split()) or type(exc).__name__,
-                _shards(self.shard_ids),
-            )
 
 
 @contextlib.asynccontextmanager

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import math
 import os
 import secrets
 from typing import Any
@@ -50,19 +49,14 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bot.config import DEFAULT_NAMESPACE, namespace_problem
-from bot.synthesis.cluster.link import RedisLink
+from bot.synthesis.cluster.link import LUA_NOW, RedisLink, to_ms
 from bot.synthesis.scheduler.gate import Admission
 
-__all__ = ["DEFAULT_NAMESPACE", "YIELD_TURN", "RedisLimiter", "key_prefix"]
+__all__ = ["YIELD_TURN", "RedisLimiter", "key_prefix"]
 
 #: A process that holds an even share of the rate, asking for a free slot while another
 #: process asked lately, waits this share of the interval between two starts for it first.
 YIELD_TURN = 0.1
-
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
 
 #: KEYS: starts (zset), pause, learned, askers (zset: owner -> when it last asked). ARGV: span
 #: ms, rpm, slot id, owner (the slot id's prefix, one per process), 1 to take a slot it just
@@ -73,7 +67,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 #: or when a slot is free but the asker already holds an even share of the rate: then it is
 #: refused for one turn, with no more).
 _ADMIT = (
-    _NOW
+    LUA_NOW
     + """
 local span = tonumber(ARGV[1])
 local rpm = tonumber(ARGV[2])
@@ -118,7 +112,7 @@ return {0, math.max(1, tonumber(oldest[2]) + span - now), rpm, 0, askers, mine, 
 
 #: KEYS: pause. ARGV: ms. Extends the pause to now + ms, never shortens it.
 _PAUSE = (
-    _NOW
+    LUA_NOW
     + """
 local ms = tonumber(ARGV[1])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -155,10 +149,6 @@ def key_prefix(api_key: str, namespace: str = DEFAULT_NAMESPACE) -> str:
     return f"{namespace}:{{{digest}}}:"
 
 
-def _ms(seconds: float) -> int:
-    return max(1, math.ceil(seconds * 1000))
-
-
 class RedisLimiter:
     """The scheduler's `Gate` on Redis: see the module docstring. Each round trip is one
     `RedisLink.run`: within `REDIS_BUDGET`, and refused at once while Redis is down."""
@@ -178,7 +168,7 @@ class RedisLimiter:
         self._pause = prefix + "pause"
         self._learned = prefix + "learned"
         self._askers = prefix + "askers"
-        self._span_ms = _ms(span)
+        self._span_ms = to_ms(span)
         self._ids = itertools.count(1)
         self._let_go = False  # the last answer was a turn let go (see the module docstring)
         self._me = f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -213,16 +203,16 @@ class RedisLimiter:
         await self._link.run(lambda: self._redis.zrem(self._starts, slot))
 
     async def pause(self, seconds: float) -> None:
-        await self._link.run(lambda: self._pause_script(keys=[self._pause], args=[_ms(seconds)]))
+        await self._link.run(lambda: self._pause_script(keys=[self._pause], args=[to_ms(seconds)]))
 
     async def learned(self, rpm: int, hold: float) -> None:
         await self._link.run(
-            lambda: self._learned_script(keys=[self._learned], args=[rpm, _ms(hold)])
+            lambda: self._learned_script(keys=[self._learned], args=[rpm, to_ms(hold)])
         )
 
     async def raised(self, was: int, rpm: int, hold: float) -> None:
         await self._link.run(
-            lambda: self._raised_script(keys=[self._learned], args=[was, rpm, _ms(hold)])
+            lambda: self._raised_script(keys=[self._learned], args=[was, rpm, to_ms(hold)])
         )
 
     async def in_window(self) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -30,6 +31,7 @@ from bot.errors import SettingsError
 from bot.synthesis.scheduler.gate import REDIS_BUDGET
 
 __all__ = [
+    "LUA_NOW",
     "REDIS_BUDGET",
     "OutageNotice",
     "RedisDown",
@@ -37,9 +39,22 @@ __all__ = [
     "check_redis",
     "open_link",
     "safe_url",
+    "to_ms",
 ]
 
 log = logging.getLogger(__name__)
+
+#: Lua: `now`, Redis's own clock in ms, so processes on machines with skewed clocks agree.
+LUA_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+
+def to_ms(seconds: float) -> int:
+    """Seconds as the whole milliseconds Redis takes (`PX`), rounded up, at least 1."""
+    return max(1, math.ceil(seconds * 1000))
+
 
 T = TypeVar("T")
 

@@ -22,14 +22,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import math
 import os
 import secrets
 from typing import Any
 
 from bot.errors import BotError, CooldownError, QueueFullError
 from bot.speech.access import Requester
-from bot.synthesis.cluster.link import OutageNotice, RedisLink
+from bot.synthesis.cluster.link import LUA_NOW, OutageNotice, RedisLink, to_ms
 from bot.synthesis.scheduler import Ticket
 
 __all__ = ["PEEK_BUDGET", "ClusterTurn", "RedisTurns"]
@@ -40,16 +39,11 @@ log = logging.getLogger(__name__)
 #: meanwhile); past it the check is left to the queueing itself, after the deferral.
 PEEK_BUDGET = 0.5
 
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
-
 #: KEYS: cooldown, waiting (zset). ARGV: token, cooldown ms (0: none), cap (0: none), entry
 #: lifetime ms, new message (1) or later chunk (0), counted as waiting (1) or not (0).
 #: Returns {0} (taken), {1, ms left} (cooling down) or {2} (the cap is reached).
 _TAKE = (
-    _NOW
+    LUA_NOW
     + """
 local cooldown = tonumber(ARGV[2])
 local cap = tonumber(ARGV[3])
@@ -80,16 +74,12 @@ return 1
 
 #: KEYS: cooldown, waiting. ARGV: cap (0: none). Read only: {ms of cooldown left, waiting}.
 _PEEK = (
-    _NOW
+    LUA_NOW
     + """
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 return {math.max(0, redis.call('PTTL', KEYS[1])), redis.call('ZCARD', KEYS[2])}
 """
 )
-
-
-def _ms(seconds: float) -> int:
-    return max(1, math.ceil(seconds * 1000))
 
 
 class ClusterTurn:
@@ -128,7 +118,7 @@ class RedisTurns:
         self._prefix = prefix
         self.cooldown = cooldown
         self.cap = cap
-        self._life_ms = _ms(life)
+        self._life_ms = to_ms(life)
         self._me = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._ids = itertools.count(1)
         redis = link.redis
@@ -171,7 +161,7 @@ class RedisTurns:
         keys = self._keys(requester.user_id)
         args: list[str | int] = [
             token,
-            _ms(cooldown) if cooldown > 0 else 0,
+            to_ms(cooldown) if cooldown > 0 else 0,
             cap,
             self._life_ms,
             int(new),

@@ -14,13 +14,12 @@ alone, as a single process always did: an alert told twice beats an alert never 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from bot.config import DEFAULT_NAMESPACE
 from bot.synthesis.cluster.limiter import key_prefix
-from bot.synthesis.cluster.link import RedisLink
+from bot.synthesis.cluster.link import RedisLink, to_ms
 
 __all__ = ["STATE_ALERT_TTL", "OncePerCluster"]
 
@@ -57,7 +56,7 @@ class OncePerCluster:
         if self._link is None:
             return True
         keys = [self._prefix + identity, *(self._prefix + other for other in clears)]
-        ms = max(1, math.ceil(ttl * 1000))
+        ms = to_ms(ttl)
         try:
             claimed: Any = await self._link.run(lambda: self._script(keys=keys, args=[ms]))
         except Exception as exc:

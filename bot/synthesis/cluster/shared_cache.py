@@ -14,10 +14,10 @@ import logging
 
 from bot.audio import Audio
 from bot.synthesis.cache import Cache, CacheStats
-from bot.synthesis.cluster.clips import SharedClips, decode_audio, encode_audio
+from bot.synthesis.cluster.clips import SharedClips
 from bot.synthesis.cluster.link import OutageNotice
 
-__all__ = ["SharedCache", "decode_audio", "encode_audio"]
+__all__ = ["SharedCache"]
 
 log = logging.getLogger(__name__)
 

@@ -176,9 +176,10 @@ class SchedulerBase:
         """The shared window cannot be reached: pace alone, at this process's share of the
         rate in force (see `share.py`), until it answers again. Told once per outage."""
         rpm = self._window.rpm
-        share, sharers = self._sharers.share(rpm, self._clock.now())
-        memory = SHARE_MEMORY_WINDOWS * self.config.window
-        self._learner.part(share, self._clock.now(), hold=memory)
+        now = self._clock.now()
+        share, sharers = self._sharers.share(rpm, now)
+        # Probing waits as long as the peers are remembered (see `LimitLearner.part`).
+        self._learner.part(share, now, hold=self._sharers.memory)
         if sharers > 1:
             self._window.rpm = self._learner.rpm  # told below, with why
             self._planner.changed()

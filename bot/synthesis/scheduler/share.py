@@ -31,7 +31,7 @@ class Sharers:
     """The most processes heard sharing the key within the last `memory` seconds."""
 
     def __init__(self, memory: float) -> None:
-        self._memory = memory
+        self.memory = memory
         #: (when, count), counts strictly decreasing from the oldest: the first is the largest
         #: within the memory, each later one the largest after the ones before it lapse.
         self._heard: deque[tuple[float, int]] = deque()
@@ -44,7 +44,7 @@ class Sharers:
 
     def count(self, now: float) -> int:
         """Processes sharing the key lately (1: nobody else was heard within the memory)."""
-        while self._heard and self._heard[0][0] < now - self._memory:
+        while self._heard and self._heard[0][0] < now - self.memory:
             self._heard.popleft()
         return self._heard[0][1] if self._heard else 1
 

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from bot.speech.request import SpeechRequest
 from bot.synthesis.cache import AudioCache, NullCache, cache_key
 from bot.synthesis.cluster import RedisLink, SharedCache, SharedClips, key_prefix
-from bot.synthesis.cluster.shared_cache import decode_audio, encode_audio
+from bot.synthesis.cluster.clips import decode_audio, encode_audio
 from tests.synthesis.scheduler.fakes import AUDIO
 
 PREFIX = key_prefix("sk-cluster-key")

@@ -22,8 +22,8 @@ from bot.services import Services, open_services
 from bot.speech.access import Requester
 from bot.speech.request import SpeechRequest
 from bot.synthesis.cluster import RedisFlights, RedisLink, SharedClips, key_prefix
+from bot.synthesis.cluster.clips import encode_audio
 from bot.synthesis.cluster.flights import RedisClaim
-from bot.synthesis.cluster.shared_cache import encode_audio
 from tests.signals import tone
 
 PROCESSES = 4
