@@ -198,6 +198,7 @@ class RedisTurns:
         except Exception as exc:
             self._notice.lost(exc)
             return None
+        self._notice.back()
         left, waiting = int(answer[0]), int(answer[1])
         if self._length(requester) > 0 and left > 0:
             return CooldownError(left / 1000)
