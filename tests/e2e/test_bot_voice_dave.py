@@ -67,6 +67,45 @@ async def test_a_member_hears_speak_from_the_first_frame_when_the_bot_was_not_in
     assert alice.errors == []
 
 
+def heard_whole(who: Listener, expected: float) -> None:
+    """Every frame was DAVE's and decrypted, and the clip was heard from its first frame."""
+    assert (who.unmarked, who.undecryptable) == (0, 0)
+    assert abs(who.audio.packets - expected / FRAME) <= 1
+    assert who.audio.duration == pytest.approx(expected, rel=0.05)
+    assert who.audio.problems == []
+
+
+async def test_speak_right_after_join_is_heard_from_its_first_frame(
+    bot: BotProcess, emulator: Emulator, segmind: FakeSegmind
+) -> None:
+    """/join answers once the bot is connected, which may be before it is in the group: a
+    /speak sent at once still waits for the group before its first frame."""
+    emulator.dave_latency = 0.08
+    await join(emulator)
+    alice = listener(emulator, ALICE)
+    text = "Asked for the moment the bot said it had joined."
+    await emulator.interact("speak", user_id=ALICE, text=text, play=True)
+    expected = segmind.expected_duration(text)
+    await heard_all(emulator, alice, expected)
+    heard_whole(alice, expected)
+
+
+async def test_narration_that_brings_the_bot_is_heard_from_its_first_frame(
+    bot: BotProcess, emulator: Emulator, segmind: FakeSegmind
+) -> None:
+    emulator.dave_latency = 0.08
+    answer = await emulator.interact("setup", user_id=OWNER_ID, subcommand="channel")
+    await emulator.wait_for(lambda: answer.callback_type is not None, within=10)
+    await emulator.member_voice(ALICE, VOICE_CHANNEL_ID)
+    alice = listener(emulator, ALICE)
+    await emulator.send_message("Read me the moment you arrive, please.", author_id=ALICE)
+    await emulator.wait_for(lambda: segmind.tts_calls == 1, within=15)
+    spoken = segmind.requests[-1].json_body["text"]
+    expected = segmind.expected_duration(spoken)
+    await heard_all(emulator, alice, expected)
+    heard_whole(alice, expected)
+
+
 async def test_three_members_each_decrypt_every_frame(
     bot: BotProcess, emulator: Emulator, segmind: FakeSegmind
 ) -> None:
