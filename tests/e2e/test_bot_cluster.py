@@ -404,4 +404,7 @@ async def test_through_a_redis_outage_the_shards_pace_at_their_share_then_split_
     fullest = max(sum(1 for t in starts if s <= t < s + WINDOW) for s in starts)
     assert fullest >= 0.95 * RPM, [round(t - back_at, 2) for t in starts]
     split = Counter(shard(r) for r in served[: 2 * RPM])  # two windows' worth of calls
-    assert min(split[0], split[1]) >= 0.8 * max(split.values()), split
+    # Within 20 %, give or take the one call that 8 calls can be split by (which call lands
+    # first at a window's edge is the machine's timing); over 160 calls the 20 % holds
+    # without it (tests/synthesis/cluster/test_after_an_outage.py, and bench.cluster).
+    assert min(split[0], split[1]) >= 0.8 * max(split.values()) - 1, split
