@@ -8,14 +8,10 @@ from typing import Any
 
 import discord
 import pytest
-from aioresponses import aioresponses
 
-from bot.app import create_bot
 from bot.config import Settings
 from tests import discord_fakes as df
-from tests import fake_segmind as fs
-from tests.conftest import TEST_API_KEY
-from tests.wiring.harness import DISCORD_TOKEN, Wired
+from tests.wiring.harness import Wired, wire
 from tests.wiring.test_settings import content
 
 ALICE = 910000000000000001
@@ -23,18 +19,8 @@ ALICE = 910000000000000001
 
 @pytest.fixture
 async def wired(make_settings: Callable[..., Settings]) -> AsyncIterator[Wired]:
-    async with fs.FakeSegmind(api_key=TEST_API_KEY) as segmind:
-        settings = make_settings(
-            discord_token=DISCORD_TOKEN, segmind_base_url=segmind.base_url, user_cooldown=0
-        )
-        with aioresponses(passthrough=["http://127.0.0.1"]) as mocked:
-            discord = df.FakeDiscord(mocked)
-            bot = create_bot(settings)
-            await bot.login(DISCORD_TOKEN)
-            try:
-                yield Wired(bot, discord, segmind)
-            finally:
-                await bot.close()
+    async with wire(make_settings) as wired:
+        yield wired
 
 
 async def member(wired: Wired) -> Any:
